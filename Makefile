@@ -1,0 +1,40 @@
+# bcc — one-command entry points. `make demo` and `make test` work on a fresh clone.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install demo train eval test bench lint clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes; torch comes from this machine's disk (pinned).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/python -m bcc.demo
+
+train: install
+	$(BIN)/python -m bcc.train $(ARGS)
+
+eval: install
+	$(BIN)/python -m bcc.evaluate $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: install
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+lint: install
+	$(BIN)/ruff check bcc tests benchmarks
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,42 @@
+"""Atomic file writes: a crash or a bad input never leaves a half-written derived file behind."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_csv(df: pd.DataFrame, path: Path, **kwargs) -> Path:
+    """Write a CSV atomically (floats with fixed precision so reruns are byte-identical)."""
+    kwargs.setdefault("float_format", "%.6g")
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n", **kwargs)
+    return Path(path)
+
+
+def files_digest(*paths: Path, extra: str = "") -> str:
+    """SHA-256 over file contents (and a parameter string): decides whether a derived file is stale."""
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()
