@@ -47,8 +47,9 @@ class EMResult:
 
 def majority_vote(ratings: np.ndarray) -> np.ndarray:
     """Share of available raters saying 'present' (0.5 on ties); NaN where nobody rated."""
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(ratings, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        counts = (~np.isnan(ratings)).sum(axis=1)
+        return np.where(counts > 0, np.nansum(ratings, axis=1) / np.maximum(counts, 1), np.nan)
 
 
 def dawid_skene(ratings: np.ndarray, tol: float = 1e-6, max_iter: int = 200) -> EMResult:

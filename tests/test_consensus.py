@@ -1,0 +1,78 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from bcc.consensus import dawid_skene, ensure_labels, fleiss_kappa_per_code, majority_vote, ratings_array
+from bcc.patterns import CODES
+
+
+def simulate(n=3000, seed=0, blank=0.1):
+    """Known truth, four raters with known per-code sensitivity/specificity, one worse, one leaving blanks."""
+    rng = np.random.default_rng(seed)
+    prior = np.array([0.35, 0.25, 0.2, 0.12, 0.15, 0.11, 0.3])
+    truth = (rng.random((n, 7)) < prior).astype(float)
+    sens = np.array([[0.92] * 7, [0.88] * 7, [0.90] * 7, [0.72] * 7]) + rng.uniform(-0.03, 0.03, (4, 7))
+    spec = np.array([[0.95] * 7, [0.93] * 7, [0.90] * 7, [0.75] * 7]) + rng.uniform(-0.03, 0.03, (4, 7))
+    p1 = np.where(truth[:, None, :] == 1, sens, 1 - spec)
+    ratings = (rng.random((n, 4, 7)) < p1).astype(float)
+    ratings[:, 2][rng.random((n, 7)) < blank] = np.nan
+    return truth, ratings, sens, spec
+
+
+def test_em_recovers_rater_quality_and_beats_majority_vote():
+    truth, ratings, sens, spec = simulate()
+    res = dawid_skene(ratings)
+    assert res.converged
+    assert np.abs(res.sensitivity - sens).max() < 0.05
+    assert np.abs(res.specificity - spec).max() < 0.05
+    em_acc = ((res.posterior >= 0.5) == truth).mean()
+    mv = majority_vote(ratings)
+    mv_acc = ((mv > 0.5) == truth).mean()  # ties count as absent
+    assert (1 - em_acc) < 0.85 * (1 - mv_acc)  # EM makes clearly fewer errors than the vote
+
+
+def test_em_handles_images_nobody_rated_and_stops_at_cap():
+    _, ratings, _, _ = simulate(n=200)
+    ratings[:5] = np.nan
+    res = dawid_skene(ratings, tol=0.0, max_iter=3)
+    assert res.iterations == 3 and not res.converged
+    assert np.isfinite(res.posterior).all()
+    # unrated images get the class prior
+    np.testing.assert_allclose(res.posterior[:5], np.broadcast_to(res.prior, (5, 7)), atol=1e-6)
+
+
+def test_fleiss_kappa_perfect_and_chance():
+    rng = np.random.default_rng(1)
+    same = np.repeat(rng.integers(0, 2, (50, 1, 7)).astype(float), 4, axis=1)
+    assert all(k == pytest.approx(1.0) for k in fleiss_kappa_per_code(same).values())
+    noise = rng.integers(0, 2, (4000, 4, 7)).astype(float)
+    assert all(abs(k) < 0.05 for k in fleiss_kappa_per_code(noise).values())
+
+
+def test_ratings_array_places_blanks_as_nan():
+    ann = pd.DataFrame({"image_id": ["a", "b", "a"], "rater": ["r1", "r1", "r2"],
+                        **{c: ["1", "", "0"] for c in CODES}})
+    arr, raters = ratings_array(ann, pd.Series(["a", "b"]))
+    assert raters == ["r1", "r2"] and arr.shape == (2, 2, 7)
+    assert arr[0, 0, 0] == 1 and arr[0, 1, 0] == 0 and np.isnan(arr[1, 0, 0]) and np.isnan(arr[1, 1, 0])
+
+
+def test_labels_file_rule_diagnosis_override_and_reuse(tmp_path):
+    from tests.test_dataset import make_dataset
+
+    root = make_dataset(tmp_path / "ds", n=8, raters=3)
+    images = pd.read_csv(root / "images.csv")
+    images["diagnosis"] = ["1", "", "", "", "", "", "", "0"]
+    images.to_csv(root / "images.csv", index=False)
+    labels = ensure_labels(root)
+    assert list(labels.columns) == ["image_id", *CODES, *[f"p_{c}" for c in CODES], "bcc"]
+    assert labels.loc[0, "bcc"] == 1 and labels.loc[7, "bcc"] == 0
+    from bcc.patterns import clinical_rule
+    rule = clinical_rule(labels[list(CODES)].to_numpy())
+    assert (labels["bcc"].to_numpy()[1:7] == rule[1:7]).all()
+    mtime = (root / "labels.csv").stat().st_mtime_ns
+    ensure_labels(root)
+    assert (root / "labels.csv").stat().st_mtime_ns == mtime  # inputs unchanged → reused
+    (root / "annotations.csv").write_text((root / "annotations.csv").read_text().replace(",0,", ",1,", 1))
+    ensure_labels(root)
+    assert (root / "labels.csv").stat().st_mtime_ns != mtime
