@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.inter_rater import fleiss_kappa
 
-from bcc.data.dataset import Dataset, load_dataset
+from bcc.data.dataset import Dataset, DatasetError, load_dataset
 from bcc.io import atomic_path, files_digest, write_csv
 from bcc.patterns import CODES, clinical_rule
 
@@ -160,7 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--max-iter", type=int, default=200)
     args = parser.parse_args(argv)
-    ensure_labels(args.dataset, tol=args.tol, max_iter=args.max_iter, verbose=True)
+    try:
+        ensure_labels(args.dataset, tol=args.tol, max_iter=args.max_iter, verbose=True)
+    except DatasetError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

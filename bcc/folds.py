@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    ensure_splits(args.dataset, k=args.k, seed=args.seed, verbose=True)
+    try:
+        ensure_splits(args.dataset, k=args.k, seed=args.seed, verbose=True)
+    except DatasetError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
