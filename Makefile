@@ -30,8 +30,12 @@ eval: install
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)
 
-bench: install
+bench: install $(VENV)/.bench
 	$(BIN)/python -m benchmarks.run $(ARGS)
+
+$(VENV)/.bench: pyproject.toml
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	@touch $@
 
 lint: install
 	$(BIN)/ruff check bcc tests benchmarks

@@ -53,30 +53,38 @@ def majority_vote(ratings: np.ndarray) -> np.ndarray:
 
 
 def dawid_skene(ratings: np.ndarray, tol: float = 1e-6, max_iter: int = 200) -> EMResult:
-    """Binary Dawid–Skene EM per code on a (images, raters, codes) array of 0/1/NaN."""
-    said1 = (ratings == 1).astype(np.float32)
-    said0 = (ratings == 0).astype(np.float32)
+    """Binary Dawid–Skene EM per code on a (images, raters, codes) array of 0/1/NaN.
+
+    Both steps are matrix products over the flattened (rater, code) axis, so each iteration is a few BLAS
+    calls whatever the number of images.
+    """
+    n, r, c = ratings.shape
+    said1 = (ratings == 1).reshape(n, r * c).astype(np.float32)
+    said0 = (ratings == 0).reshape(n, r * c).astype(np.float32)
+    said0_total, rated_total = said0.sum(axis=0, dtype=np.float64), (said1 + said0).sum(axis=0, dtype=np.float64)
+    code_of = np.tile(np.arange(c), r)  # flattened column → its code
+    spread = np.eye(c, dtype=np.float32)[code_of]  # (r*c, c): sums each code's raters in the E-step
     post = majority_vote(ratings)
-    post = np.where(np.isnan(post), np.nanmean(post, axis=0), post)
+    post = np.where(np.isnan(post), np.nanmean(post, axis=0), post).astype(np.float32)
     converged = False
     for it in range(1, max_iter + 1):
         # M-step: prior and each rater's sensitivity/specificity from the current soft labels.
-        prior = np.clip(post.mean(axis=0), EPS, 1 - EPS)
-        pos, neg = post.astype(np.float32), (1 - post).astype(np.float32)
-        sens = np.einsum("nc,nrc->rc", pos, said1) / np.maximum(np.einsum("nc,nrc->rc", pos, said1 + said0), EPS)
-        spec = np.einsum("nc,nrc->rc", neg, said0) / np.maximum(np.einsum("nc,nrc->rc", neg, said1 + said0), EPS)
-        sens, spec = np.clip(sens, EPS, 1 - EPS), np.clip(spec, EPS, 1 - EPS)
+        prior = np.clip(post.mean(axis=0, dtype=np.float64), EPS, 1 - EPS)
+        pos1 = (post.T @ said1)[code_of, np.arange(r * c)].astype(np.float64)
+        pos0 = (post.T @ said0)[code_of, np.arange(r * c)].astype(np.float64)
+        sens = np.clip(pos1 / np.maximum(pos1 + pos0, EPS), EPS, 1 - EPS)
+        spec = np.clip((said0_total - pos0) / np.maximum(rated_total - pos1 - pos0, EPS), EPS, 1 - EPS)
         # E-step: log-odds of presence given every available rating.
-        log_odds = (np.log(prior) - np.log1p(-prior)
-                    + np.einsum("nrc,rc->nc", said1, np.log(sens) - np.log1p(-spec))
-                    + np.einsum("nrc,rc->nc", said0, np.log1p(-sens) - np.log(spec)))
+        w1 = (np.log(sens) - np.log1p(-spec)).astype(np.float32)[:, None] * spread
+        w0 = (np.log1p(-sens) - np.log(spec)).astype(np.float32)[:, None] * spread
+        log_odds = said1 @ w1 + said0 @ w0 + np.float32(np.log(prior) - np.log1p(-prior))
         new = 1.0 / (1.0 + np.exp(-log_odds))
         delta = float(np.abs(new - post).max())
         post = new
         if delta < tol:
             converged = True
             break
-    return EMResult(post, prior, sens, spec, it, converged)
+    return EMResult(post.astype(np.float64), prior, sens.reshape(r, c), spec.reshape(r, c), it, converged)
 
 
 def fleiss_kappa_per_code(ratings: np.ndarray) -> dict[str, float]:
