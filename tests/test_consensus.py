@@ -76,3 +76,25 @@ def test_labels_file_rule_diagnosis_override_and_reuse(tmp_path):
     (root / "annotations.csv").write_text((root / "annotations.csv").read_text().replace(",0,", ",1,", 1))
     ensure_labels(root)
     assert (root / "labels.csv").stat().st_mtime_ns != mtime
+
+
+@pytest.fixture(scope="module")
+def synthetic_paper_size(tmp_path_factory):
+    from bcc.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("syn") / "ds", n=1559, size=32, seed=0, progress=False)
+
+
+def test_on_the_synthetic_set_em_beats_majority_vote_and_recovers_raters(synthetic_paper_size):
+    root = synthetic_paper_size
+    labels = ensure_labels(root)
+    truth = pd.read_csv(root / "truth.csv", dtype={"image_id": str}).set_index("image_id").loc[labels["image_id"]]
+    em_errors = (labels[list(CODES)].to_numpy() != truth[list(CODES)].to_numpy()).sum()
+    from bcc.data.dataset import load_dataset
+
+    ratings, raters = ratings_array(load_dataset(root).annotations, labels["image_id"])
+    mv_errors = ((majority_vote(ratings) > 0.5) != truth[list(CODES)].to_numpy()).sum()
+    assert em_errors < mv_errors
+    estimated = pd.read_csv(root / "rater_quality.csv").set_index(["rater", "code"])
+    simulated = pd.read_csv(root / "raters.csv").set_index(["rater", "code"]).loc[estimated.index]
+    assert (estimated - simulated).abs().max().max() <= 0.05
