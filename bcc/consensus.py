@@ -65,7 +65,9 @@ def dawid_skene(ratings: np.ndarray, tol: float = 1e-6, max_iter: int = 200) -> 
     code_of = np.tile(np.arange(c), r)  # flattened column → its code
     spread = np.eye(c, dtype=np.float32)[code_of]  # (r*c, c): sums each code's raters in the E-step
     post = majority_vote(ratings)
-    post = np.where(np.isnan(post), np.nanmean(post, axis=0), post).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        fill = np.nan_to_num(np.nanmean(post, axis=0), nan=0.5)  # a code nobody rated keeps 0.5
+    post = np.where(np.isnan(post), fill, post).astype(np.float32)
     converged = False
     for it in range(1, max_iter + 1):
         # M-step: prior and each rater's sensitivity/specificity from the current soft labels.
@@ -99,17 +101,27 @@ def fleiss_kappa_per_code(ratings: np.ndarray) -> dict[str, float]:
     return out
 
 
-def consensus_labels(dataset: Dataset, result: EMResult) -> pd.DataFrame:
-    """labels.csv content: hard labels, posteriors, and `bcc` by the clinical rule or the biopsy."""
-    hard = (result.posterior >= 0.5).astype(int)
-    labels = pd.DataFrame(hard, columns=list(CODES))
+def consensus_labels(dataset: Dataset, result: EMResult, ratings: np.ndarray) -> pd.DataFrame:
+    """labels.csv content: hard labels, posteriors, and `bcc` by the clinical rule or the biopsy.
+
+    A code nobody rated for an image stays blank (unknown, masked out of training), never a guess.
+    """
+    rated = (~np.isnan(ratings)).any(axis=1)
+    hard = np.where(rated, result.posterior >= 0.5, np.nan)
+    labels = pd.DataFrame(hard, columns=list(CODES)).astype("Int64")
     labels.insert(0, "image_id", dataset.images["image_id"].to_numpy())
     for c, code in enumerate(CODES):
-        labels[f"p_{code}"] = np.round(result.posterior[:, c], 6)
-    labels["bcc"] = clinical_rule(hard)
+        labels[f"p_{code}"] = np.where(rated[:, c], np.round(result.posterior[:, c], 6), np.nan)
+    bcc = clinical_rule(np.nan_to_num(hard)).astype(float)
+    bcc[~rated.any(axis=1)] = np.nan
     if "diagnosis" in dataset.images.columns:
         biopsy = pd.to_numeric(dataset.images["diagnosis"].replace("", np.nan)).to_numpy()
-        labels["bcc"] = np.where(np.isnan(biopsy), labels["bcc"], biopsy).astype(int)
+        bcc = np.where(np.isnan(biopsy), bcc, biopsy)
+    if np.isnan(bcc).any():
+        first = dataset.images["image_id"].iloc[int(np.flatnonzero(np.isnan(bcc))[0])]
+        raise DatasetError(f"{dataset.root / 'annotations.csv'}: image {first!r} has every code blank and no "
+                           f"diagnosis in images.csv, so it has no label; rate it or give its diagnosis")
+    labels["bcc"] = bcc.astype(int)
     return labels
 
 
@@ -135,7 +147,7 @@ def ensure_labels(root: Path, tol: float = 1e-6, max_iter: int = 200, verbose: b
     dataset = load_dataset(root)
     ratings, raters = ratings_array(dataset.annotations, dataset.images["image_id"])
     result = dawid_skene(ratings, tol=tol, max_iter=max_iter)
-    labels = consensus_labels(dataset, result)
+    labels = consensus_labels(dataset, result, ratings)
     quality = rater_quality(raters, result)
     write_csv(labels, labels_path)
     write_csv(quality, quality_path)

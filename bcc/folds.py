@@ -28,9 +28,10 @@ def assign_folds(labels: pd.DataFrame, k: int = 5, seed: int = 0, groups: pd.Ser
     """Fold index per row of `labels` (columns STRATA), stratified on all of them at once."""
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
-    y = labels[STRATA].to_numpy().astype(int)
+    known = [c for c in STRATA if labels[c].notna().any()]  # e.g. ISIC: only `bcc` is labelled
+    y = labels[known].fillna(0).to_numpy().astype(int)
     positives = y.sum(axis=0)
-    rare = [f"{c} ({n})" for c, n in zip(STRATA, positives) if n < k]
+    rare = [f"{c} ({n})" for c, n in zip(known, positives) if n < k]
     if rare:
         raise DatasetError(f"fewer positives than folds (k={k}) for {', '.join(rare)}: some test folds would have "
                            f"none; lower --k or add positive images")
@@ -49,7 +50,7 @@ def assign_folds(labels: pd.DataFrame, k: int = 5, seed: int = 0, groups: pd.Ser
 
 def fold_table(labels: pd.DataFrame, folds: np.ndarray) -> pd.DataFrame:
     """Per-fold image counts and positives per stratum, with a total row."""
-    df = labels[STRATA].astype(int).assign(fold=folds)
+    df = labels[STRATA].fillna(0).astype(int).assign(fold=folds)
     table = df.groupby("fold")[STRATA].sum()
     table.insert(0, "images", df.groupby("fold").size())
     table.loc["total"] = table.sum()

@@ -39,6 +39,8 @@ def test_em_handles_images_nobody_rated_and_stops_at_cap():
     assert np.isfinite(res.posterior).all()
     # unrated images get the class prior
     np.testing.assert_allclose(res.posterior[:5], np.broadcast_to(res.prior, (5, 7)), atol=1e-6)
+    ratings[:, :, 3] = np.nan  # a code nobody rated
+    assert np.isfinite(dawid_skene(ratings).posterior).all()
 
 
 def test_fleiss_kappa_perfect_and_chance():
@@ -98,3 +100,20 @@ def test_on_the_synthetic_set_em_beats_majority_vote_and_recovers_raters(synthet
     estimated = pd.read_csv(root / "rater_quality.csv").set_index(["rater", "code"])
     simulated = pd.read_csv(root / "raters.csv").set_index(["rater", "code"]).loc[estimated.index]
     assert (estimated - simulated).abs().max().max() <= 0.05
+
+
+def test_unrated_codes_stay_blank_and_unlabelled_images_are_an_error(tmp_path):
+    from tests.test_dataset import make_dataset
+    from bcc.data.dataset import DatasetError
+
+    root = make_dataset(tmp_path / "ds", n=6, raters=2)
+    ann = pd.read_csv(root / "annotations.csv", dtype=str, keep_default_na=False)
+    ann.loc[ann.image_id == "im1", ["MG", "SW"]] = ""
+    ann.to_csv(root / "annotations.csv", index=False)
+    labels = ensure_labels(root)
+    row = labels.set_index("image_id").loc["im1"]
+    assert pd.isna(row["MG"]) and pd.isna(row["p_SW"]) and not pd.isna(row["PN"])
+    ann.loc[ann.image_id == "im2", list(CODES)] = ""
+    ann.to_csv(root / "annotations.csv", index=False)
+    with pytest.raises(DatasetError, match=r"'im2' has every code blank and no diagnosis"):
+        ensure_labels(root)

@@ -38,3 +38,11 @@ def test_rare_code_is_a_clear_error():
     labels.loc[:2, "SW"] = 1
     with pytest.raises(DatasetError, match=r"SW \(3\).*lower --k"):
         assign_folds(labels, k=5)
+
+
+def test_codes_nobody_labelled_are_left_out_of_the_stratification():
+    labels = random_labels(200).astype(float)
+    labels[["PN", "U", "ON", "MG", "ML", "SW", "AT"]] = np.nan  # e.g. ISIC 2019: diagnosis only
+    folds = assign_folds(labels, k=5, seed=0)
+    per_fold = pd.Series(labels["bcc"].to_numpy()).groupby(folds).sum()
+    assert per_fold.max() - per_fold.min() <= 1
