@@ -41,6 +41,8 @@ def assign_folds(labels: pd.DataFrame, k: int = 5, seed: int = 0, groups: pd.Ser
     np.maximum.at(unit_y, unit_of_row, y)
     if len(unit_ids) < k:
         raise DatasetError(f"only {len(unit_ids)} groups/images for k={k} folds; lower --k")
+    if unit_y.shape[1] == 1:  # iterstrat wants ≥2 label columns: a binary label plus its complement
+        unit_y = np.hstack([unit_y, 1 - unit_y])
     splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     unit_fold = np.empty(len(unit_ids), dtype=int)
     for fold, (_, test) in enumerate(splitter.split(np.zeros((len(unit_ids), 1)), unit_y)):
