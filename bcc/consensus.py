@@ -65,8 +65,8 @@ def dawid_skene(ratings: np.ndarray, tol: float = 1e-6, max_iter: int = 200) -> 
     code_of = np.tile(np.arange(c), r)  # flattened column → its code
     spread = np.eye(c, dtype=np.float32)[code_of]  # (r*c, c): sums each code's raters in the E-step
     post = majority_vote(ratings)
-    with np.errstate(invalid="ignore"):
-        fill = np.nan_to_num(np.nanmean(post, axis=0), nan=0.5)  # a code nobody rated keeps 0.5
+    rated_any = ~np.isnan(post)
+    fill = np.where(rated_any.any(axis=0), np.nansum(post, axis=0) / np.maximum(rated_any.sum(axis=0), 1), 0.5)
     post = np.where(np.isnan(post), fill, post).astype(np.float32)
     converged = False
     for it in range(1, max_iter + 1):
