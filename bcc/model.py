@@ -1,0 +1,192 @@
+"""The multitask LightningModule: focal loss, schedule-free AdamW, metrics, test-fold predictions.
+
+Schedule-free AdamW (``schedulefree.AdamWScheduleFree``) keeps two weight sequences; the *averaged*
+ones (its eval mode) are what we evaluate and save. So the optimizer is put in train mode at the start
+of every training epoch and in eval mode for validation, test, predict, at the end of fit (the
+hand-over to the next stage) and for every checkpoint (ModelCheckpoint saves inside validation, where
+eval mode holds; ``on_save_checkpoint`` guards the other cases). Before each validation the BatchNorm
+statistics of the *trainable* BatchNorm layers are recomputed for the averaged weights, as the
+schedulefree README prescribes (model in train mode, optimizer in eval mode, ``bn_recalibration_batches``
+training batches under no_grad, cumulative average). Frozen BatchNorm layers keep their statistics.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from schedulefree import AdamWScheduleFree
+from lightning.pytorch.trainer.states import TrainerFn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from bcc.losses import MultitaskFocalLoss
+from bcc.metrics import OutputMetrics
+from bcc.network import MultitaskNet
+from bcc.patterns import OUTPUTS
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss; the message names stage, epoch and batch."""
+
+
+class MultitaskModel(L.LightningModule):
+    def __init__(self, backbone: Mapping[str, Any], stage: int, alpha: Sequence[float], gamma: float = 2.0,
+                 loss_weights: Mapping[str, float] | None = None, dropout: float = 0.3, lr: float = 1e-5,
+                 weight_decay: float = 0.0, betas: Sequence[float] = (0.9, 0.999), warmup_steps: int = 0,
+                 last_blocks_lr_scale: float = 1.0, trainable: Sequence[str] = ("backbone",),
+                 image_size: int | None = None, bn_recalibration_batches: int = 50, channels_last: bool = True,
+                 load_pretrained: bool = True):
+        super().__init__()
+        self.save_hyperparameters(ignore=["load_pretrained"])
+        b = dict(backbone)
+        self.net = MultitaskNet.build(b["name"], b.get("timm_name"), dropout=dropout, image_size=image_size,
+                                      pretrained=load_pretrained and bool(b.get("pretrained")),
+                                      weights=b.get("weights") if load_pretrained else None)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.loss_fn = MultitaskFocalLoss(alpha, gamma, loss_weights)
+        self.val_metrics, self.test_metrics = OutputMetrics("val"), OutputMetrics("test")
+        self.test_outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._modes: dict[str, bool] = {}
+
+    # ---- data → network -------------------------------------------------------------------------------
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+        return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(self.prepare(images))
+
+    # ---- steps ----------------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, heads = self.loss_fn(self(batch["image"]), batch["target"])
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"stage {self.hparams.stage}: non-finite loss ({loss.item()}) at epoch {self.current_epoch}, "
+                f"batch {batch_idx}; lower stage.lr, check the images and labels, or resume from an earlier "
+                f"checkpoint")
+        n = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log_dict({f"train/loss_{h}": v for h, v in heads.items()}, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["image"])
+        loss, _ = self.loss_fn(logits, batch["target"])
+        self.log("val/loss", loss, on_epoch=True, batch_size=batch["image"].shape[0])
+        self.val_metrics.update(torch.sigmoid(logits), batch["label"])
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute())
+        self.val_metrics.reset()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        probs = torch.sigmoid(self(batch["image"]))
+        self.test_metrics.update(probs, batch["label"])
+        self.test_outputs.append((batch["index"].cpu().numpy(), batch["label"].cpu().numpy(), probs.cpu().numpy()))
+
+    def on_test_epoch_start(self) -> None:
+        self.test_outputs = []
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return torch.sigmoid(self(batch["image"]))
+
+    def test_predictions(self, image_ids: Sequence[str], fold: int) -> pd.DataFrame:
+        """The last test run as predictions.csv rows: image_id, fold, y_<output>..., p_<output>..."""
+        idx = np.concatenate([o[0] for o in self.test_outputs])
+        y = np.concatenate([o[1] for o in self.test_outputs])
+        p = np.concatenate([o[2] for o in self.test_outputs])
+        df = pd.DataFrame({"image_id": [image_ids[i] for i in idx], "fold": fold})
+        for j, o in enumerate(OUTPUTS):
+            df[f"y_{o}"] = pd.array(np.where(np.isfinite(y[:, j]), y[:, j], np.nan)).astype("Int64")
+        for j, o in enumerate(OUTPUTS):
+            df[f"p_{o}"] = p[:, j]
+        return df
+
+    # ---- schedule-free optimizer ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        hp = self.hparams
+        late = {id(p) for m in self.net.part("last_blocks") for p in m.parameters()}
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"stage {hp.stage}: nothing to train (stage.trainable={list(hp.trainable)})")
+        groups = [{"params": [p for p in params if id(p) not in late], "lr": hp.lr},
+                  {"params": [p for p in params if id(p) in late], "lr": hp.lr * hp.last_blocks_lr_scale}]
+        groups = [g for g in groups if g["params"]]
+        return AdamWScheduleFree(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay,
+                                 warmup_steps=hp.warmup_steps)
+
+    def _optimizers(self) -> list:
+        trainer = self._trainer
+        return [o for o in (trainer.optimizers if trainer is not None else []) if hasattr(o, "eval")]
+
+    def optimizer_eval(self) -> None:
+        for opt in self._optimizers():
+            opt.eval()
+
+    def optimizer_train(self) -> None:
+        for opt in self._optimizers():
+            opt.train()
+
+    def on_train_epoch_start(self) -> None:
+        self.optimizer_train()
+
+    def on_train_end(self) -> None:
+        self.optimizer_eval()
+
+    def on_validation_model_eval(self) -> None:
+        self._modes = {name: m.training for name, m in self.named_modules()}
+        if self._optimizers():
+            self.optimizer_eval()
+            self.recalibrate_batchnorm()
+        self.eval()
+
+    def on_validation_model_train(self) -> None:
+        for name, m in self.named_modules():
+            m.training = self._modes.get(name, m.training)
+        self.optimizer_train()
+
+    def on_test_model_eval(self) -> None:
+        self.optimizer_eval()
+        self.eval()
+
+    def on_predict_model_eval(self) -> None:
+        self.optimizer_eval()
+        self.eval()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        opts = self._optimizers()
+        if any(g.get("train_mode") for o in opts for g in o.param_groups):  # saved outside validation
+            for o in opts:
+                o.eval()
+            checkpoint["state_dict"] = {k: v.detach().clone() for k, v in self.state_dict().items()}
+            checkpoint["optimizer_states"] = [o.state_dict() for o in self.trainer.optimizers]
+            for o in opts:
+                o.train()
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self) -> None:
+        """Recompute running stats of BatchNorm layers in train mode for the averaged weights."""
+        trainer = self._trainer
+        n = int(self.hparams.bn_recalibration_batches)
+        bns = [m for m in self.net.modules() if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+        loader = getattr(trainer, "train_dataloader", None) if trainer is not None else None
+        if not bns or n <= 0 or loader is None or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        for i, batch in enumerate(loader):
+            if i >= n:
+                break
+            self(batch["image"].to(self.device))
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+

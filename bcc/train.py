@@ -1,0 +1,241 @@
+"""Hydra entry point: ``python -m bcc.train [overrides]`` trains one backbone x fold x stage per job.
+
+    python -m bcc.train stage=1,2,3 fold=0-4 --multirun   # the protocol, 5 folds (fold=0-4 is accepted)
+    python -m bcc.train stage=all fold=0                  # 0?->1->2->3 of one fold in one process
+    python -m bcc.train experiment=demo                   # see conf/experiment/
+
+From Python: ``run_protocol(["experiment=demo"])`` runs every fold's whole protocol and returns the
+per-fold summary (``bcc.results``). Outputs: ``<paths.output_dir>/<backbone>/fold<k>/stage<s>/``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import hydra
+import lightning as L
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from bcc import loggers
+from bcc.datamodule import BCCDataModule
+from bcc.losses import resolve_alpha
+from bcc.metrics import nested
+from bcc.model import MultitaskModel
+from bcc.results import format_summary, summary_table
+from bcc.stages import (StageCallback, load_start, needs_stage0, sequence, stage_dir, start_checkpoint,
+                        start_description)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+Composer = Callable[[list[str]], DictConfig]
+
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's advice that does not apply here (workers, frozen modules, reused folders, tips)."""
+    for pattern in (".*does not have many workers.*", r".*module\(s\) in eval mode.*", ".*exists and is not empty.*",
+                    ".*callbacks used to create the checkpoint.*", ".*LeafSpec.*", ".*is deprecated.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+_FOLD_RANGE = re.compile(r"^(\+{0,2}fold)=(\d+)-(\d+)$")
+_STAGES = re.compile(r"^(\+{0,2}stage)=((?:\d+|all|'\d+'|\"\d+\")(?:,(?:\d+|all|'\d+'|\"\d+\"))*)$")
+
+
+# ---- command line --------------------------------------------------------------------------------------
+def normalize_overrides(args: Sequence[str]) -> list[str]:
+    """Rewrite the shorthands Hydra cannot read as meant.
+
+    ``fold=0-4`` → ``fold=range(0,5)`` (a sweep of 0..4, inclusive); ``stage=1,2,3`` → ``stage='1','2','3'``
+    (stage is a config group and Hydra only accepts string names for groups).
+    """
+    out = []
+    for a in args:
+        m = _FOLD_RANGE.match(a)
+        if m:
+            lo, hi = int(m.group(2)), int(m.group(3))
+            if hi < lo:
+                raise SystemExit(f"{a}: the range must go up, e.g. fold=0-4")
+            a = f"{m.group(1)}=range({lo},{hi + 1})"
+        m = _STAGES.match(a)
+        if m:
+            names = [t.strip("'\"") for t in m.group(2).split(",")]
+            a = f"{m.group(1)}=" + ",".join(n if n == "all" else f"'{n}'" for n in names)
+        out.append(a)
+    return out
+
+
+def _with(overrides: Sequence[str], key: str, value) -> list[str]:
+    """`overrides` with `key` set to `value` (replacing any earlier setting)."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    return kept + [f"{key}={value}"]
+
+
+def _hint(overrides: Sequence[str]) -> str:
+    """The overrides to repeat in a suggested command (all but stage, fold and hydra.*)."""
+    skip = ("stage", "fold", "ckpt_path")
+    return " ".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in skip
+                    and not o.startswith("hydra"))
+
+
+# ---- one stage ----------------------------------------------------------------------------------------
+def build_datamodule(cfg: DictConfig) -> BCCDataModule:
+    d = OmegaConf.to_container(cfg.data, resolve=True)
+    return BCCDataModule(fold=cfg.fold, batch_size=cfg.stage.batch_size, seed=cfg.seed,
+                         soft_targets=cfg.loss.soft_targets, **{k: v for k, v in d.items() if k != "kind"})
+
+
+def build_model(cfg: DictConfig, dm: BCCDataModule, load_pretrained: bool) -> MultitaskModel:
+    alpha = resolve_alpha(OmegaConf.to_container(cfg.loss, resolve=True)["alpha"], dm.positive_frequencies())
+    st = cfg.stage
+    return MultitaskModel(
+        backbone=OmegaConf.to_container(cfg.backbone, resolve=True), stage=int(st.name), alpha=alpha,
+        gamma=cfg.loss.gamma, loss_weights=dict(st.loss_weights), dropout=cfg.model.dropout, lr=st.lr,
+        weight_decay=cfg.optimizer.weight_decay, betas=list(cfg.optimizer.betas),
+        warmup_steps=cfg.optimizer.warmup_steps, last_blocks_lr_scale=st.last_blocks_lr_scale,
+        trainable=list(st.trainable), image_size=cfg.data.image_size,
+        bn_recalibration_batches=cfg.model.bn_recalibration_batches, channels_last=cfg.model.channels_last,
+        load_pretrained=load_pretrained)
+
+
+def _resume_path(ckpt_path, job: Path, required: bool) -> str | None:
+    if not ckpt_path:
+        return None
+    path = job / "last.ckpt" if str(ckpt_path) == "last" else Path(ckpt_path)
+    if path.is_file():
+        return str(path)
+    if required:
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: {path} does not exist; nothing to resume (drop ckpt_path)")
+    return None
+
+
+def _save_config(cfg: DictConfig, job: Path) -> None:
+    """Hydra writes .hydra/ for its own run dir; a stage run inside another job (stage 0, stage=all) gets one here."""
+    try:
+        if Path(HydraConfig.get().runtime.output_dir).resolve() == job.resolve():
+            return
+    except ValueError:
+        pass
+    (job / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
+
+
+def train_stage(cfg: DictConfig, hint: str = "", required_resume: bool = True) -> dict:
+    """Train, select, test and write the outputs of one stage; returns its metrics.json content."""
+    quiet_lightning()
+    stage, fold = int(cfg.stage.name), int(cfg.fold)
+    out = Path(cfg.paths.output_dir).resolve()
+    job = stage_dir(out, cfg.backbone.name, fold, stage)
+    job.mkdir(parents=True, exist_ok=True)
+    _save_config(cfg, job)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    start, backbone_only = start_checkpoint(out, cfg.backbone, fold, stage, hint)
+    resume = _resume_path(cfg.ckpt_path, job, required_resume)
+    if resume is None:
+        for name in ("best.ckpt", "last.ckpt", "metrics.json", "predictions.csv"):
+            (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
+    model = build_model(cfg, dm, load_pretrained=stage == 1 and start is None)
+    if start is not None:
+        load_start(model.net, start, backbone_only)
+    logger = loggers.make_logger(cfg, job, stage)
+    failed = True
+    try:
+        ckpt = ModelCheckpoint(dirpath=job, filename="best", monitor=cfg.stage.monitor, mode=cfg.stage.monitor_mode,
+                               save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
+        trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), max_epochs=cfg.stage.max_epochs,
+                            default_root_dir=job, logger=logger,
+                            callbacks=[StageCallback(stage, cfg.stage.trainable), ckpt])
+        t0 = time.perf_counter()
+        trainer.fit(model, datamodule=dm, ckpt_path=resume)
+        seconds = time.perf_counter() - t0
+        best = ckpt.best_model_path or ckpt.last_model_path
+        evaluator = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
+                              enable_progress_bar=False, enable_model_summary=False)
+        val = evaluator.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+        test = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+        preds = model.test_predictions(list(dm.table["image_id"]), fold)
+        preds.to_csv(job / "predictions.csv", index=False, float_format="%.6f")
+        metrics = {
+            "experiment": cfg.experiment_name, "backbone": cfg.backbone.name, "timm_name": cfg.backbone.timm_name,
+            "fold": fold, "stage": stage, "start": start_description(stage, cfg.backbone), "seed": int(cfg.seed),
+            "epochs": int(trainer.current_epoch), "train_seconds": round(seconds, 2),
+            "image_size": int(cfg.data.image_size), "monitor": cfg.stage.monitor,
+            "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+            "best_checkpoint": Path(best).name, "n_images": {s: int(len(dm.rows(s))) for s in ("train", "val", "test")},
+            "val": nested(val, "val"), "test": nested(test, "test"),
+        }
+        (job / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if cfg.logger.get("log_images"):
+            rows = dm.rows("test")[:8]
+            caps = [f"{i}: y_bcc={int(y)} p_bcc={p:.2f}" for i, y, p in
+                    zip(dm.image_ids(rows), dm.labels(rows)[:, 0], preds["p_bcc"].to_numpy()[:8])]
+            loggers.log_example_images(logger, dm.images[rows], caps)
+        failed = False
+        return metrics
+    finally:
+        loggers.finish(logger, failed)
+
+
+# ---- jobs and the protocol ----------------------------------------------------------------------------
+def run_job(cfg: DictConfig, compose: Composer, overrides: Sequence[str]) -> dict[int, dict]:
+    """One Hydra job: its stage, or every stage for ``stage=all``; stage 1 runs a missing stage 0 first."""
+    hint = _hint(overrides)
+    results: dict[int, dict] = {}
+    whole = str(cfg.stage.name) == "all"
+    for s in sequence(cfg.stage.name, cfg.backbone):
+        scfg = cfg if str(cfg.stage.name) == str(s) else compose(_with(overrides, "stage", f"'{s}'"))
+        stage0 = stage_dir(Path(cfg.paths.output_dir).resolve(), cfg.backbone.name, cfg.fold, 0) / "best.ckpt"
+        if s == 1 and not whole and needs_stage0(cfg.backbone) and not stage0.is_file():
+            print(f"[bcc] no ImageNet weights and no {stage0}: training stage 0 (from scratch) first")
+            results[0] = train_stage(compose(_with(overrides, "stage", "'0'")), hint, required_resume=False)
+        results[s] = train_stage(scfg, hint, required_resume=not whole)
+    return results
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    overrides = list(HydraConfig.get().overrides.task)
+    results = run_job(cfg, lambda o: hydra.compose(config_name="config", overrides=o), overrides)
+    for s, m in results.items():
+        t = m["test"]
+        print(f"[bcc] {m['backbone']} fold {m['fold']} stage {s}: test BCC accuracy "
+              f"{t.get('bcc', {}).get('accuracy', float('nan')):.3f}, rule accuracy "
+              f"{t.get('rule', {}).get('accuracy', float('nan')):.3f} -> {Path(cfg.paths.output_dir)}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    sys.argv = [sys.argv[0], *normalize_overrides(argv)]
+    _hydra_main()
+
+
+def run_protocol(overrides: Iterable[str] = (), folds: Iterable[int] | None = None,
+                 verbose: bool = True) -> pd.DataFrame:
+    """Every fold's whole protocol (``stage=all``) in this process; returns the stage-3 summary table."""
+    from hydra import compose, initialize_config_dir
+
+    ovr = normalize_overrides(list(overrides))
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="bcc"):
+        base = compose(config_name="config", overrides=ovr)
+        for k in (range(int(base.data.k)) if folds is None else folds):
+            fo = _with(_with(ovr, "fold", int(k)), "stage", "all")
+            run_job(compose(config_name="config", overrides=fo), lambda o: compose(config_name="config", overrides=o), fo)
+    if verbose:
+        print(format_summary(base.paths.output_dir, base.backbone.name))
+    return summary_table(base.paths.output_dir, base.backbone.name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Fast checks of the entry point: override shorthands, config composition, deterministic output dirs."""
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from bcc.stages import MissingStageError, sequence, stage_dir, start_checkpoint
+from bcc.train import CONF_DIR, _hint, _with, normalize_overrides
+
+
+@pytest.mark.parametrize("given, expect", [
+    (["fold=0-4"], ["fold=range(0,5)"]),
+    (["fold=2-3", "stage=1,2,3"], ["fold=range(2,4)", "stage='1','2','3'"]),
+    (["stage=all"], ["stage=all"]),
+    (["stage=2"], ["stage='2'"]),
+    (["fold=range(0,5)", "fold=0,1,2,3,4", "experiment=smoke"], ["fold=range(0,5)", "fold=0,1,2,3,4", "experiment=smoke"]),
+    (["stage='3'", "data.root=/a/fold=0-4"], ["stage='3'", "data.root=/a/fold=0-4"]),
+])
+def test_normalize_overrides(given, expect):
+    assert normalize_overrides(given) == expect
+
+
+def test_descending_fold_range_is_refused():
+    with pytest.raises(SystemExit, match="fold=0-4"):
+        normalize_overrides(["fold=4-0"])
+
+
+def test_default_config(compose_cfg, tmp_path):
+    cfg = compose_cfg()
+    assert cfg.stage.name == 1 and cfg.fold == 0 and cfg.backbone.timm_name == "mobilenetv2_100"
+    assert cfg.data.root == "data/synthetic" and cfg.paths.output_dir == "outputs/default"
+    assert cfg.stage.lr == 1e-5 and cfg.stage.batch_size == 32 and cfg.stage.max_epochs == 100  # paper §2.4
+    assert cfg.model.dropout == 0.3 and cfg.logger.kind == "wandb" and cfg.logger.offline
+    OmegaConf.save(cfg, tmp_path / "config.yaml", resolve=True)
+    assert OmegaConf.load(tmp_path / "config.yaml").data.root == "data/synthetic"
+
+
+@pytest.mark.parametrize("stage", ["0", "1", "2", "3"])
+def test_every_stage_composes(compose_cfg, stage):
+    cfg = compose_cfg([f"stage={stage}"])
+    assert cfg.stage.name == int(stage) and cfg.stage.trainable and cfg.stage.monitor.startswith("val/")
+
+
+def test_experiments_override_stages_and_the_command_line_wins(compose_cfg):
+    demo = compose_cfg(["experiment=demo", "stage=2"])
+    assert demo.experiment_name == "demo" and demo.data.image_size == 64
+    assert demo.stage.max_epochs != 150  # conf/experiment_stage/demo/2.yaml
+    assert compose_cfg(["experiment=demo", "stage=2", "stage.lr=0.5"]).stage.lr == 0.5
+    smoke = compose_cfg(["experiment=smoke", "stage=0"])
+    assert smoke.stage.max_epochs == 2 and smoke.data.image_size <= 64
+    assert compose_cfg(["experiment=smoke", "stage=3"]).stage.max_epochs == 1
+    paper = compose_cfg(["experiment=paper"])
+    assert paper.backbone.pretrained and paper.data.image_size == 224 and paper.stage.lr == 1e-5
+    for b in ("convnext", "vit"):
+        assert compose_cfg([f"backbone={b}"]).backbone.name == b
+    assert compose_cfg(["logger=csv"]).logger.kind == "csv"
+    assert compose_cfg(["data=csv", "data.root=/x"]).data.generate is None
+
+
+def test_output_dirs_are_deterministic():
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=normalize_overrides(["stage=2", "fold=3", "experiment=smoke"]),
+                      return_hydra_config=True)
+        assert OmegaConf.select(cfg, "hydra.run.dir") == "outputs/smoke/mobilenet/fold3/stage2"
+        assert OmegaConf.select(cfg, "hydra.sweep.dir") == "outputs/smoke"
+        assert OmegaConf.select(cfg, "hydra.sweep.subdir") == "mobilenet/fold3/stage2"
+    assert str(stage_dir("o", "vit", 1, 0)) == "o/vit/fold1/stage0"
+
+
+def test_stage_sequence_and_predecessors(tmp_path):
+    scratch, imagenet = {"name": "mobilenet", "pretrained": False}, {"name": "mobilenet", "pretrained": True}
+    assert sequence("all", scratch) == [0, 1, 2, 3] and sequence("all", imagenet) == [1, 2, 3]
+    assert sequence(2, scratch) == [2]
+    assert start_checkpoint(tmp_path, imagenet, 0, 1) == (None, False)
+    path, backbone_only = start_checkpoint(tmp_path, scratch, 0, 1)
+    assert path == tmp_path / "mobilenet/fold0/stage0/best.ckpt" and backbone_only
+    with pytest.raises(MissingStageError, match=r"python -m bcc.train stage=2 fold=4 experiment=smoke"):
+        start_checkpoint(tmp_path, scratch, 4, 3, rerun_hint="experiment=smoke")
+
+
+def test_override_helpers():
+    assert _with(["stage='1'", "fold=2"], "stage", "'0'") == ["fold=2", "stage='0'"]
+    assert _hint(["stage='1'", "fold=2", "experiment=smoke", "hydra.verbose=true"]) == "experiment=smoke"
