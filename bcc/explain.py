@@ -39,14 +39,14 @@ pytorch-grad-cam's ``GradCAM`` once per target for comparison (tests, ``benchmar
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from bcc.network import MultitaskNet
 from bcc.patterns import OUTPUTS
@@ -243,7 +243,7 @@ def overlay(rgb: np.ndarray, z: np.ndarray, alpha: float = 0.5) -> np.ndarray:
 
 
 def explain_files(net: MultitaskNet, files: Sequence[Path], out_dir: Path, save_raw: bool = False,
-                  batch_size: int = 16, root: Path | None = None) -> "pd.DataFrame":  # noqa: F821
+                  batch_size: int = 16, root: Path | None = None) -> pd.DataFrame:  # noqa: F821
     """Write overlays (and raw maps) for `files`; returns the probabilities table written as CSV."""
     import pandas as pd
     from PIL import Image

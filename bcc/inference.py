@@ -14,8 +14,9 @@ plain ``{"state_dict": net.state_dict(), "hyper_parameters": {...}}`` are unders
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
