@@ -1,0 +1,141 @@
+"""Report figures: ROC per output, confusion matrices, per-pattern bars with the spread over folds.
+
+ROC curves and AUCs are computed here with numpy (scikit-learn is a test-only dependency; the tests
+check these against it). Each figure is saved as PNG and its path returned.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from bcc.evaluation.clinical_metrics import (
+    METRICS,
+    PAPER_NAMES,
+    PATTERNS,
+    fold_thresholds,
+    hard_predictions,
+    thresholds_for,
+)
+from bcc.patterns import CODES, OUTPUTS, clinical_rule
+
+
+def roc_curve(y, p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) at every distinct score, highest threshold first, starting at (0, 0)."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, float)
+    order = np.argsort(-p, kind="mergesort")
+    p, y = p[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # last index of each distinct score
+    tps, fps = np.cumsum(y)[last], np.cumsum(~y)[last]
+    tpr = np.r_[0.0, tps / max(y.sum(), 1)]
+    fpr = np.r_[0.0, fps / max((~y).sum(), 1)]
+    return fpr, tpr, np.r_[np.inf, p[last]]
+
+
+def roc_auc(y, p) -> float:
+    """Area under the ROC curve (trapezoids; ties counted half); NaN when a class is absent."""
+    y = np.asarray(y).astype(bool)
+    if y.all() or (~y).all():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(y, p)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def per_fold_auc(predictions: pd.DataFrame, output: str) -> np.ndarray:
+    vals = []
+    for _, d in predictions.groupby("fold"):
+        d = d.dropna(subset=[f"y_{output}"])
+        vals.append(roc_auc(d[f"y_{output}"], d[f"p_{output}"]))
+    return np.array(vals)
+
+
+def roc_figure(predictions: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """One panel per output: each fold's ROC (thin) and the pooled one (thick), AUC mean ± sd over folds."""
+    fig, axes = plt.subplots(2, 4, figsize=(13, 6.5), sharex=True, sharey=True)
+    for ax, o in zip(axes.ravel(), OUTPUTS):
+        for _, d in predictions.groupby("fold"):
+            d = d.dropna(subset=[f"y_{o}"])
+            fpr, tpr, _ = roc_curve(d[f"y_{o}"], d[f"p_{o}"])
+            ax.plot(fpr, tpr, lw=0.7, alpha=0.5)
+        d = predictions.dropna(subset=[f"y_{o}"])
+        fpr, tpr, _ = roc_curve(d[f"y_{o}"], d[f"p_{o}"])
+        aucs = per_fold_auc(predictions, o)
+        ax.plot(fpr, tpr, c="k", lw=2, label=f"pooled AUC {roc_auc(d[f'y_{o}'], d[f'p_{o}']):.3f}")
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+        ax.set_title(f"{PAPER_NAMES.get(o, 'BCC/non-BCC')} ({o})\nAUC {np.nanmean(aucs):.3f} ± "
+                     f"{np.nanstd(aucs, ddof=1) if np.isfinite(aucs).sum() > 1 else 0:.3f} over folds", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes[-1]:
+        ax.set_xlabel("1 − specificity")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("sensitivity")
+    fig.suptitle(title or "ROC per output (thin: folds, thick: pooled)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def confusion(y, yhat) -> np.ndarray:
+    """2×2 counts [[TN, FP], [FN, TP]] (rows: reference 0/1, columns: predicted 0/1)."""
+    y, yhat = np.asarray(y).astype(int), np.asarray(yhat).astype(int)
+    return np.array([[((y == a) & (yhat == b)).sum() for b in (0, 1)] for a in (0, 1)])
+
+
+def confusion_figure(predictions: pd.DataFrame, path: Path, thresholds=0.5) -> Path:
+    """Pooled over folds: the diagnosis head, the clinical rule on predicted patterns, and each code."""
+    panels = []
+    hats = []
+    for fold, d in predictions.groupby("fold"):
+        hats.append(hard_predictions(d, thresholds_for(fold_thresholds(thresholds, int(fold)))))
+    hat = pd.concat(hats).loc[predictions.index]
+    seen = predictions["y_bcc"].notna()
+    panels.append(("BCC (diagnosis head)", predictions.loc[seen, "y_bcc"], hat.loc[seen, "yhat_bcc"]))
+    rule = clinical_rule(hat[[f"yhat_{c}" for c in CODES]].to_numpy())
+    panels.append(("BCC (clinical rule)", predictions.loc[seen, "y_bcc"], rule[seen.to_numpy()]))
+    for c in CODES:
+        s = predictions[f"y_{c}"].notna()
+        panels.append((f"{PAPER_NAMES[c]} ({c})", predictions.loc[s, f"y_{c}"], hat.loc[s, f"yhat_{c}"]))
+    fig, axes = plt.subplots(3, 3, figsize=(9, 9))
+    for ax, (name, y, yh) in zip(axes.ravel(), panels):
+        m = confusion(y, yh)
+        ax.imshow(m / max(m.sum(), 1), cmap="Blues", vmin=0, vmax=1)
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=11,
+                    color="white" if v > 0.6 * m.sum() else "black")
+        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pred 0", "pred 1"], yticklabels=["ref 0", "ref 1"])
+        ax.set_title(name, fontsize=9)
+    fig.suptitle("Confusion matrices, test folds pooled")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def pattern_bars(per_fold: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """Per code and metric: the mean over folds (bar), ± sd (error bar) and each fold (dots)."""
+    d = per_fold[per_fold["section"] == PATTERNS]
+    rows = [PAPER_NAMES[c] for c in CODES]
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    width = 0.8 / len(METRICS)
+    x = np.arange(len(rows))
+    for i, m in enumerate(METRICS):
+        vals = [d.loc[d["row"] == r, m].to_numpy(float) for r in rows]
+        mean = [np.nanmean(v) if np.isfinite(v).any() else np.nan for v in vals]
+        sd = [np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else 0 for v in vals]
+        pos = x - 0.4 + width * (i + 0.5)
+        ax.bar(pos, mean, width, yerr=sd, capsize=2, label=m, alpha=0.8)
+        for p, v in zip(pos, vals):
+            ax.scatter(np.full(len(v), p), v, s=6, c="k", zorder=3)
+    ax.set_xticks(x, [f"{r}\n({c})" for r, c in zip(rows, CODES)], fontsize=8)
+    ax.set(ylim=(0, 1.05), ylabel="test-fold value", title=title or "Pattern detection per code: mean ± sd over folds")
+    ax.legend(ncol=4, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,23 @@
+"""A DataFrame as a GitHub markdown table (no tabulate dependency)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+def cell(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v).replace("|", "\\|")
+
+
+def markdown_table(df: pd.DataFrame, index: bool = True, digits: int = 3) -> str:
+    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for i, row in df.iterrows():
+        cells = ([cell(i)] if index else []) + [cell(v, digits) for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""Finding an experiment's runs (``<output_dir>/<backbone>/fold<k>/stage<s>/``) and checking they are complete.
+
+A backbone is evaluated at a stage only when every one of its k folds has a ``predictions.csv`` there:
+a missing fold or stage raises :class:`MissingRunsError`, whose message names each missing job and the
+command that produces it — results are never averaged over fewer folds without saying so.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bcc.patterns import OUTPUTS
+
+PREDICTIONS, VAL_PREDICTIONS = "predictions.csv", "val_predictions.csv"
+_JOB = re.compile(r"^fold(\d+)/stage(\d+)$")
+
+
+class MissingRunsError(RuntimeError):
+    """Folds or stages an evaluation needs are missing; the message lists them and the commands."""
+
+
+@dataclass
+class Run:
+    """One finished (or started) job: ``<output_dir>/<backbone>/fold<k>/stage<s>``."""
+
+    backbone: str
+    fold: int
+    stage: int
+    path: Path
+    config: dict = field(default_factory=dict, repr=False)
+    metrics: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / PREDICTIONS
+
+    @property
+    def finished(self) -> bool:
+        return self.predictions.is_file()
+
+
+def read_config(job: Path) -> dict:
+    """The job's resolved Hydra config (``.hydra/config.yaml``), {} when absent or unresolvable."""
+    path = job / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    cfg = OmegaConf.load(path)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:  # an interpolation Hydra would have resolved (e.g. ${hydra:...}): keep it raw
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def discover(output_dir: str | Path) -> list[Run]:
+    """Every job folder under `output_dir` (finished or not), sorted by backbone, stage, fold."""
+    root = Path(output_dir)
+    runs = []
+    for job in root.glob("*/fold*/stage*"):
+        m = _JOB.match(f"{job.parent.name}/{job.name}")
+        if not m or not job.is_dir():
+            continue
+        metrics_path = job / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        runs.append(Run(job.parent.parent.name, int(m.group(1)), int(m.group(2)), job, read_config(job), metrics))
+    return sorted(runs, key=lambda r: (r.backbone, r.stage, r.fold))
+
+
+def folds_expected(runs: list[Run], default: int | None = None) -> int:
+    """k from the runs' ``data.k`` (all runs must agree), else `default`, else the folds seen."""
+    ks = {int(r.config["data"]["k"]) for r in runs if r.config.get("data", {}).get("k") is not None}
+    if len(ks) > 1:
+        raise ValueError(f"runs disagree on the number of folds (data.k = {sorted(ks)}); evaluate them separately")
+    if ks:
+        return ks.pop()
+    if default:
+        return int(default)
+    return max((r.fold for r in runs), default=-1) + 1
+
+
+def train_command(experiment: str | None, backbone: str, fold: int, stages: list[int]) -> str:
+    """The command that (re)makes `stages` of `fold`, in order (stage s>1 needs s-1's checkpoint)."""
+    exp = f" experiment={experiment}" if experiment and experiment != "default" else ""
+    if len(stages) == 1:
+        return f"python -m bcc.train{exp} backbone={backbone} stage={stages[0]} fold={fold}"
+    return (f"python -m bcc.train{exp} backbone={backbone} stage={','.join(map(str, stages))} fold={fold} "
+            f"--multirun")
+
+
+def missing_jobs(runs: list[Run], backbone: str, stage: int, k: int) -> dict[int, list[int]]:
+    """fold → the stages (1..`stage`, in order) to (re)run so that `stage` of that fold is finished."""
+    done = {(r.fold, r.stage) for r in runs if r.backbone == backbone and r.finished}
+    out = {}
+    for fold in range(k):
+        if (fold, stage) in done:
+            continue
+        first = stage
+        while first > 1 and (fold, first - 1) not in done:
+            first -= 1
+        out[fold] = list(range(first, stage + 1))
+    return out
+
+
+def describe_missing(runs: list[Run], experiment: str | None, backbone: str, stage: int, k: int,
+                     output_dir: Path) -> list[str]:
+    """One line per missing fold: what is missing and the command that produces it ([] when complete)."""
+    lines = []
+    by_key = {(r.fold, r.stage): r for r in runs if r.backbone == backbone}
+    for fold, stages in missing_jobs(runs, backbone, stage, k).items():
+        job = by_key.get((fold, stage))
+        what = (f"{job.path} has no {PREDICTIONS} (unfinished or failed job)" if job is not None
+                else f"{output_dir / backbone / f'fold{fold}' / f'stage{stage}'} does not exist")
+        lines.append(f"{backbone} fold {fold} stage {stage}: {what} → "
+                     f"`{train_command(experiment, backbone, fold, stages)}`")
+    return lines
+
+
+def check_complete(runs: list[Run], experiment: str | None, backbone: str, stage: int, k: int,
+                   output_dir: Path) -> None:
+    lines = describe_missing(runs, experiment, backbone, stage, k, output_dir)
+    if lines:
+        raise MissingRunsError(
+            f"{backbone} stage {stage}: {len(lines)} of {k} folds missing under {output_dir} — Table 3 is "
+            f"never averaged over fewer folds. Produce them with:\n  " + "\n  ".join(lines) +
+            "\n(or evaluate what exists with eval.allow_incomplete=true, which reports the backbone as "
+            "incomplete instead of averaging)")
+
+
+def read_predictions(path: Path, fold: int | None = None) -> pd.DataFrame:
+    """A predictions.csv (or val_predictions.csv), checked for the contract's columns."""
+    df = pd.read_csv(path, dtype={"image_id": str})
+    need = ["image_id", *[f"y_{o}" for o in OUTPUTS], *[f"p_{o}" for o in OUTPUTS]]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected image_id,fold,y_bcc..y_AT,p_bcc..p_AT")
+    if "fold" not in df.columns:
+        df.insert(1, "fold", fold)
+    if fold is not None:
+        df["fold"] = int(fold)
+    return df
+
+
+def load_predictions(runs: list[Run], backbone: str, stage: int) -> pd.DataFrame:
+    """All test-fold predictions of one backbone at one stage, one ``fold`` column."""
+    frames = [read_predictions(r.predictions, r.fold) for r in runs
+              if r.backbone == backbone and r.stage == stage and r.finished]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_facts(runs: list[Run], backbone: str, stage: int) -> dict:
+    """What the report states about a backbone's runs: start of stage 1, image size, dataset, timm name."""
+    chosen = [r for r in runs if r.backbone == backbone and r.stage == stage and r.finished]
+    first = chosen[0] if chosen else None
+    cfg = first.config if first else {}
+    stage1 = [r for r in runs if r.backbone == backbone and r.stage == 1]
+    starts = sorted({r.metrics.get("start") for r in stage1 if r.metrics.get("start")})
+    if not starts and cfg.get("backbone"):
+        b = cfg["backbone"]
+        starts = [f"weights:{b['weights']}" if b.get("weights") else ("imagenet" if b.get("pretrained") else "stage0")]
+    stage0 = any(r.backbone == backbone and r.stage == 0 for r in runs)
+    return {
+        "backbone": backbone,
+        "timm_name": (first.metrics.get("timm_name") if first else None) or cfg.get("backbone", {}).get("timm_name"),
+        "image_size": (first.metrics.get("image_size") if first else None) or cfg.get("data", {}).get("image_size"),
+        "dataset": cfg.get("data", {}).get("root"),
+        "dataset_kind": cfg.get("data", {}).get("kind"),
+        "start": ", ".join(starts) if starts else "unknown",
+        "stage0": stage0,
+        "experiment": (first.metrics.get("experiment") if first else None) or cfg.get("experiment_name"),
+        "epochs": {r.fold: r.metrics.get("epochs") for r in chosen},
+    }
