@@ -41,8 +41,12 @@ Images (``render``)
     a localized texture inside the lesion with its own mask: PN reticular brown network, U dark
     red-brown crust, ON blue-grey ovoids, MG clustered small blue-grey globules, ML peripheral leaf-like
     lobes, SW radial spokes around a dark hub, AT branching red vessels. Size, contrast, position and
-    colour vary per image; SW, MG and ML are smaller and fainter than PN and AT. Label-independent
-    distractors (brown dots, isolated red dots, glare) keep the task from being trivial.
+    colour vary per image, and a share of instances is faint (``FAINT_RATE``: 15 % for PN and AT, 35 %
+    for SW, MG and ML, which are also smaller), so the rare codes are harder. Label-independent
+    confounders (brown dots, dotted and short linear vessels, a small blood spot, a diffuse blue-grey
+    veil) resemble the patterns without being them, so the task is not trivial. Every stage of an image
+    (background and lesion, confounders, each pattern, hairs and device) has its own random sub-stream:
+    removing one pattern from the label vector leaves the rest of the image unchanged.
 
 Masks
     Written only for the XAI subset, like the paper's 334 segmented images: ``round(n * 334 / 1559)``
@@ -123,7 +127,7 @@ DEVICES: dict[str, Device] = {
     "isic": Device((1.00, 0.94, 0.93), 1.00, 0.2, 1.5, 0.15, True),
 }
 
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_DEFAULT]
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 MASK_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_BILEVEL, 0]
 
 #: 256 standard-normal quantiles: a uint8 draw indexes them (4x faster than standard_normal).
@@ -301,6 +305,7 @@ class _Ctx:
     lesion: np.ndarray  # bool
     lesion_alpha: np.ndarray  # float
     rng: np.random.Generator
+    strength: float = 1.0  # pattern visibility multiplier (< 0.65: a faint instance)
 
     def point(self, rmax: float, rmin: float = 0.0) -> tuple[float, float]:
         """A point inside the lesion at a fraction in [rmin, rmax] of the radius from the centre."""
@@ -335,7 +340,7 @@ def draw_pn(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
     width = rng.uniform(0.9, 1.7) * s * (1 + 0.3 * _smooth_noise(rng, S, 8))
     lines = np.exp(-((d / width) ** 2))
     patchy = np.clip(0.75 + 0.6 * _smooth_noise(rng, S, 7), 0.15, 1.0)  # broken, uneven network
-    contrast = rng.uniform(0.45, 0.85)
+    contrast = rng.uniform(0.45, 0.85) * ctx.strength
     fade = _soft(region, 5 * s)
     alpha = lines * patchy * fade * contrast * ctx.lesion_alpha
     _blend(img, alpha, _jitter_color(rng, (75, 45, 30), 15))
@@ -346,14 +351,14 @@ def draw_u(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
     """Ulceration: dark red-brown crust with a rough surface, sometimes an orange-yellow rim."""
     rng, S, s = ctx.rng, ctx.size, ctx.s
     x0, y0 = ctx.point(0.55)
-    region = _blob(rng, S, x0, y0, ctx.R * rng.uniform(0.18, 0.35), rough=0.25) & ctx.lesion
+    region = _blob(rng, S, x0, y0, ctx.R * rng.uniform(0.12, 0.32), rough=0.25) & ctx.lesion
     soft = _soft(region, 1.5 * s)
     if rng.random() < 0.5:
         rim = _soft(cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0, 1.5 * s) - soft
-        _blend(img, np.clip(rim, 0, 1) * 0.6, _jitter_color(rng, (200, 150, 80), 20))
+        _blend(img, np.clip(rim, 0, 1) * 0.6 * ctx.strength, _jitter_color(rng, (200, 150, 80), 20))
     tex = _smooth_noise(rng, S, max(8, S // 10))[..., None] * 25
     col = _jitter_color(rng, (115, 38, 30), 20)[None, None, :] + tex
-    _blend(img, soft * rng.uniform(0.75, 0.95), col)
+    _blend(img, soft * rng.uniform(0.6, 0.95) * ctx.strength, col)
     return region
 
 
@@ -370,7 +375,7 @@ def draw_on(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
         cv2.ellipse(canvas, (int(round(x)), int(round(y))), (max(2, int(a)), max(1, int(b))),
                     float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
     region = (canvas > 0.5) & ctx.lesion
-    alpha = _soft(canvas, 1.8 * s) * rng.uniform(0.55, 0.85) * ctx.lesion_alpha
+    alpha = _soft(canvas, 1.8 * s) * rng.uniform(0.5, 0.85) * ctx.strength * ctx.lesion_alpha
     tex = _smooth_noise(rng, S, max(8, S // 12))[..., None] * 12
     _blend(img, alpha, _jitter_color(rng, (95, 108, 128), 18)[None, None, :] + tex)
     return region
@@ -394,7 +399,7 @@ def draw_mg(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
     cv2.fillConvexPoly(hull, cv2.convexHull(pts_a), 1)
     region = ((cv2.dilate(hull, np.ones((3, 3), np.uint8), iterations=max(1, int(2 * s))) > 0) | (canvas > 0.5))
     region &= ctx.lesion
-    alpha = _soft(canvas, 0.7 * s) * rng.uniform(0.45, 0.75) * ctx.lesion_alpha
+    alpha = _soft(canvas, 0.7 * s) * rng.uniform(0.4, 0.75) * ctx.strength * ctx.lesion_alpha
     _blend(img, alpha, _jitter_color(rng, (92, 100, 122), 18))
     return region
 
@@ -421,7 +426,7 @@ def draw_ml(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
                    max(1, int(round(w * 1.3))), 1.0, -1, cv2.LINE_AA)
     canvas *= ctx.lesion_alpha
     region = (canvas > 0.5) & ctx.lesion
-    alpha = _soft(canvas, 1.0 * s) * rng.uniform(0.4, 0.7)
+    alpha = _soft(canvas, 1.0 * s) * rng.uniform(0.4, 0.7) * ctx.strength
     _blend(img, alpha, _jitter_color(rng, (85, 80, 98), 18))
     return region
 
@@ -443,12 +448,12 @@ def draw_sw(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
         p1 = (int(round(x0 + (hub + ln) * np.cos(a))), int(round(y0 + (hub + ln) * np.sin(a))))
         cv2.line(canvas, p0, p1, 0.85, th, cv2.LINE_AA)
         cv2.circle(canvas, p1, max(1, th), 0.85, -1, cv2.LINE_AA)  # club-shaped tips
-    spokes = _soft(canvas, 0.6 * s) * rng.uniform(0.4, 0.65)
+    spokes = _soft(canvas, 0.6 * s) * rng.uniform(0.4, 0.65) * ctx.strength
     hubc = np.zeros((S, S), np.float32)
     cv2.circle(hubc, (int(round(x0)), int(round(y0))), int(round(hub)), 1.0, -1, cv2.LINE_AA)
     col = _jitter_color(rng, (85, 60, 70), 15)
     _blend(img, spokes * ctx.lesion_alpha, col)
-    _blend(img, _soft(hubc, 0.8 * s) * rng.uniform(0.6, 0.8) * ctx.lesion_alpha, col * 0.6)
+    _blend(img, _soft(hubc, 0.8 * s) * rng.uniform(0.6, 0.8) * ctx.strength * ctx.lesion_alpha, col * 0.6)
     yy, xx = _grid(S)
     region = ((xx - x0) ** 2 + (yy - y0) ** 2 < (hub + 1.05 * length) ** 2) & ctx.lesion
     return region
@@ -478,26 +483,33 @@ def draw_at(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
     for _ in range(int(rng.integers(1, 4))):
         x, y = ctx.point(0.75, 0.2)
         ang = np.arctan2(ctx.cy - y, ctx.cx - x) + rng.normal(0, 0.8)
-        _branch(canvas, rng, x, y, ang, ctx.R * rng.uniform(0.3, 0.45), rng.uniform(2.0, 3.2) * s,
+        _branch(canvas, rng, x, y, ang, ctx.R * rng.uniform(0.25, 0.45),
+                rng.uniform(1.6, 3.0) * s * (0.55 + 0.45 * ctx.strength),
                 int(rng.integers(3, 5)), s)
     canvas = np.clip(canvas, 0, 1) * ctx.lesion_alpha
     region = cv2.dilate((canvas > 0.3).astype(np.uint8), np.ones((3, 3), np.uint8),
                         iterations=max(1, int(round(2 * s)))) > 0
     region &= ctx.lesion
-    alpha = _soft(canvas, 0.4 * s) * rng.uniform(0.75, 0.95)
+    alpha = _soft(canvas, 0.4 * s) * rng.uniform(0.7, 0.95) * ctx.strength
     _blend(img, alpha, _jitter_color(rng, (185, 35, 48), 20))
     return region
 
 
+#: share of faint instances per code: rare codes are subtler (harder) than PN and AT
+FAINT_RATE: dict[str, float] = {"PN": 0.15, "U": 0.2, "ON": 0.25, "MG": 0.35, "ML": 0.35, "SW": 0.35, "AT": 0.15}
 DRAWERS = {"PN": draw_pn, "U": draw_u, "ON": draw_on, "MG": draw_mg, "ML": draw_ml, "SW": draw_sw, "AT": draw_at}
 #: paint order: flat structures first, vessels and crust last
 _ORDER = ("PN", "ML", "ON", "MG", "SW", "U", "AT")
 
 
 def _distractors(img: np.ndarray, ctx: _Ctx) -> None:
-    """Label-independent confounders: brown dots, isolated red dots, structureless darker area."""
+    """Label-independent confounders that resemble, but are not, the coded patterns.
+
+    Brown dots/globules (nevus; brown, not blue-grey), dotted and short linear vessels (not arborizing),
+    a small dark blood spot (not a crust), a diffuse blue-grey or dark structureless veil (not ovoid).
+    """
     rng, S, s = ctx.rng, ctx.size, ctx.s
-    if rng.random() < 0.35:  # brown dots/globules (nevus-like; brown, not blue-grey)
+    if rng.random() < 0.35:  # brown dots/globules
         canvas = np.zeros((S, S), np.float32)
         for _ in range(int(rng.integers(4, 15))):
             x, y = ctx.point(0.85)
@@ -505,18 +517,33 @@ def _distractors(img: np.ndarray, ctx: _Ctx) -> None:
                        1.0, -1, cv2.LINE_AA)
         _blend(img, _soft(canvas, 0.6 * s) * rng.uniform(0.4, 0.7) * ctx.lesion_alpha,
                _jitter_color(rng, (80, 50, 35), 15))
-    if rng.random() < 0.2:  # dotted vessels (not arborizing)
+    if rng.random() < 0.25:  # dotted vessels
         canvas = np.zeros((S, S), np.float32)
-        for _ in range(int(rng.integers(3, 10))):
+        for _ in range(int(rng.integers(3, 12))):
             x, y = ctx.point(0.9)
             cv2.circle(canvas, (int(round(x)), int(round(y))), max(1, int(round(1.0 * s))), 1.0, -1, cv2.LINE_AA)
         _blend(img, _soft(canvas, 0.5 * s) * rng.uniform(0.4, 0.7) * ctx.lesion_alpha,
                _jitter_color(rng, (170, 50, 55), 15))
-    if rng.random() < 0.3:  # structureless darker/bluish-white area
+    if rng.random() < 0.2:  # short linear / comma vessels, unbranched
+        canvas = np.zeros((S, S), np.float32)
+        for _ in range(int(rng.integers(1, 5))):
+            x, y = ctx.point(0.8)
+            a = rng.uniform(0, 2 * np.pi)
+            ln = ctx.R * rng.uniform(0.08, 0.18)
+            cv2.line(canvas, (int(round(x)), int(round(y))),
+                     (int(round(x + ln * np.cos(a))), int(round(y + ln * np.sin(a)))), 1.0,
+                     max(1, int(round(1.2 * s))), cv2.LINE_AA)
+        _blend(img, _soft(canvas, 0.5 * s) * rng.uniform(0.4, 0.75) * ctx.lesion_alpha,
+               _jitter_color(rng, (175, 45, 55), 15))
+    if rng.random() < 0.1:  # small dark blood spot
+        x, y = ctx.point(0.7)
+        reg = _blob(rng, S, x, y, ctx.R * rng.uniform(0.05, 0.1), rough=0.15)
+        _blend(img, _soft(reg, 1.0 * s) * rng.uniform(0.6, 0.85), _jitter_color(rng, (65, 22, 35), 10))
+    if rng.random() < 0.3:  # structureless veil: bluish-grey or dark brown, diffuse edges
         x, y = ctx.point(0.5)
         reg = _blob(rng, S, x, y, ctx.R * rng.uniform(0.2, 0.4), rough=0.2)
-        col = (150, 140, 150) if rng.random() < 0.4 else (95, 65, 50)
-        _blend(img, _soft(reg, 4 * s) * rng.uniform(0.15, 0.35) * ctx.lesion_alpha, _jitter_color(rng, col, 10))
+        col = (130, 130, 150) if rng.random() < 0.5 else (95, 65, 50)
+        _blend(img, _soft(reg, 5 * s) * rng.uniform(0.15, 0.4) * ctx.lesion_alpha, _jitter_color(rng, col, 10))
 
 
 def _hairs(img: np.ndarray, rng: np.random.Generator, size: int, s: float) -> None:
@@ -587,7 +614,10 @@ def render(rng: np.random.Generator, patterns, size: int = 256, source: str = "c
     masks: dict[str, np.ndarray] = {}
     for c in _ORDER:
         if c in present:
-            m = DRAWERS[c](img, dataclasses.replace(ctx, rng=np.random.default_rng([keys[3], CODES.index(c)])))
+            prng = np.random.default_rng([keys[3], CODES.index(c)])
+            faint = prng.random() < FAINT_RATE[c]
+            strength = prng.uniform(0.35, 0.6) if faint else prng.uniform(0.75, 1.0)
+            m = DRAWERS[c](img, dataclasses.replace(ctx, rng=prng, strength=float(strength)))
             if not m.any():  # degenerate (tiny image): fall back to a disc at the lesion centre
                 m = ((xx - cx) ** 2 + (yy - cy) ** 2 < (0.15 * R) ** 2) & lesion
                 if not m.any():
