@@ -39,9 +39,10 @@ def test_determinism(ds, tmp_path):
     a, b = _files(ds), _files(again)
     assert a.keys() == b.keys()
     assert all(a[k] == b[k] for k in a)
-    other = _files(syn.generate(tmp_path / "other", n=N, size=SIZE, seed=1, progress=False))
-    assert other["truth.csv"] != a["truth.csv"]
+    other = _files(syn.generate(tmp_path / "other", n=8, size=SIZE, seed=1, progress=False))
     assert other["images/syn_00000.png"] != a["images/syn_00000.png"]
+    t0, t1 = (syn.sample_truth(N, syn._global_rng(seed, N, 0)) for seed in (0, 1))
+    assert not np.array_equal(t0, t1)
 
 
 def test_workers_do_not_change_output(tmp_path):
