@@ -68,8 +68,8 @@ CLI: ``python -m bcc.data.synthetic --out DIR [--n 1559] [--size 256] [--seed 0]
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -136,17 +136,22 @@ _GAUSS_LUT = np.array([NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)
 _C = {c: k for k, c in enumerate(CODES)}
 
 
+def _i(x) -> int:
+    """Nearest int (cv2 wants Python ints for coordinates and sizes)."""
+    return int(np.rint(x))
+
+
 def scaled_counts(n: int) -> dict[str, int]:
     """Table-2 counts scaled to ``n``: keys ``bcc``, ``pn``, ``nevus``, ``xai``, ``isic`` and the codes."""
     f = n / PAPER_N
-    n_bcc = min(n, int(round(PAPER_BCC * f)))
-    n_pn = min(n - n_bcc, int(round(PAPER_COUNTS["PN"] * f)))
+    n_bcc = min(n, _i(PAPER_BCC * f))
+    n_pn = min(n - n_bcc, _i(PAPER_COUNTS["PN"] * f))
     out = {"bcc": n_bcc, "pn": n_pn, "nevus": n - n_bcc - n_pn}
     for c in BCC_CODES:
-        out[c] = min(n_bcc, int(round(PAPER_COUNTS[c] * f)))
+        out[c] = min(n_bcc, _i(PAPER_COUNTS[c] * f))
     out["PN"] = n_pn
-    out["xai"] = int(round(PAPER_XAI * f))
-    out["isic"] = min(n - n_bcc, int(round(PAPER_ISIC * f)))
+    out["xai"] = _i(PAPER_XAI * f)
+    out["isic"] = min(n - n_bcc, _i(PAPER_ISIC * f))
     return out
 
 
@@ -199,7 +204,7 @@ def sample_sources(truth: np.ndarray, rng: np.random.Generator) -> list[str]:
     src = src.astype(object)
     none = np.flatnonzero(truth.sum(1) == 0)
     pn = np.flatnonzero(truth[:, _C["PN"]] == 1)
-    n_none = min(len(none), int(round(0.6 * k["isic"])))
+    n_none = min(len(none), _i(0.6 * k["isic"]))
     n_pn = min(len(pn), k["isic"] - n_none)
     isic = np.concatenate([rng.choice(none, n_none, replace=False), rng.choice(pn, n_pn, replace=False)])
     src[isic.astype(int)] = "isic"
@@ -227,9 +232,9 @@ def simulate_raters(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             pos = np.flatnonzero(rated[:, j] & (truth[:, j] == 1))
             neg = np.flatnonzero(rated[:, j] & (truth[:, j] == 0))
             col[pos] = 0.0
-            col[rng.choice(pos, int(round(sens[j] * len(pos))), replace=False)] = 1.0
+            col[rng.choice(pos, _i(sens[j] * len(pos)), replace=False)] = 1.0
             col[neg] = 1.0
-            col[rng.choice(neg, int(round(spec[j] * len(neg))), replace=False)] = 0.0
+            col[rng.choice(neg, _i(spec[j] * len(neg)), replace=False)] = 0.0
     return out
 
 
@@ -313,7 +318,7 @@ class _Ctx:
             ang = self.rng.uniform(0, 2 * np.pi)
             rad = self.R * np.sqrt(self.rng.uniform(rmin ** 2, rmax ** 2))
             x, y = self.cx + rad * np.cos(ang), self.cy + rad * np.sin(ang)
-            xi, yi = int(round(x)), int(round(y))
+            xi, yi = _i(x), _i(y)
             if 0 <= xi < self.size and 0 <= yi < self.size and self.lesion[yi, xi]:
                 return x, y
         return self.cx, self.cy
@@ -372,7 +377,7 @@ def draw_on(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
         y = y0 + rng.normal(0, 0.18 * ctx.R)
         a = ctx.R * rng.uniform(0.12, 0.24)
         b = a * rng.uniform(0.5, 0.8)
-        cv2.ellipse(canvas, (int(round(x)), int(round(y))), (max(2, int(a)), max(1, int(b))),
+        cv2.ellipse(canvas, (_i(x), _i(y)), (max(2, int(a)), max(1, int(b))),
                     float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
     region = (canvas > 0.5) & ctx.lesion
     alpha = _soft(canvas, 1.8 * s) * rng.uniform(0.5, 0.85) * ctx.strength * ctx.lesion_alpha
@@ -392,7 +397,7 @@ def draw_mg(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
         x = x0 + rng.normal(0, spread)
         y = y0 + rng.normal(0, spread)
         r = max(1.0, ctx.R * rng.uniform(0.035, 0.06))
-        cv2.circle(canvas, (int(round(x)), int(round(y))), int(round(r)), 1.0, -1, cv2.LINE_AA)
+        cv2.circle(canvas, (_i(x), _i(y)), _i(r), 1.0, -1, cv2.LINE_AA)
         pts.append((x, y))
     hull = np.zeros((S, S), np.uint8)
     pts_a = np.round(np.array(pts)).astype(np.int32)
@@ -419,11 +424,11 @@ def draw_ml(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
         w = width * rng.uniform(0.8, 1.25)
         r_mid = base_r + 0.5 * length
         mx, my = ctx.cx + r_mid * np.cos(a), ctx.cy + r_mid * np.sin(a)
-        cv2.ellipse(canvas, (int(round(mx)), int(round(my))), (max(2, int(length * 0.5)), max(1, int(round(w)))),
+        cv2.ellipse(canvas, (_i(mx), _i(my)), (max(2, int(length * 0.5)), max(1, _i(w))),
                     float(np.degrees(a)), 0, 360, 1.0, -1, cv2.LINE_AA)
         tip = r_mid + 0.4 * length  # bulbous outer end
-        cv2.circle(canvas, (int(round(ctx.cx + tip * np.cos(a))), int(round(ctx.cy + tip * np.sin(a)))),
-                   max(1, int(round(w * 1.3))), 1.0, -1, cv2.LINE_AA)
+        cv2.circle(canvas, (_i(ctx.cx + tip * np.cos(a)), _i(ctx.cy + tip * np.sin(a))),
+                   max(1, _i(w * 1.3)), 1.0, -1, cv2.LINE_AA)
     canvas *= ctx.lesion_alpha
     region = (canvas > 0.5) & ctx.lesion
     alpha = _soft(canvas, 1.0 * s) * rng.uniform(0.4, 0.7) * ctx.strength
@@ -439,18 +444,18 @@ def draw_sw(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
     hub = max(1.5, ctx.R * rng.uniform(0.04, 0.07))
     length = ctx.R * rng.uniform(0.13, 0.22)
     n_sp = int(rng.integers(7, 13))
-    th = max(1, int(round(rng.uniform(1.0, 2.0) * s)))
+    th = max(1, _i(rng.uniform(1.0, 2.0) * s))
     a0 = rng.uniform(0, 2 * np.pi)
     for k in range(n_sp):
         a = a0 + 2 * np.pi * k / n_sp + rng.normal(0, 0.12)
         ln = length * rng.uniform(0.75, 1.1)
-        p0 = (int(round(x0 + hub * np.cos(a))), int(round(y0 + hub * np.sin(a))))
-        p1 = (int(round(x0 + (hub + ln) * np.cos(a))), int(round(y0 + (hub + ln) * np.sin(a))))
+        p0 = (_i(x0 + hub * np.cos(a)), _i(y0 + hub * np.sin(a)))
+        p1 = (_i(x0 + (hub + ln) * np.cos(a)), _i(y0 + (hub + ln) * np.sin(a)))
         cv2.line(canvas, p0, p1, 0.85, th, cv2.LINE_AA)
         cv2.circle(canvas, p1, max(1, th), 0.85, -1, cv2.LINE_AA)  # club-shaped tips
     spokes = _soft(canvas, 0.6 * s) * rng.uniform(0.4, 0.65) * ctx.strength
     hubc = np.zeros((S, S), np.float32)
-    cv2.circle(hubc, (int(round(x0)), int(round(y0))), int(round(hub)), 1.0, -1, cv2.LINE_AA)
+    cv2.circle(hubc, (_i(x0), _i(y0)), _i(hub), 1.0, -1, cv2.LINE_AA)
     col = _jitter_color(rng, (85, 60, 70), 15)
     _blend(img, spokes * ctx.lesion_alpha, col)
     _blend(img, _soft(hubc, 0.8 * s) * rng.uniform(0.6, 0.8) * ctx.strength * ctx.lesion_alpha, col * 0.6)
@@ -469,7 +474,7 @@ def _branch(canvas, rng, x, y, ang, length, thick, depth, s):
         y += length / 4 * np.sin(ang)
         pts.append((x, y))
     cv2.polylines(canvas, [np.round(np.array(pts) * 4).astype(np.int32)], False, 1.0,
-                  max(1, int(round(thick))), cv2.LINE_AA, shift=2)
+                  max(1, _i(thick)), cv2.LINE_AA, shift=2)
     for sgn in (-1, 1):
         if depth > 1 and rng.random() < 0.9:
             _branch(canvas, rng, x, y, ang + sgn * rng.uniform(0.35, 0.8), length * rng.uniform(0.55, 0.75),
@@ -488,7 +493,7 @@ def draw_at(img: np.ndarray, ctx: _Ctx) -> np.ndarray:
                 int(rng.integers(3, 5)), s)
     canvas = np.clip(canvas, 0, 1) * ctx.lesion_alpha
     region = cv2.dilate((canvas > 0.3).astype(np.uint8), np.ones((3, 3), np.uint8),
-                        iterations=max(1, int(round(2 * s)))) > 0
+                        iterations=max(1, _i(2 * s))) > 0
     region &= ctx.lesion
     alpha = _soft(canvas, 0.4 * s) * rng.uniform(0.7, 0.95) * ctx.strength
     _blend(img, alpha, _jitter_color(rng, (185, 35, 48), 20))
@@ -513,7 +518,7 @@ def _distractors(img: np.ndarray, ctx: _Ctx) -> None:
         canvas = np.zeros((S, S), np.float32)
         for _ in range(int(rng.integers(4, 15))):
             x, y = ctx.point(0.85)
-            cv2.circle(canvas, (int(round(x)), int(round(y))), max(1, int(round(rng.uniform(1.0, 2.5) * s))),
+            cv2.circle(canvas, (_i(x), _i(y)), max(1, _i(rng.uniform(1.0, 2.5) * s)),
                        1.0, -1, cv2.LINE_AA)
         _blend(img, _soft(canvas, 0.6 * s) * rng.uniform(0.4, 0.7) * ctx.lesion_alpha,
                _jitter_color(rng, (80, 50, 35), 15))
@@ -521,7 +526,7 @@ def _distractors(img: np.ndarray, ctx: _Ctx) -> None:
         canvas = np.zeros((S, S), np.float32)
         for _ in range(int(rng.integers(3, 12))):
             x, y = ctx.point(0.9)
-            cv2.circle(canvas, (int(round(x)), int(round(y))), max(1, int(round(1.0 * s))), 1.0, -1, cv2.LINE_AA)
+            cv2.circle(canvas, (_i(x), _i(y)), max(1, _i(1.0 * s)), 1.0, -1, cv2.LINE_AA)
         _blend(img, _soft(canvas, 0.5 * s) * rng.uniform(0.4, 0.7) * ctx.lesion_alpha,
                _jitter_color(rng, (170, 50, 55), 15))
     if rng.random() < 0.2:  # short linear / comma vessels, unbranched
@@ -530,9 +535,9 @@ def _distractors(img: np.ndarray, ctx: _Ctx) -> None:
             x, y = ctx.point(0.8)
             a = rng.uniform(0, 2 * np.pi)
             ln = ctx.R * rng.uniform(0.08, 0.18)
-            cv2.line(canvas, (int(round(x)), int(round(y))),
-                     (int(round(x + ln * np.cos(a))), int(round(y + ln * np.sin(a)))), 1.0,
-                     max(1, int(round(1.2 * s))), cv2.LINE_AA)
+            cv2.line(canvas, (_i(x), _i(y)),
+                     (_i(x + ln * np.cos(a)), _i(y + ln * np.sin(a))), 1.0,
+                     max(1, _i(1.2 * s)), cv2.LINE_AA)
         _blend(img, _soft(canvas, 0.5 * s) * rng.uniform(0.4, 0.75) * ctx.lesion_alpha,
                _jitter_color(rng, (175, 45, 55), 15))
     if rng.random() < 0.1:  # small dark blood spot
@@ -558,7 +563,7 @@ def _hairs(img: np.ndarray, rng: np.random.Generator, size: int, s: float) -> No
         t = np.linspace(0, 1, 24)[:, None]
         pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
         cv2.polylines(canvas, [np.round(pts * 4).astype(np.int32)], False, float(rng.uniform(0.6, 0.95)),
-                      max(1, int(round(rng.uniform(0.8, 1.8) * s))), cv2.LINE_AA, shift=2)
+                      max(1, _i(rng.uniform(0.8, 1.8) * s)), cv2.LINE_AA, shift=2)
     _blend(img, np.clip(canvas, 0, 1), _jitter_color(rng, (45, 32, 25), 12))
 
 
