@@ -95,4 +95,5 @@ def read_offline_run(run_dir: Path) -> dict[str, Any]:
                 run["config"].update({i.key: json.loads(i.value_json) for i in rec.config.update})
             elif kind == "run":
                 run.update(name=rec.run.display_name, group=rec.run.run_group, job_type=rec.run.job_type)
+                run["config"].update({i.key: json.loads(i.value_json) for i in rec.run.config.update})
     return run

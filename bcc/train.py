@@ -215,23 +215,41 @@ def _hydra_main(cfg: DictConfig) -> None:
               f"{t.get('rule', {}).get('accuracy', float('nan')):.3f} -> {Path(cfg.paths.output_dir)}")
 
 
+_SWITCHES = ("--multirun", "-m", "--run", "-r", "--resolve")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    sys.argv = [sys.argv[0], *normalize_overrides(argv)]
+    # Hydra's argparse cannot read overrides on both sides of `--multirun`; users type them so.
+    switches = [a for a in argv if a in _SWITCHES]
+    sys.argv = [sys.argv[0], *switches, *normalize_overrides([a for a in argv if a not in _SWITCHES])]
     _hydra_main()
+
+
+def run(overrides: Iterable[str] = ()) -> dict[int, dict]:
+    """One job from Python, exactly as ``python -m bcc.train <overrides>`` (no sweeps); stage → metrics."""
+    from hydra import compose, initialize_config_dir
+
+    ovr = normalize_overrides(list(overrides))
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="bcc"):
+        cfg = compose(config_name="config", overrides=ovr)
+        return run_job(cfg, lambda o: compose(config_name="config", overrides=o), ovr)
 
 
 def run_protocol(overrides: Iterable[str] = (), folds: Iterable[int] | None = None,
                  verbose: bool = True) -> pd.DataFrame:
-    """Every fold's whole protocol (``stage=all``) in this process; returns the stage-3 summary table."""
+    """Every fold's whole protocol (``stage=all``) in this process; prints and returns the stage-3 summary.
+
+    ``make demo`` runs ``run_protocol(["experiment=demo"])``, the same as
+    ``python -m bcc.train experiment=demo stage=all fold=0-4 --multirun``.
+    """
     from hydra import compose, initialize_config_dir
 
     ovr = normalize_overrides(list(overrides))
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="bcc"):
         base = compose(config_name="config", overrides=ovr)
-        for k in (range(int(base.data.k)) if folds is None else folds):
-            fo = _with(_with(ovr, "fold", int(k)), "stage", "all")
-            run_job(compose(config_name="config", overrides=fo), lambda o: compose(config_name="config", overrides=o), fo)
+    for k in (range(int(base.data.k)) if folds is None else folds):
+        run(_with(_with(ovr, "fold", int(k)), "stage", "all"))
     if verbose:
         print(format_summary(base.paths.output_dir, base.backbone.name))
     return summary_table(base.paths.output_dir, base.backbone.name)
