@@ -150,6 +150,7 @@ def aggregate(per_fold: pd.DataFrame) -> pd.DataFrame:
             v = g[m].dropna().to_numpy()
             r[f"{m}_mean"] = float(v.mean()) if len(v) else float("nan")
             r[f"{m}_var"] = float(v.var(ddof=1)) if len(v) > 1 else float("nan")
+            r[f"{m}_folds"] = len(v)
         rows.append(r)
     return pd.DataFrame(rows)
 
@@ -160,8 +161,11 @@ def table3(predictions: pd.DataFrame, thresholds=0.5) -> tuple[pd.DataFrame, pd.
     return aggregate(per_fold), per_fold
 
 
-def format_table3(summary: pd.DataFrame) -> str:
-    """Markdown in the paper's layout: ``mean (σ²)`` per cell, the three sections as header rows."""
+def format_table3(summary: pd.DataFrame, k: int | None = None) -> str:
+    """Markdown in the paper's layout: ``mean (σ²)`` per cell, the three sections as header rows.
+
+    A cell defined in fewer than `k` folds (no positives in some test folds) says so: ``[2/5 folds]``.
+    """
     lines = ["| | n | Recall (σ²) | Specificity (σ²) | Precision (σ²) | Accuracy (σ²) |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for section, g in summary.groupby("section", sort=False):
@@ -170,6 +174,10 @@ def format_table3(summary: pd.DataFrame) -> str:
             cells = []
             for m in METRICS:
                 mean, var = r[f"{m}_mean"], r[f"{m}_var"]
-                cells.append("–" if np.isnan(mean) else f"{mean:.2f}" + ("" if np.isnan(var) else f" ({var:.2e})"))
+                text = "–" if np.isnan(mean) else f"{mean:.2f}" + ("" if np.isnan(var) else f" ({var:.2e})")
+                nf = r.get(f"{m}_folds")
+                if k and nf is not None and 0 < nf < k:
+                    text += f" [{int(nf)}/{k} folds]"
+                cells.append(text)
             lines.append(f"| {r['row']} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -67,8 +67,10 @@ def roc_figure(predictions: pd.DataFrame, path: Path, title: str = "") -> Path:
         aucs = per_fold_auc(predictions, o)
         ax.plot(fpr, tpr, c="k", lw=2, label=f"pooled AUC {roc_auc(d[f'y_{o}'], d[f'p_{o}']):.3f}")
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-        ax.set_title(f"{PAPER_NAMES.get(o, 'BCC/non-BCC')} ({o})\nAUC {np.nanmean(aucs):.3f} ± "
-                     f"{np.nanstd(aucs, ddof=1) if np.isfinite(aucs).sum() > 1 else 0:.3f} over folds", fontsize=9)
+        ok = aucs[np.isfinite(aucs)]
+        spread = f"AUC {ok.mean():.3f} ± {ok.std(ddof=1) if len(ok) > 1 else 0:.3f} over {len(ok)} folds" \
+            if len(ok) else "AUC undefined (one class per fold)"
+        ax.set_title(f"{PAPER_NAMES.get(o, 'BCC/non-BCC')} ({o})\n{spread}", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     for ax in axes[-1]:
         ax.set_xlabel("1 − specificity")

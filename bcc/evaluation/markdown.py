@@ -10,14 +10,16 @@ def cell(v, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, float):
-        return f"{v:.{digits}f}"
+        if v != 0 and abs(v) < 10 ** -(digits - 1):
+            return f"{v:.{digits}g}"  # 0.00612, not 0.006
+        return f"{v:.{digits}f}" if abs(v) < 100 else f"{v:.1f}"
     return str(v).replace("|", "\\|")
 
 
 def markdown_table(df: pd.DataFrame, index: bool = True, digits: int = 3) -> str:
     cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    for i, row in df.iterrows():
-        cells = ([cell(i)] if index else []) + [cell(v, digits) for v in row.tolist()]
+    for i, row in zip(df.index, df.astype(object).itertuples(index=False)):
+        cells = ([cell(i)] if index else []) + [cell(v, digits) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""``python -m bcc.evaluate [experiment=<name>] [eval.thresholds=0.5|val] [...]`` — the cross-fold report.
+
+Reads every ``predictions.csv`` under ``outputs/<experiment>/<backbone>/fold<k>/stage<s>/`` and writes
+``outputs/<experiment>/report/``: ``report.md``, ``table3.csv`` (+ per fold), ``table5.csv``,
+``calibration.csv``, ``stages.csv``, ``thresholds.csv``, ``table4.csv`` (when the dataset has masks and
+``bcc.mask_agreement`` is available), ``figures/`` and an offline W&B summary run. Settings:
+``conf/eval.yaml`` (OmegaConf dotlist overrides). A backbone with a missing fold at the reported stage
+stops the evaluation with the missing jobs and the commands that produce them (exit code 2).
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from bcc.evaluation import calibration as cal
+from bcc.evaluation.agreement import summarise_dataset
+from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, table3
+from bcc.evaluation.complexity import complexity
+from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
+from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
+from bcc.evaluation.runs import (
+    MissingRunsError,
+    Run,
+    check_complete,
+    describe_missing,
+    discover,
+    folds_expected,
+    load_predictions,
+    run_facts,
+)
+from bcc.patterns import OUTPUTS
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_config(args: Sequence[str] = ()) -> DictConfig:
+    cfg = OmegaConf.merge(OmegaConf.load(CONF / "eval.yaml"), OmegaConf.from_dotlist(list(args)))
+    if cfg.output_dir is None:
+        cfg.output_dir = training_output_dir(str(cfg.experiment))
+    if cfg.report_dir is None:
+        cfg.report_dir = str(Path(cfg.output_dir) / "report")
+    return cfg
+
+
+def training_output_dir(experiment: str) -> str:
+    """The experiment's ``paths.output_dir`` as training composes it (outputs/<experiment> when unknown)."""
+    if (CONF / "experiment" / f"{experiment}.yaml").is_file():
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(str(CONF), version_base="1.3", job_name="bcc_eval"):
+            return str(compose(config_name="config", overrides=[f"experiment={experiment}"]).paths.output_dir)
+    return f"outputs/{experiment}"
+
+
+# ---- per backbone -------------------------------------------------------------------------------------
+def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: Path) -> BackboneResult:
+    stage = int(cfg.eval.stage)
+    chosen = [r for r in runs if r.backbone == backbone and r.stage == stage and r.finished]
+    preds = load_predictions(runs, backbone, stage)
+    thresholds = cal.validation_thresholds(chosen) if str(cfg.eval.thresholds) == "val" else float(cfg.eval.thresholds)
+    summary, per_fold = table3(preds, thresholds)
+    seen = preds.dropna(subset=["y_bcc"])
+    calib = cal.triage_operating_point(preds, float(cfg.eval.target_sensitivity))
+    calib.update(ece=cal.expected_calibration_error(seen["y_bcc"], seen["p_bcc"], int(cfg.eval.ece_bins)),
+                 ece_bins=int(cfg.eval.ece_bins), bcc_auroc_mean=float(np.nanmean(per_fold_auc(preds, "bcc"))))
+    result = BackboneResult(backbone, run_facts(runs, backbone, stage), summary, per_fold, calib,
+                            thresholds if isinstance(thresholds, dict) else {r.fold: thresholds for r in chosen},
+                            preds.groupby("fold").size().to_dict())
+    result.figures = {
+        "roc": roc_figure(preds, figures / f"{backbone}_roc.png", f"ROC per output — {backbone}, stage {stage}"),
+        "confusion": confusion_figure(preds, figures / f"{backbone}_confusion.png", thresholds),
+        "patterns": pattern_bars(per_fold, figures / f"{backbone}_patterns.png",
+                                 f"Pattern detection per code — {backbone}, stage {stage}: mean ± sd over folds"),
+        "reliability": cal.reliability_diagram(seen["y_bcc"], seen["p_bcc"], figures / f"{backbone}_reliability.png",
+                                               int(cfg.eval.ece_bins), f"p(BCC) — {backbone}"),
+    }
+    return result
+
+
+def _mean(summary: pd.DataFrame, section: str, row: str | None, metric: str) -> float:
+    d = summary[(summary["section"] == section) & ((summary["row"] == row) if row else True)]
+    return float(d[f"{metric}_mean"].mean()) if len(d) else float("nan")
+
+
+def table5(results: list[BackboneResult], cfg: DictConfig) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        size = int(r.facts.get("image_size") or 224)
+        row = complexity(r.backbone, size, r.facts.get("timm_name"), int(cfg.eval.bench_batch),
+                         int(cfg.eval.bench_repeats)) if cfg.eval.complexity else {"backbone": r.backbone, "input_px": size}
+        row.update(bcc_accuracy=_mean(r.table3, BINARY, ROW_BCC, "accuracy"),
+                   pattern_accuracy=_mean(r.table3, PATTERNS, None, "accuracy"),
+                   bcc_auroc=r.calibration["bcc_auroc_mean"], folds=len(r.n_test), stage=int(cfg.eval.stage))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def stages_table(runs: list[Run], experiment: str, k: int, output_dir: Path) -> pd.DataFrame:
+    """Per backbone and stage found: BCC/rule/pattern accuracy means over folds at 0.5, or what is missing."""
+    rows = []
+    for b, s in sorted({(r.backbone, r.stage) for r in runs}):
+        missing = describe_missing(runs, experiment, b, s, k, output_dir)
+        row = {"backbone": b, "stage": s, "folds": k - len(missing)}
+        if missing:
+            row["missing"] = "; ".join(m.split(":")[0] for m in missing)
+        else:
+            summary, _ = table3(load_predictions(runs, b, s), 0.5)
+            row.update(bcc_accuracy=_mean(summary, BINARY, ROW_BCC, "accuracy"),
+                       rule_accuracy=_mean(summary, BINARY, ROW_RULE, "accuracy"),
+                       pattern_accuracy=_mean(summary, PATTERNS, None, "accuracy"),
+                       bcc_auroc=float(np.nanmean(per_fold_auc(load_predictions(runs, b, s), "bcc"))))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---- Table 4 (Grad-CAM vs masks, bcc.mask_agreement) --------------------------------------------------
+def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
+    """The single call site of ``bcc.mask_agreement.mask_report`` (Grad-CAM vs masks, another module's)."""
+    if not cfg.eval.table4:
+        ev.table4_note = "Not computed (eval.table4=false)."
+        return
+    if ev.dataset is None or not ev.dataset.has_masks:
+        ev.table4_note = "The dataset has no `masks/`: Table 4 needs the dermatologists' pattern masks."
+        return
+    try:
+        from bcc.mask_agreement import mask_report
+    except ImportError:
+        ev.table4_note = "Not computed: `bcc.mask_agreement.mask_report` is not available in this version."
+        return
+    done = {x.backbone for x in ev.results}
+    dirs = [r.path for r in runs if r.stage == ev.stage and r.finished and r.backbone in done]
+    df, figs = mask_report(dirs, ev.dataset.root, ev.report_dir, max_figures=int(cfg.eval.mask_figures))
+    if df is None or df.empty:
+        ev.table4_note = "No test image of these runs has a mask: Table 4 is empty."
+        return
+    if not (ev.report_dir / "table4.csv").is_file():
+        df.to_csv(ev.report_dir / "table4.csv")
+    ev.table4, ev.table4_figures = df, [Path(f) for f in figs]
+    ev.table4_note = ("Grad-CAM maps of the stage-{} runs against the masks (`bcc.mask_agreement`; per map: "
+                      "`gradcam_per_image.csv`).".format(ev.stage))
+
+
+# ---- main ---------------------------------------------------------------------------------------------
+def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evaluation:
+    out, report_dir = Path(cfg.output_dir), Path(cfg.report_dir)
+    runs = [r for r in discover(out) if r.path.resolve() != report_dir.resolve()]
+    experiment = str(cfg.experiment)
+    if not runs:
+        raise MissingRunsError(f"no runs under {out}: train first, e.g. `python -m bcc.train experiment={experiment} "
+                               f"stage=1,2,3 fold=0-4 --multirun` (or `make demo` for the demo)")
+    stage, k = int(cfg.eval.stage), folds_expected(runs, cfg.eval.k)
+    backbones = list(cfg.eval.backbones) if cfg.eval.backbones else sorted({r.backbone for r in runs})
+    ev = Evaluation(experiment, out, report_dir, stage, k, str(cfg.eval.thresholds), command)
+    errors, complete = [], []
+    for b in backbones:
+        try:
+            check_complete(runs, experiment, b, stage, k, out)
+            complete.append(b)
+        except MissingRunsError as e:
+            errors.append(str(e))
+            ev.missing[b] = describe_missing(runs, experiment, b, stage, k, out)
+    if errors and not cfg.eval.allow_incomplete:
+        raise MissingRunsError("\n\n".join(errors))
+    if not complete:
+        raise MissingRunsError("no backbone has all its folds at stage "
+                               f"{stage}:\n" + "\n".join(x for v in ev.missing.values() for x in v))
+    figures = report_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    ev.results = [evaluate_backbone(runs, b, cfg, figures) for b in complete]
+    ev.table5 = table5(ev.results, cfg)
+    ev.stages = stages_table(runs, experiment, k, out)
+    ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
+    table4(ev, runs, cfg)
+    tables = write_tables(ev)
+    write_report(ev)
+    if cfg.wandb.enabled:
+        log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))
+    return ev
+
+
+def write_tables(ev: Evaluation) -> dict[str, pd.DataFrame]:
+    def tag(df: pd.DataFrame, r: BackboneResult) -> pd.DataFrame:
+        return df.assign(backbone=r.backbone, stage=ev.stage, thresholds=ev.thresholds)[
+            ["backbone", "stage", "thresholds", *df.columns]]
+
+    t3 = pd.concat([tag(r.table3, r) for r in ev.results], ignore_index=True)
+    t3f = pd.concat([tag(r.per_fold, r) for r in ev.results], ignore_index=True)
+    calib = pd.DataFrame([{"backbone": r.backbone, **{k: v for k, v in r.calibration.items() if k != "thresholds"}}
+                          for r in ev.results])
+    thr = pd.DataFrame([{"backbone": r.backbone, "fold": f, **({o: t[o] for o in OUTPUTS} if isinstance(t, dict)
+                                                               else {o: t for o in OUTPUTS})}
+                        for r in ev.results for f, t in sorted(r.thresholds.items())])
+    tables = {"table3": t3, "table3_per_fold": t3f, "table5": ev.table5, "calibration": calib, "stages": ev.stages,
+              "thresholds": thr}
+    for name, df in tables.items():
+        df.to_csv(ev.report_dir / f"{name}.csv", index=False, float_format="%.6g")
+    if ev.table4 is not None:
+        tables["table4"] = ev.table4
+    return tables
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__ + "\nSettings (conf/eval.yaml):\n\n" + (CONF / "eval.yaml").read_text())
+        return 0
+    cfg = load_config(args)
+    command = "python -m bcc.evaluate" + ("" if not args else " " + " ".join(shlex.quote(a) for a in args))
+    try:
+        ev = evaluate(cfg, command)
+    except (MissingRunsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"[bcc] report: {ev.report_dir / 'report.md'}")
+    for r in ev.results:
+        t = r.table3.set_index("row")
+        print(f"[bcc] {r.backbone} stage {ev.stage}: BCC accuracy {t.at[ROW_BCC, 'accuracy_mean']:.3f}, "
+              f"pattern accuracy {_mean(r.table3, PATTERNS, None, 'accuracy'):.3f}, ECE {r.calibration['ece']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""``report.md`` (readable on its own) and the W&B summary run of an evaluation.
+
+:class:`Evaluation` holds what ``bcc.evaluate`` computed; :func:`write_report` renders it to markdown
+with the figures embedded by relative path; :func:`log_wandb` logs the tables as ``wandb.Table`` and
+the figures as ``wandb.Image`` in one run of the experiment's W&B group (job type ``eval``), offline by
+default, under ``<report_dir>/wandb/``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bcc.evaluation.agreement import DatasetSummary, format_dataset
+from bcc.evaluation.clinical_metrics import format_table3
+from bcc.evaluation.markdown import markdown_table
+
+
+@dataclass
+class BackboneResult:
+    backbone: str
+    facts: dict
+    table3: pd.DataFrame
+    per_fold: pd.DataFrame
+    calibration: dict
+    thresholds: dict
+    n_test: dict[int, int]
+    figures: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    experiment: str
+    output_dir: Path
+    report_dir: Path
+    stage: int
+    k: int
+    thresholds: str
+    command: str
+    results: list[BackboneResult] = field(default_factory=list)
+    missing: dict[str, list[str]] = field(default_factory=dict)   # backbone → lines (incomplete ones)
+    stages: pd.DataFrame | None = None
+    table5: pd.DataFrame | None = None
+    table4: pd.DataFrame | None = None
+    table4_note: str = ""
+    table4_figures: list[Path] = field(default_factory=list)
+    dataset: DatasetSummary | None = None
+
+
+def _start_words(start: str) -> str:
+    if "stage0" in start:
+        return "stage 0 — the whole network trained from scratch on the training folds (no ImageNet weights)"
+    if "imagenet" in start:
+        return "ImageNet weights (timm)"
+    return start
+
+
+def _threshold_words(ev: Evaluation) -> str:
+    if ev.thresholds == "val":
+        return ("per fold and output, chosen on that fold's validation split (Youden's J), never on the test "
+                "fold — values in `thresholds.csv`")
+    return f"{ev.thresholds} for every output"
+
+
+def _fig(ev: Evaluation, path: Path, alt: str) -> str:
+    return f"![{alt}]({path.relative_to(ev.report_dir).as_posix()})"
+
+
+def _header(ev: Evaluation) -> list[str]:
+    lines = [f"# Evaluation report — experiment `{ev.experiment}`", "",
+             f"Written by `{ev.command}` on {dt.date.today().isoformat()} from the runs under `{ev.output_dir}`.",
+             "", "## Setting", ""]
+    for r in ev.results:
+        f = r.facts
+        n = sum(r.n_test.values())
+        lines += [(f"- **Backbone** `{r.backbone}` ({f.get('timm_name')}), input {f.get('image_size')} px; "
+                  f"start of stage 1: {_start_words(f.get('start', '?'))}."),
+                  (f"  - test folds: {len(r.n_test)} of k = {ev.k}, n = {n} test images "
+                  f"({', '.join(f'fold {k}: {v}' for k, v in sorted(r.n_test.items()))}).")]
+    d = ev.dataset
+    root = d.root if d and d.root else (ev.results[0].facts.get("dataset") if ev.results else None)
+    lines += [f"- **Dataset**: `{root}`" + (f", {d.n_images} images" if d and d.n_images else ""),
+              f"- **Reported stage**: {ev.stage} (the paper's protocol ends with stage 3); earlier stages below.",
+              f"- **Thresholds**: {_threshold_words(ev)}.",
+              ("- Metrics are computed per test fold and summarised as mean (σ² = sample variance over folds), "
+              "as in the paper's Table 3.")]
+    if ev.missing:
+        lines += ["", "## Missing runs", "",
+                  ("These backbones are **not** in the tables below: some folds are missing and results are never "
+                  "averaged over fewer folds. Produce them with:"), ""]
+        for items in ev.missing.values():
+            lines += [f"- {x}" for x in items]
+    return lines
+
+
+def _table3(ev: Evaluation) -> list[str]:
+    lines = ["", "## Table 3 — binary, pattern and clinically-inspired metrics", ""]
+    for r in ev.results:
+        lines += [f"### {r.backbone}, stage {ev.stage}", "", format_table3(r.table3, ev.k), ""]
+    lines += [("Rows as in the paper (`table3.csv`; per fold: `table3_per_fold.csv`). *BCC/Non-BCC (clinical "
+              "rule)* (not in the paper) applies the rule PN ⇒ non-BCC, else any BCC pattern ⇒ BCC to the "
+              "predicted patterns. *No-pattern*: the class \"all seven codes 0\"; its recall is the paper's "
+              "number. *Pigment Network*: the PN head, as in the paper. *BCC pattern detection*: **Accuracy "
+              "column = detection rate** — among BCC lesions with ≥1 annotated BCC pattern (U, ON, MG, ML, SW, "
+              "AT), the share where the model predicts at least one of the annotated patterns (paper: 0.99); "
+              "recall/specificity/precision are those of the lesion-level task \"≥1 BCC pattern\" over all "
+              "lesions (reference: ≥1 annotated, prediction: ≥1 predicted). `n` = lesions scored (for the "
+              "detection row, the detection rate's population), summed over folds. – = undefined in every "
+              "fold (no positives); σ² is left out when fewer than two folds define it.")]
+    return lines
+
+
+def _table5(ev: Evaluation) -> list[str]:
+    if ev.table5 is None or ev.table5.empty:
+        return []
+    t = ev.table5.set_index("backbone")
+    return ["", "## Table 5 — backbones: complexity and accuracy", "", markdown_table(t), "",
+            ("Parameters: our multitask network (backbone + three heads, no ImageNet classifier). GMACs and "
+            "GFLOPs: `torch.utils.flop_counter.FlopCounterMode`, one image at the runs' input size, which "
+            "counts 2 FLOPs per multiply–accumulate — the paper's \"0.3G\" for MobileNetV2 at 224 px are MACs. "
+            "Size: float32 state dict in 10⁶ bytes. CPU ms/image: median of timed batches on this machine "
+            "(`cpu_threads` threads, `channels_last`, inference mode) — compare rows, not machines. "
+            "Accuracies: mean over folds at the reported stage; pattern accuracy = mean over the seven codes.")]
+
+
+def _calibration(ev: Evaluation) -> list[str]:
+    lines = ["", "## Calibration and the triage operating point (beyond the paper)", ""]
+    rows = []
+    for r in ev.results:
+        c = r.calibration
+        rows.append({"backbone": r.backbone, "ECE p(BCC)": c["ece"], "bins": c["ece_bins"],
+                     "target sens.": c["target_sensitivity"], "threshold (mean)": c["threshold_mean"],
+                     "sensitivity": c["sensitivity"], "specificity": c["specificity"],
+                     "deprioritised": c["deprioritised"], "missed BCC": c["missed_bcc"], "n": c["n"]})
+    lines += [markdown_table(pd.DataFrame(rows).set_index("backbone")), "",
+              ("ECE: expected calibration error of p(BCC), equal-width bins, test folds pooled. Operating point: "
+              "for each test fold the highest threshold reaching the target sensitivity on the *other* folds' "
+              "test predictions (out of fold), applied to that fold; sensitivity, specificity and the share of "
+              "cases below the threshold (which a dermatologist could deprioritise in triage) pooled over folds."),
+              ""]
+    for r in ev.results:
+        if "reliability" in r.figures:
+            lines.append(_fig(ev, r.figures["reliability"], f"reliability {r.backbone}"))
+    return lines
+
+
+def _figures(ev: Evaluation) -> list[str]:
+    lines = []
+    for r in ev.results:
+        lines += ["", f"## Figures — {r.backbone}, stage {ev.stage}", ""]
+        for key, alt in (("roc", "ROC per output"), ("confusion", "Confusion matrices"),
+                         ("patterns", "Per-pattern metrics with fold spread")):
+            if key in r.figures:
+                lines += [f"**{alt}**", "", _fig(ev, r.figures[key], alt), ""]
+    return lines
+
+
+def _stages(ev: Evaluation) -> list[str]:
+    if ev.stages is None or ev.stages.empty:
+        return []
+    return ["", "## All stages (mean over folds of the test fold)", "",
+            markdown_table(ev.stages.set_index(["backbone", "stage"]).reset_index(), index=False), "",
+            ("Stage 0 = from scratch (only without ImageNet weights), 1 = heads, 2 = last blocks + heads, "
+            "3 = pattern heads (reported). A stage with missing folds shows them instead of numbers.")]
+
+
+def _table4(ev: Evaluation) -> list[str]:
+    lines = ["", "## Table 4 — Grad-CAM against the dermatologists' masks", ""]
+    if ev.table4 is not None:
+        lines += [markdown_table(ev.table4), ""]
+        lines += [_fig(ev, p, p.stem) for p in ev.table4_figures]
+    if ev.table4_note:
+        lines.append(ev.table4_note)
+    return lines
+
+
+def write_report(ev: Evaluation) -> Path:
+    lines = [*_header(ev), *_table3(ev), *_table5(ev), *_calibration(ev), *_figures(ev), *_stages(ev),
+             *_table4(ev), "", "## Dataset and inter-rater agreement", ""]
+    lines.append(format_dataset(ev.dataset) if ev.dataset else "- not available")
+    lines += ["", "## Files", "",
+              "`table3.csv` (mean and variance over folds), `table3_per_fold.csv`, `table5.csv`, "
+              "`calibration.csv`, `stages.csv`, `thresholds.csv`, `figures/`"
+              + (", `table4.csv`" if ev.table4 is not None else "") + "; the W&B summary run in `wandb/`."]
+    path = ev.report_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def log_wandb(ev: Evaluation, tables: dict[str, pd.DataFrame], project: str = "bcc", offline: bool = True) -> Path:
+    """One W&B run (group = experiment, job type ``eval``) with the tables and figures; returns its folder."""
+    import wandb
+
+    settings = wandb.Settings(silent=True, console="off", x_disable_stats=True, x_disable_machine_info=True,
+                              save_code=False, disable_git=True)
+    run = wandb.init(project=project, group=ev.experiment, job_type="eval", name=f"eval/stage{ev.stage}",
+                     dir=str(ev.report_dir), mode="offline" if offline else "online", settings=settings,
+                     config={"experiment": ev.experiment, "stage": ev.stage, "k": ev.k, "thresholds": ev.thresholds,
+                             "backbones": [r.backbone for r in ev.results]}, reinit="finish_previous")
+    failed = True
+    try:
+        log = {f"tables/{name}": wandb.Table(dataframe=df.reset_index(drop=True).astype(
+            {c: str for c in df.columns if df[c].dtype == object})) for name, df in tables.items() if df is not None}
+        for r in ev.results:
+            for key, path in r.figures.items():
+                log[f"figures/{r.backbone}/{key}"] = wandb.Image(str(path))
+            for _, row in r.table3.iterrows():
+                for m in ("recall", "specificity", "precision", "accuracy"):
+                    run.summary[f"{r.backbone}/{row['section']}/{row['row']}/{m}"] = row[f"{m}_mean"]
+            run.summary[f"{r.backbone}/ece"] = r.calibration["ece"]
+        run.log(log)
+        failed = False
+        return Path(run.dir).parent
+    finally:
+        wandb.finish(exit_code=1 if failed else 0)

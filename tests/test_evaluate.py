@@ -1,0 +1,119 @@
+"""`python -m bcc.evaluate` end to end on hand-made run folders: report, tables, W&B run, missing folds."""
+from __future__ import annotations
+
+import shutil
+import sys
+import types
+
+import pandas as pd
+import pytest
+
+from bcc import evaluate
+from bcc.evaluation.runs import MissingRunsError
+from tests.test_evaluate_fixtures import BCC_ACC, write_dataset, write_runs, write_val
+
+
+def _cfg(out, *extra):
+    return evaluate.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false", *extra])
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    """One complete evaluation (complexity at 32 px, W&B offline) shared by the report tests."""
+    root = tmp_path_factory.mktemp("eval")
+    ds = write_dataset(root / "data" / "synth")
+    out = write_runs(root / "outputs" / "demo", dataset=ds)
+    code = evaluate.main([f"output_dir={out}", "eval.bench_batch=1", "eval.bench_repeats=1"])
+    assert code == 0
+    return out / "report"
+
+
+def test_report_and_tables_written(full_report):
+    for name in ("report.md", "table3.csv", "table3_per_fold.csv", "table5.csv", "calibration.csv", "stages.csv",
+                 "thresholds.csv"):
+        assert (full_report / name).is_file(), name
+    for fig in ("roc", "confusion", "patterns", "reliability"):
+        assert (full_report / "figures" / f"mobilenet_{fig}.png").stat().st_size > 1000
+    t3 = pd.read_csv(full_report / "table3.csv")
+    row = t3[(t3["section"] == "BCC/Non-BCC") & (t3["row"] == "BCC/Non-BCC")].iloc[0]
+    assert row["accuracy_mean"] == pytest.approx(sum(BCC_ACC) / 5) and row["folds"] == 5
+    assert {"No-pattern (all zeros)", "BCC pattern detection"} <= set(t3["row"])
+    t5 = pd.read_csv(full_report / "table5.csv")
+    r = t5.iloc[0]
+    assert r["backbone"] == "mobilenet" and r["input_px"] == 32
+    assert r["GFLOPs"] == pytest.approx(2 * r["GMACs"], rel=1e-4) and 2.0 < r["params_M"] < 2.5 and r["cpu_ms_per_image"] > 0
+    assert r["bcc_accuracy"] == pytest.approx(0.8)
+    md = (full_report / "report.md").read_text()
+    for text in ("## Table 3", "## Table 5", "stage 0 — the whole network trained from scratch", "k = 5",
+                 "n = 20 test images", "Thresholds**: 0.5", "![ROC per output](figures/mobilenet_roc.png)",
+                 "Fleiss' κ", "Rater quality", "## Calibration", "deprioritised", "## All stages"):
+        assert text in md, text
+
+
+def test_wandb_offline_summary_run_written(full_report):
+    runs = list((full_report / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def test_missing_fold_and_stage_named_with_command(tmp_path):
+    out = write_runs(tmp_path / "outputs" / "demo")
+    shutil.rmtree(out / "mobilenet" / "fold2" / "stage3")
+    shutil.rmtree(out / "mobilenet" / "fold4" / "stage2")
+    shutil.rmtree(out / "mobilenet" / "fold4" / "stage3")
+    (out / "mobilenet" / "fold1" / "stage3" / "predictions.csv").unlink()
+    with pytest.raises(MissingRunsError) as e:
+        evaluate.evaluate(_cfg(out))
+    msg = str(e.value)
+    assert "3 of 5 folds missing" in msg
+    assert "mobilenet fold 2 stage 3" in msg and "does not exist" in msg
+    assert "`python -m bcc.train experiment=demo backbone=mobilenet stage=3 fold=2`" in msg
+    assert "`python -m bcc.train experiment=demo backbone=mobilenet stage=2,3 fold=4 --multirun`" in msg
+    assert "fold 1 stage 3" in msg and "no predictions.csv (unfinished or failed job)" in msg
+    assert not (out / "report" / "table3.csv").exists()
+
+
+def test_missing_fold_exit_code_and_allow_incomplete(tmp_path, capsys):
+    out = write_runs(tmp_path / "o", stages=(1, 2, 3))
+    write_runs(tmp_path / "o", backbone="convnext", stages=(1, 2, 3), folds=[0, 1, 3, 4])
+    args = [f"output_dir={tmp_path / 'o'}", "experiment=backbone_sweep", "wandb.enabled=false", "eval.complexity=false"]
+    assert evaluate.main(args) == 2
+    err = capsys.readouterr().err
+    assert "convnext fold 2 stage 3" in err and "experiment=backbone_sweep backbone=convnext stage=1,2,3 fold=2" in err
+    ev = evaluate.evaluate(evaluate.load_config([*args, "eval.allow_incomplete=true"]))
+    assert [r.backbone for r in ev.results] == ["mobilenet"]
+    md = (out / "report" / "report.md").read_text()
+    assert "## Missing runs" in md and "convnext fold 2 stage 3" in md
+    assert set(pd.read_csv(out / "report" / "table3.csv")["backbone"]) == {"mobilenet"}
+
+
+def test_thresholds_val_uses_validation_predictions(tmp_path):
+    out = write_runs(tmp_path / "o", stages=(3,))
+    with pytest.raises(FileNotFoundError, match="val_predictions.csv"):
+        evaluate.evaluate(_cfg(out, "eval.thresholds=val"))
+    write_val(out)
+    ev = evaluate.evaluate(_cfg(out, "eval.thresholds=val"))
+    thr = pd.read_csv(out / "report" / "thresholds.csv")
+    assert len(thr) == 5 and thr["bcc"].between(0.3, 0.4).all()  # Youden threshold between 0.3 and 0.4
+    assert "validation split" in (out / "report" / "report.md").read_text()
+    # at ~0.35, D's 0.2 is still a miss but C's 0.6 (fold 3) is too: same BCC accuracy as at 0.5
+    t = ev.results[0].per_fold
+    assert list(t[t["row"] == "BCC/Non-BCC"].sort_values("fold")["accuracy"]) == BCC_ACC
+
+
+def test_table4_call_site(tmp_path, monkeypatch):
+    ds = write_dataset(tmp_path / "data" / "synth")
+    (ds / "masks").mkdir()
+    (ds / "masks" / "img0.png").write_bytes(b"\x89PNG")
+    out = write_runs(tmp_path / "o", stages=(3,), dataset=ds)
+    calls = {}
+
+    def mask_report(run_dirs, dataset_root, out_dir, max_figures=4):
+        calls.update(n=len(run_dirs), root=dataset_root, max_figures=max_figures)
+        return pd.DataFrame({"diagnosis/correct": [0.24]}, index=pd.Index(["intersection"], name="statistic")), []
+
+    monkeypatch.setitem(sys.modules, "bcc.mask_agreement", types.SimpleNamespace(mask_report=mask_report))
+    evaluate.evaluate(_cfg(out))
+    assert calls == {"n": 5, "root": ds, "max_figures": 4}
+    assert (out / "report" / "table4.csv").is_file()
+    assert "diagnosis/correct" in (out / "report" / "report.md").read_text()
+    assert pd.read_csv(out / "report" / "table4.csv", index_col=0).index[0] == "intersection"
