@@ -142,8 +142,8 @@ def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
     if not (ev.report_dir / "table4.csv").is_file():
         df.to_csv(ev.report_dir / "table4.csv")
     ev.table4, ev.table4_figures = df, [Path(f) for f in figs]
-    ev.table4_note = ("Grad-CAM maps of the stage-{} runs against the masks (`bcc.mask_agreement`; per map: "
-                      "`gradcam_per_image.csv`).".format(ev.stage))
+    ev.table4_note = (f"Grad-CAM maps of the stage-{ev.stage} runs against the masks (`bcc.mask_agreement`; per map: "
+                      "`gradcam_per_image.csv`).")
 
 
 # ---- main ---------------------------------------------------------------------------------------------

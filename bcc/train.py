@@ -15,8 +15,8 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import hydra
 import lightning as L
@@ -31,8 +31,15 @@ from bcc.losses import resolve_alpha
 from bcc.metrics import nested
 from bcc.model import MultitaskModel
 from bcc.results import format_summary, summary_table
-from bcc.stages import (StageCallback, load_start, needs_stage0, sequence, stage_dir, start_checkpoint,
-                        start_description)
+from bcc.stages import (
+    StageCallback,
+    load_start,
+    needs_stage0,
+    sequence,
+    stage_dir,
+    start_checkpoint,
+    start_description,
+)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 Composer = Callable[[list[str]], DictConfig]
@@ -173,7 +180,7 @@ def train_stage(cfg: DictConfig, hint: str = "", required_resume: bool = True) -
             "epochs": int(trainer.current_epoch), "train_seconds": round(seconds, 2),
             "image_size": int(cfg.data.image_size), "monitor": cfg.stage.monitor,
             "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
-            "best_checkpoint": Path(best).name, "n_images": {s: int(len(dm.rows(s))) for s in ("train", "val", "test")},
+            "best_checkpoint": Path(best).name, "n_images": {s: len(dm.rows(s)) for s in ("train", "val", "test")},
             "val": nested(val, "val"), "test": nested(test, "test"),
         }
         (job / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
