@@ -14,8 +14,9 @@ costs about a millisecond per image here, so ``num_workers=0`` (the main process
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import albumentations as A
 import cv2
@@ -23,7 +24,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bcc.image_cache import load_images
 from bcc.patterns import CODES, OUTPUTS
@@ -65,6 +66,30 @@ class LesionDataset(Dataset):
             img = self.transform(image=img)["image"]
         return {"image": torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1),
                 "label": self.labels[i], "target": self.targets[i], "index": int(self.rows[i])}
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Shuffles with a generator seeded by (seed, epoch) and reseeds the augmentation and torch's global
+    RNG (dropout) when an epoch's iteration starts, so each epoch depends only on (seed, epoch) and the
+    weights it starts from: a run resumed from ``last.ckpt`` replays what an uninterrupted run does.
+    Lightning calls ``set_epoch`` before every epoch; ``epoch`` at construction covers a resumed fit,
+    whose first iterator is created before that call."""
+
+    def __init__(self, dataset: LesionDataset, seed: int, epoch: int = 0):
+        self.dataset, self.seed, self.epoch = dataset, int(seed), int(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        s = self.seed * 1_000_003 + self.epoch
+        torch.manual_seed(s)
+        if self.dataset.transform is not None:
+            self.dataset.transform.set_random_seed(s)
+        yield from torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(s)).tolist()
 
 
 def read_table(root: Path) -> pd.DataFrame:
@@ -166,8 +191,14 @@ class BCCDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool, batch_size: int, drop_last: bool = False) -> DataLoader:
         ds = self.dataset(split)
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last and len(ds) > batch_size,
+        sampler = EpochSeededSampler(ds, self.seed, self._epoch()) if shuffle else None
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last and len(ds) > batch_size,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def _epoch(self) -> int:
+        """The epoch fit is about to run (after a restored checkpoint: the one it resumes at)."""
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.fit_loop.epoch_progress.current.processed) if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.batch_size, drop_last=True)  # no 1-image BatchNorm batch

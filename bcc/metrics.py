@@ -10,10 +10,16 @@ from __future__ import annotations
 import warnings
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import (BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryPrecision,
-                                         BinaryRecall, BinarySpecificity)
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryF1Score,
+    BinaryPrecision,
+    BinaryRecall,
+    BinarySpecificity,
+)
 
 from bcc.patterns import CODES, OUTPUTS
 
@@ -56,14 +62,26 @@ class OutputMetrics(nn.Module):
             self.rule.update(verdict[seen].float(), labels[seen, 0].long())
             self._seen.add(RULE)
 
+    def _seen_everywhere(self) -> set[str]:
+        """Outputs updated in any process: under DDP all must compute (and so synchronise) the same ones."""
+        names = [*OUTPUTS, RULE]
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return set(self._seen)
+        flags = torch.tensor([n in self._seen for n in names], dtype=torch.int32)
+        if torch.distributed.get_backend() == "nccl":
+            flags = flags.cuda()
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        return {n for n, f in zip(names, flags.tolist()) if f}
+
     def compute(self) -> dict[str, float]:
         out: dict[str, float] = {}
+        seen = self._seen_everywhere()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a class absent from a tiny split: AUROC is 0, not an error
             for o in OUTPUTS:
-                if o in self._seen:
+                if o in seen:
                     out.update({k: float(v) for k, v in self.outputs[o].compute().items()})
-            if RULE in self._seen:
+            if RULE in seen:
                 out.update({k: float(v) for k, v in self.rule.compute().items()})
         for m in METRICS:
             vals = [out[f"{self.split}/{c}/{m}"] for c in CODES if f"{self.split}/{c}/{m}" in out]

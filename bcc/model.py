@@ -11,14 +11,15 @@ training batches under no_grad, cumulative average). Frozen BatchNorm layers kee
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from schedulefree import AdamWScheduleFree
 from lightning.pytorch.trainer.states import TrainerFn
+from schedulefree import AdamWScheduleFree
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bcc.losses import MultitaskFocalLoss
@@ -93,6 +94,15 @@ class MultitaskModel(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
+        if self.trainer.world_size > 1:
+            self.test_outputs = self._gather(self.test_outputs)
+
+    def _gather(self, outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list:
+        """Every process's test outputs on every process (DDP), the sampler's padding duplicates dropped."""
+        local = [torch.as_tensor(np.concatenate([o[i] for o in outputs])) for i in range(3)]
+        idx, y, p = (self.all_gather(t.to(self.device)).flatten(0, 1).cpu().numpy() for t in local)
+        _, first = np.unique(idx, return_index=True)
+        return [(idx[first], y[first], p[first])]
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return torch.sigmoid(self(batch["image"]))
@@ -140,9 +150,12 @@ class MultitaskModel(L.LightningModule):
     def on_train_end(self) -> None:
         self.optimizer_eval()
 
+    def _fitting(self) -> bool:
+        return self._trainer is not None and self._trainer.state.fn == TrainerFn.FITTING
+
     def on_validation_model_eval(self) -> None:
         self._modes = {name: m.training for name, m in self.named_modules()}
-        if self._optimizers():
+        if self._optimizers() and self._fitting():
             self.optimizer_eval()
             self.recalibrate_batchnorm()
         self.eval()
@@ -150,7 +163,8 @@ class MultitaskModel(L.LightningModule):
     def on_validation_model_train(self) -> None:
         for name, m in self.named_modules():
             m.training = self._modes.get(name, m.training)
-        self.optimizer_train()
+        if self._fitting():  # after trainer.validate(ckpt_path=...) the weights are a checkpoint's, not y
+            self.optimizer_train()
 
     def on_test_model_eval(self) -> None:
         self.optimizer_eval()

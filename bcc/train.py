@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
 import sys
 import time
 import warnings
@@ -27,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bcc import loggers
 from bcc.datamodule import BCCDataModule
+from bcc.io import atomic_path, write_csv
 from bcc.losses import resolve_alpha
 from bcc.metrics import nested
 from bcc.model import MultitaskModel
@@ -150,7 +153,7 @@ def train_stage(cfg: DictConfig, hint: str = "", required_resume: bool = True) -
     dm.setup("fit")
     start, backbone_only = start_checkpoint(out, cfg.backbone, fold, stage, hint)
     resume = _resume_path(cfg.ckpt_path, job, required_resume)
-    if resume is None:
+    if resume is None and _rank() == 0:
         for name in ("best.ckpt", "last.ckpt", "metrics.json", "predictions.csv"):
             (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
     model = build_model(cfg, dm, load_pretrained=stage == 1 and start is None)
@@ -168,12 +171,18 @@ def train_stage(cfg: DictConfig, hint: str = "", required_resume: bool = True) -
         trainer.fit(model, datamodule=dm, ckpt_path=resume)
         seconds = time.perf_counter() - t0
         best = ckpt.best_model_path or ckpt.last_model_path
-        evaluator = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
-                              enable_progress_bar=False, enable_model_summary=False)
+        # a logger-free evaluator re-scores the selected checkpoint; under DDP the trainer itself must,
+        # since every process takes part in the metrics' synchronisation
+        evaluator = trainer if trainer.world_size > 1 else L.Trainer(
+            accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=False,
+            enable_model_summary=False)
         val = evaluator.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
         test = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+        if not trainer.is_global_zero:
+            failed = False
+            return {"val": nested(val, "val"), "test": nested(test, "test")}
         preds = model.test_predictions(list(dm.table["image_id"]), fold)
-        preds.to_csv(job / "predictions.csv", index=False, float_format="%.6f")
+        write_csv(preds, job / "predictions.csv", float_format="%.6f")
         metrics = {
             "experiment": cfg.experiment_name, "backbone": cfg.backbone.name, "timm_name": cfg.backbone.timm_name,
             "fold": fold, "stage": stage, "start": start_description(stage, cfg.backbone), "seed": int(cfg.seed),
@@ -181,14 +190,15 @@ def train_stage(cfg: DictConfig, hint: str = "", required_resume: bool = True) -
             "image_size": int(cfg.data.image_size), "monitor": cfg.stage.monitor,
             "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
             "best_checkpoint": Path(best).name, "n_images": {s: len(dm.rows(s)) for s in ("train", "val", "test")},
-            "val": nested(val, "val"), "test": nested(test, "test"),
+            "devices": int(trainer.world_size), "val": nested(val, "val"), "test": nested(test, "test"),
         }
-        (job / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if cfg.logger.get("log_images"):
             rows = dm.rows("test")[:8]
             caps = [f"{i}: y_bcc={int(y)} p_bcc={p:.2f}" for i, y, p in
                     zip(dm.image_ids(rows), dm.labels(rows)[:, 0], preds["p_bcc"].to_numpy()[:8])]
             loggers.log_example_images(logger, dm.images[rows], caps)
+        with atomic_path(job / "metrics.json") as tmp:  # written last: its presence marks the job done
+            tmp.write_text(json.dumps(metrics, indent=2) + "\n")
         failed = False
         return metrics
     finally:
@@ -196,13 +206,71 @@ def train_stage(cfg: DictConfig, hint: str = "", required_resume: bool = True) -
 
 
 # ---- jobs and the protocol ----------------------------------------------------------------------------
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+
+
+def _processes(trainer: DictConfig) -> int:
+    """How many processes a DDP trainer config asks for (1 for single-device strategies)."""
+    if not str(trainer.get("strategy", "auto")).startswith("ddp"):
+        return 1
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, (list, tuple)) or hasattr(devices, "__len__") and not isinstance(devices, str):
+        return len(devices)
+    import torch
+
+    return torch.cuda.device_count() if trainer.get("accelerator") in ("gpu", "cuda") else os.cpu_count() or 1
+
+
+def _launched_externally() -> bool:
+    """torchrun or SLURM (one task per device) already started every DDP process."""
+    return "LOCAL_RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", 1)) > 1
+
+
+def launch_ddp(cfg: DictConfig, overrides: Sequence[str], n: int) -> None:
+    """Run this one job as ``torchrun --standalone --nproc_per_node=n -m bcc.train <overrides>``.
+
+    Lightning would otherwise re-run the whole command line in each child (a whole sweep under
+    --multirun, or Hydra's saved flat config, which cannot compose the next stage of ``stage=all``).
+    """
+    build_datamodule(cfg).prepare_data()  # once, before the processes race for it
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "-m", "bcc.train", *[o for o in overrides if not o.startswith("hydra.")]]
+    print(f"[bcc] DDP with {n} processes: {' '.join(cmd[1:])}")
+    proc = subprocess.run(cmd, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"[bcc] DDP job failed (exit {proc.returncode}): {' '.join(cmd)}")
+
+
+def done_metrics(cfg: DictConfig, stage: int) -> dict | None:
+    """metrics.json of a finished stage (written last, atomically), for ``skip_done=true``."""
+    job = stage_dir(Path(cfg.paths.output_dir).resolve(), cfg.backbone.name, cfg.fold, stage)
+    if (job / "metrics.json").is_file() and (job / "best.ckpt").is_file():
+        return json.loads((job / "metrics.json").read_text())
+    return None
+
+
 def run_job(cfg: DictConfig, compose: Composer, overrides: Sequence[str]) -> dict[int, dict]:
-    """One Hydra job: its stage, or every stage for ``stage=all``; stage 1 runs a missing stage 0 first."""
+    """One Hydra job: its stage, or every stage for ``stage=all``; stage 1 runs a missing stage 0 first.
+
+    ``skip_done=true`` keeps stages whose metrics.json exists (a re-launched sweep redoes only the
+    interrupted jobs, from scratch). A DDP trainer config starts its processes through ``launch_ddp``.
+    """
+    n = _processes(cfg.trainer)
+    if n > 1 and not _launched_externally():
+        launch_ddp(cfg, overrides, n)
+        return {s: m for s in [0, *sequence(cfg.stage.name, cfg.backbone)] if (m := done_metrics(cfg, s))}
     hint = _hint(overrides)
     results: dict[int, dict] = {}
     whole = str(cfg.stage.name) == "all"
     for s in sequence(cfg.stage.name, cfg.backbone):
         scfg = cfg if str(cfg.stage.name) == str(s) else compose(_with(overrides, "stage", f"'{s}'"))
+        if cfg.skip_done and (m := done_metrics(scfg, s)) is not None:
+            print(f"[bcc] skip_done: {cfg.backbone.name} fold {cfg.fold} stage {s} is complete")
+            results[s] = m
+            continue
         stage0 = stage_dir(Path(cfg.paths.output_dir).resolve(), cfg.backbone.name, cfg.fold, 0) / "best.ckpt"
         if s == 1 and not whole and needs_stage0(cfg.backbone) and not stage0.is_file():
             print(f"[bcc] no ImageNet weights and no {stage0}: training stage 0 (from scratch) first")
@@ -215,6 +283,8 @@ def run_job(cfg: DictConfig, compose: Composer, overrides: Sequence[str]) -> dic
 def _hydra_main(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
     results = run_job(cfg, lambda o: hydra.compose(config_name="config", overrides=o), overrides)
+    if _rank() != 0:
+        return
     for s, m in results.items():
         t = m["test"]
         print(f"[bcc] {m['backbone']} fold {m['fold']} stage {s}: test BCC accuracy "
@@ -229,7 +299,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     # Hydra's argparse cannot read overrides on both sides of `--multirun`; users type them so.
     switches = [a for a in argv if a in _SWITCHES]
-    sys.argv = [sys.argv[0], *switches, *normalize_overrides([a for a in argv if a not in _SWITCHES])]
+    rest = normalize_overrides([a for a in argv if a not in _SWITCHES])
+    if _rank() > 0:  # a DDP process other than the first: rank 0 writes the job's .hydra/ and log
+        rest += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    sys.argv = [sys.argv[0], *switches, *rest]
     _hydra_main()
 
 

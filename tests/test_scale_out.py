@@ -16,3 +16,95 @@ def test_slurm_launcher_composes_for_the_protocol():
     assert cfg.stage.name == "all"  # one task runs the fold's stages in order
     assert "fold" in cfg.hydra.sweep.subdir and ".submitit" in launcher.submitit_folder
     assert overrides[2] == "fold=range(0,5)"
+
+
+# ---- DDP, resume, skip_done (slow: real training on the smoke set) -------------------------------------
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import lightning as L
+import pandas as pd
+import pytest
+
+ENV = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+
+
+def _train(args, cwd, **kw):
+    return subprocess.Popen([sys.executable, "-m", "bcc.train", *args], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_match_single_process_evaluation(smoke_overrides, tmp_path):
+    """trainer=ddp with 2 gloo processes: one set of outputs; the test metrics synchronised across the two
+    processes (each saw half the test fold) equal a single-process evaluation of the same checkpoint."""
+    from bcc.datamodule import BCCDataModule
+    from bcc.model import MultitaskModel
+
+    proc = _train([*smoke_overrides, "stage=0", "fold=0", "logger=csv", "trainer=ddp", "trainer.accelerator=cpu",
+                   "trainer.devices=2", "trainer.precision=32-true", "trainer.sync_batchnorm=false"], tmp_path)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log[-4000:]
+    job = tmp_path / "out" / "mobilenet" / "fold0" / "stage0"
+    m = json.loads((job / "metrics.json").read_text())
+    assert m["devices"] == 2
+    preds = pd.read_csv(job / "predictions.csv")
+    assert preds["image_id"].is_unique and len(preds) == m["n_images"]["test"] == 20  # gathered, once each
+    model = MultitaskModel.load_from_checkpoint(job / "best.ckpt", load_pretrained=False)
+    dm = BCCDataModule(root=smoke_overrides[1].split("=", 1)[1] + "/synthetic-smoke", fold=0, image_size=32,
+                       val_fraction=0.2, batch_size=8)
+    single = L.Trainer(logger=False, enable_progress_bar=False).test(model, datamodule=dm, verbose=False)[0]
+    for out, metrics in m["test"].items():
+        for name, value in metrics.items():
+            assert single[f"test/{out}/{name}"] == pytest.approx(value, abs=1e-6), (out, name)
+    mine = model.test_predictions(list(dm.table["image_id"]), 0).merge(preds, on="image_id")
+    assert len(mine) == 20 and (mine["p_bcc_x"] - mine["p_bcc_y"]).abs().max() < 1e-5
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(smoke_overrides, tmp_path):
+    common = [*smoke_overrides[:2], "stage=0", "fold=3", "logger=csv", "stage.max_epochs=3"]
+    ref = tmp_path / "ref"
+    proc = _train([*common, f"paths.output_dir={ref}"], tmp_path)
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()[-3000:]
+
+    out = tmp_path / "killed"
+    job = out / "mobilenet" / "fold3" / "stage0"
+    proc = _train([*common, f"paths.output_dir={out}"], tmp_path)
+    deadline = time.time() + 600
+    while not (job / "last.ckpt").is_file():  # the end of epoch 0 or later, then kill inside the next epoch
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (job / "metrics.json").exists()
+    proc = _train([*common, f"paths.output_dir={out}", "ckpt_path=last"], tmp_path)
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()[-3000:]
+    a = json.loads((ref / "mobilenet" / "fold3" / "stage0" / "metrics.json").read_text())
+    b = json.loads((job / "metrics.json").read_text())
+    assert b["epochs"] == a["epochs"] == 3
+    for split in ("val", "test"):
+        for o, metrics in a[split].items():
+            for name, v in metrics.items():
+                assert b[split][o][name] == pytest.approx(v, abs=1e-5), (split, o, name)
+
+
+@pytest.mark.slow
+def test_skip_done_keeps_finished_jobs_and_redoes_partial_ones(smoke_overrides, tmp_path):
+    from bcc.train import run
+
+    base = [*smoke_overrides, "stage=all", "fold=4", "logger=csv", "skip_done=true"]
+    first = run(base)
+    root = tmp_path / "out" / "mobilenet" / "fold4"
+    (root / "stage3" / "metrics.json").unlink()  # stage 3 interrupted before it finished
+    stamps = {s: (root / f"stage{s}" / "best.ckpt").stat().st_mtime_ns for s in range(4)}
+    again = run(base)
+    assert all((root / f"stage{s}" / "best.ckpt").stat().st_mtime_ns == stamps[s] for s in range(3))
+    assert (root / "stage3" / "best.ckpt").stat().st_mtime_ns > stamps[3]
+    assert (root / "stage3" / "metrics.json").is_file()
+    assert again[2] == first[2] and again[3]["test"] == first[3]["test"]
