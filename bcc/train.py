@@ -207,7 +207,7 @@ def train_stage(cfg: DictConfig, hint: str = "", required_resume: bool = True) -
 
 # ---- jobs and the protocol ----------------------------------------------------------------------------
 def _rank() -> int:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
 
 def _processes(trainer: DictConfig) -> int:
@@ -226,7 +226,7 @@ def _processes(trainer: DictConfig) -> int:
 
 def _launched_externally() -> bool:
     """torchrun or SLURM (one task per device) already started every DDP process."""
-    return "LOCAL_RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", 1)) > 1
+    return "LOCAL_RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
 
 
 def launch_ddp(cfg: DictConfig, overrides: Sequence[str], n: int) -> None:
