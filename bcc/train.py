@@ -258,6 +258,10 @@ def run_job(cfg: DictConfig, compose: Composer, overrides: Sequence[str]) -> dic
     ``skip_done=true`` keeps stages whose metrics.json exists (a re-launched sweep redoes only the
     interrupted jobs, from scratch). A DDP trainer config starts its processes through ``launch_ddp``.
     """
+    if cfg.get("external") is not None:
+        from bcc.external import evaluate_external
+
+        return evaluate_external(cfg)
     n = _processes(cfg.trainer)
     if n > 1 and not _launched_externally():
         launch_ddp(cfg, overrides, n)
@@ -285,9 +289,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     results = run_job(cfg, lambda o: hydra.compose(config_name="config", overrides=o), overrides)
     if _rank() != 0:
         return
-    for s, m in results.items():
+    for m in results.values():
         t = m["test"]
-        print(f"[bcc] {m['backbone']} fold {m['fold']} stage {s}: test BCC accuracy "
+        print(f"[bcc] {m['backbone']} fold {m['fold']} stage {m['stage']}: test BCC accuracy "
               f"{t.get('bcc', {}).get('accuracy', float('nan')):.3f}, rule accuracy "
               f"{t.get('rule', {}).get('accuracy', float('nan')):.3f} -> {Path(cfg.paths.output_dir)}")
 

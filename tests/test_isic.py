@@ -57,3 +57,31 @@ def test_bad_one_hot_row_and_missing_image_are_clear_errors(isic):
     with pytest.raises(DatasetError, match=r"no image file for 'ISIC_0000007'"):
         convert(gt_path, isic / "ISIC_2019_Training_Input", isic / "out")
     assert not (isic / "out").exists() and not list(isic.glob(".out.*"))
+
+
+@pytest.mark.slow
+def test_experiment_external_scores_each_fold_model_on_the_converted_set(isic, data_dir, tmp_path):
+    """experiment=external: the diagnosis head of a trained model on an ISIC-layout set; the metrics match
+    scikit-learn on the written predictions, and pattern codes (unlabelled there) stay out."""
+    from sklearn.metrics import roc_auc_score
+
+    from bcc.train import run
+
+    out = isic / "data" / "isic2019"
+    main([str(isic / "ISIC_2019_Training_GroundTruth.csv"), str(isic / "ISIC_2019_Training_Input"), "--out", str(out)])
+    trained = tmp_path / "trained"
+    run(["experiment=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={trained}", "stage=0", "fold=1",
+         "logger=csv"])
+    res = run(["experiment=external", f"external.source={trained}", "external.stage=0", f"data.root={out}",
+               f"paths.output_dir={tmp_path / 'external'}"])
+    assert list(res) == [1]
+    job = tmp_path / "external" / "mobilenet" / "fold1" / "stage0"
+    preds = pd.read_csv(job / "predictions.csv")
+    assert len(preds) == 20 and preds[[f"y_{c}" for c in CODES]].isna().all().all()
+    assert res[1]["test"]["bcc"]["auroc"] == pytest.approx(roc_auc_score(preds["y_bcc"], preds["p_bcc"]), abs=1e-5)
+    assert res[1]["test"]["bcc"]["recall"] == pytest.approx(
+        ((preds["p_bcc"] >= 0.5) & (preds["y_bcc"] == 1)).sum() / 7, abs=1e-6)
+    assert set(res[1]["test"]) == {"bcc", "rule"}  # no pattern metrics without pattern labels; the rule vs dx
+    with pytest.raises(FileNotFoundError, match="stage3/best.ckpt"):
+        run(["experiment=external", f"external.source={trained}", f"data.root={out}",
+             f"paths.output_dir={tmp_path / 'x'}"])
