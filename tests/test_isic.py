@@ -85,3 +85,38 @@ def test_experiment_external_scores_each_fold_model_on_the_converted_set(isic, d
     with pytest.raises(FileNotFoundError, match="stage3/best.ckpt"):
         run(["experiment=external", f"external.source={trained}", f"data.root={out}",
              f"paths.output_dir={tmp_path / 'x'}"])
+
+
+def test_merged_synthetic_and_isic_mask_the_pattern_loss_where_labels_are_missing(isic, data_dir, tmp_path):
+    import torch
+
+    from bcc.data.merge import main as merge_main
+    from bcc.datamodule import BCCDataModule
+    from bcc.losses import MultitaskFocalLoss
+
+    isic_set = isic / "data" / "isic2019"
+    main([str(isic / "ISIC_2019_Training_GroundTruth.csv"), str(isic / "ISIC_2019_Training_Input"),
+          "--out", str(isic_set), "--metadata", str(isic / "ISIC_2019_Training_Metadata.csv")])
+    mixed = tmp_path / "mixed"
+    assert merge_main([str(data_dir / "synthetic-smoke"), str(isic_set), "--out", str(mixed),
+                       "--names", "synth,isic"]) == 0
+    assert merge_main([str(isic_set), str(isic_set), "--out", str(tmp_path / "m2")]) == 2  # same names
+    ds = load_dataset(mixed)
+    assert len(ds.images) == 120 and ds.images["image_id"].is_unique
+    assert len(ds.masks) == len(load_dataset(data_dir / "synthetic-smoke").masks)
+    labels = ensure_labels(mixed).set_index("image_id")
+    is_isic = labels.index.str.startswith("isic_")
+    assert labels.loc[is_isic, list(CODES)].isna().all().all() and labels.loc[~is_isic, list(CODES)].notna().all().all()
+    assert set(pd.read_csv(mixed / "rater_quality.csv")["rater"]) >= {"synth:derm_1", "isic:isic2019"}
+    ensure_splits(mixed, k=5, seed=0)
+    dm = BCCDataModule(root=mixed, fold=0, image_size=32, batch_size=8)
+    dm.setup("fit")
+    rows = dm.rows("train")
+    targets = torch.as_tensor(dm.targets(rows))
+    isic_rows = torch.as_tensor(dm.table.loc[rows, "image_id"].str.startswith("isic_").to_numpy())
+    logits = torch.randn(len(rows), 8, requires_grad=True)
+    loss, _ = MultitaskFocalLoss([0.5] * 8, 2.0)(logits, targets)
+    loss.backward()
+    assert torch.isfinite(loss) and isic_rows.any()
+    assert (logits.grad[isic_rows, 1:] == 0).all()  # no pattern gradient from images without pattern labels
+    assert (logits.grad[isic_rows, 0] != 0).all()   # the diagnosis still trains on them
