@@ -1,0 +1,378 @@
+"""bcc.predict and bcc.triage_report (issue 6): the ranked worklist, review flags, bad inputs, metadata
+stripping, atomic writes, safe loading, and the HTML report rendered in a real headless browser.
+
+One smoke checkpoint (stage 0, fold 0 of the session's synthetic set) is trained per module, and one
+predict run over a folder of good and bad inputs is shared by the tests that only read its outputs.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from bcc.patterns import CODES
+
+SECRET = "Jane Doe 1970-01-01"  # written into EXIF / PNG text / JPEG comment: must never reach the report
+
+
+# ---- fixtures -------------------------------------------------------------------------------------------
+@functools.cache
+def trained_checkpoint(data_dir: Path, root: Path) -> Path:
+    """A smoke checkpoint (stage 0, fold 0, as written by ``bcc.train``, Hydra config beside it), trained
+    once per session and shared with tests/test_export.py."""
+    from bcc.train import run
+
+    out = root / "smoke-stage0"
+    run(["experiment=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={out}", "stage=0", "logger=csv",
+         "fold=0"])
+    path = out / "mobilenet" / "fold0" / "stage0" / "best.ckpt"
+    assert path.is_file()
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(data_dir, tmp_path_factory) -> Path:
+    return trained_checkpoint(data_dir, tmp_path_factory.getbasetemp())
+
+
+def _png_header_only(path: Path, w: int, h: int) -> None:
+    """A PNG whose header claims w x h pixels (a decompression bomb's header) with a tiny body."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def _exif_bytes(orientation: int | None = None) -> bytes:
+    exif = Image.Exif()
+    exif[0x010E] = SECRET          # ImageDescription
+    exif[0x013B] = SECRET          # Artist
+    if orientation:
+        exif[0x0112] = orientation
+    gps = exif.get_ifd(0x8825)     # GPSInfo
+    gps[1], gps[2] = "N", (51.0, 30.0, 12.0)
+    return exif.tobytes()
+
+
+#: file name → (expected status, a piece of the expected note)
+EXPECTED = {
+    "good_0.png": ("ok", "PNG RGB"),
+    "good_1.png": ("ok", "PNG RGB"),
+    "good_2.png": ("ok", "PNG RGB"),
+    "sub/good_3.png": ("ok", "PNG RGB"),
+    "exif.jpg": ("ok", "JPEG RGB"),
+    "rotated.jpg": ("ok", "JPEG RGB"),
+    "text_chunk.png": ("ok", "PNG RGB"),
+    "cmyk.jpg": ("ok", "CMYK converted to RGB"),
+    "grey.png": ("ok", "greyscale"),
+    "grey16.png": ("ok", "16-bit greyscale scaled to 8-bit"),
+    "rgb16.png": ("ok", "PNG RGB"),
+    "rgba.png": ("ok", "alpha dropped"),
+    "big.jpg": ("ok", "3000x2400 reduced to 1024x819"),
+    "notes.txt": ("skipped", "not an image"),
+    "empty.jpg": ("skipped", "empty file (0 bytes)"),
+    "corrupt.png": ("skipped", "corrupt PNG image"),
+    "truncated.jpg": ("skipped", "corrupt or truncated"),
+    "huge.png": ("skipped", "image too large"),
+    "tiny.png": ("skipped", "image too small"),
+}
+
+
+@pytest.fixture(scope="module")
+def lesions(data_dir, tmp_path_factory) -> Path:
+    """A folder as a clinic would send it: dataset images plus every kind of bad or unusual input."""
+    src = sorted((data_dir / "synthetic-smoke" / "images").glob("*.png"))
+    d = tmp_path_factory.mktemp("lesions")
+    (d / "sub").mkdir()
+    for i, name in enumerate(["good_0.png", "good_1.png", "good_2.png", "sub/good_3.png"]):
+        shutil.copy(src[i], d / name)
+    rgb = np.asarray(Image.open(src[4]).convert("RGB"))
+    im = Image.fromarray(rgb)
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im.save(d / "exif.jpg", "JPEG", quality=95, exif=_exif_bytes(), icc_profile=icc, comment=SECRET.encode())
+    Image.fromarray(rgb[:, :32]).save(d / "rotated.jpg", "JPEG", quality=95, exif=_exif_bytes(orientation=6))
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Patient", SECRET)
+    im.save(d / "text_chunk.png", pnginfo=info)
+    im.convert("CMYK").save(d / "cmyk.jpg", "JPEG", quality=95)
+    im.convert("L").save(d / "grey.png")
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(d / "grey16.png")  # mode I;16
+    import cv2
+
+    cv2.imwrite(str(d / "rgb16.png"), (rgb[..., ::-1].astype(np.uint16) * 257))     # 16-bit RGB PNG
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])).save(d / "rgba.png")
+    big = Image.fromarray(rgb).resize((3000, 2400), Image.Resampling.BILINEAR)
+    big.save(d / "big.jpg", "JPEG", quality=80)
+    (d / "notes.txt").write_text("referral letter, not an image\n")
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2000))
+    full = io.BytesIO()
+    Image.fromarray(rgb).resize((256, 256)).save(full, "JPEG", quality=95)
+    (d / "truncated.jpg").write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
+    _png_header_only(d / "huge.png", 40000, 40000)
+    Image.fromarray(rgb[:4, :4]).save(d / "tiny.png")
+    shutil.copy(src[5], d / ".hidden.png")  # hidden files are not inputs
+    return d
+
+
+@pytest.fixture(scope="module")
+def predicted(ckpt, lesions, tmp_path_factory):
+    """One CLI run over the lesion folder with explanations and the report: (output dir, triage table, log)."""
+    from bcc.predict import main
+
+    out = tmp_path_factory.mktemp("triage")
+    assert main([f"checkpoint={ckpt}", f"input={lesions}", f"output={out}", "progress=false"]) == 0
+    table = pd.read_csv(out / "triage.csv", keep_default_na=False, na_values=[""])
+    return out, table
+
+
+# ---- the worklist ---------------------------------------------------------------------------------------
+def test_triage_csv_ranked_with_all_columns(predicted, ckpt, lesions):
+    from bcc.inference import load_network, read_image
+    from bcc.predict import COLUMNS
+
+    _, t = predicted
+    assert list(t.columns) == COLUMNS
+    ok, skipped = t[t.status == "ok"], t[t.status == "skipped"]
+    assert list(t.status) == ["ok"] * len(ok) + ["skipped"] * len(skipped)  # skipped rows come last
+    assert list(ok["rank"]) == list(range(1, len(ok) + 1))
+    assert skipped["rank"].isna().all() and skipped["p_bcc"].isna().all()
+    assert (np.diff(ok["p_bcc"].to_numpy()) <= 0).all(), "worklist must be ranked by p_bcc, highest first"
+    # scores are the network's own: recompute four of them with plain torch
+    net = load_network(ckpt, channels_last=False)
+    for name in ["good_0.png", "sub/good_3.png", "grey.png", "cmyk.jpg"]:
+        x, _ = read_image(lesions / name, net.image_size)
+        with torch.inference_mode():
+            p = torch.sigmoid(net(x[None]))[0].numpy()
+        row = ok.set_index("image").loc[name]
+        assert row.p_bcc == pytest.approx(p[0], abs=1e-4)
+        assert [row[f"p_{c}"] for c in CODES] == pytest.approx(list(p[1:]), abs=1e-4)
+
+
+def test_verdicts_and_review_flags_follow_the_rule(predicted):
+    """Every row's verdicts and review flag recomputed from its probabilities (default thresholds 0.5, band 0.1)."""
+    _, t = predicted
+    ok = t[t.status == "ok"]
+    for _, r in ok.iterrows():
+        p = {c: r[f"p_{c}"] for c in CODES}
+        diag = "BCC" if r.p_bcc >= 0.5 else "non-BCC"
+        rule = "BCC" if p["PN"] < 0.5 and any(p[c] >= 0.5 for c in CODES if c != "PN") else "non-BCC"
+        assert (r.diagnosis_verdict, r.rule_verdict) == (diag, rule)
+        assert r.review == int(diag != rule or abs(r.p_bcc - 0.5) < 0.1)
+        detected = {s.split()[0]: float(s.split()[1]) for s in (r.patterns if isinstance(r.patterns, str) else "").split("; ") if s.strip()}
+        assert set(detected) == {c for c in CODES if p[c] >= 0.5}
+        assert list(detected.values()) == sorted(detected.values(), reverse=True)
+        if r.review:
+            assert ("clinical rule" in r.review_reason) == (diag != rule)
+            assert ("within 0.10 of the operating threshold" in r.review_reason) == (abs(r.p_bcc - 0.5) < 0.1)
+
+
+def test_verdicts_unit_cases():
+    from bcc.predict import Thresholds, verdicts
+
+    def probs(bcc, **codes):
+        return [bcc] + [codes.get(c, 0.05) for c in CODES]
+
+    th = Thresholds()  # 0.5 everywhere, band 0.1
+    v = verdicts(np.array([probs(0.9, AT=0.8),            # agree BCC, clear of the band
+                           probs(0.9),                     # head BCC, no pattern: rule non-BCC
+                           probs(0.55, AT=0.8),            # agree, but inside the band
+                           probs(0.1, PN=0.9, AT=0.9),     # PN vetoes AT: both non-BCC
+                           probs(0.2, U=0.7, ON=0.6)]), th)
+    assert list(v.diagnosis_verdict) == ["BCC", "BCC", "BCC", "non-BCC", "non-BCC"]
+    assert list(v.rule_verdict) == ["BCC", "non-BCC", "BCC", "non-BCC", "BCC"]
+    assert list(v.review) == [0, 1, 1, 0, 1]
+    assert v.review_reason[1] == "diagnosis head says BCC but the clinical rule over the patterns says non-BCC"
+    assert v.review_reason[2] == "p_bcc 0.55 is within 0.10 of the operating threshold 0.50"
+    assert v.patterns[3] == "PN 0.90; AT 0.90" and v.patterns[4] == "U 0.70; ON 0.60"
+    # a lower operating point and no band: the third case is then clear
+    th2 = Thresholds().update({"bcc": 0.3, "uncertainty_band": 0.0, "patterns": {"U": 0.8}}, "test")
+    v2 = verdicts(np.array([probs(0.55, AT=0.8), probs(0.35, U=0.7, ON=0.6)]), th2)
+    assert list(v2.review) == [0, 0] and list(v2.diagnosis_verdict) == ["BCC", "BCC"]
+    assert v2.patterns[1] == "ON 0.60"  # U 0.7 is below its own threshold 0.8 now
+
+
+def test_thresholds_precedence_and_errors(ckpt, tmp_path):
+    from bcc.predict import load_thresholds
+
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    raw["thresholds"] = {"bcc": 0.3, "patterns": {"AT": 0.6}, "uncertainty_band": 0.2, "source": "eval"}
+    model = tmp_path / "m.ckpt"
+    torch.save(raw, model)
+    (tmp_path / "thresholds.json").write_text(json.dumps({"uncertainty_band": 0.05}))
+    extra = tmp_path / "site.json"
+    extra.write_text(json.dumps({"patterns": {"SW": 0.7}}))
+    th = load_thresholds(model, extra, {"bcc": 0.4, "patterns": {"PN": 0.45}})
+    assert th.bcc == 0.4 and th.band == 0.05
+    assert th.patterns == {**{c: 0.5 for c in CODES}, "AT": 0.6, "SW": 0.7, "PN": 0.45}
+    assert "m.ckpt metadata (eval)" in th.source and "command line" in th.source
+    extra.write_text(json.dumps({"bcc": 1.5}))
+    with pytest.raises(ValueError, match=r"site\.json: bcc = 1\.5 is not in \[0, 1\]"):
+        load_thresholds(model, extra)
+    extra.write_text("{not json")
+    with pytest.raises(ValueError, match=r"site\.json: not valid JSON"):
+        load_thresholds(model, extra)
+    with pytest.raises(ValueError, match="unknown pattern code 'XX'"):
+        load_thresholds(model, None, {"patterns": {"XX": 0.5}})
+
+
+def test_threshold_override_changes_the_worklist(ckpt, lesions, tmp_path):
+    from bcc.predict import main
+
+    args = [f"checkpoint={ckpt}", f"input={lesions / 'sub'}", "explain=false", "report=false", "progress=false"]
+    assert main([*args, f"output={tmp_path / 'low'}", "threshold=0.0", "band=0"]) == 0
+    assert main([*args, f"output={tmp_path / 'high'}", "threshold=1.0", "pattern_threshold=1.0"]) == 0
+    low = pd.read_csv(tmp_path / "low" / "triage.csv")
+    high = pd.read_csv(tmp_path / "high" / "triage.csv", keep_default_na=False)
+    assert (low.diagnosis_verdict == "BCC").all()
+    assert (high.diagnosis_verdict == "non-BCC").all() and (high.patterns == "").all()
+
+
+# ---- bad inputs and metadata ------------------------------------------------------------------------------
+def test_every_bad_input_is_processed_or_skipped_with_its_reason(predicted):
+    out, t = predicted
+    got = {r.image: (r.status, r.note) for r in t.itertuples()}
+    assert set(got) == set(EXPECTED), "hidden files must be ignored, every other file listed"
+    for name, (status, note) in EXPECTED.items():
+        assert got[name][0] == status, (name, got[name])
+        assert note in got[name][1], (name, got[name])
+    html = (out / "report.html").read_text()
+    for name, (status, _) in EXPECTED.items():
+        if status == "skipped":
+            assert re.search(rf"<li><b>{re.escape(name)}</b>: [^<]+</li>", html), name
+
+
+def _data_uris(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/(?:jpeg|png);base64,([^"]+)"', html)]
+
+
+def test_report_images_carry_no_metadata(predicted):
+    out, t = predicted
+    html = (out / "report.html").read_text()
+    blobs = _data_uris(html)
+    assert len(blobs) >= (t.status == "ok").sum()
+    assert SECRET not in html
+    for blob in blobs:
+        assert SECRET.encode() not in blob and b"Exif" not in blob and b"ICC_PROFILE" not in blob
+        with Image.open(io.BytesIO(blob)) as im:
+            assert len(im.getexif()) == 0
+            assert not {"exif", "icc_profile", "comment", "Patient", "xmp"} & set(im.info)
+
+
+def test_exif_orientation_is_applied(predicted):
+    """rotated.jpg is stored 32 wide x 64 high with EXIF orientation 6 (rotate 90°): it is shown 64 wide x 32 high."""
+    out, _ = predicted
+    html = (out / "report.html").read_text()
+    card = re.search(r'<img class="lesion" alt="rotated.jpg" src="data:image/jpeg;base64,([^"]+)"', html)
+    with Image.open(io.BytesIO(base64.b64decode(card.group(1)))) as im:
+        assert im.width > im.height
+
+
+# ---- safety and robustness --------------------------------------------------------------------------------
+class _Evil:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_unsafe_pickled_checkpoint_is_refused(ckpt, tmp_path, capsys):
+    from bcc.predict import main
+
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    marker = tmp_path / "pwned"
+    raw["callbacks"] = _Evil(marker)
+    bad = tmp_path / "evil.ckpt"
+    torch.save(raw, bad)
+    rc = main([f"checkpoint={bad}", f"input={tmp_path}", f"output={tmp_path / 'out'}", "progress=false"])
+    err = capsys.readouterr().err
+    assert rc == 1 and not marker.exists()
+    assert str(bad) in err and "refused to load" in err and "pickled objects" in err
+    assert not (tmp_path / "out").exists(), "nothing is written for a refused checkpoint"
+
+
+def test_clear_errors_name_the_file(ckpt, tmp_path, capsys):
+    from bcc.predict import main
+
+    junk = tmp_path / "model.onnx"
+    junk.write_bytes(b"not a model")
+    assert main([f"checkpoint={junk}", f"input={tmp_path}", f"output={tmp_path / 'o'}"]) == 1
+    assert f"{junk}: not a readable ONNX model" in capsys.readouterr().err
+    assert main([f"checkpoint={ckpt}", f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'o'}"]) == 1
+    assert f"input={tmp_path / 'nowhere'}: no such file or folder" in capsys.readouterr().err
+    assert main([f"checkpoint={tmp_path / 'missing.ckpt'}", f"input={tmp_path}", f"output={tmp_path / 'o'}"]) == 1
+    assert "missing.ckpt: no such file" in capsys.readouterr().err
+
+
+def test_outputs_are_replaced_atomically(ckpt, lesions, tmp_path, monkeypatch):
+    """A run that fails while writing the report leaves the previous report whole and no temporary file."""
+    import bcc.triage_report as tr
+    from bcc.predict import DEFAULTS, run
+
+    a = {**DEFAULTS, "checkpoint": str(ckpt), "input": str(lesions / "sub"), "output": str(tmp_path),
+         "explain": False, "progress": False}
+    run(a, log=lambda *_: None)
+    before = (tmp_path / "report.html").read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tr, "render_html", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(a, log=lambda *_: None)
+    assert (tmp_path / "report.html").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "triage.csv"]
+
+
+# ---- the report in a real browser ----------------------------------------------------------------------
+def _browser() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_renders_in_headless_browser(predicted, tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no chromium installed (.ci/run installs Debian's)")
+    out, t = predicted
+    url = (out / "report.html").resolve().as_uri()
+    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000"]
+    shot = tmp_path / "report.png"
+    subprocess.run([*base, f"--screenshot={shot}", url], check=True, capture_output=True, timeout=120)
+    dom = subprocess.run([*base, "--dump-dom", url], check=True, capture_output=True, timeout=120, text=True).stdout
+    n_ok = int((t.status == "ok").sum())
+    assert len(re.findall(r'<section class="card[^"]*" data-rank="\d+"', dom)) == n_ok
+    ranks = [int(r) for r in re.findall(r'data-rank="(\d+)"', dom)]
+    assert ranks == list(range(1, n_ok + 1)), "cards in worklist order"
+    summary = re.search(r'id="summary">(.*?)</div></div>', dom).group(1)
+    assert f"<b>{n_ok}</b>scored" in summary
+    assert f"<b>{int((t.review == 1).sum())}</b>flagged for review" in summary
+    assert f"<b>{int((t.diagnosis_verdict == 'BCC').sum())}</b>likely BCC" in summary
+    with Image.open(shot) as im:
+        px = np.asarray(im.convert("RGB"))
+    assert px.shape[:2] == (2000, 1200)
+    assert len(np.unique(px.reshape(-1, 3), axis=0)) > 200, "screenshot is blank"
+    assert px[:80].mean() < 100, "the dark header band is drawn at the top"
