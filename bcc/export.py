@@ -138,11 +138,12 @@ def _torch_logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         return net(torch.from_numpy(x)).numpy()
 
 
-def ort_session(path: str | Path, threads: int = 2):
+def ort_session(path: str | Path, threads: int | None = None):
+    """A CPU ONNX Runtime session with `threads` intra-op threads (default: torch's current setting)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
+    so.intra_op_num_threads = int(threads or torch.get_num_threads())
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -352,7 +353,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def ort_logits(model: str | Path, images: np.ndarray, batch_size: int = 32, threads: int = 2) -> np.ndarray:
+def ort_logits(model: str | Path, images: np.ndarray, batch_size: int = 32, threads: int | None = None
+               ) -> np.ndarray:
     """(n, 8) logits of an ONNX model on (n, 3, S, S) float32 images, in batches."""
     sess = ort_session(model, threads)
     if len(images) == 0:

@@ -441,8 +441,16 @@ USAGE = ("usage: python -m bcc.predict checkpoint=<best.ckpt|model.onnx> input=<
 def run(a: Mapping[str, Any], log=print) -> pd.DataFrame:
     """The CLI's work for parsed options `a` (``DEFAULTS`` keys); returns the triage table as written."""
     a = {**DEFAULTS, **a}
-    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
     torch.set_num_threads(int(a["threads"]))
+    try:
+        return _run(a, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
+    t0 = time.perf_counter()
     out = Path(a["output"])
     root, files = list_inputs(a["input"], exclude=out)
     scorer = make_scorer(a["checkpoint"], int(a["threads"]))

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from bcc.patterns import CODES, OUTPUTS
-from tests.test_predict import _Evil, trained_checkpoint
+from tests.test_predict import _Evil, one_thread, trained_checkpoint  # noqa: F401 (one_thread: autouse)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_predict_on_the_onnx_model(exported, ckpt, data_dir, tmp_path):
     sub.mkdir()
     for p in sorted(images.glob("*.png"))[:8]:
         shutil.copy(p, sub / p.name)
-    common = [f"input={sub}", "progress=false"]
+    common = [f"input={sub}", "progress=false", "threads=1"]
     assert main([f"checkpoint={exported}", *common, f"output={tmp_path / 'onnx'}"]) == 0
     assert main([f"checkpoint={ckpt}", *common, f"output={tmp_path / 'torch'}", "threshold=0.42", "band=0.05",
                  "pattern_thresholds.AT=0.6", "report=false"]) == 0
