@@ -15,7 +15,13 @@ Scores come from the torch checkpoint or, for ``checkpoint=<file>.onnx`` (``bcc.
 Runtime; explanations always use torch (the ONNX model's ``source_checkpoint`` metadata, or
 ``explain_checkpoint=``). Options: ``threshold``, ``band``, ``pattern_threshold`` (all codes) or
 ``pattern_thresholds.<CODE>``, ``thresholds=<json>``, ``explain=false``, ``report=false``,
-``batch_size``, ``threads``, ``max_megapixels``.
+``batch_size`` (32), ``threads`` (2), ``max_megapixels`` (100; larger images are skipped),
+``progress`` (a tqdm bar; default: only on a terminal).
+
+Images are read once (EXIF orientation applied, CMYK/greyscale/16-bit/alpha/palette converted to 8-bit
+RGB, anything larger than 1024 px scaled down) and every image written out — the report's pictures — is
+re-encoded from those pixels, so no EXIF, GPS, ICC profile, comment or text chunk of an input is ever
+copied. ``triage.csv`` and ``report.html`` are written atomically (a temporary file renamed into place).
 
 Thresholds (later wins): defaults (0.5, band 0.1) → the model's own (checkpoint key ``"thresholds"``,
 or the ONNX ``bcc.thresholds`` metadata) → ``thresholds.json`` beside the model file (``make eval``
@@ -159,6 +165,8 @@ def read_lesion(path: Path, max_megapixels: float = 100.0, side: int = DISPLAY_S
             if fmt == "JPEG" and mode in ("RGB", "L"):
                 im.draft(mode, (side, side))  # decode huge JPEGs at a reduced scale
             im.load()
+            if im.getexif().get(0x0112, 1) not in (1, None):
+                notes.append("EXIF orientation applied")
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im, notes)
     except Skipped:

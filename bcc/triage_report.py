@@ -171,7 +171,8 @@ def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any])
         f"<header><h1>BCC triage worklist</h1><p>Model: {_e(info.get('model', '?'))}</p>"
         f"<p>Input: {_e(info.get('input', '?'))}</p><p>Thresholds: {_e(th_text)}</p>"
         f"<p>Grad-CAM: {_e(info.get('explanations', ''))}</p>"
-        "<p>Decision support only: ranked by p(BCC), highest first; every lesion still needs a clinician.</p>"
+        "<p>Decision support only: ranked by p(BCC), highest first; every lesion still needs a clinician. "
+        "Pictures are re-encoded from pixels: no EXIF, GPS, ICC or text metadata of the inputs is in this file.</p>"
         f'</header><div class="summary" id="summary">{summary}</div>'
         f"<main>{cards or '<p>No image could be scored.</p>'}{skip_html}</main></body></html>"
     )

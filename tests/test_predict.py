@@ -88,7 +88,7 @@ EXPECTED = {
     "good_2.png": ("ok", "PNG RGB"),
     "sub/good_3.png": ("ok", "PNG RGB"),
     "exif.jpg": ("ok", "JPEG RGB"),
-    "rotated.jpg": ("ok", "JPEG RGB"),
+    "rotated.jpg": ("ok", "EXIF orientation applied"),
     "text_chunk.png": ("ok", "PNG RGB"),
     "cmyk.jpg": ("ok", "CMYK converted to RGB"),
     "grey.png": ("ok", "greyscale"),
