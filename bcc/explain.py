@@ -33,7 +33,8 @@ parameter is frozen; the backward paths run with grad enabled (never under ``no_
 
 Post-processing is pytorch-grad-cam 1.5.7's (``BaseCAM.compute_cam_per_layer`` and
 ``aggregate_multi_layers``): ReLU, per-map min-max ``(c - min) / (1e-7 + max)``, bilinear resize
-(cv2 ``INTER_LINEAR`` = torch ``align_corners=False``), ReLU and min-max again. ``reference_maps`` runs
+(cv2 ``INTER_LINEAR`` = torch ``align_corners=False``), ReLU and min-max again — the last two folded
+into the small maps so the full-size maps are written once (``postprocess``). ``reference_maps`` runs
 pytorch-grad-cam's ``GradCAM`` once per target for comparison (tests, ``benchmarks/bench_explain.py``).
 """
 from __future__ import annotations
@@ -192,21 +193,62 @@ def _minmax(c: torch.Tensor) -> torch.Tensor:
     return c / (EPS + c.amax(dim=(-2, -1), keepdim=True))
 
 
+def _extreme_samples(n_in: int, n_out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear resize ``n_in → n_out`` along one axis (``align_corners=False``, torch's and cv2's rule) at
+    only the output positions that can hold an extreme: the first and last of each run of outputs sharing
+    the same two source pixels. Returns (indices (m,), weights (m, n_in)).
+
+    Within such a run the value is linear in the position, so over the output grid the minimum and the
+    maximum of the resized map are attained at these rows × these columns.
+    """
+    i = torch.arange(n_out, dtype=torch.float64)
+    src = ((i + 0.5) * (n_in / n_out) - 0.5).clamp_min(0)
+    i0 = src.floor().long().clamp_max(n_in - 1)
+    i1 = (i0 + 1).clamp_max(n_in - 1)
+    lam = (src - i0).clamp(0, 1)
+    key = i0 * (n_in + 1) + i1
+    edge = torch.ones(n_out, dtype=torch.bool)
+    edge[1:-1] = (key[1:-1] != key[:-2]) | (key[1:-1] != key[2:])
+    idx = edge.nonzero().squeeze(1)
+    w = torch.zeros(idx.numel(), n_in, dtype=torch.float64)
+    rows = torch.arange(idx.numel())
+    w.index_put_((rows, i0[idx]), 1 - lam[idx], accumulate=True)
+    w.index_put_((rows, i1[idx]), lam[idx], accumulate=True)
+    return idx.to(device), w.to(device, torch.float32)
+
+
 def postprocess(cams: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """pytorch-grad-cam's post-processing: ReLU, min-max, bilinear resize to `size` (H, W), min-max."""
+    """pytorch-grad-cam's post-processing: ReLU, min-max, bilinear resize to `size` (H, W), ReLU, min-max.
+
+    Equal to doing it step by step, in one pass over the full-size maps: bilinear resizing is linear with
+    weights ≥ 0 summing to 1, so the second ReLU is a no-op and the second min-max is an affine map that
+    commutes with the resize. It is applied to the small maps, with the full-size minimum and maximum read
+    off the few positions where they can be (``_extreme_samples``) — not from the resized maps.
+    """
+    size = tuple(int(s) for s in size)
     c = _minmax(cams.float().clamp_min(0))
-    if tuple(c.shape[-2:]) != tuple(size):
-        c = F.interpolate(c, size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)
-    return _minmax(c.clamp_min(0))
+    h, w = c.shape[-2:]
+    if (h, w) == size:
+        return _minmax(c)
+    _, wh = _extreme_samples(h, size[0], c.device)
+    _, ww = _extreme_samples(w, size[1], c.device)
+    corners = torch.einsum("ih,nkhw,jw->nkij", wh, c, ww).flatten(-2)
+    lo, hi = corners.amin(dim=-1)[..., None, None], corners.amax(dim=-1)[..., None, None]
+    c = (c - lo) / (EPS + hi - lo)
+    up = F.interpolate(c, size=size, mode="bilinear", align_corners=False)
+    return up.clamp_(0.0, 1.0)
 
 
 def gradcam_maps(net: MultitaskNet, x: torch.Tensor, size: Sequence[int] | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """All 8 Grad-CAM maps, (N, 8, H, W) float32 in [0, 1], and the logits (N, 8), for a batch.
 
-    `x`: float images in [0, 1], (N, 3, S, S) (``bcc.inference.read_image``). Maps are at `size` (H, W)
-    — e.g. the original image's — or at the input's size by default. Channel order: OUTPUTS.
+    `x`: float images in [0, 1], (N, 3, S, S), or one image (3, S, S) as ``bcc.inference.read_image``
+    gives it (treated as N = 1). Maps are at `size` (H, W) — e.g. the original image's — or at the
+    input's size by default. Channel order: OUTPUTS.
     """
+    if x.dim() == 3:
+        x = x[None]
     cams, logits = raw_cams(net, x)
     return postprocess(cams, size or x.shape[-2:]), logits
 

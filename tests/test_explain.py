@@ -1,0 +1,199 @@
+"""bcc.explain / bcc.inference: equality with pytorch-grad-cam's GradCAM per target, the CLI, safe loading."""
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bcc.explain import _batched_vjp, gradcam_maps, head_weights, logits_from_pooled, main, reference_maps
+from bcc.inference import CheckpointError, UnsafeCheckpointError, load_network, read_image
+from bcc.network import MultitaskNet
+from bcc.patterns import OUTPUTS
+
+TOL = 1e-4
+
+
+@functools.cache
+def _built(name: str, timm_name: str | None, image_size: int, seed: int) -> MultitaskNet:
+    torch.manual_seed(seed)
+    net = MultitaskNet.build(name, timm_name, image_size=image_size)
+    for head in (net.diagnosis_head, net.negative_head, net.pattern_head):
+        torch.nn.init.normal_(head.weight, std=0.5)
+    return net.eval()
+
+
+def make_net(name: str = "mobilenet", timm_name: str | None = None, image_size: int = 96,
+             seed: int = 0) -> MultitaskNet:
+    """A random MultitaskNet whose heads are large enough for the 8 maps to differ visibly (a fresh copy
+    of one built once: initialising a large timm model costs seconds)."""
+    return copy.deepcopy(_built(name, timm_name, image_size, seed))
+
+
+def save_checkpoint(net: MultitaskNet, path: Path, image_size: int, timm_name: str | None = None) -> Path:
+    """The subset of a bcc.train (Lightning) checkpoint that load_network reads: net.* weights + hparams."""
+    hp = {"backbone": {"name": net.backbone_name, "timm_name": timm_name, "pretrained": False, "weights": None},
+          "stage": 3, "dropout": 0.3, "image_size": image_size, "channels_last": True}
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    state["loss_fn.alpha"] = torch.ones(8)
+    torch.save({"epoch": 0, "global_step": 0, "pytorch-lightning_version": "2.6.6", "state_dict": state,
+                "hparams_name": "kwargs", "hyper_parameters": hp}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return save_checkpoint(make_net(), tmp_path_factory.mktemp("ckpt") / "best.ckpt", image_size=96)
+
+
+def _check_against_pytorch_grad_cam(name: str, timm_name: str | None, size: int) -> None:
+    net = make_net(name, timm_name, size)
+    net.requires_grad_(False)  # frozen backbone and heads: gradients must still reach the target layer
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    maps, logits = gradcam_maps(net, x)
+    ref = reference_maps(net, x)
+    assert maps.shape == (2, len(OUTPUTS), size, size) and ref.shape == maps.shape
+    assert np.abs(maps.numpy() - ref).max() < TOL
+    assert (ref.max(axis=(2, 3)) > 0.99).sum() >= 8, "degenerate (all-zero) maps would make the test vacuous"
+    # the 8 targets give different maps, so a swapped output order could not pass
+    per_output = maps.numpy().transpose(1, 0, 2, 3).reshape(len(OUTPUTS), -1)
+    assert min(np.abs(per_output[i] - per_output[j]).max() for i in range(8) for j in range(i)) > 1e-2
+    with torch.no_grad():
+        assert torch.allclose(logits, net(x), atol=1e-4)
+
+
+# Small members of each family: same module structure (hence the same code path and target layer) as
+# the configured convnext_tiny / vit_base_patch16_224, built in a fraction of the time.
+@pytest.mark.parametrize("name, timm_name, size", [
+    ("mobilenet", None, 96),                # linear shortcut: one einsum with the head weights
+    ("convnext", "convnext_atto", 64),      # LayerNorm after pooling: batched backward through the head
+    ("vit", "vit_tiny_patch16_224", 64),    # blocks[-1].norm1, prefix tokens dropped: batched backward
+])
+def test_maps_equal_pytorch_grad_cam_per_target(name, timm_name, size):
+    _check_against_pytorch_grad_cam(name, timm_name, size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, size", [("convnext", 64), ("vit", 64)])
+def test_configured_backbones_equal_pytorch_grad_cam(name, size):
+    """The architectures the configs name (convnext_tiny, vit_base_patch16_224)."""
+    _check_against_pytorch_grad_cam(name, None, size)
+
+
+def test_stage1_frozen_training_net_is_explained_in_eval_mode_and_restored():
+    """A net as stage 1 leaves it (backbone frozen, heads trainable, train mode): maps as in eval mode."""
+    net = make_net("convnext", "convnext_atto", image_size=64)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    expected, _ = gradcam_maps(net, x)
+    net.set_trainable(["diagnosis_head", "negative_head", "pattern_head"])
+    net.train()
+    maps, _ = gradcam_maps(net, x)
+    assert net.training and net.dropout.training  # mode restored
+    assert not any(p.requires_grad for p in net.backbone.parameters())
+    assert torch.allclose(maps, expected, atol=1e-6)
+    assert all(p.grad is None for p in net.parameters()), "explaining must not accumulate parameter gradients"
+
+
+def test_backward_paths_work_inside_no_grad():
+    net = make_net("vit", "vit_tiny_patch16_224", image_size=64)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        maps, _ = gradcam_maps(net, x)
+    assert np.abs(maps.numpy() - reference_maps(net, x)).max() < TOL
+
+
+def test_mobilenet_channel_weights_are_the_head_weights():
+    """With global average pooling + linear heads, d logits / d pooled = the stacked head weights."""
+    net = make_net()
+    pooled = torch.randn(3, net.backbone.num_features, requires_grad=True)
+    jac = _batched_vjp(logits_from_pooled(net, pooled), pooled)  # (8, N, C)
+    assert torch.allclose(jac, head_weights(net).detach()[:, None, :].expand_as(jac), atol=1e-6)
+
+
+def test_maps_at_image_resolution(checkpoint):
+    net = load_network(checkpoint)
+    x = torch.rand(3, 96, 96)
+    maps, _ = gradcam_maps(net, x[None], size=(120, 80))
+    assert maps.shape == (1, 8, 120, 80)
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1
+    peak = maps.amax(dim=(-2, -1))
+    assert ((peak > 0.99) | (peak == 0)).all() and (peak > 0.99).any()  # min-max normalised at full size
+    one, _ = gradcam_maps(net, x, size=(120, 80))  # a single (3, S, S) image, as read_image returns it
+    assert torch.equal(one, maps)
+
+
+def test_load_network_round_trip(checkpoint):
+    net = load_network(checkpoint)
+    ref = make_net()
+    assert not net.training and net.image_size == 96
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(net(x), ref(x), atol=1e-4)
+        assert net(x).shape == (2, len(OUTPUTS))
+
+
+class _Payload:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_refuses_checkpoint_with_pickled_code(tmp_path, checkpoint):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.ckpt"
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["callbacks"] = {"x": _Payload(marker)}
+    torch.save(ckpt, evil)  # pickles _Payload: torch.load(weights_only=False) would run Path.touch
+    with pytest.raises(UnsafeCheckpointError, match="refused to load"):
+        load_network(evil)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_network(tmp_path / "missing.ckpt")
+
+
+def test_cli_writes_overlays_and_raw_maps(tmp_path, checkpoint):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(src / "a.png")
+    Image.fromarray(rng.integers(0, 255, (70, 50, 3), dtype=np.uint8)).save(src / "sub" / "b.jpg")
+    out = tmp_path / "out"
+    assert main([f"checkpoint={checkpoint}", f"input={src}", f"output={out}", "save_raw=true"]) == 0
+    for name, (h, w) in (("a", (60, 80)), ("sub__b", (70, 50))):
+        raw = np.load(out / f"{name}_maps.npy")
+        assert raw.shape == (8, h, w) and raw.dtype == np.float32
+        assert raw.min() >= 0 and raw.max() <= 1
+        x, _ = read_image(src / ("a.png" if name == "a" else "sub/b.jpg"), 96)
+        expected, _ = gradcam_maps(load_network(checkpoint), x[None], size=(h, w))
+        assert np.abs(raw - expected[0].numpy()).max() < 1e-5
+        for output in OUTPUTS:
+            with Image.open(out / f"{name}_{output}.png") as im:
+                assert im.size == (w, h) and im.mode == "RGB"
+    assert len((out / "explanations.csv").read_text().strip().splitlines()) == 3
+    assert main([f"checkpoint={checkpoint}", f"input={tmp_path / 'nothing'}", f"output={out}"]) == 1
+    assert main(["checkpoint=x", "bogus=1", "input=y", "output=z"]) == 2
+
+
+@pytest.mark.slow
+def test_cli_as_typed(tmp_path, checkpoint):
+    """``python -m bcc.explain`` in a fresh process, on a single image."""
+    img = tmp_path / "lesion.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "bcc.explain", f"checkpoint={checkpoint}", f"input={img}",
+                          f"output={out}"], check=False, capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parents[1], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"lesion_{o}.png" for o in OUTPUTS)
+    assert not list(out.glob("*.npy"))
