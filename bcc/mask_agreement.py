@@ -246,8 +246,8 @@ def run_records(run_dir: Path, dataset, batch_size: int = 16) -> pd.DataFrame:
     from bcc.inference import decode_image, load_network, to_input
 
     run_dir = Path(run_dir)
-    preds = pd.read_csv(run_dir / "predictions.csv")
-    preds = preds[preds["image_id"].astype(str).isin(dataset.masks)].reset_index(drop=True)
+    preds = pd.read_csv(run_dir / "predictions.csv", dtype={"image_id": str})  # "0042" stays "0042"
+    preds = preds[preds["image_id"].isin(dataset.masks)].reset_index(drop=True)
     if preds.empty:
         return pd.DataFrame()
     net = load_network(run_dir / "best.ckpt")
