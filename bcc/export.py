@@ -36,6 +36,7 @@ import hashlib
 import json
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,9 +196,11 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
     }
     t0 = time.perf_counter()
     try:
-        torch.onnx.export(net, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=OPSET,
-                          do_constant_folding=True, dynamo=False)
+        with warnings.catch_warnings():  # the TorchScript exporter is deprecated; dynamo needs onnxscript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(net, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
         model = onnx.load(str(tmp))
         _set_metadata(model, meta)
         model.doc_string = "bcc multitask BCC network: logits (N, 8) in order " + ",".join(OUTPUTS)

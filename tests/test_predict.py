@@ -261,6 +261,15 @@ def test_threshold_override_changes_the_worklist(ckpt, lesions, tmp_path):
     assert (high.diagnosis_verdict == "non-BCC").all() and (high.patterns == "").all()
 
 
+def test_progress_bar_on_request(ckpt, lesions, tmp_path, capsys):
+    from bcc.predict import main
+
+    assert main([f"checkpoint={ckpt}", f"input={lesions / 'sub'}", f"output={tmp_path}", "explain=false",
+                 "report=false", "progress=true", "threads=1"]) == 0
+    err = capsys.readouterr().err
+    assert "bcc.predict: 100%" in err and "1/1" in err
+
+
 # ---- bad inputs and metadata ------------------------------------------------------------------------------
 def test_every_bad_input_is_processed_or_skipped_with_its_reason(predicted):
     out, t = predicted
