@@ -9,6 +9,7 @@ stops the evaluation with the missing jobs and the commands that produce them (e
 """
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Sequence
@@ -34,7 +35,8 @@ from bcc.evaluation.runs import (
     load_predictions,
     run_facts,
 )
-from bcc.patterns import OUTPUTS
+from bcc.io import atomic_path
+from bcc.patterns import CODES, OUTPUTS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -81,6 +83,24 @@ def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: 
                                                int(cfg.eval.ece_bins), f"p(BCC) — {backbone}"),
     }
     return result
+
+
+def write_model_thresholds(runs: list[Run], result: BackboneResult, stage: int) -> None:
+    """``thresholds.json`` beside each fold's ``best.ckpt``, which ``bcc.predict`` and ``bcc.export`` read:
+    p(BCC) at the triage operating point found on the *other* folds (never the model's own test fold),
+    pattern thresholds as evaluated (0.5, or the validation split's with ``eval.thresholds=val``)."""
+    target = float(result.calibration.get("target_sensitivity", float("nan")))
+    operating = result.calibration.get("thresholds") or {}
+    for r in runs:
+        if r.backbone != result.backbone or r.stage != stage or not r.finished:
+            continue
+        t = result.thresholds.get(r.fold, 0.5)
+        per_output = {o: float(t[o] if isinstance(t, dict) else t) for o in OUTPUTS}
+        bcc = float(operating.get(r.fold, float("nan")))
+        d = {"bcc": bcc if np.isfinite(bcc) else per_output["bcc"], "patterns": {c: per_output[c] for c in CODES},
+             "source": f"bcc.evaluate: {target:.0%} sensitivity operating point of p(BCC) from the other folds"}
+        with atomic_path(r.path / "thresholds.json") as tmp:
+            tmp.write_text(json.dumps(d, indent=2) + "\n")
 
 
 def _mean(summary: pd.DataFrame, section: str, row: str | None, metric: str) -> float:
@@ -173,6 +193,8 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
     figures = report_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     ev.results = [evaluate_backbone(runs, b, cfg, figures) for b in complete]
+    for r in ev.results:
+        write_model_thresholds(runs, r, stage)
     ev.table5 = table5(ev.results, cfg)
     ev.stages = stages_table(runs, experiment, k, out)
     ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))

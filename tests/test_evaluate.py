@@ -28,6 +28,29 @@ def full_report(tmp_path_factory):
     return out / "report"
 
 
+def test_thresholds_json_beside_each_checkpoint_for_predict(full_report):
+    """eval leaves the operating point where bcc.predict looks for it; each fold's p(BCC) threshold comes
+    from the other folds' predictions, never its own test fold."""
+    import json
+
+    import torch
+
+    from bcc.evaluation.calibration import threshold_for_sensitivity
+    from bcc.predict import load_thresholds
+
+    out = full_report.parent
+    preds = pd.concat([pd.read_csv(p) for p in sorted(out.glob("mobilenet/fold*/stage3/predictions.csv"))])
+    for fold in range(5):
+        job = out / "mobilenet" / f"fold{fold}" / "stage3"
+        d = json.loads((job / "thresholds.json").read_text())
+        rest = preds[preds["fold"] != fold]
+        assert d["bcc"] == pytest.approx(threshold_for_sensitivity(rest["y_bcc"], rest["p_bcc"], 0.95))
+        assert d["patterns"] == {c: 0.5 for c in d["patterns"]} and len(d["patterns"]) == 7
+        torch.save({"state_dict": {}}, job / "best.ckpt")  # the fixture's runs have no weights
+        th = load_thresholds(job / "best.ckpt")
+        assert th.bcc == pytest.approx(d["bcc"]) and "operating point" in th.source
+
+
 def test_report_and_tables_written(full_report):
     for name in ("report.md", "table3.csv", "table3_per_fold.csv", "table5.csv", "calibration.csv", "stages.csv",
                  "thresholds.csv"):
