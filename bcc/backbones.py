@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 import timm
-import torch.nn as nn
+from torch import nn
 
 
 class BackboneWeightsError(RuntimeError):

@@ -9,9 +9,9 @@ sizes and modification times, so an edited dataset is decoded afresh). Images ar
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -59,9 +59,8 @@ def load_images(root: Path, rel_paths: Sequence[str], size: int, disk_cache: boo
             arr = np.stack(list(pool.map(lambda rel: _decode(root / rel, size), rel_paths)))
         if disk_cache:
             try:
-                with atomic_path(path) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, arr)
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    np.save(f, arr)
             except OSError:
                 pass  # a read-only dataset: keep the in-memory copy only
     while len(_MEMORY) >= _MAX_MEMORY:

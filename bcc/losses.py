@@ -8,11 +8,11 @@ be soft (EM posteriors in [0, 1]); the focal term is well defined for them.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from bcc.patterns import OUTPUTS

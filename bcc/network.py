@@ -7,11 +7,11 @@ the diagnosis head (bcc), the negative-criterion head (PN) and the BCC-pattern h
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from bcc.backbones import create_backbone, last_blocks
 from bcc.patterns import BCC_CODES, OUTPUTS, clinical_rule
@@ -38,7 +38,7 @@ class MultitaskNet(nn.Module):
 
     @classmethod
     def build(cls, name: str, timm_name: str | None = None, pretrained: bool = False, weights=None,
-              dropout: float = 0.3, image_size: int | None = None) -> "MultitaskNet":
+              dropout: float = 0.3, image_size: int | None = None) -> MultitaskNet:
         backbone = create_backbone(name, timm_name, pretrained=pretrained, weights=weights, image_size=image_size)
         return cls(backbone, name, dropout)
 
@@ -74,7 +74,7 @@ class MultitaskNet(nn.Module):
         self.train(self.training)
         return trainable
 
-    def train(self, mode: bool = True) -> "MultitaskNet":
+    def train(self, mode: bool = True) -> MultitaskNet:
         super().train(mode)
         for m in self._held_in_eval:
             m.training = False

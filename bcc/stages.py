@@ -15,8 +15,9 @@ statistics and schedule-free's optimizer only sees the trainable parameters.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import torch

@@ -94,7 +94,7 @@ def test_on_the_synthetic_set_em_beats_majority_vote_and_recovers_raters(synthet
     em_errors = (labels[list(CODES)].to_numpy() != truth[list(CODES)].to_numpy()).sum()
     from bcc.data.dataset import load_dataset
 
-    ratings, raters = ratings_array(load_dataset(root).annotations, labels["image_id"])
+    ratings, _ = ratings_array(load_dataset(root).annotations, labels["image_id"])
     mv_errors = ((majority_vote(ratings) > 0.5) != truth[list(CODES)].to_numpy()).sum()
     assert em_errors < mv_errors
     estimated = pd.read_csv(root / "rater_quality.csv").set_index(["rater", "code"])
@@ -103,8 +103,8 @@ def test_on_the_synthetic_set_em_beats_majority_vote_and_recovers_raters(synthet
 
 
 def test_unrated_codes_stay_blank_and_unlabelled_images_are_an_error(tmp_path):
-    from tests.test_dataset import make_dataset
     from bcc.data.dataset import DatasetError
+    from tests.test_dataset import make_dataset
 
     root = make_dataset(tmp_path / "ds", n=6, raters=2)
     ann = pd.read_csv(root / "annotations.csv", dtype=str, keep_default_na=False)
