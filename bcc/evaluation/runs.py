@@ -72,14 +72,15 @@ def discover(output_dir: str | Path) -> list[Run]:
 
 
 def folds_expected(runs: list[Run], default: int | None = None) -> int:
-    """k from the runs' ``data.k`` (all runs must agree), else `default`, else the folds seen."""
+    """`default` when given (``eval.k``: e.g. 1 for a sweep run on fold 0 only), else the runs' ``data.k``
+    (all runs must agree), else the folds seen."""
+    if default:
+        return int(default)
     ks = {int(r.config["data"]["k"]) for r in runs if r.config.get("data", {}).get("k") is not None}
     if len(ks) > 1:
         raise ValueError(f"runs disagree on the number of folds (data.k = {sorted(ks)}); evaluate them separately")
     if ks:
         return ks.pop()
-    if default:
-        return int(default)
     return max((r.fold for r in runs), default=-1) + 1
 
 
