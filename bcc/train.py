@@ -163,19 +163,21 @@ def train_stage(cfg: DictConfig, hint: str = "", required_resume: bool = True) -
     failed = True
     try:
         ckpt = ModelCheckpoint(dirpath=job, filename="best", monitor=cfg.stage.monitor, mode=cfg.stage.monitor_mode,
-                               save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
+                               enable_version_counter=False, auto_insert_metric_name=False)
+        # every epoch's end (save_last=True would only follow an improved best.ckpt): what ckpt_path=last resumes
+        last = ModelCheckpoint(dirpath=job, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
         trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), max_epochs=cfg.stage.max_epochs,
                             default_root_dir=job, logger=logger,
-                            callbacks=[StageCallback(stage, cfg.stage.trainable), ckpt])
+                            callbacks=[StageCallback(stage, cfg.stage.trainable), ckpt, last])
         t0 = time.perf_counter()
         trainer.fit(model, datamodule=dm, ckpt_path=resume)
         seconds = time.perf_counter() - t0
-        best = ckpt.best_model_path or ckpt.last_model_path
+        best = ckpt.best_model_path or last.best_model_path
         # a logger-free evaluator re-scores the selected checkpoint; under DDP the trainer itself must,
         # since every process takes part in the metrics' synchronisation
         evaluator = trainer if trainer.world_size > 1 else L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=False,
-            enable_model_summary=False)
+            enable_model_summary=False, enable_checkpointing=False)
         val = evaluator.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
         test = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
         if not trainer.is_global_zero:
