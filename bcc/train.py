@@ -219,7 +219,7 @@ def _processes(trainer: DictConfig) -> int:
     devices = trainer.get("devices", 1)
     if isinstance(devices, int) and devices > 0:
         return devices
-    if isinstance(devices, (list, tuple)) or hasattr(devices, "__len__") and not isinstance(devices, str):
+    if not isinstance(devices, str) and hasattr(devices, "__len__"):  # a list of device ids
         return len(devices)
     import torch
 
