@@ -216,3 +216,19 @@ def test_cli(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "BCC 8 / non-BCC 8" in text and "PN" in text
     assert (tmp_path / "cli" / "images.csv").exists()
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    """mkstemp's private 0600 must not leak into results that others on a shared cluster read."""
+    import os
+
+    import pandas as pd
+
+    from bcc.io import write_csv
+
+    mask = os.umask(0o022)
+    try:
+        out = write_csv(pd.DataFrame({"a": [1]}), tmp_path / "x.csv")
+    finally:
+        os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o644
