@@ -23,6 +23,7 @@ import pandas as pd
 from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
+from bcc.io import atomic_path, write_csv
 from bcc.patterns import BCC_CODES, CODES, OUTPUTS
 
 BINS = np.linspace(0.0, 1.0, 51)
@@ -200,8 +201,8 @@ def figure3(rgb: np.ndarray, mask: np.ndarray, z: np.ndarray, path: Path, title:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
 
@@ -318,7 +319,7 @@ def mask_report(run_dirs: list[Path], dataset_root: Path, out_dir: Path, max_fig
     (no columns) when no test image has a mask. Writes into `out_dir`: ``table4.csv``,
     ``gradcam_per_image.csv`` (one row per map: image_id, fold, output, correct, n_fg, n_bg, mean/std
     of z in Fg and Bg, intersection, z_stat, p_value, cohens_d) and up to `max_figures`
-    ``fig3_<image_id>_<output>.png`` of diagnosis maps (best-aligned correct ones first, then the
+    ``figures/fig3_<image_id>_<output>.png`` of diagnosis maps (best-aligned correct ones first, then the
     worst incorrect ones).
     """
     from bcc.data.dataset import load_dataset
@@ -334,7 +335,8 @@ def mask_report(run_dirs: list[Path], dataset_root: Path, out_dir: Path, max_fig
     if records.empty:
         return pd.DataFrame(), []
     table = table4(records)
-    table.to_csv(out_dir / "table4.csv", index_label="statistic")
-    records.drop(columns=["pdf_fg", "pdf_bg", "run_dir"]).to_csv(out_dir / "gradcam_per_image.csv", index=False)
-    figures = _draw(_figure_choice(records, max_figures), dataset, out_dir) if max_figures > 0 else []
+    write_csv(table.rename_axis("statistic").reset_index(), out_dir / "table4.csv")
+    write_csv(records.drop(columns=["pdf_fg", "pdf_bg", "run_dir"]), out_dir / "gradcam_per_image.csv")
+    figures = (_draw(_figure_choice(records, max_figures), dataset, out_dir / "figures")
+               if max_figures > 0 else [])
     return table, figures

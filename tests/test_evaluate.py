@@ -132,11 +132,15 @@ def test_table4_call_site(tmp_path, monkeypatch):
 
     def mask_report(run_dirs, dataset_root, out_dir, max_figures=4):
         calls.update(n=len(run_dirs), root=dataset_root, max_figures=max_figures)
-        return pd.DataFrame({"diagnosis/correct": [0.24]}, index=pd.Index(["intersection"], name="statistic")), []
+        table = pd.DataFrame({"diagnosis/correct": [0.24, 0.61, 0.18]},
+                             index=pd.Index(["intersection", "mean_fg", "mean_bg"], name="statistic"))
+        table.to_csv(out_dir / "table4.csv")
+        return table, []
 
     monkeypatch.setitem(sys.modules, "bcc.mask_agreement", types.SimpleNamespace(mask_report=mask_report))
     evaluate.evaluate(_cfg(out))
     assert calls == {"n": 5, "root": ds, "max_figures": 4}
     assert (out / "report" / "table4.csv").is_file()
-    assert "diagnosis/correct" in (out / "report" / "report.md").read_text()
+    report = (out / "report" / "report.md").read_text()
+    assert "diagnosis/correct" in report and "(Fg) 0.61 vs outside (Bg) 0.18, Fg above Bg" in report
     assert pd.read_csv(out / "report" / "table4.csv", index_col=0).index[0] == "intersection"
