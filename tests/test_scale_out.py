@@ -27,8 +27,10 @@ import sys
 import time
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
 
@@ -36,6 +38,30 @@ ENV = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
 def _train(args, cwd, **kw):
     return subprocess.Popen([sys.executable, "-m", "bcc.train", *args], cwd=cwd, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_epochs_reach_the_sampler_inside_lightnings_ddp_wrapper(data_dir):
+    """Under DDP Lightning wraps the train sampler in DistributedSamplerWrapper and calls set_epoch on the
+    wrapper; the epoch must reach our sampler (the wrapper forwards it), so each epoch draws a new order,
+    new augmentations and new dropout, and replays exactly on resume."""
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from bcc.datamodule import BCCDataModule
+
+    dm = BCCDataModule(root=data_dir / "synthetic-smoke", fold=0, image_size=32, batch_size=8)
+    dm.setup()
+    loader = dm.train_dataloader()
+    seen = []
+    for e in (0, 1, 0):
+        wrapped = DistributedSamplerWrapper(loader.sampler, num_replicas=2, rank=0, shuffle=False)
+        wrapped.set_epoch(e)
+        indices = list(wrapped)
+        dropout_seed = torch.initial_seed()  # the sampler reseeds torch's global RNG (dropout) per epoch
+        images = np.stack([loader.dataset[i]["image"].numpy() for i in indices])
+        seen.append((indices, dropout_seed, images))
+    (i0, s0, x0), (i1, s1, _), (i0b, s0b, x0b) = seen
+    assert i0 == i0b and s0 == s0b and np.array_equal(x0, x0b)  # an epoch replays exactly (resume)
+    assert i0 != i1 and s0 != s1  # the next epoch: new order, new dropout and augmentation stream
 
 
 @pytest.mark.slow
