@@ -107,11 +107,14 @@ def build_datamodule(cfg: DictConfig) -> BCCDataModule:
 def build_model(cfg: DictConfig, dm: BCCDataModule, load_pretrained: bool) -> MultitaskModel:
     alpha = resolve_alpha(OmegaConf.to_container(cfg.loss, resolve=True)["alpha"], dm.positive_frequencies())
     st = cfg.stage
+    # a stage may set its own focal gamma / warmup (stage 0 does); null or absent: the global setting
+    gamma = cfg.loss.gamma if st.get("gamma") is None else st.gamma
+    warmup = cfg.optimizer.warmup_steps if st.get("warmup_steps") is None else st.warmup_steps
     return MultitaskModel(
         backbone=OmegaConf.to_container(cfg.backbone, resolve=True), stage=int(st.name), alpha=alpha,
-        gamma=cfg.loss.gamma, loss_weights=dict(st.loss_weights), dropout=cfg.model.dropout, lr=st.lr,
+        gamma=gamma, loss_weights=dict(st.loss_weights), dropout=cfg.model.dropout, lr=st.lr,
         weight_decay=cfg.optimizer.weight_decay, betas=list(cfg.optimizer.betas),
-        warmup_steps=cfg.optimizer.warmup_steps, last_blocks_lr_scale=st.last_blocks_lr_scale,
+        warmup_steps=warmup, last_blocks_lr_scale=st.last_blocks_lr_scale,
         trainable=list(st.trainable), image_size=cfg.data.image_size,
         bn_recalibration_batches=cfg.model.bn_recalibration_batches, channels_last=cfg.model.channels_last,
         load_pretrained=load_pretrained)

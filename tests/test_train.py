@@ -82,3 +82,20 @@ def test_stage_sequence_and_predecessors(tmp_path):
 def test_override_helpers():
     assert _with(["stage='1'", "fold=2"], "stage", "'0'") == ["fold=2", "stage='0'"]
     assert _hint(["stage='1'", "fold=2", "experiment=smoke", "hydra.verbose=true"]) == "experiment=smoke"
+
+
+def test_stage0_trains_with_its_own_gamma_and_warmup(compose_cfg):
+    """Stage 0 stands in for ImageNet pretraining: plain (alpha-weighted) BCE with a warmup; the paper's
+    stages keep the focal loss.gamma and optimizer.warmup_steps, and a stage key of null falls back."""
+    from types import SimpleNamespace
+
+    from bcc.train import build_model
+
+    dm = SimpleNamespace(positive_frequencies=lambda: [0.5] * 8)
+    built = {}
+    for stage, extra in (("0", []), ("1", []), ("0", ["stage.gamma=null", "stage.warmup_steps=null"])):
+        cfg = compose_cfg([f"stage={stage}", "loss.gamma=2.5", "optimizer.warmup_steps=7", *extra])
+        model = build_model(cfg, dm, load_pretrained=False)
+        built[(stage, bool(extra))] = (model.loss_fn.gamma, model.configure_optimizers().defaults["warmup_steps"])
+    assert built[("0", False)] == (0.0, 30)
+    assert built[("1", False)] == built[("0", True)] == (2.5, 7)
