@@ -8,14 +8,11 @@ and medians reported, because the machine is shared. ``python -m benchmarks.benc
 """
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
-
 import torch
 
 from bcc.explain import gradcam_maps, reference_maps
 from bcc.network import MultitaskNet
+from benchmarks.timing import interleaved
 
 THREADS = 2
 
@@ -24,20 +21,6 @@ def _net(name: str, size: int) -> MultitaskNet:
     torch.manual_seed(0)
     net = MultitaskNet.build(name, image_size=size).eval()
     return net.to(memory_format=torch.channels_last)
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeat: int, warmup: bool = True) -> dict[str, float]:
-    """Median seconds per function, the functions run in turn `repeat` times (after one warm-up each)."""
-    if warmup:
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def measure(name: str, size: int = 224, batch: int = 8, repeat: int = 9, ref_repeat: int = 2) -> dict:

@@ -18,31 +18,17 @@ Goal (issue 6): ≥ 150 images/s for ONNX Runtime on MobileNetV2 (torch eager wa
 """
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.timing import interleaved
+
 THREADS = 2
 SIZE = 224
 BATCH = 32
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median seconds per function: one warm-up each, then the functions in turn `repeat` times."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _lesions(n: int, size: int, seed: int) -> torch.Tensor:
