@@ -47,6 +47,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from onnxruntime.quantization import CalibrationDataReader
+from scipy.special import expit
 
 from bcc.inference import CheckpointError, load_network, read_checkpoint
 from bcc.patterns import CODES, OUTPUTS
@@ -286,7 +287,7 @@ def compare_bcc_accuracy(fp32: str | Path, int8: str | Path, images: np.ndarray,
                          threshold: float = 0.5) -> dict[str, Any]:
     """BCC accuracy of both models on the same images, the difference and how many decisions agree."""
     y = np.asarray(y_bcc).astype(int)
-    p32, p8 = (_sigmoid(ort_logits(m, images)[:, 0]) for m in (fp32, int8))
+    p32, p8 = (expit(ort_logits(m, images)[:, 0]) for m in (fp32, int8))
     d32, d8 = p32 >= threshold, p8 >= threshold
     acc32, acc8 = float((d32 == y).mean()), float((d8 == y).mean())
     return {"n": len(y), "threshold": threshold, "accuracy_fp32": acc32, "accuracy_int8": acc8,
@@ -352,10 +353,6 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
     return output
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def ort_logits(model: str | Path, images: np.ndarray, batch_size: int = 32, threads: int | None = None
                ) -> np.ndarray:
     """(n, 8) logits of an ONNX model on (n, 3, S, S) float32 images, in batches."""
@@ -369,7 +366,7 @@ def ort_logits(model: str | Path, images: np.ndarray, batch_size: int = 32, thre
 def bcc_accuracy(onnx_path: str | Path, images: np.ndarray, y_bcc: np.ndarray, threshold: float = 0.5,
                  batch_size: int = 32) -> float:
     """BCC accuracy of an ONNX model: sigmoid(logit_bcc) ≥ threshold against 0/1 labels."""
-    pred = (_sigmoid(ort_logits(onnx_path, images, batch_size)[:, 0]) >= threshold).astype(int)
+    pred = (expit(ort_logits(onnx_path, images, batch_size)[:, 0]) >= threshold).astype(int)
     return float((pred == np.asarray(y_bcc).astype(int)).mean())
 
 

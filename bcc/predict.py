@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy.special import expit
 
 from bcc.inference import CheckpointError, to_input
 from bcc.patterns import CODES, OUTPUTS, clinical_rule
@@ -289,7 +290,7 @@ class OnnxScorer:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         logits = self.session.run([self.io[1]], {self.io[0]: np.ascontiguousarray(x, dtype=np.float32)})[0]
-        return 1.0 / (1.0 + np.exp(-logits))
+        return expit(logits)
 
 
 def make_scorer(model: str | Path, threads: int = 2) -> TorchScorer | OnnxScorer:
