@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo train eval test bench lint clean
+.PHONY: install demo train eval test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ eval: install
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# Everything but the end-to-end tests marked slow (make test and CI run those too).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 bench: install $(VENV)/.bench
 	$(BIN)/python -m benchmarks.run $(ARGS)

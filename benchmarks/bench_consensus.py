@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from bcc.consensus import dawid_skene
+from bcc.data.consensus import dawid_skene
 from tests.test_consensus import simulate
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from bcc.explain import gradcam_maps, reference_maps
-from bcc.network import MultitaskNet
+from bcc.explanation.gradcam import gradcam_maps, reference_maps
+from bcc.models.network import MultitaskNet
 from benchmarks.timing import interleaved
 
 THREADS = 2

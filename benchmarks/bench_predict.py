@@ -5,11 +5,11 @@ side by side in one run (repeats interleaved, medians), because the machine is s
 The network is MobileNetV2 with untrained weights whose BatchNorm statistics are first re-estimated on
 synthetic lesions (a few train-mode forwards), so that activations have realistic ranges for the int8
 calibration; speed does not depend on the weights' values. The ONNX models come from the real code path:
-a checkpoint is written and ``bcc.export.export_onnx`` / ``quantize_int8`` (calibrated on synthetic
+a checkpoint is written and ``bcc.deploy.onnx_export.export_onnx`` / ``bcc.deploy.int8.quantize_int8`` (calibrated on synthetic
 lesions) turn it into ``.onnx`` / ``.int8.onnx``.
 
 "With explanations" adds what ``bcc.predict`` computes per image beyond the scores: all 8 Grad-CAM maps
-(``bcc.explain.raw_cams``, torch, channels_last) post-processed to the 224 px input size. On the torch
+(``bcc.explanation.gradcam.raw_cams``, torch, channels_last) post-processed to the 224 px input size. On the torch
 rows the scores come from the same pass; on the ONNX rows the scores are ONNX Runtime's and the maps
 torch's (explanations use torch). Not included: decoding files and encoding the report's JPEGs.
 
@@ -24,6 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bcc.deploy.int8 import quantize_int8, synthetic_calibration_images
+from bcc.deploy.onnx_export import export_onnx
+from bcc.deploy.onnx_model import INPUT_NAME, OUTPUT_NAME, ort_session
+from bcc.explanation.gradcam import postprocess, raw_cams
+from bcc.models.checkpoint import load_network
+from bcc.models.network import MultitaskNet
 from benchmarks.timing import interleaved
 
 THREADS = 2
@@ -32,15 +38,11 @@ BATCH = 32
 
 
 def _lesions(n: int, size: int, seed: int) -> torch.Tensor:
-    from bcc.export import synthetic_calibration_images
-
     return torch.from_numpy(synthetic_calibration_images(n, size, seed=seed))
 
 
 def _network(size: int):
     """MobileNetV2 (untrained) with BatchNorm statistics re-estimated on synthetic lesions, in eval mode."""
-    from bcc.network import MultitaskNet
-
     torch.manual_seed(0)
     net = MultitaskNet.build("mobilenet", "mobilenetv2_100", pretrained=False, image_size=size)
     for m in net.modules():
@@ -55,20 +57,14 @@ def _network(size: int):
 
 
 def _models(net, size: int, tmp: Path) -> tuple[Path, Path]:
-    from bcc.export import export_onnx, quantize_int8
-
     ckpt = tmp / "bench.ckpt"
-    torch.save({"state_dict": net.state_dict(), "hyper_parameters": {
-        "backbone": {"name": "mobilenet", "timm_name": "mobilenetv2_100"}, "image_size": size}}, ckpt)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "hyper_parameters": {"network": {**net.spec, "image_size": size}}}, ckpt)
     fp32 = export_onnx(ckpt, tmp / "bench.onnx", data_root=None, verbose=False)
     return fp32, quantize_int8(fp32, n_calibration=32, verbose=False)
 
 
 def run(size: int = SIZE, batch: int = BATCH, repeat: int = 5) -> dict:
-    from bcc.explain import postprocess, raw_cams
-    from bcc.export import INPUT_NAME, OUTPUT_NAME, ort_session
-    from bcc.inference import load_network
-
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:

@@ -1,8 +1,8 @@
 """Training throughput of the full pipeline against a bare timm loop (issue 3), side by side in one run.
 
 Pipeline: ``BCCDataModule`` (cached images, albumentations train transforms, DataLoader) +
-``MultitaskModel`` (3 heads, focal loss, logging) + ``lightning.Trainer`` with the stage callback, built
-from the composed Hydra config exactly as ``bcc.train`` does (``build_datamodule`` / ``build_model``),
+``MultitaskModule`` (3 heads, focal loss, logging) + ``lightning.Trainer`` with the stage callback, built
+from the composed Hydra config exactly as ``bcc.train`` does (``instantiate`` / ``build_module``),
 stage 0 (the whole network trains, as in the bare loop), on a synthetic set generated in a temp dir.
 Images/s are taken from ``on_train_batch_end`` timestamps after a warm-up, so data loading, the step and
 the callbacks all count; validation is off (a per-epoch cost, not throughput).
@@ -24,8 +24,20 @@ import time
 import warnings
 from pathlib import Path
 
+import lightning as L
+import timm
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+from schedulefree import AdamWScheduleFree
+
+from bcc.data.consensus import ensure_labels
+from bcc.data.folds import ensure_splits
+from bcc.data.synthetic import generate
+from bcc.training.config import compose_config
+from bcc.training.protocol import build_module, quiet_lightning
 
 THREADS = 2
 CASES = ((64, 32, 40), (224, 32, 10))  # (data.image_size, stage.batch_size, timed steps)
@@ -36,9 +48,6 @@ class BareLoop:
     """A bare timm forward/backward/step loop on one pre-made batch: ``step()`` runs one and returns seconds."""
 
     def __init__(self, timm_name: str, image_size: int, batch: int, channels_last: bool):
-        import timm
-        from schedulefree import AdamWScheduleFree
-
         torch.manual_seed(0)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.net = timm.create_model(timm_name, pretrained=False, num_classes=8).to(memory_format=fmt).train()
@@ -64,8 +73,6 @@ def _interleaver(bare: BareLoop):
     and augmenting the batch, the training step, logging, callbacks); ``bare``: the bare step's seconds.
     Alternating step by step, both see the same machine load.
     """
-    from lightning.pytorch.callbacks import Callback
-
     class Interleave(Callback):
         def __init__(self):
             self.pipeline: list[float] = []
@@ -85,39 +92,25 @@ def _interleaver(bare: BareLoop):
 
 
 def _config(data_root: Path, out: Path, image_size: int, batch: int):
-    from hydra import compose, initialize_config_dir
-
-    from bcc.train import CONF_DIR, normalize_overrides
-
     ovr = ["experiment=demo", "stage=0", "logger=csv", f"paths.output_dir={out}", f"data.root={data_root}",
            f"data.image_size={image_size}", f"stage.batch_size={batch}", "trainer.enable_progress_bar=false"]
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=normalize_overrides(ovr))
+    return compose_config(ovr)[0]
 
 
 def measure(data_root: Path, out: Path, image_size: int, batch: int, steps: int) -> dict:
     """Stage-0 training of ``steps`` batches (after a warm-up) through DataModule + model + Trainer, built
     as ``bcc.train`` builds them, with a bare loop of the same architecture interleaved step by step."""
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-    from omegaconf import OmegaConf
-
-    from bcc.stages import StageCallback
-    from bcc.train import build_datamodule, build_model
-
     cfg = _config(data_root, out, image_size, batch)
     cl = bool(cfg.model.channels_last)
     L.seed_everything(cfg.seed, verbose=False)
-    dm = build_datamodule(cfg)
+    dm = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
-    model = build_model(cfg, dm, load_pretrained=False)
+    model = build_module(cfg, dm, load_pretrained=False)
     timer = _interleaver(BareLoop(cfg.backbone.timm_name, image_size, batch, cl))
-    trainer_cfg = {**OmegaConf.to_container(cfg.trainer, resolve=True), "limit_val_batches": 0,
-                   "num_sanity_val_steps": 0}
-    trainer = L.Trainer(**trainer_cfg, max_epochs=-1, max_steps=WARMUP + steps, enable_checkpointing=False,
-                        logger=CSVLogger(cfg.paths.output_dir), default_root_dir=cfg.paths.output_dir,
-                        callbacks=[StageCallback(int(cfg.stage.name), cfg.stage.trainable), timer])
+    trainer = instantiate(cfg.trainer, limit_val_batches=0, num_sanity_val_steps=0, max_epochs=-1,
+                          max_steps=WARMUP + steps, enable_checkpointing=False, logger=CSVLogger(cfg.paths.output_dir),
+                          callbacks=[instantiate(cfg.callbacks.stage_freezing), timer])
     trainer.fit(model, datamodule=dm)
     pipe, bare = timer.pipeline[WARMUP:], timer.bare[WARMUP:]
     res = {"backbone": cfg.backbone.timm_name, "image_size": image_size, "batch": batch, "channels_last": cl,
@@ -135,11 +128,6 @@ def measure(data_root: Path, out: Path, image_size: int, batch: int, steps: int)
 
 
 def run(cases=CASES, n: int = 400) -> list[dict]:
-    from bcc.consensus import ensure_labels
-    from bcc.data.synthetic import generate
-    from bcc.folds import ensure_splits
-    from bcc.train import quiet_lightning
-
     quiet_lightning()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*(does not have many workers|smaller than the logging interval).*")

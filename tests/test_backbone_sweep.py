@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from bcc import evaluate
+from bcc.cli import evaluate as evaluate_cli
+from bcc.evaluation.pipeline import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["data.image_size=32", "data.val_fraction=0.2", "++stage.max_epochs=1", "++stage.batch_size=8",
@@ -43,7 +44,7 @@ def test_sweep_runs_every_backbone_and_eval_writes_table5(data_dir, tmp_path):
     for backbone in ("mobilenet", "convnext", "vit"):
         for stage in (0, 1, 2, 3):
             assert (out / backbone / "fold0" / f"stage{stage}" / "predictions.csv").is_file(), (backbone, stage)
-    ev = evaluate.evaluate(evaluate.load_config([f"output_dir={out}", "experiment=backbone_sweep", "eval.k=1",
+    ev = evaluate(evaluate_cli.load_config([f"output_dir={out}", "experiment=backbone_sweep", "eval.k=1",
                                                  "wandb.enabled=false", "eval.table4=false",
                                                  "eval.bench_batch=1", "eval.bench_repeats=1"]))
     t5 = pd.read_csv(ev.report_dir / "table5.csv").set_index("backbone")

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bcc.consensus import dawid_skene, ensure_labels, fleiss_kappa_per_code, majority_vote, ratings_array
-from bcc.patterns import CODES
+from bcc.core.patterns import CODES
+from bcc.data.consensus import dawid_skene, ensure_labels, fleiss_kappa_per_code, majority_vote, ratings_array
 
 
 def simulate(n=3000, seed=0, blank=0.1):
@@ -60,7 +60,7 @@ def test_ratings_array_places_blanks_as_nan():
 
 
 def test_labels_file_rule_diagnosis_override_and_reuse(tmp_path):
-    from tests.test_dataset import make_dataset
+    from tests.helpers.datasets import make_dataset
 
     root = make_dataset(tmp_path / "ds", n=8, raters=3)
     images = pd.read_csv(root / "images.csv")
@@ -69,7 +69,7 @@ def test_labels_file_rule_diagnosis_override_and_reuse(tmp_path):
     labels = ensure_labels(root)
     assert list(labels.columns) == ["image_id", *CODES, *[f"p_{c}" for c in CODES], "bcc"]
     assert labels.loc[0, "bcc"] == 1 and labels.loc[7, "bcc"] == 0
-    from bcc.patterns import clinical_rule
+    from bcc.core.patterns import clinical_rule
     rule = clinical_rule(labels[list(CODES)].to_numpy())
     assert (labels["bcc"].to_numpy()[1:7] == rule[1:7]).all()
     mtime = (root / "labels.csv").stat().st_mtime_ns
@@ -92,7 +92,7 @@ def test_on_the_synthetic_set_em_beats_majority_vote_and_recovers_raters(synthet
     labels = ensure_labels(root)
     truth = pd.read_csv(root / "truth.csv", dtype={"image_id": str}).set_index("image_id").loc[labels["image_id"]]
     em_errors = (labels[list(CODES)].to_numpy() != truth[list(CODES)].to_numpy()).sum()
-    from bcc.data.dataset import load_dataset
+    from bcc.data.contract import load_dataset
 
     ratings, _ = ratings_array(load_dataset(root).annotations, labels["image_id"])
     mv_errors = ((majority_vote(ratings) > 0.5) != truth[list(CODES)].to_numpy()).sum()
@@ -103,8 +103,8 @@ def test_on_the_synthetic_set_em_beats_majority_vote_and_recovers_raters(synthet
 
 
 def test_unrated_codes_stay_blank_and_unlabelled_images_are_an_error(tmp_path):
-    from bcc.data.dataset import DatasetError
-    from tests.test_dataset import make_dataset
+    from bcc.data.contract import DatasetError
+    from tests.helpers.datasets import make_dataset
 
     root = make_dataset(tmp_path / "ds", n=6, raters=2)
     ann = pd.read_csv(root / "annotations.csv", dtype=str, keep_default_na=False)

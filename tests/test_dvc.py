@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_dataset import make_dataset
+from tests.helpers.datasets import make_dataset
 
 DVC = [sys.executable, "-m", "dvc"]
 

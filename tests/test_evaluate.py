@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import shutil
-import sys
-import types
 
 import pandas as pd
 import pytest
 
-from bcc import evaluate
+from bcc.cli import evaluate as evaluate_cli
+from bcc.evaluation.pipeline import evaluate
 from bcc.evaluation.runs import MissingRunsError
-from tests.test_evaluate_fixtures import BCC_ACC, write_dataset, write_runs, write_val
+from tests.helpers.runs import BCC_ACC, write_dataset, write_runs, write_val
 
 
 def _cfg(out, *extra):
-    return evaluate.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false", *extra])
+    return evaluate_cli.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,7 @@ def full_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     ds = write_dataset(root / "data" / "synth")
     out = write_runs(root / "outputs" / "demo", dataset=ds)
-    code = evaluate.main([f"output_dir={out}", "eval.bench_batch=1", "eval.bench_repeats=1"])
+    code = evaluate_cli.main([f"output_dir={out}", "eval.bench_batch=1", "eval.bench_repeats=1"])
     assert code == 0
     return out / "report"
 
@@ -35,8 +34,8 @@ def test_thresholds_json_beside_each_checkpoint_for_predict(full_report):
 
     import torch
 
+    from bcc.deploy.thresholds import load_thresholds
     from bcc.evaluation.calibration import threshold_for_sensitivity
-    from bcc.predict import load_thresholds
 
     out = full_report.parent
     preds = pd.concat([pd.read_csv(p) for p in sorted(out.glob("mobilenet/fold*/stage3/predictions.csv"))])
@@ -85,7 +84,7 @@ def test_missing_fold_and_stage_named_with_command(tmp_path):
     shutil.rmtree(out / "mobilenet" / "fold4" / "stage3")
     (out / "mobilenet" / "fold1" / "stage3" / "predictions.csv").unlink()
     with pytest.raises(MissingRunsError) as e:
-        evaluate.evaluate(_cfg(out))
+        evaluate(_cfg(out))
     msg = str(e.value)
     assert "3 of 5 folds missing" in msg
     assert "mobilenet fold 2 stage 3" in msg and "does not exist" in msg
@@ -99,10 +98,10 @@ def test_missing_fold_exit_code_and_allow_incomplete(tmp_path, capsys):
     out = write_runs(tmp_path / "o", stages=(1, 2, 3))
     write_runs(tmp_path / "o", backbone="convnext", stages=(1, 2, 3), folds=[0, 1, 3, 4])
     args = [f"output_dir={tmp_path / 'o'}", "experiment=backbone_sweep", "wandb.enabled=false", "eval.complexity=false"]
-    assert evaluate.main(args) == 2
+    assert evaluate_cli.main(args) == 2
     err = capsys.readouterr().err
     assert "convnext fold 2 stage 3" in err and "experiment=backbone_sweep backbone=convnext stage=1,2,3 fold=2" in err
-    ev = evaluate.evaluate(evaluate.load_config([*args, "eval.allow_incomplete=true"]))
+    ev = evaluate(evaluate_cli.load_config([*args, "eval.allow_incomplete=true"]))
     assert [r.backbone for r in ev.results] == ["mobilenet"]
     md = (out / "report" / "report.md").read_text()
     assert "## Missing runs" in md and "convnext fold 2 stage 3" in md
@@ -111,10 +110,10 @@ def test_missing_fold_exit_code_and_allow_incomplete(tmp_path, capsys):
 
 def test_thresholds_val_uses_validation_predictions(tmp_path):
     out = write_runs(tmp_path / "o", stages=(3,))
-    with pytest.raises(FileNotFoundError, match="val_predictions.csv"):
-        evaluate.evaluate(_cfg(out, "eval.thresholds=val"))
+    with pytest.raises(MissingRunsError, match="val_predictions.csv"):
+        evaluate(_cfg(out, "eval.thresholds=val"))
     write_val(out)
-    ev = evaluate.evaluate(_cfg(out, "eval.thresholds=val"))
+    ev = evaluate(_cfg(out, "eval.thresholds=val"))
     thr = pd.read_csv(out / "report" / "thresholds.csv")
     assert len(thr) == 5 and thr["bcc"].between(0.3, 0.4).all()  # Youden threshold between 0.3 and 0.4
     assert "validation split" in (out / "report" / "report.md").read_text()
@@ -137,8 +136,8 @@ def test_table4_call_site(tmp_path, monkeypatch):
         table.to_csv(out_dir / "table4.csv")
         return table, []
 
-    monkeypatch.setitem(sys.modules, "bcc.mask_agreement", types.SimpleNamespace(mask_report=mask_report))
-    evaluate.evaluate(_cfg(out))
+    monkeypatch.setattr("bcc.evaluation.pipeline.mask_report", mask_report)
+    evaluate(_cfg(out))
     assert calls == {"n": 5, "root": ds, "max_figures": 4}
     assert (out / "report" / "table4.csv").is_file()
     report = (out / "report" / "report.md").read_text()

@@ -25,7 +25,7 @@ from bcc.evaluation.clinical_metrics import (
     table3,
 )
 from bcc.evaluation.figures import confusion, roc_auc, roc_curve
-from tests.test_evaluate_fixtures import BCC_ACC, DETECTION, NO_PATTERN_RECALL, fold_predictions
+from tests.helpers.runs import BCC_ACC, DETECTION, NO_PATTERN_RECALL, fold_predictions
 
 
 @pytest.fixture(params=[0, 1, 2])

@@ -1,4 +1,4 @@
-"""bcc.explain / bcc.inference: equality with pytorch-grad-cam's GradCAM per target, the CLI, safe loading."""
+"""bcc.explanation / bcc.models.checkpoint: equality with pytorch-grad-cam's GradCAM per target, the CLI, safe loading."""
 from __future__ import annotations
 
 import copy
@@ -13,10 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from bcc.explain import _batched_vjp, gradcam_maps, head_weights, logits_from_pooled, main, reference_maps
-from bcc.inference import CheckpointError, UnsafeCheckpointError, load_network, read_image
-from bcc.network import MultitaskNet
-from bcc.patterns import OUTPUTS
+from bcc.cli.explain import main
+from bcc.core.patterns import OUTPUTS
+from bcc.data.images import read_image
+from bcc.explanation.gradcam import _batched_vjp, gradcam_maps, logits_from_pooled, reference_maps
+from bcc.models.checkpoint import CheckpointError, UnsafeCheckpointError, load_network
+from bcc.models.network import MultitaskNet
 
 TOL = 1e-4
 
@@ -25,7 +27,7 @@ TOL = 1e-4
 def _built(name: str, timm_name: str | None, image_size: int, seed: int) -> MultitaskNet:
     torch.manual_seed(seed)
     net = MultitaskNet.build(name, timm_name, image_size=image_size)
-    for head in (net.diagnosis_head, net.negative_head, net.pattern_head):
+    for head in net.heads.values():
         torch.nn.init.normal_(head.weight, std=0.5)
     return net.eval()
 
@@ -39,8 +41,7 @@ def make_net(name: str = "mobilenet", timm_name: str | None = None, image_size: 
 
 def save_checkpoint(net: MultitaskNet, path: Path, image_size: int, timm_name: str | None = None) -> Path:
     """The subset of a bcc.train (Lightning) checkpoint that load_network reads: net.* weights + hparams."""
-    hp = {"backbone": {"name": net.backbone_name, "timm_name": timm_name, "pretrained": False, "weights": None},
-          "stage": 3, "dropout": 0.3, "image_size": image_size, "channels_last": True}
+    hp = {"network": {**net.spec, "image_size": image_size}, "stage": 3, "channels_last": True}
     state = {f"net.{k}": v for k, v in net.state_dict().items()}
     state["loss_fn.alpha"] = torch.ones(8)
     torch.save({"epoch": 0, "global_step": 0, "pytorch-lightning_version": "2.6.6", "state_dict": state,
@@ -92,7 +93,7 @@ def test_stage1_frozen_training_net_is_explained_in_eval_mode_and_restored():
     net = make_net("convnext", "convnext_atto", image_size=64)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     expected, _ = gradcam_maps(net, x)
-    net.set_trainable(["diagnosis_head", "negative_head", "pattern_head"])
+    net.set_trainable(["diagnosis_head", "negative_head", "patterns_head"])
     net.train()
     maps, _ = gradcam_maps(net, x)
     assert net.training and net.dropout.training  # mode restored
@@ -114,7 +115,7 @@ def test_mobilenet_channel_weights_are_the_head_weights():
     net = make_net()
     pooled = torch.randn(3, net.backbone.num_features, requires_grad=True)
     jac = _batched_vjp(logits_from_pooled(net, pooled), pooled)  # (8, N, C)
-    assert torch.allclose(jac, head_weights(net).detach()[:, None, :].expand_as(jac), atol=1e-6)
+    assert torch.allclose(jac, net.head_weights().detach()[:, None, :].expand_as(jac), atol=1e-6)
 
 
 def test_maps_at_image_resolution(checkpoint):
@@ -181,8 +182,9 @@ def test_cli_writes_overlays_and_raw_maps(tmp_path, checkpoint):
             with Image.open(out / f"{name}_{output}.png") as im:
                 assert im.size == (w, h) and im.mode == "RGB"
     assert len((out / "explanations.csv").read_text().strip().splitlines()) == 3
-    assert main([f"checkpoint={checkpoint}", f"input={tmp_path / 'nothing'}", f"output={out}"]) == 1
-    assert main(["checkpoint=x", "bogus=1", "input=y", "output=z"]) == 2
+    assert main([f"checkpoint={checkpoint}", f"input={tmp_path / 'nothing'}", f"output={out}"]) == 2  # bad input
+    assert main(["checkpoint=x", "bogus=1", "input=y", "output=z"]) == 2  # unknown option
+    assert main([f"checkpoint={checkpoint}", f"input={src}"]) == 2  # output= missing
 
 
 @pytest.mark.slow

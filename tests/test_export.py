@@ -1,4 +1,4 @@
-"""bcc.export (issue 6): ONNX export equal to torch within 1e-4, dynamic batch, embedded metadata, the int8
+"""bcc.export (bcc.deploy.onnx_export, bcc.deploy.int8): ONNX export equal to torch within 1e-4, dynamic batch, embedded metadata, the int8
 model and its accuracy guard, predict on the exported models, safe loading.
 
 About "int8 keeps BCC accuracy within 1 point": the checkpoint a CI run can afford (smoke: 32 px, two
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,19 +24,21 @@ import pandas as pd
 import pytest
 import torch
 
-from bcc.patterns import CODES, OUTPUTS
-from tests.test_predict import _Evil, one_thread, trained_checkpoint  # noqa: F401 (one_thread: autouse)
+from bcc.cli.export import main
+from bcc.cli.predict import main as predict_main
+from bcc.core.patterns import CODES, OUTPUTS
+from bcc.deploy.int8 import AccuracyCheck, dataset_images, quantize_int8
+from bcc.deploy.onnx_export import ExportError, training_data_hash
+from bcc.deploy.onnx_model import read_metadata
+from bcc.models.checkpoint import load_network
+from tests.helpers.checkpoints import tampered_copy
 
-
-@pytest.fixture(scope="module")
-def ckpt(data_dir, tmp_path_factory) -> Path:
-    return trained_checkpoint(data_dir, tmp_path_factory.getbasetemp())
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def exported(ckpt, tmp_path_factory) -> Path:
     """The fp32 export through the CLI, with a thresholds.json beside the checkpoint (as eval writes it)."""
-    from bcc.export import main
 
     d = tmp_path_factory.mktemp("export")
     model = d / "best.ckpt"
@@ -43,12 +46,11 @@ def exported(ckpt, tmp_path_factory) -> Path:
     shutil.copytree(ckpt.parent / ".hydra", d / ".hydra")  # dataset and fold of the run
     (d / "thresholds.json").write_text(json.dumps({"bcc": 0.42, "patterns": {"AT": 0.6}, "uncertainty_band": 0.05,
                                                    "source": "make eval"}))
-    main([f"checkpoint={model}", "format=onnx"])
+    assert main([f"checkpoint={model}", "format=onnx"]) == 0
     return d / "best.onnx"
 
 
 def _images(data_dir: Path, size: int, n: int) -> np.ndarray:
-    from bcc.export import dataset_images
 
     return dataset_images(data_dir / "synthetic-smoke", size, n=n)
 
@@ -58,7 +60,6 @@ def _sess(path: Path) -> ort.InferenceSession:
 
 
 def test_onnx_equals_torch_with_dynamic_batch(exported, ckpt, data_dir):
-    from bcc.inference import load_network
 
     net = load_network(ckpt, channels_last=False)
     sess = _sess(exported)
@@ -75,8 +76,7 @@ def test_onnx_equals_torch_with_dynamic_batch(exported, ckpt, data_dir):
 
 
 def test_metadata_embedded(exported, ckpt, data_dir):
-    from bcc.export import read_metadata
-    from bcc.inference import load_network
+
 
     model = onnx.load(str(exported))
     props = {p.key: p.value for p in model.metadata_props}
@@ -98,7 +98,6 @@ def test_metadata_embedded(exported, ckpt, data_dir):
 
 
 def test_training_data_hash_tracks_the_data(data_dir, tmp_path):
-    from bcc.export import training_data_hash
 
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(data_dir / "synthetic-smoke", a, ignore=shutil.ignore_patterns(".cache"))
@@ -114,7 +113,6 @@ def test_training_data_hash_tracks_the_data(data_dir, tmp_path):
 
 def test_predict_on_the_onnx_model(exported, ckpt, data_dir, tmp_path):
     """Scores from ONNX Runtime equal torch's; thresholds come from the ONNX metadata; Grad-CAM from torch."""
-    from bcc.predict import main
 
     images = data_dir / "synthetic-smoke" / "images"
     sub = tmp_path / "in"
@@ -122,8 +120,8 @@ def test_predict_on_the_onnx_model(exported, ckpt, data_dir, tmp_path):
     for p in sorted(images.glob("*.png"))[:8]:
         shutil.copy(p, sub / p.name)
     common = [f"input={sub}", "progress=false", "threads=1"]
-    assert main([f"checkpoint={exported}", *common, f"output={tmp_path / 'onnx'}"]) == 0
-    assert main([f"checkpoint={ckpt}", *common, f"output={tmp_path / 'torch'}", "threshold=0.42", "band=0.05",
+    assert predict_main([f"checkpoint={exported}", *common, f"output={tmp_path / 'onnx'}"]) == 0
+    assert predict_main([f"checkpoint={ckpt}", *common, f"output={tmp_path / 'torch'}", "threshold=0.42", "band=0.05",
                  "pattern_thresholds.AT=0.6", "report=false"]) == 0
     o = pd.read_csv(tmp_path / "onnx" / "triage.csv").set_index("image")
     t = pd.read_csv(tmp_path / "torch" / "triage.csv").set_index("image").loc[o.index]
@@ -152,12 +150,11 @@ def _fold0(data_dir: Path, size: int):
 
 
 @pytest.mark.slow
-def test_int8_export_and_its_accuracy_guard(exported, data_dir):
+def test_int8_export_and_its_accuracy_guard(exported, data_dir, capsys):
     """quantize=int8 with force=true keeps the model and records its check; the figures equal ours; without
     force the export refuses exactly when BCC accuracy moves by more than 1 point."""
-    from bcc.export import main, read_metadata
 
-    main([f"checkpoint={exported.with_suffix('.ckpt')}", "format=onnx", "quantize=int8", "force=true"])
+    assert main([f"checkpoint={exported.with_suffix('.ckpt')}", "format=onnx", "quantize=int8", "force=true"]) == 0
     int8 = exported.with_suffix(".int8.onnx")
     assert int8.is_file() and int8.stat().st_size < 0.5 * exported.stat().st_size
     meta = read_metadata(int8)
@@ -184,11 +181,11 @@ def test_int8_export_and_its_accuracy_guard(exported, data_dir):
     # without force: refused iff |Δ| > 1 point, and then the previous int8 file is left alone
     before = int8.read_bytes()
     if abs(acc["int8"] - acc["fp32"]) > 0.01:
-        with pytest.raises(SystemExit, match=r"int8 changes BCC accuracy on test fold 0 .* not written"):
-            main([f"checkpoint={exported.with_suffix('.ckpt')}", "format=onnx", "quantize=int8"])
+        assert main([f"checkpoint={exported.with_suffix('.ckpt')}", "format=onnx", "quantize=int8"]) == 1
+        assert re.search(r"int8 changes BCC accuracy on test fold 0 .* not written", capsys.readouterr().err)
         assert int8.read_bytes() == before
     else:
-        main([f"checkpoint={exported.with_suffix('.ckpt')}", "format=onnx", "quantize=int8"])
+        assert main([f"checkpoint={exported.with_suffix('.ckpt')}", "format=onnx", "quantize=int8"]) == 0
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".") and p.name != ".hydra"], \
         "temporary files left behind"
 
@@ -196,7 +193,6 @@ def test_int8_export_and_its_accuracy_guard(exported, data_dir):
 def test_guard_refuses_and_accepts_on_given_figures(exported, tmp_path):
     """The guard's rule on controlled labels: fp32's own decisions as labels ⇒ fp32 accuracy 1; int8 then
     loses exactly its number of flipped decisions. Labels flipped where int8 differs ⇒ the reverse."""
-    from bcc.export import AccuracyCheck, ExportError, quantize_int8, read_metadata
 
     rng = np.random.default_rng(0)
     x = rng.random((24, 3, 32, 32), dtype=np.float32)
@@ -219,15 +215,10 @@ def test_guard_refuses_and_accepts_on_given_figures(exported, tmp_path):
     assert quantize_int8(exported, out, calibration=x, check=loose, verbose=False) == out
 
 
-def test_unsafe_checkpoint_refused_by_export(ckpt, tmp_path):
-    from bcc.export import main
-
-    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+def test_unsafe_checkpoint_refused_by_export(ckpt, tmp_path, capsys):
     marker = tmp_path / "pwned"
-    raw["hyper_parameters"]["extra"] = _Evil(marker)
-    bad = tmp_path / "evil.ckpt"
-    torch.save(raw, bad)
-    with pytest.raises(SystemExit, match=r"evil\.ckpt: refused to load .* pickled objects"):
-        main([f"checkpoint={bad}", "format=onnx"])
+    bad = tampered_copy(ckpt, tmp_path / "evil.ckpt", marker)
+    assert main([f"checkpoint={bad}", "format=onnx"]) == 2
+    assert re.search(r"evil\.ckpt: refused to load .* pickled objects", capsys.readouterr().err)
     assert not marker.exists() and not (tmp_path / "evil.onnx").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bcc.data.dataset import DatasetError
-from bcc.folds import STRATA, assign_folds, fold_table
+from bcc.data.contract import DatasetError
+from bcc.data.folds import STRATA, assign_folds, fold_table
 
 
 def random_labels(n=500, seed=0):

@@ -1,14 +1,16 @@
 """ISIC 2019 adapter on a small fixture in the official column layout."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from bcc.consensus import ensure_labels
-from bcc.data.dataset import DatasetError, load_dataset
+from bcc.core.patterns import CODES
+from bcc.data.consensus import ensure_labels
+from bcc.data.contract import DatasetError, load_dataset
+from bcc.data.folds import ensure_splits
 from bcc.data.isic import DIAGNOSES, convert, main
-from bcc.folds import ensure_splits
-from bcc.patterns import CODES
 
 
 @pytest.fixture
@@ -60,39 +62,42 @@ def test_bad_one_hot_row_and_missing_image_are_clear_errors(isic):
 
 
 @pytest.mark.slow
-def test_experiment_external_scores_each_fold_model_on_the_converted_set(isic, data_dir, tmp_path):
+def test_experiment_external_scores_each_fold_model_on_the_converted_set(isic, data_dir, tmp_path, capsys):
     """experiment=external: the diagnosis head of a trained model on an ISIC-layout set; the metrics match
     scikit-learn on the written predictions, and pattern codes (unlabelled there) stay out."""
     from sklearn.metrics import roc_auc_score
 
-    from bcc.train import run
+    from bcc.cli.train import main as train_main
+    from bcc.training.protocol import run
 
     out = isic / "data" / "isic2019"
     main([str(isic / "ISIC_2019_Training_GroundTruth.csv"), str(isic / "ISIC_2019_Training_Input"), "--out", str(out)])
     trained = tmp_path / "trained"
     run(["experiment=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={trained}", "stage=0", "fold=1",
          "logger=csv"])
-    res = run(["experiment=external", f"external.source={trained}", "external.stage=0", f"data.root={out}",
-               f"paths.output_dir={tmp_path / 'external'}"])
-    assert list(res) == [1]
+    assert train_main(["experiment=external", f"external.source={trained}", "external.stage=0", f"data.root={out}",
+                       f"paths.output_dir={tmp_path / 'external'}"]) == 0
+    assert [p.name for p in (tmp_path / "external" / "mobilenet").iterdir()] == ["fold1"]
     job = tmp_path / "external" / "mobilenet" / "fold1" / "stage0"
+    metrics = json.loads((job / "metrics.json").read_text())
     preds = pd.read_csv(job / "predictions.csv")
     assert len(preds) == 20 and preds[[f"y_{c}" for c in CODES]].isna().all().all()
-    assert res[1]["test"]["bcc"]["auroc"] == pytest.approx(roc_auc_score(preds["y_bcc"], preds["p_bcc"]), abs=1e-5)
-    assert res[1]["test"]["bcc"]["recall"] == pytest.approx(
+    assert metrics["test"]["bcc"]["auroc"] == pytest.approx(roc_auc_score(preds["y_bcc"], preds["p_bcc"]), abs=1e-5)
+    assert metrics["test"]["bcc"]["recall"] == pytest.approx(
         ((preds["p_bcc"] >= 0.5) & (preds["y_bcc"] == 1)).sum() / 7, abs=1e-6)
-    assert set(res[1]["test"]) == {"bcc", "rule"}  # no pattern metrics without pattern labels; the rule vs dx
-    with pytest.raises(FileNotFoundError, match="stage3/best.ckpt"):
-        run(["experiment=external", f"external.source={trained}", f"data.root={out}",
-             f"paths.output_dir={tmp_path / 'x'}"])
+    assert set(metrics["test"]) == {"bcc", "rule"}  # no pattern metrics without pattern labels; the rule vs dx
+    capsys.readouterr()
+    assert train_main(["experiment=external", f"external.source={trained}", f"data.root={out}",
+                       f"paths.output_dir={tmp_path / 'x'}"]) == 2
+    assert "stage3/best.ckpt" in capsys.readouterr().err
 
 
 def test_merged_synthetic_and_isic_mask_the_pattern_loss_where_labels_are_missing(isic, data_dir, tmp_path):
     import torch
 
     from bcc.data.merge import main as merge_main
-    from bcc.datamodule import BCCDataModule
-    from bcc.losses import MultitaskFocalLoss
+    from bcc.models.losses import MultitaskFocalLoss
+    from bcc.training.datamodule import BCCDataModule
 
     isic_set = isic / "data" / "isic2019"
     main([str(isic / "ISIC_2019_Training_GroundTruth.csv"), str(isic / "ISIC_2019_Training_Input"),
@@ -113,7 +118,7 @@ def test_merged_synthetic_and_isic_mask_the_pattern_loss_where_labels_are_missin
     dm.setup("fit")
     rows = dm.rows("train")
     targets = torch.as_tensor(dm.targets(rows))
-    isic_rows = torch.as_tensor(dm.table.loc[rows, "image_id"].str.startswith("isic_").to_numpy())
+    isic_rows = torch.tensor(dm.table.loc[rows, "image_id"].str.startswith("isic_").to_numpy())
     logits = torch.randn(len(rows), 8, requires_grad=True)
     loss, _ = MultitaskFocalLoss([0.5] * 8, 2.0)(logits, targets)
     loss.backward()

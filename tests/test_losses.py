@@ -7,8 +7,8 @@ import pytest
 import torch
 from torchvision.ops import sigmoid_focal_loss
 
-from bcc.losses import MultitaskFocalLoss, alpha_from_frequencies, resolve_alpha
-from bcc.patterns import OUTPUTS
+from bcc.core.patterns import OUTPUTS
+from bcc.models.losses import MultitaskFocalLoss, alpha_from_frequencies, resolve_alpha
 
 
 def test_matches_torchvision_with_one_alpha():

@@ -1,4 +1,4 @@
-"""bcc.mask_agreement (Table 4, Fig. 3): statistics against independent computations on hand-made arrays,
+"""bcc.evaluation.mask_agreement (Table 4, Fig. 3): statistics against independent computations on hand-made arrays,
 then mask_report end to end on a smoke-trained run."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ztest
 
-from bcc.mask_agreement import (
+from bcc.core.patterns import OUTPUTS
+from bcc.evaluation.mask_agreement import (
     BINS,
     ROWS,
     _correct,
@@ -25,7 +26,6 @@ from bcc.mask_agreement import (
     significance,
     table4,
 )
-from bcc.patterns import OUTPUTS
 
 
 def blob(size: int = 64, centre=(20, 40), radius: int = 10) -> np.ndarray:
@@ -223,19 +223,14 @@ def test_figure3_writes_png(tmp_path):
 
 # ---- end to end --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def smoke_run(data_dir, tmp_path_factory):
-    """A stage-0 smoke run (trained from scratch in a few seconds): its run dir."""
-    from bcc.train import run
-
-    tmp = tmp_path_factory.mktemp("mask_run")
-    run(["experiment=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}/out", "stage=0",
-         "logger=csv", "fold=0"])
-    return tmp / "out" / "mobilenet" / "fold0" / "stage0"
+def smoke_run(ckpt):
+    """The session's stage-0 smoke run (trained from scratch in a few seconds): its run dir."""
+    return ckpt.parent
 
 
 @pytest.mark.slow
 def test_mask_report_on_a_trained_smoke_run(smoke_run, data_dir, tmp_path):
-    from bcc.data.dataset import load_dataset
+    from bcc.data.contract import load_dataset
 
     root = data_dir / "synthetic-smoke"
     table, figures = mask_report([smoke_run], root, tmp_path / "report", max_figures=2)

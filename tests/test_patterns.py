@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bcc.patterns import CODES, clinical_rule
+from bcc.core.patterns import CODES, clinical_rule
 
 
 def test_paper_table1_examples():

@@ -1,4 +1,4 @@
-"""bcc.predict and bcc.triage_report (issue 6): the ranked worklist, review flags, bad inputs, metadata
+"""bcc.predict (bcc.deploy.triage) and its report.html: the ranked worklist, review flags, bad inputs, metadata
 stripping, atomic writes, safe loading, and the HTML report rendered in a real headless browser.
 
 One smoke checkpoint (stage 0, fold 0 of the session's synthetic set) is trained per module, and one
@@ -7,7 +7,6 @@ predict run over a folder of good and bad inputs is shared by the tests that onl
 from __future__ import annotations
 
 import base64
-import functools
 import io
 import json
 import os
@@ -24,40 +23,20 @@ import pytest
 import torch
 from PIL import Image
 
-from bcc.patterns import CODES
+from bcc.cli.predict import main
+from bcc.core.errors import BadInput
+from bcc.core.patterns import CODES
+from bcc.data.images import read_image
+from bcc.deploy.thresholds import Thresholds, load_thresholds
+from bcc.deploy.triage import COLUMNS, verdicts
+from bcc.models.checkpoint import load_network
+from tests.helpers.checkpoints import tampered_copy
 
 SECRET = "Jane Doe 1970-01-01"  # written into EXIF / PNG text / JPEG comment: must never reach the report
 
 
 # ---- fixtures -------------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch/ONNX Runtime thread: on a shared 2-core machine, 2 spinning threads per process made the
-    smoke training ~40x slower (measured: 125 s against 3.3 s) whenever other processes held the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@functools.cache
-def trained_checkpoint(data_dir: Path, root: Path) -> Path:
-    """A smoke checkpoint (stage 0, fold 0, as written by ``bcc.train``, Hydra config beside it), trained
-    once per session and shared with tests/test_export.py."""
-    from bcc.train import run
-
-    torch.set_num_threads(1)
-    out = root / "smoke-stage0"
-    run(["experiment=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={out}", "stage=0", "logger=csv",
-         "fold=0"])
-    path = out / "mobilenet" / "fold0" / "stage0" / "best.ckpt"
-    assert path.is_file()
-    return path
-
-
-@pytest.fixture(scope="module")
-def ckpt(data_dir, tmp_path_factory) -> Path:
-    return trained_checkpoint(data_dir, tmp_path_factory.getbasetemp())
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _png_header_only(path: Path, w: int, h: int) -> None:
@@ -96,7 +75,7 @@ EXPECTED = {
     "green8.png": ("ok", "greyscale"),
     "rgb16.png": ("ok", "PNG RGB"),
     "rgba.png": ("ok", "alpha dropped"),
-    "big.jpg": ("ok", "3000x2400 reduced to 1024x819"),
+    "big.jpg": ("ok", "3000x2400 reduced to 1024x819 for the report"),
     "notes.txt": ("skipped", "not an image"),
     "empty.jpg": ("skipped", "empty file (0 bytes)"),
     "corrupt.png": ("skipped", "corrupt PNG image"),
@@ -151,8 +130,6 @@ def lesions(data_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def predicted(ckpt, lesions, tmp_path_factory):
     """One CLI run over the lesion folder with explanations and the report: (output dir, triage table, log)."""
-    from bcc.predict import main
-
     out = tmp_path_factory.mktemp("triage")
     assert main([f"checkpoint={ckpt}", f"input={lesions}", f"output={out}", "progress=false", "threads=1"]) == 0
     table = pd.read_csv(out / "triage.csv", keep_default_na=False, na_values=[""])
@@ -161,9 +138,6 @@ def predicted(ckpt, lesions, tmp_path_factory):
 
 # ---- the worklist ---------------------------------------------------------------------------------------
 def test_triage_csv_ranked_with_all_columns(predicted, ckpt, lesions):
-    from bcc.inference import load_network, read_image
-    from bcc.predict import COLUMNS
-
     _, t = predicted
     assert list(t.columns) == COLUMNS
     ok, skipped = t[t.status == "ok"], t[t.status == "skipped"]
@@ -201,8 +175,6 @@ def test_verdicts_and_review_flags_follow_the_rule(predicted):
 
 
 def test_verdicts_unit_cases():
-    from bcc.predict import Thresholds, verdicts
-
     def probs(bcc, **codes):
         return [bcc] + [codes.get(c, 0.05) for c in CODES]
 
@@ -226,8 +198,6 @@ def test_verdicts_unit_cases():
 
 
 def test_thresholds_precedence_and_errors(ckpt, tmp_path):
-    from bcc.predict import load_thresholds
-
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
     raw["thresholds"] = {"bcc": 0.3, "patterns": {"AT": 0.6}, "uncertainty_band": 0.2, "source": "eval"}
     model = tmp_path / "m.ckpt"
@@ -240,18 +210,16 @@ def test_thresholds_precedence_and_errors(ckpt, tmp_path):
     assert th.patterns == {**{c: 0.5 for c in CODES}, "AT": 0.6, "SW": 0.7, "PN": 0.45}
     assert "m.ckpt metadata (eval)" in th.source and "command line" in th.source
     extra.write_text(json.dumps({"bcc": 1.5}))
-    with pytest.raises(ValueError, match=r"site\.json: bcc = 1\.5 is not in \[0, 1\]"):
+    with pytest.raises(BadInput, match=r"site\.json: bcc = 1\.5 is not in \[0, 1\]"):
         load_thresholds(model, extra)
     extra.write_text("{not json")
-    with pytest.raises(ValueError, match=r"site\.json: not valid JSON"):
+    with pytest.raises(BadInput, match=r"site\.json: not valid JSON"):
         load_thresholds(model, extra)
-    with pytest.raises(ValueError, match="unknown pattern code 'XX'"):
+    with pytest.raises(BadInput, match="unknown pattern code 'XX'"):
         load_thresholds(model, None, {"patterns": {"XX": 0.5}})
 
 
 def test_threshold_override_changes_the_worklist(ckpt, lesions, tmp_path):
-    from bcc.predict import main
-
     args = [f"checkpoint={ckpt}", f"input={lesions / 'sub'}", "explain=false", "report=false", "progress=false", "threads=1"]
     assert main([*args, f"output={tmp_path / 'low'}", "threshold=0.0", "band=0"]) == 0
     assert main([*args, f"output={tmp_path / 'high'}", "threshold=1.0", "pattern_threshold=1.0"]) == 0
@@ -262,8 +230,6 @@ def test_threshold_override_changes_the_worklist(ckpt, lesions, tmp_path):
 
 
 def test_progress_bar_on_request(ckpt, lesions, tmp_path, capsys):
-    from bcc.predict import main
-
     assert main([f"checkpoint={ckpt}", f"input={lesions / 'sub'}", f"output={tmp_path}", "explain=false",
                  "report=false", "progress=true", "threads=1"]) == 0
     err = capsys.readouterr().err
@@ -316,60 +282,44 @@ def test_exif_orientation_is_applied(predicted):
 
 
 # ---- safety and robustness --------------------------------------------------------------------------------
-class _Evil:
-    """Unpickling this would run a shell command."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_unsafe_pickled_checkpoint_is_refused(ckpt, tmp_path, capsys):
-    from bcc.predict import main
-
-    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
     marker = tmp_path / "pwned"
-    raw["callbacks"] = _Evil(marker)
-    bad = tmp_path / "evil.ckpt"
-    torch.save(raw, bad)
+    bad = tampered_copy(ckpt, tmp_path / "evil.ckpt", marker)
     rc = main([f"checkpoint={bad}", f"input={tmp_path}", f"output={tmp_path / 'out'}", "progress=false", "threads=1"])
     err = capsys.readouterr().err
-    assert rc == 1 and not marker.exists()
+    assert rc == 2 and not marker.exists()
     assert str(bad) in err and "refused to load" in err and "pickled objects" in err
     assert not (tmp_path / "out").exists(), "nothing is written for a refused checkpoint"
 
 
 def test_clear_errors_name_the_file(ckpt, tmp_path, capsys):
-    from bcc.predict import main
-
     junk = tmp_path / "model.onnx"
     junk.write_bytes(b"not a model")
-    assert main([f"checkpoint={junk}", f"input={tmp_path}", f"output={tmp_path / 'o'}", "threads=1"]) == 1
+    assert main([f"checkpoint={junk}", f"input={tmp_path}", f"output={tmp_path / 'o'}", "threads=1"]) == 2
     assert f"{junk}: not a readable ONNX model" in capsys.readouterr().err
-    assert main([f"checkpoint={ckpt}", f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'o'}"]) == 1
+    assert main([f"checkpoint={ckpt}", f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'o'}"]) == 2
     assert f"input={tmp_path / 'nowhere'}: no such file or folder" in capsys.readouterr().err
-    assert main([f"checkpoint={tmp_path / 'missing.ckpt'}", f"input={tmp_path}", f"output={tmp_path / 'o'}"]) == 1
+    assert main([f"checkpoint={tmp_path / 'missing.ckpt'}", f"input={tmp_path}", f"output={tmp_path / 'o'}"]) == 2
     assert "missing.ckpt: no such file" in capsys.readouterr().err
+    assert main([f"checkpoint={ckpt}", f"input={tmp_path}"]) == 2
+    assert "missing output=" in capsys.readouterr().err
+    assert main([f"checkpoint={ckpt}", f"input={tmp_path}", f"output={tmp_path / 'o'}", "treshold=0.3"]) == 2
+    assert "treshold" in capsys.readouterr().err  # a typo'd option is named, not ignored
 
 
-def test_outputs_are_replaced_atomically(ckpt, lesions, tmp_path, monkeypatch):
+def test_outputs_are_replaced_atomically(ckpt, lesions, tmp_path, monkeypatch, capsys):
     """A run that fails while writing the report leaves the previous report whole and no temporary file."""
-    import bcc.triage_report as tr
-    from bcc.predict import DEFAULTS, run
-
-    a = {**DEFAULTS, "checkpoint": str(ckpt), "input": str(lesions / "sub"), "output": str(tmp_path),
-         "explain": False, "progress": False, "threads": 1}
-    run(a, log=lambda *_: None)
+    args = [f"checkpoint={ckpt}", f"input={lesions / 'sub'}", f"output={tmp_path}", "explain=false",
+            "progress=false", "threads=1"]
+    assert main(args) == 0
     before = (tmp_path / "report.html").read_bytes()
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(tr, "render_html", broken)
-    with pytest.raises(RuntimeError, match="disk full"):
-        run(a, log=lambda *_: None)
+    monkeypatch.setattr("bcc.deploy.report_html.render_html", broken)
+    assert main(args) == 1  # a failure while running
+    assert "disk full" in capsys.readouterr().err
     assert (tmp_path / "report.html").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "triage.csv"]
 

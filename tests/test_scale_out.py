@@ -1,24 +1,4 @@
-"""The SLURM launcher config composes and keeps every fold's stages in one task."""
-from hydra import compose, initialize_config_dir
-
-from bcc.train import CONF_DIR, normalize_overrides
-
-
-def test_slurm_launcher_composes_for_the_protocol():
-    overrides = normalize_overrides(["hydra/launcher=slurm", "stage=all", "fold=0-4",
-                                     "backbone=mobilenet,convnext,vit", "hydra.launcher.partition=gpu"])
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[o for o in overrides if "," not in o and "range" not in o],
-                      return_hydra_config=True)
-    launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("SlurmLauncher")
-    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min == 720
-    assert cfg.stage.name == "all"  # one task runs the fold's stages in order
-    assert "fold" in cfg.hydra.sweep.subdir and ".submitit" in launcher.submitit_folder
-    assert overrides[2] == "fold=range(0,5)"
-
-
-# ---- DDP, resume, skip_done (slow: real training on the smoke set) -------------------------------------
+"""Scaling out: the SLURM launcher config, DDP on CPU processes, resume after SIGKILL, skip_done."""
 import json
 import os
 import signal
@@ -31,7 +11,30 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
+from bcc.core.config import CONF_DIR, normalize_overrides
+from bcc.training.config import compose_config
+from bcc.training.protocol import build_module
+
+
+def test_slurm_launcher_composes_for_the_protocol():
+    overrides = normalize_overrides(["hydra/launcher=slurm", "stage=all", "fold=0-4",
+                                     "backbone=mobilenet,convnext,vit", "hydra.launcher.partition=gpu"])
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[o for o in overrides if "," not in o and "range" not in o],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min == 720
+    assert cfg.stage.name == "all"  # one task runs the fold's stages in order
+    assert launcher.submitit_folder.startswith(cfg.paths.output_dir) and ".submitit" in launcher.submitit_folder
+    assert overrides[2] == "fold=range(0,5)"
+
+
+
+# ---- DDP, resume, skip_done (slow: real training on the smoke set) -------------------------------------
 ENV = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
 
 
@@ -46,7 +49,7 @@ def test_epochs_reach_the_sampler_inside_lightnings_ddp_wrapper(data_dir):
     new augmentations and new dropout, and replays exactly on resume."""
     from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
-    from bcc.datamodule import BCCDataModule
+    from bcc.training.datamodule import BCCDataModule
 
     dm = BCCDataModule(root=data_dir / "synthetic-smoke", fold=0, image_size=32, batch_size=8)
     dm.setup()
@@ -68,9 +71,6 @@ def test_epochs_reach_the_sampler_inside_lightnings_ddp_wrapper(data_dir):
 def test_ddp_two_cpu_processes_match_single_process_evaluation(smoke_overrides, tmp_path):
     """trainer=ddp with 2 gloo processes: one set of outputs; the test metrics synchronised across the two
     processes (each saw half the test fold) equal a single-process evaluation of the same checkpoint."""
-    from bcc.datamodule import BCCDataModule
-    from bcc.model import MultitaskModel
-
     proc = _train([*smoke_overrides, "stage=0", "fold=0", "logger=csv", "trainer=ddp", "trainer.accelerator=cpu",
                    "trainer.devices=2", "trainer.precision=32-true", "trainer.sync_batchnorm=false"], tmp_path)
     log, _ = proc.communicate(timeout=600)
@@ -80,10 +80,12 @@ def test_ddp_two_cpu_processes_match_single_process_evaluation(smoke_overrides, 
     assert m["devices"] == 2
     preds = pd.read_csv(job / "predictions.csv")
     assert preds["image_id"].is_unique and len(preds) == m["n_images"]["test"] == 20  # gathered, once each
-    model = MultitaskModel.load_from_checkpoint(job / "best.ckpt", load_pretrained=False)
-    dm = BCCDataModule(root=smoke_overrides[1].split("=", 1)[1] + "/synthetic-smoke", fold=0, image_size=32,
-                       val_fraction=0.2, batch_size=8)
-    single = L.Trainer(logger=False, enable_progress_bar=False).test(model, datamodule=dm, verbose=False)[0]
+    cfg = compose_config([*smoke_overrides, "stage=0", "fold=0"])[0]
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    model = build_module(cfg, dm, load_pretrained=False)
+    single = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False).test(
+        model, datamodule=dm, ckpt_path=job / "best.ckpt", verbose=False, weights_only=True)[0]
     for out, metrics in m["test"].items():
         for name, value in metrics.items():
             assert single[f"test/{out}/{name}"] == pytest.approx(value, abs=1e-6), (out, name)
@@ -122,7 +124,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(smoke_over
 
 @pytest.mark.slow
 def test_skip_done_keeps_finished_jobs_and_redoes_partial_ones(smoke_overrides, tmp_path):
-    from bcc.train import run
+    from bcc.training.protocol import run
 
     base = [*smoke_overrides, "stage=all", "fold=4", "logger=csv", "skip_done=true"]
     first = run(base)

@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bcc.data import synthetic as syn
-from bcc.patterns import BCC_CODES, CODES, clinical_rule
+from bcc.core.patterns import BCC_CODES, CODES, clinical_rule
+from bcc.data.synthetic import __main__ as cli
+from bcc.data.synthetic import labels, patterns, rendering, writer
+from bcc.data.synthetic import raters as rater_model
 
 N, SIZE = 96, 64
 
@@ -26,7 +28,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory) -> Path:
-    return syn.generate(tmp_path_factory.mktemp("a") / "ds", n=N, size=SIZE, seed=0, progress=False)
+    return writer.generate(tmp_path_factory.mktemp("a") / "ds", n=N, size=SIZE, seed=0, progress=False)
 
 
 def _truth(ds: Path) -> tuple[list[str], np.ndarray]:
@@ -35,19 +37,19 @@ def _truth(ds: Path) -> tuple[list[str], np.ndarray]:
 
 
 def test_determinism(ds, tmp_path):
-    again = syn.generate(tmp_path / "again", n=N, size=SIZE, seed=0, progress=False)
+    again = writer.generate(tmp_path / "again", n=N, size=SIZE, seed=0, progress=False)
     a, b = _files(ds), _files(again)
     assert a.keys() == b.keys()
     assert all(a[k] == b[k] for k in a)
-    other = _files(syn.generate(tmp_path / "other", n=8, size=SIZE, seed=1, progress=False))
+    other = _files(writer.generate(tmp_path / "other", n=8, size=SIZE, seed=1, progress=False))
     assert other["images/syn_00000.png"] != a["images/syn_00000.png"]
-    t0, t1 = (syn.sample_truth(N, syn._global_rng(seed, N, 0)) for seed in (0, 1))
+    t0, t1 = (labels.sample_truth(N, labels.global_rng(seed, N, 0)) for seed in (0, 1))
     assert not np.array_equal(t0, t1)
 
 
 def test_workers_do_not_change_output(tmp_path):
-    one = _files(syn.generate(tmp_path / "w1", n=12, size=48, seed=3, progress=False, workers=1))
-    two = _files(syn.generate(tmp_path / "w2", n=12, size=48, seed=3, progress=False, workers=2))
+    one = _files(writer.generate(tmp_path / "w1", n=12, size=48, seed=3, progress=False, workers=1))
+    two = _files(writer.generate(tmp_path / "w2", n=12, size=48, seed=3, progress=False, workers=2))
     assert one == two
 
 
@@ -58,7 +60,7 @@ def test_files_and_columns(ds):
     assert cols == ["image_id", "image", "source"]
     assert len(images) == N and len({r["image_id"] for r in images}) == N
     sources = {r["source"] for r in images}
-    assert sources <= set(syn.CENTRES) | {"isic"} and len(sources) >= 3
+    assert sources <= set(labels.CENTRES) | {"isic"} and len(sources) >= 3
     for r in images:
         assert r["image"] == f"images/{r['image_id']}.png"
         im = cv2.imread(str(ds / r["image"]))
@@ -67,7 +69,7 @@ def test_files_and_columns(ds):
     cols, ann = _rows(ds / "annotations.csv")
     assert cols == ["image_id", "rater", *CODES]
     assert len(ann) == 4 * N
-    assert {r["rater"] for r in ann} == set(syn.RATER_NAMES)
+    assert {r["rater"] for r in ann} == set(rater_model.RATER_NAMES)
     assert all(r[c] in ("", "0", "1") for r in ann for c in CODES)
 
     cols, truth = _rows(ds / "truth.csv")
@@ -83,17 +85,17 @@ def test_files_and_columns(ds):
 
 
 def test_prevalence_exact_at_paper_size():
-    truth = syn.sample_truth(1559, syn._global_rng(0, 1559, 0))
+    truth = labels.sample_truth(1559, labels.global_rng(0, 1559, 0))
     counts = dict(zip(CODES, truth.sum(0).tolist()))
-    assert counts == syn.PAPER_COUNTS
+    assert counts == labels.PAPER_COUNTS
     bcc = clinical_rule(truth)
     assert bcc.sum() == 775 and (truth.sum(1) == 0).sum() == 784 - 557
 
 
 @pytest.mark.parametrize("n", [7, 60, 333])
 def test_prevalence_scaled_and_rules(n):
-    truth = syn.sample_truth(n, np.random.default_rng(n))
-    k = syn.scaled_counts(n)
+    truth = labels.sample_truth(n, np.random.default_rng(n))
+    k = labels.scaled_counts(n)
     bcc = clinical_rule(truth)
     assert bcc.sum() == k["bcc"]
     pn = truth[:, CODES.index("PN")] == 1
@@ -101,12 +103,12 @@ def test_prevalence_scaled_and_rules(n):
     assert not (pn & (bcc_pat.sum(1) > 0)).any()  # PN never with a BCC pattern
     assert (bcc_pat[bcc == 1].sum(1) >= 1).all()  # every BCC image has a BCC pattern
     for c in CODES:
-        assert abs(int(truth[:, CODES.index(c)].sum()) - n * syn.PAPER_COUNTS[c] / 1559) <= 1.5
+        assert abs(int(truth[:, CODES.index(c)].sum()) - n * labels.PAPER_COUNTS[c] / 1559) <= 1.5
 
 
 def test_dataset_labels(ds):
     _, truth = _truth(ds)
-    k = syn.scaled_counts(N)
+    k = labels.scaled_counts(N)
     assert clinical_rule(truth).sum() == k["bcc"]
     assert not ((truth[:, 0] == 1) & (truth[:, 1:].sum(1) > 0)).any()
 
@@ -114,7 +116,7 @@ def test_dataset_labels(ds):
 def test_masks(ds):
     ids, truth = _truth(ds)
     masked = [i for i in ids if (ds / "masks" / f"{i}.png").exists()]
-    assert len(masked) == syn.scaled_counts(N)["xai"]
+    assert len(masked) == labels.scaled_counts(N)["xai"]
     for i in masked:
         t = truth[ids.index(i)]
         assert t.sum() > 0
@@ -138,12 +140,12 @@ def test_masks(ds):
 def test_masks_inside_lesion_and_distinct(size):
     for i in range(12):
         rng = np.random.default_rng([5, i])
-        rgb, lesion, masks = syn.render(rng, (0, 1, 1, 1, 1, 1, 1), size, syn.CENTRES[i % 6])
+        rgb, lesion, masks = rendering.render(rng, (0, 1, 1, 1, 1, 1, 1), size, labels.CENTRES[i % 6])
         assert rgb.shape == (size, size, 3) and rgb.dtype == np.uint8
         assert set(masks) == set(BCC_CODES)
         for m in masks.values():
             assert m.shape == (size, size) and m.any() and not (m & ~lesion).any()
-    _, lesion, masks = syn.render(np.random.default_rng(1), (1, 0, 0, 0, 0, 0, 0), 64)
+    _, lesion, masks = rendering.render(np.random.default_rng(1), (1, 0, 0, 0, 0, 0, 0), 64)
     assert set(masks) == {"PN"}
 
 
@@ -152,15 +154,15 @@ def test_pattern_changes_pixels_inside_its_mask():
     for j, c in enumerate(CODES):
         pats = [0] * len(CODES)
         pats[j] = 1
-        with_p, _, masks = syn.render(np.random.default_rng(11), pats, 96)
-        without, _, _ = syn.render(np.random.default_rng(11), [0] * len(CODES), 96)
+        with_p, _, masks = rendering.render(np.random.default_rng(11), pats, 96)
+        without, _, _ = rendering.render(np.random.default_rng(11), [0] * len(CODES), 96)
         diff = np.abs(with_p.astype(int) - without.astype(int)).sum(-1)
         assert diff[masks[c]].mean() > 3 * max(1.0, diff[~masks[c]].mean()), c
 
 
 def test_raters(ds):
     _, ann = _rows(ds / "annotations.csv")
-    blanks = {r: 0 for r in syn.RATER_NAMES}
+    blanks = {r: 0 for r in rater_model.RATER_NAMES}
     for row in ann:
         blanks[row["rater"]] += sum(row[c] == "" for c in CODES)
     cells = N * len(CODES)
@@ -169,10 +171,10 @@ def test_raters(ds):
 
 
 def test_rater_rates_are_exact():
-    truth = syn.sample_truth(1559, syn._global_rng(0, 1559, 0))
-    ratings = syn.simulate_raters(truth, np.random.default_rng(0))
-    for r, name in enumerate(syn.RATER_NAMES):
-        sens, spec = syn.RATERS[name]
+    truth = labels.sample_truth(1559, labels.global_rng(0, 1559, 0))
+    ratings = rater_model.simulate_raters(truth, np.random.default_rng(0))
+    for r, name in enumerate(rater_model.RATER_NAMES):
+        sens, spec = rater_model.RATERS[name]
         for j in range(len(CODES)):
             x, t = ratings[r, :, j], truth[:, j]
             ok = ~np.isnan(x)
@@ -182,10 +184,10 @@ def test_rater_rates_are_exact():
 
 def test_atomic_on_failure(tmp_path, monkeypatch):
     out = tmp_path / "ds"
-    syn.generate(out, n=10, size=48, seed=0, progress=False)
+    writer.generate(out, n=10, size=48, seed=0, progress=False)
     before = _files(out)
     calls = {"n": 0}
-    real = syn.DRAWERS["AT"]
+    real = patterns.DRAWERS["AT"]
 
     def flaky(img, ctx):
         calls["n"] += 1
@@ -193,26 +195,26 @@ def test_atomic_on_failure(tmp_path, monkeypatch):
             raise RuntimeError("boom")
         return real(img, ctx)
 
-    monkeypatch.setitem(syn.DRAWERS, "AT", flaky)
+    monkeypatch.setitem(patterns.DRAWERS, "AT", flaky)
     with pytest.raises(RuntimeError, match="boom"):
-        syn.generate(out, n=40, size=48, seed=0, progress=False, workers=1)
+        writer.generate(out, n=40, size=48, seed=0, progress=False, workers=1)
     assert _files(out) == before  # the previous dataset is untouched
     with pytest.raises(RuntimeError, match="boom"):
-        syn.generate(tmp_path / "fresh", n=40, size=48, seed=0, progress=False, workers=1)
+        writer.generate(tmp_path / "fresh", n=40, size=48, seed=0, progress=False, workers=1)
     assert not (tmp_path / "fresh").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no temp dirs left behind
 
 
 def test_replaces_existing(tmp_path):
     out = tmp_path / "ds"
-    syn.generate(out, n=10, size=48, seed=0, progress=False)
-    syn.generate(out, n=12, size=48, seed=0, progress=False)
+    writer.generate(out, n=10, size=48, seed=0, progress=False)
+    writer.generate(out, n=12, size=48, seed=0, progress=False)
     assert len(_rows(out / "images.csv")[1]) == 12
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
 
 def test_cli(tmp_path, capsys):
-    syn.main(["--out", str(tmp_path / "cli"), "--n", "16", "--size", "48", "--seed", "2"])
+    cli.main(["--out", str(tmp_path / "cli"), "--n", "16", "--size", "48", "--seed", "2"])
     text = capsys.readouterr().out
     assert "BCC 8 / non-BCC 8" in text and "PN" in text
     assert (tmp_path / "cli" / "images.csv").exists()
@@ -224,7 +226,7 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
 
     import pandas as pd
 
-    from bcc.io import write_csv
+    from bcc.core.io import write_csv
 
     mask = os.umask(0o022)
     try:

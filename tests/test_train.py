@@ -5,8 +5,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bcc.stages import MissingStageError, sequence, stage_dir, start_checkpoint
-from bcc.train import CONF_DIR, _hint, _with, normalize_overrides
+from bcc.core.config import CONF_DIR, normalize_overrides, with_override
+from bcc.core.errors import UsageError
+from bcc.core.layout import stage_dir
+from bcc.training.config import check_config, hint
+from bcc.training.stages import MissingStageError, sequence, start_checkpoint
 
 
 @pytest.mark.parametrize("given, expect", [
@@ -22,7 +25,7 @@ def test_normalize_overrides(given, expect):
 
 
 def test_descending_fold_range_is_refused():
-    with pytest.raises(SystemExit, match="fold=0-4"):
+    with pytest.raises(UsageError, match="fold=0-4"):
         normalize_overrides(["fold=4-0"])
 
 
@@ -31,7 +34,9 @@ def test_default_config(compose_cfg, tmp_path):
     assert cfg.stage.name == 1 and cfg.fold == 0 and cfg.backbone.timm_name == "mobilenetv2_100"
     assert cfg.data.root == "data/synthetic" and cfg.paths.output_dir == "outputs/default"
     assert cfg.stage.lr == 1e-5 and cfg.stage.batch_size == 32 and cfg.stage.max_epochs == 100  # paper §2.4
-    assert cfg.model.dropout == 0.3 and cfg.logger.kind == "wandb" and cfg.logger.offline
+    assert cfg.model.net.dropout == 0.3 and cfg.logger._target_.endswith("WandbLogger") and cfg.logger.offline
+    assert cfg.loss.gamma == 2.0 and cfg.optimizer.warmup_steps == 0  # the stage's, by interpolation
+    check_config(cfg)
     OmegaConf.save(cfg, tmp_path / "config.yaml", resolve=True)
     assert OmegaConf.load(tmp_path / "config.yaml").data.root == "data/synthetic"
 
@@ -40,6 +45,7 @@ def test_default_config(compose_cfg, tmp_path):
 def test_every_stage_composes(compose_cfg, stage):
     cfg = compose_cfg([f"stage={stage}"])
     assert cfg.stage.name == int(stage) and cfg.stage.trainable and cfg.stage.monitor.startswith("val/")
+    check_config(cfg)
 
 
 def test_experiments_override_stages_and_the_command_line_wins(compose_cfg):
@@ -54,7 +60,7 @@ def test_experiments_override_stages_and_the_command_line_wins(compose_cfg):
     assert paper.backbone.pretrained and paper.data.image_size == 224 and paper.stage.lr == 1e-5
     for b in ("convnext", "vit"):
         assert compose_cfg([f"backbone={b}"]).backbone.name == b
-    assert compose_cfg(["logger=csv"]).logger.kind == "csv"
+    assert compose_cfg(["logger=csv"]).logger._target_.endswith("CSVLogger")
     assert compose_cfg(["data=csv", "data.root=/x"]).data.generate is None
 
 
@@ -62,9 +68,10 @@ def test_output_dirs_are_deterministic():
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=normalize_overrides(["stage=2", "fold=3", "experiment=smoke"]),
                       return_hydra_config=True)
-        assert OmegaConf.select(cfg, "hydra.run.dir") == "outputs/smoke/mobilenet/fold3/stage2"
+        assert OmegaConf.select(cfg, "hydra.run.dir") == "."  # bcc makes the job folder itself, once checked
         assert OmegaConf.select(cfg, "hydra.sweep.dir") == "outputs/smoke"
-        assert OmegaConf.select(cfg, "hydra.sweep.subdir") == "mobilenet/fold3/stage2"
+        assert OmegaConf.select(cfg, "hydra.output_subdir") is None
+    assert cfg.paths.job_dir == str(stage_dir("outputs/smoke", "mobilenet", 3, 2))  # yaml and layout agree
     assert str(stage_dir("o", "vit", 1, 0)) == "o/vit/fold1/stage0"
 
 
@@ -80,22 +87,50 @@ def test_stage_sequence_and_predecessors(tmp_path):
 
 
 def test_override_helpers():
-    assert _with(["stage='1'", "fold=2"], "stage", "'0'") == ["fold=2", "stage='0'"]
-    assert _hint(["stage='1'", "fold=2", "experiment=smoke", "hydra.verbose=true"]) == "experiment=smoke"
+    assert with_override(["stage='1'", "fold=2"], "stage", "'0'") == ["fold=2", "stage='0'"]
+    assert hint(["stage='1'", "fold=2", "experiment=smoke", "hydra.verbose=true"]) == "experiment=smoke"
 
 
 def test_stage0_trains_with_its_own_gamma_and_warmup(compose_cfg):
     """Stage 0 stands in for ImageNet pretraining: plain (alpha-weighted) BCE with a warmup; the paper's
-    stages keep the focal loss.gamma and optimizer.warmup_steps, and a stage key of null falls back."""
+    stages keep the focal gamma 2. Both are the stage's own, read by interpolation; an override of
+    loss.gamma / optimizer.warmup_steps wins for every stage."""
     from types import SimpleNamespace
 
-    from bcc.train import build_model
+    from bcc.training.protocol import build_module
 
     dm = SimpleNamespace(positive_frequencies=lambda: [0.5] * 8)
     built = {}
-    for stage, extra in (("0", []), ("1", []), ("0", ["stage.gamma=null", "stage.warmup_steps=null"])):
-        cfg = compose_cfg([f"stage={stage}", "loss.gamma=2.5", "optimizer.warmup_steps=7", *extra])
-        model = build_model(cfg, dm, load_pretrained=False)
+    for stage, extra in (("0", []), ("1", []), ("0", ["loss.gamma=2.5", "optimizer.warmup_steps=7"])):
+        cfg = compose_cfg([f"stage={stage}", *extra])
+        model = build_module(cfg, dm, load_pretrained=False)
         built[(stage, bool(extra))] = (model.loss_fn.gamma, model.configure_optimizers().defaults["warmup_steps"])
     assert built[("0", False)] == (0.0, 30)
-    assert built[("1", False)] == built[("0", True)] == (2.5, 7)
+    assert built[("1", False)] == (2.0, 0)
+    assert built[("0", True)] == (2.5, 7)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("+data.image_sz=64", "data.image_sz"),
+    ("+stage.lrr=0.1", "stage.lrr"),
+    ("+model.net.drop=0.1", "model.net.drop"),
+    ("+trainer.max_epoch=3", "trainer.max_epoch"),
+    ("+loss.gama=1", "loss.gama"),
+    ("+callbacks.best_checkpoint.monitr=x", "callbacks.best_checkpoint.monitr"),
+    ("+speed=fast", "speed"),
+])
+def test_an_unknown_key_is_an_error_naming_it(compose_cfg, override, key):
+    with pytest.raises(UsageError, match=key.replace(".", r"\.")):
+        check_config(compose_cfg([override]))
+
+
+def test_a_typo_in_an_experiment_file_is_an_error_naming_it(compose_cfg, tmp_path, monkeypatch):
+    """An experiment file merges into the config (Hydra accepts new keys there): the check catches them."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "experiment" / "typo.yaml").write_text("# @package _global_\ndata:\n  image_sz: 64\n")
+    monkeypatch.setattr("bcc.training.config.CONF_DIR", conf)
+    with pytest.raises(UsageError, match=r"data\.image_sz"):
+        check_config(compose_cfg(["experiment=typo"]))

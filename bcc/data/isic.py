@@ -11,17 +11,18 @@ With `--metadata`, `lesion_id` becomes `group`, so images of one lesion never sp
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bcc.data.dataset import DatasetError, read_csv
-from bcc.patterns import CODES
+from bcc.core.cli import run_command, tool_parser
+from bcc.core.patterns import CODES
+from bcc.data.contract import DatasetError, read_csv
 
 DIAGNOSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 RATER = "isic2019"
@@ -75,22 +76,23 @@ def convert(ground_truth: Path, images_dir: Path, out: Path, metadata: Path | No
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="ISIC 2019 → bcc dataset contract (diagnosis only)")
+def main(argv: list[str] | None = None) -> int:
+    parser = tool_parser("data.isic", "ISIC 2019 → bcc dataset contract (diagnosis only)")
     parser.add_argument("ground_truth", type=Path, help="ISIC_2019_Training_GroundTruth.csv")
     parser.add_argument("images_dir", type=Path, help="ISIC_2019_Training_Input/")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--metadata", type=Path, help="ISIC_2019_Training_Metadata.csv (lesion_id → group)")
     parser.add_argument("--copy", action="store_true", help="copy images instead of symlinking them")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         out = convert(args.ground_truth, args.images_dir, args.out, args.metadata, args.copy)
-    except DatasetError as e:
-        raise SystemExit(f"error: {e}") from None
-    table = pd.read_csv(out / "images.csv")
-    print(f"{len(table)} images → {out} (BCC {int(table['diagnosis'].sum())}, "
-          f"non-BCC {int((1 - table['diagnosis']).sum())})")
+        table = pd.read_csv(out / "images.csv")
+        print(f"{len(table)} images → {out} (BCC {int(table['diagnosis'].sum())}, "
+              f"non-BCC {int((1 - table['diagnosis']).sum())})")
+
+    return run_command("bcc.data.isic", body, args.debug)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

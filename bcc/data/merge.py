@@ -10,7 +10,6 @@ blank, so their pattern losses are masked out; ``diagnosis`` is kept where a dat
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bcc.data.dataset import DatasetError, load_dataset
+from bcc.core.cli import run_command, tool_parser
+from bcc.data.contract import DatasetError, load_dataset
 
 
 def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -67,18 +67,17 @@ def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bcc.data.merge", description=__doc__.splitlines()[0])
+    ap = tool_parser("data.merge", __doc__.splitlines()[0])
     ap.add_argument("datasets", nargs="+", type=Path)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--names", help="comma-separated prefixes (default: the folder names)")
     a = ap.parse_args(argv)
-    try:
+
+    def body() -> None:
         merged = merge(a.datasets, a.out, a.names.split(",") if a.names else None)
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{a.out}: {len(merged)} images from {len(a.datasets)} datasets")
-    return 0
+        print(f"{a.out}: {len(merged)} images from {len(a.datasets)} datasets")
+
+    return run_command("bcc.data.merge", body, a.debug)
 
 
 if __name__ == "__main__":

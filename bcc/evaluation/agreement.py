@@ -1,6 +1,6 @@
 """The dataset section of the report: size, prevalence, inter-rater agreement and rater quality.
 
-Fleiss' kappa per code comes from ``bcc.consensus.fleiss_kappa_per_code`` on the raw ``annotations.csv``
+Fleiss' kappa per code comes from ``bcc.data.consensus.fleiss_kappa_per_code`` on the raw ``annotations.csv``
 (images every rater rated for that code); rater quality is the EM estimate the consensus step wrote to
 ``rater_quality.csv`` next to the dataset. Nothing here re-runs the consensus.
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bcc.consensus import fleiss_kappa_per_code, ratings_array
+from bcc.core.patterns import CODES
+from bcc.data.consensus import fleiss_kappa_per_code, ratings_array
 from bcc.evaluation.markdown import markdown_table
-from bcc.patterns import CODES
 
 
 @dataclass

@@ -22,8 +22,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bcc.evaluation.runs import VAL_PREDICTIONS, Run, read_predictions
-from bcc.patterns import OUTPUTS
+from bcc.core.layout import VAL_PREDICTIONS
+from bcc.core.patterns import OUTPUTS
+from bcc.core.predictions import read_predictions
+from bcc.evaluation.runs import MissingRunsError, Run
 
 
 def calibration_bins(y, p, n_bins: int = 10) -> pd.DataFrame:
@@ -119,7 +121,7 @@ def validation_thresholds(runs: list[Run]) -> dict[int, dict[str, float]]:
     missing = [r for r in runs if not (r.path / VAL_PREDICTIONS).is_file()]
     if missing:
         names = "\n  ".join(str(r.path / VAL_PREDICTIONS) for r in missing)
-        raise FileNotFoundError(
+        raise MissingRunsError(
             f"eval.thresholds=val needs the validation-split predictions of every evaluated job, written by "
             f"training next to predictions.csv with the same columns (image_id,fold,y_bcc..y_AT,p_bcc..p_AT). "
             f"Missing:\n  {names}\nRe-run those jobs with a training version that writes {VAL_PREDICTIONS}, "

@@ -8,7 +8,7 @@ Rows (section → row):
 
 * ``BCC/Non-BCC`` → ``BCC/Non-BCC``: the diagnosis head (``p_bcc``) against ``y_bcc``.
   ``BCC/Non-BCC (clinical rule)``: beyond the paper, the verdict of the clinical rule
-  (``bcc.patterns.clinical_rule``) applied to the predicted patterns, against ``y_bcc``.
+  (``bcc.core.patterns.clinical_rule``) applied to the predicted patterns, against ``y_bcc``.
 * ``Pattern detection`` → one row per code (PN, U, ON, MG, ML, SW, AT): that head against its
   consensus label.
 * ``Clinically-inspired XAI``:
@@ -38,15 +38,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from bcc.patterns import BCC_CODES, CODES, NAMES, OUTPUTS, clinical_rule
+from bcc.core.patterns import BCC_CODES, CODES, OUTPUTS, PAPER_NAMES, clinical_rule
 
 METRICS = ("recall", "specificity", "precision", "accuracy")
 BINARY, PATTERNS, CLINICAL = "BCC/Non-BCC", "Pattern detection", "Clinically-inspired XAI"
 ROW_BCC, ROW_RULE = "BCC/Non-BCC", "BCC/Non-BCC (clinical rule)"
 ROW_NO_PATTERN, ROW_PN, ROW_DETECTION = "No-pattern (all zeros)", "Pigment Network", "BCC pattern detection"
-PAPER_NAMES = {"PN": "Pigment Network", "U": "Ulceration", "ON": "Ovoid Nests", "MG": "Multiglobules",
-               "ML": "Maple Leaf-like", "SW": "Spoke Wheel", "AT": "Arborizing Telangiectasia"}
-assert set(PAPER_NAMES) == set(NAMES)
 
 
 def _ratio(num: int, den: int) -> float:

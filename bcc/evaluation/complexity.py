@@ -1,6 +1,6 @@
 """Table 5: model complexity per backbone — parameters, MACs/FLOPs, size on disk and CPU latency.
 
-* Parameters: all parameters of our :class:`bcc.network.MultitaskNet` (backbone + three heads; no
+* Parameters: all parameters of our :class:`bcc.models.network.MultitaskNet` (backbone + three heads; no
   ImageNet 1000-class classifier, which is why MobileNetV2 counts 2.2 M here and 3.5 M in the paper).
 * GFLOPs: ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass of one image at the runs'
   input size. It counts **2 FLOPs per multiply–accumulate** (matmul/convolution only), so
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bcc.network import MultitaskNet
+from bcc.models.network import MultitaskNet
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -14,15 +14,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bcc.core.patterns import CODES, OUTPUTS, PAPER_NAMES, clinical_rule
 from bcc.evaluation.clinical_metrics import (
     METRICS,
-    PAPER_NAMES,
     PATTERNS,
     fold_thresholds,
     hard_predictions,
     thresholds_for,
 )
-from bcc.patterns import CODES, OUTPUTS, clinical_rule
 
 
 def roc_curve(y, p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bcc.core.io import write_text
 from bcc.evaluation.agreement import DatasetSummary, format_dataset
 from bcc.evaluation.clinical_metrics import format_table3
 from bcc.evaluation.markdown import markdown_table
@@ -184,9 +185,7 @@ def write_report(ev: Evaluation) -> Path:
               "`table3.csv` (mean and variance over folds), `table3_per_fold.csv`, `table5.csv`, "
               "`calibration.csv`, `stages.csv`, `thresholds.csv`, `figures/`"
               + (", `table4.csv`" if ev.table4 is not None else "") + "; the W&B summary run in `wandb/`."]
-    path = ev.report_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_text("\n".join(lines) + "\n", ev.report_dir / "report.md")
 
 
 def log_wandb(ev: Evaluation, tables: dict[str, pd.DataFrame], project: str = "bcc", offline: bool = True) -> Path:

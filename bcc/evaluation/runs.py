@@ -15,13 +15,14 @@ import pandas as pd
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bcc.patterns import OUTPUTS
+from bcc.core.errors import BadInput
+from bcc.core.layout import METRICS, PREDICTIONS, read_job_config
+from bcc.core.predictions import read_predictions
 
-PREDICTIONS, VAL_PREDICTIONS = "predictions.csv", "val_predictions.csv"
 _JOB = re.compile(r"^fold(\d+)/stage(\d+)$")
 
 
-class MissingRunsError(RuntimeError):
+class MissingRunsError(BadInput):
     """Folds or stages an evaluation needs are missing; the message lists them and the commands."""
 
 
@@ -46,11 +47,10 @@ class Run:
 
 
 def read_config(job: Path) -> dict:
-    """The job's resolved Hydra config (``.hydra/config.yaml``), {} when absent or unresolvable."""
-    path = job / ".hydra" / "config.yaml"
-    if not path.is_file():
+    """The job's resolved Hydra config (``.hydra/config.yaml``), {} when absent; unresolvable keys stay raw."""
+    cfg = read_job_config(job)
+    if cfg is None:
         return {}
-    cfg = OmegaConf.load(path)
     try:
         return OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException:  # an interpolation Hydra would have resolved (e.g. ${hydra:...}): keep it raw
@@ -65,7 +65,7 @@ def discover(output_dir: str | Path) -> list[Run]:
         m = _JOB.match(f"{job.parent.name}/{job.name}")
         if not m or not job.is_dir():
             continue
-        metrics_path = job / "metrics.json"
+        metrics_path = job / METRICS
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         runs.append(Run(job.parent.parent.name, int(m.group(1)), int(m.group(2)), job, read_config(job), metrics))
     return sorted(runs, key=lambda r: (r.backbone, r.stage, r.fold))
@@ -78,7 +78,7 @@ def folds_expected(runs: list[Run], default: int | None = None) -> int:
         return int(default)
     ks = {int(r.config["data"]["k"]) for r in runs if r.config.get("data", {}).get("k") is not None}
     if len(ks) > 1:
-        raise ValueError(f"runs disagree on the number of folds (data.k = {sorted(ks)}); evaluate them separately")
+        raise BadInput(f"runs disagree on the number of folds (data.k = {sorted(ks)}); evaluate them separately")
     if ks:
         return ks.pop()
     return max((r.fold for r in runs), default=-1) + 1
@@ -132,20 +132,6 @@ def check_complete(runs: list[Run], experiment: str | None, backbone: str, stage
             "incomplete instead of averaging)")
 
 
-def read_predictions(path: Path, fold: int | None = None) -> pd.DataFrame:
-    """A predictions.csv (or val_predictions.csv), checked for the contract's columns."""
-    df = pd.read_csv(path, dtype={"image_id": str})
-    need = ["image_id", *[f"y_{o}" for o in OUTPUTS], *[f"p_{o}" for o in OUTPUTS]]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected image_id,fold,y_bcc..y_AT,p_bcc..p_AT")
-    if "fold" not in df.columns:
-        df.insert(1, "fold", fold)
-    if fold is not None:
-        df["fold"] = int(fold)
-    return df
-
-
 def load_predictions(runs: list[Run], backbone: str, stage: int) -> pd.DataFrame:
     """All test-fold predictions of one backbone at one stage, one ``fold`` column."""
     frames = [read_predictions(r.predictions, r.fold) for r in runs
@@ -169,7 +155,6 @@ def run_facts(runs: list[Run], backbone: str, stage: int) -> dict:
         "timm_name": (first.metrics.get("timm_name") if first else None) or cfg.get("backbone", {}).get("timm_name"),
         "image_size": (first.metrics.get("image_size") if first else None) or cfg.get("data", {}).get("image_size"),
         "dataset": cfg.get("data", {}).get("root"),
-        "dataset_kind": cfg.get("data", {}).get("kind"),
         "start": ", ".join(starts) if starts else "unknown",
         "stage0": stage0,
         "experiment": (first.metrics.get("experiment") if first else None) or cfg.get("experiment_name"),

@@ -1,0 +1,45 @@
+"""``python -m bcc.train [overrides] [--multirun]``: train one backbone x fold x stage per Hydra job.
+
+    python -m bcc.train stage=1,2,3 fold=0-4 --multirun   # the protocol, 5 folds (fold=0-4 is accepted)
+    python -m bcc.train stage=all fold=0                  # 0?->1->2->3 of one fold in one process
+    python -m bcc.train experiment=external external.source=outputs/demo data.root=data/isic2019
+
+``experiment=external`` scores a trained experiment's fold models on another dataset instead of training
+(``bcc.evaluation.external``). Outputs: ``<paths.output_dir>/<backbone>/fold<k>/stage<s>/``.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from bcc.core.cli import hydra_command
+from bcc.evaluation.external import evaluate_external
+from bcc.training import ddp
+from bcc.training.protocol import run_job
+
+
+def task(cfg: DictConfig) -> None:
+    if cfg.get("external") is not None:
+        results = evaluate_external(cfg)
+    else:
+        overrides = list(HydraConfig.get().overrides.task)
+        results = run_job(cfg, lambda o: hydra.compose(config_name="config", overrides=o), overrides)
+    if ddp.rank() != 0:
+        return
+    for m in results.values():
+        t = m["test"]
+        print(f"[bcc] {m['backbone']} fold {m['fold']} stage {m['stage']}: test BCC accuracy "
+              f"{t.get('bcc', {}).get('accuracy', float('nan')):.3f}, rule accuracy "
+              f"{t.get('rule', {}).get('accuracy', float('nan')):.3f} -> {Path(cfg.paths.output_dir)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if ddp.rank() > 0:  # a DDP process other than the first: rank 0 writes the job's .hydra/ and log
+        argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    return hydra_command("bcc.train", "config", task, argv)

@@ -1,0 +1,116 @@
+"""One convention for every command: exit 0 = done, 2 = bad input or usage, 1 = a failure while running.
+
+Job-like commands (train, evaluate, demo, predict, explain, export) take Hydra ``key=value`` overrides
+through :func:`hydra_command`; the dataset tools (consensus, folds, synthetic, isic, merge) take
+positional paths with argparse through :func:`run_command`. Either way a :class:`~bcc.core.errors.BadInput`
+prints one line naming the problem and exits 2; any other exception prints its message and exits 1.
+A traceback is shown only when asked for: ``HYDRA_FULL_ERROR=1`` (or ``--debug`` for the argparse tools).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from bcc.core.config import CONF_DIR, normalize_overrides
+from bcc.core.errors import BadInput, UsageError
+
+#: Hydra's own switches, which may stand anywhere on the command line.
+HYDRA_SWITCHES = ("--multirun", "-m", "--run", "-r", "--resolve", "--help", "-h", "--hydra-help", "--info",
+                  "--cfg", "-c", "--package", "-p")
+
+
+def debug_requested() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR", "") == "1"
+
+
+def run_command(name: str, body: Callable[[], int | None], debug: bool = False) -> int:
+    """Run `body` and map its outcome to the exit-code convention (see the module docstring)."""
+    debug = debug or debug_requested()
+    try:
+        rc = body()
+        return 0 if rc is None else int(rc)
+    except BadInput as e:
+        if debug:
+            raise
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        print(f"{name}: failed: {type(e).__name__}: {e} (HYDRA_FULL_ERROR=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def _hydra_argv(argv: Sequence[str]) -> list[str]:
+    """Overrides may stand on both sides of ``--multirun`` (Hydra's argparse wants switches first)."""
+    switches, rest, takes_value = [], [], {"--cfg", "-c", "--package", "-p"}
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in HYDRA_SWITCHES:
+            switches.append(a)
+            if a in takes_value and i + 1 < len(args):
+                switches.append(args[i + 1])
+                i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return switches + normalize_overrides(rest)
+
+
+def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], int | None],
+                  argv: Sequence[str] | None = None) -> int:
+    """Run `task(cfg)` as a Hydra app over ``conf/<config_name>.yaml`` with the CLI's overrides.
+
+    Hydra itself exits 1 when it cannot compose the command line (an unknown key, a missing option);
+    that is a usage error here, so it becomes 2. A command-line error Hydra reports after a sweep's
+    first job has started keeps Hydra's code.
+    """
+    import hydra
+
+    started = []
+
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
+    def _main(cfg: DictConfig) -> None:
+        started.append(True)
+        rc = run_command(name, lambda: task(cfg))
+        if rc:
+            raise SystemExit(rc)
+
+    saved = sys.argv
+    sys.argv = [name, *_hydra_argv(sys.argv[1:] if argv is None else argv)]
+    try:
+        _main()
+    except SystemExit as e:
+        code = 0 if e.code is None else e.code
+        if not isinstance(code, int):  # SystemExit("message"): Hydra or argparse printed nothing yet
+            print(code, file=sys.stderr)
+            code = 2
+        return 2 if code == 1 and not started else code
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def options(cfg: DictConfig, required: Sequence[str]) -> dict:
+    """The command's options as a plain dict; a required one left unset (``???``) is a usage error."""
+    missing = [k for k in required if OmegaConf.is_missing(cfg, k) or cfg.get(k) in (None, "")]
+    if missing:
+        raise UsageError(f"missing {', '.join(f'{k}=' for k in missing)} (--help shows every option)")
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def tool_parser(command: str, description: str) -> argparse.ArgumentParser:
+    """The argparse parser of a dataset tool (``python -m bcc.<command>``), with the shared ``--debug``."""
+    parser = argparse.ArgumentParser(prog=f"python -m bcc.{command}", description=description)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
+    return parser

@@ -1,0 +1,107 @@
+"""Config plumbing shared by every Hydra command: the config tree, override shorthands, key checks.
+
+``conf/`` is composed by Hydra; nodes with a ``_target_`` are built with ``hydra.utils.instantiate``.
+:func:`check_targets` makes a typo a usage error before any work: every key of a ``_target_`` node
+must be a parameter of its target (Hydra itself only complains when the object is finally built,
+and ``+data.image_sz=64`` — the form Hydra suggests for a new key — would otherwise be accepted).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from bcc.core.errors import UsageError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_INSTANTIATE_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+_FOLD_RANGE = re.compile(r"^(\+{0,2}fold)=(\d+)-(\d+)$")
+_STAGES = re.compile(r"^(\+{0,2}stage)=((?:\d+|all|'\d+'|\"\d+\")(?:,(?:\d+|all|'\d+'|\"\d+\"))*)$")
+
+
+def normalize_overrides(args: Sequence[str]) -> list[str]:
+    """Rewrite the shorthands Hydra cannot read as meant.
+
+    ``fold=0-4`` → ``fold=range(0,5)`` (a sweep of 0..4, inclusive); ``stage=1,2,3`` → ``stage='1','2','3'``
+    (stage is a config group and Hydra only accepts string names for groups).
+    """
+    out = []
+    for a in args:
+        m = _FOLD_RANGE.match(a)
+        if m:
+            lo, hi = int(m.group(2)), int(m.group(3))
+            if hi < lo:
+                raise UsageError(f"{a}: the range must go up, e.g. fold=0-4")
+            a = f"{m.group(1)}=range({lo},{hi + 1})"
+        m = _STAGES.match(a)
+        if m:
+            names = [t.strip("'\"") for t in m.group(2).split(",")]
+            a = f"{m.group(1)}=" + ",".join(n if n == "all" else f"'{n}'" for n in names)
+        out.append(a)
+    return out
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def with_override(overrides: Sequence[str], key: str, value) -> list[str]:
+    """`overrides` with `key` set to `value` (replacing any earlier setting)."""
+    return [o for o in overrides if override_key(o) != key] + [f"{key}={value}"]
+
+
+def _parameters(target: str) -> set[str] | None:
+    """Keyword parameters `target` accepts, or None when it takes ``**kwargs`` (anything goes)."""
+    from hydra.utils import get_object
+
+    sig = inspect.signature(get_object(target))  # a class: its __init__ without self
+    params = sig.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+
+
+def check_targets(cfg: DictConfig, keys: Iterable[str], given: Mapping[str, Iterable[str]] | None = None) -> None:
+    """Every key under the ``_target_`` nodes `keys` (dotted) must be a parameter of its target.
+
+    `given`: per node, the arguments the caller passes itself at ``instantiate`` time (never in the yaml).
+    Interpolations are not resolved: a check, not a build.
+    """
+    given = given or {}
+    for key in keys:
+        node = OmegaConf.select(cfg, key)
+        if node is not None:
+            _check_node(OmegaConf.to_container(node, resolve=False), key, set(given.get(key, ())))
+
+
+def _check_node(node, path: str, given: set[str]) -> None:
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_node(item, f"{path}[{i}]", set())
+        return
+    if not isinstance(node, dict):
+        return
+    if "_target_" in node:
+        params = _parameters(str(node["_target_"]))
+        if params is not None:
+            unknown = sorted(set(node) - params - _INSTANTIATE_KEYS)
+            if unknown:
+                raise UsageError(
+                    f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(f'{path}.{k}' for k in unknown)} ({node['_target_']} takes "
+                    f"{', '.join(sorted(params - given))}); fix the override or the experiment file")
+    for k, v in node.items():
+        if k not in _INSTANTIATE_KEYS:
+            _check_node(v, f"{path}.{k}", set())
+
+
+def check_keys(node: DictConfig, allowed: Iterable[str], path: str) -> None:
+    """Keys of a plain (not instantiated) node must be among `allowed`."""
+    unknown = sorted(set(node.keys()) - set(allowed))
+    if unknown:
+        raise UsageError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(f'{path}.{k}' if path else k for k in unknown)}; "
+                         f"{path or 'the top level'} takes {', '.join(sorted(allowed))}")

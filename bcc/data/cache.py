@@ -1,0 +1,66 @@
+"""Decoded, resized images held as one uint8 array, so no image is decoded twice.
+
+``decoded_images(root, rel_paths, size)`` returns an (N, size, size, 3) uint8 array. It is memoised in the
+process (a multirun or ``stage=all`` decodes once) and stored beside the dataset as
+``<root>/.cache/images-<size>px-<digest>.npy`` (written atomically; the digest covers the image list,
+sizes and modification times, so an edited dataset is decoded afresh). Each image is read by
+``bcc.data.images`` (EXIF orientation applied) and resized as the network sees it (``resize_square``).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bcc.core.io import atomic_path
+from bcc.data.images import read_rgb, resize_square
+
+_MEMORY: dict[tuple[str, int, str], np.ndarray] = {}
+_MAX_MEMORY = 4  # datasets kept in memory at once
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    return resize_square(read_rgb(path)[0], size)
+
+
+def _digest(root: Path, rel_paths: Sequence[str], size: int) -> str:
+    h = hashlib.sha256(f"{size}/upright".encode())  # "upright": EXIF orientation applied
+    for rel in rel_paths:
+        st = (root / rel).stat()
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def decoded_images(root: Path, rel_paths: Sequence[str], size: int, disk_cache: bool = True,
+                   workers: int = 2) -> np.ndarray:
+    """(N, size, size, 3) uint8: the images `rel_paths` (relative to `root`), from memory, disk cache or decoded."""
+    root = Path(root).resolve()
+    digest = _digest(root, rel_paths, size)
+    key = (str(root), int(size), digest)
+    if key in _MEMORY:
+        return _MEMORY[key]
+    path = root / ".cache" / f"images-{size}px-{digest}.npy"
+    arr = None
+    if disk_cache and path.is_file():
+        try:
+            arr = np.load(path, mmap_mode=None)
+        except (OSError, ValueError):
+            arr = None  # a damaged cache file is rebuilt below
+        if arr is not None and arr.shape != (len(rel_paths), size, size, 3):
+            arr = None
+    if arr is None:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            arr = np.stack(list(pool.map(lambda rel: _decode(root / rel, size), rel_paths)))
+        if disk_cache:
+            try:
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    np.save(f, arr)
+            except OSError:
+                pass  # a read-only dataset: keep the in-memory copy only
+    while len(_MEMORY) >= _MAX_MEMORY:
+        _MEMORY.pop(next(iter(_MEMORY)))
+    _MEMORY[key] = arr
+    return arr

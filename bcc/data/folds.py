@@ -1,0 +1,95 @@
+"""Multilabel-stratified k-fold assignment on the seven codes and the BCC label (paper Sect. 2.4).
+
+Uses iterative stratification (Sechidis et al.) from `iterative-stratification`. When images.csv has a
+`group` column (e.g. one patient or lesion photographed several times), whole groups are stratified as
+units — their labels OR-ed — so a group never spans two folds.
+
+    python -m bcc.folds DATASET_DIR [--k 5] [--seed 0]
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+from bcc.core.cli import run_command, tool_parser
+from bcc.core.io import atomic_path, files_digest, write_csv
+from bcc.core.patterns import CODES
+from bcc.data.consensus import ensure_labels
+from bcc.data.contract import DatasetError, load_image_table
+
+STRATA = list(CODES) + ["bcc"]
+
+
+def assign_folds(labels: pd.DataFrame, k: int = 5, seed: int = 0, groups: pd.Series | None = None) -> np.ndarray:
+    """Fold index per row of `labels` (columns STRATA), stratified on all of them at once."""
+    if k < 2:
+        raise DatasetError(f"--k must be at least 2, got {k}")
+    known = [c for c in STRATA if labels[c].notna().any()]  # e.g. ISIC: only `bcc` is labelled
+    y = labels[known].fillna(0).to_numpy().astype(int)
+    positives = y.sum(axis=0)
+    rare = [f"{c} ({n})" for c, n in zip(known, positives) if n < k]
+    if rare:
+        raise DatasetError(f"fewer positives than folds (k={k}) for {', '.join(rare)}: some test folds would have "
+                           f"none; lower --k or add positive images")
+    keys = groups.to_numpy() if groups is not None else np.arange(len(labels))
+    unit_ids, unit_of_row = np.unique(keys, return_inverse=True)
+    unit_y = np.zeros((len(unit_ids), y.shape[1]), dtype=int)
+    np.maximum.at(unit_y, unit_of_row, y)
+    if len(unit_ids) < k:
+        raise DatasetError(f"only {len(unit_ids)} groups/images for k={k} folds; lower --k")
+    if unit_y.shape[1] == 1:  # iterstrat wants ≥2 label columns: a binary label plus its complement
+        unit_y = np.hstack([unit_y, 1 - unit_y])
+    splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    unit_fold = np.empty(len(unit_ids), dtype=int)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros((len(unit_ids), 1)), unit_y)):
+        unit_fold[test] = fold
+    return unit_fold[unit_of_row]
+
+
+def fold_table(labels: pd.DataFrame, folds: np.ndarray) -> pd.DataFrame:
+    """Per-fold image counts and positives per stratum, with a total row."""
+    df = labels[STRATA].fillna(0).astype(int).assign(fold=folds)
+    table = df.groupby("fold")[STRATA].sum()
+    table.insert(0, "images", df.groupby("fold").size())
+    table.loc["total"] = table.sum()
+    return table
+
+
+def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False) -> pd.DataFrame:
+    """Write (or reuse, when labels and parameters are unchanged) splits.csv with `image_id,fold`."""
+    root = Path(root)
+    labels = ensure_labels(root)
+    images = load_image_table(root, check_files=False)
+    path, stamp = root / "splits.csv", root / ".splits.inputs.json"
+    digest = files_digest(root / "labels.csv", root / "images.csv", extra=f"k={k}/seed={seed}")
+    if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest and not verbose:
+        return pd.read_csv(path, dtype={"image_id": str})
+    groups = None
+    if "group" in images.columns:
+        groups = images.set_index("image_id")["group"].reindex(labels["image_id"]).reset_index(drop=True)
+    folds = assign_folds(labels, k=k, seed=seed, groups=groups)
+    splits = pd.DataFrame({"image_id": labels["image_id"], "fold": folds})
+    write_csv(splits, path)
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(json.dumps({"digest": digest}))
+    if verbose:
+        print(f"{k}-fold multilabel-stratified split (seed {seed}) → {path}\n")
+        print(fold_table(labels, folds).to_string())
+    return splits
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = tool_parser("folds", "Multilabel-stratified k-fold split: writes splits.csv")
+    parser.add_argument("dataset", type=Path, help="dataset directory (images.csv, annotations.csv)")
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        ensure_splits(args.dataset, k=args.k, seed=args.seed, verbose=True)
+
+    return run_command("bcc.folds", body, args.debug)

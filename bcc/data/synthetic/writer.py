@@ -1,0 +1,138 @@
+"""The synthetic dataset directory: images, masks and the contract's CSV files, written atomically."""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bcc.core.errors import UsageError
+from bcc.core.patterns import CODES, clinical_rule
+from bcc.data.synthetic.labels import global_rng, sample_sources, sample_truth, sample_xai
+from bcc.data.synthetic.raters import RATER_NAMES, RATERS, simulate_raters
+from bcc.data.synthetic.rendering import render
+
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+MASK_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_BILEVEL, 0]
+
+
+def _write_png(path: Path, arr: np.ndarray, params) -> None:
+    ok, buf = cv2.imencode(".png", arr, params)
+    if not ok:  # pragma: no cover
+        raise RuntimeError(f"PNG encoding failed for {path}")
+    path.write_bytes(buf.tobytes())
+
+
+def _render_one(job) -> None:
+    """Render and write image ``i`` (and its masks when in the XAI subset). Runs in workers too."""
+    root, i, image_id, patterns, size, seed, source, with_masks = job
+    rng = np.random.default_rng([seed, i])
+    rgb, _lesion, masks = render(rng, patterns, size, source)
+    root = Path(root)
+    _write_png(root / "images" / f"{image_id}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
+    if with_masks and masks:
+        union = np.zeros((size, size), bool)
+        for c in CODES:
+            if c in masks:
+                union |= masks[c]
+                _write_png(root / "masks" / f"{image_id}_{c}.png", masks[c].astype(np.uint8) * 255, MASK_PARAMS)
+        _write_png(root / "masks" / f"{image_id}.png", union.astype(np.uint8) * 255, MASK_PARAMS)
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)
+
+
+def _write_csv(path: Path, header, rows) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _fmt(v: float) -> str:
+    return "" if np.isnan(v) else str(int(v))
+
+
+def generate(out: Path, n: int = 1559, size: int = 256, seed: int = 0, progress: bool = True,
+             workers: int | None = None) -> Path:
+    """Write the synthetic dataset into ``out`` (atomically, replacing it) and return ``out``.
+
+    ``workers``: processes for rendering (default: 1 for n < 200, else min(cpu count, 8)); the output
+    does not depend on it.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    if n < 1 or size < 32:
+        raise UsageError(f"--n {n} --size {size}: need n >= 1 and size >= 32")
+    truth = sample_truth(n, global_rng(seed, n, 0))
+    sources = sample_sources(truth, global_rng(seed, n, 1))
+    xai = sample_xai(truth, global_rng(seed, n, 2))
+    ratings = simulate_raters(truth, global_rng(seed, n, 3))
+    ids = [f"syn_{i:05d}" for i in range(n)]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "images").mkdir()
+        (tmp / "masks").mkdir()
+        jobs = [(str(tmp), i, ids[i], tuple(int(v) for v in truth[i]), size, seed, sources[i], bool(xai[i]))
+                for i in range(n)]
+        if workers is None:
+            workers = 1 if n < 200 else max(1, min(os.cpu_count() or 1, 8))
+        bar = tqdm(total=n, disable=not progress, desc="synthetic", unit="img")
+        if workers <= 1:
+            for job in jobs:
+                _render_one(job)
+                bar.update()
+        else:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+                for _ in pool.imap_unordered(_render_one, jobs, chunksize=8):
+                    bar.update()
+        bar.close()
+
+        _write_csv(tmp / "images.csv", ["image_id", "image", "source"],
+                   [(ids[i], f"images/{ids[i]}.png", sources[i]) for i in range(n)])
+        _write_csv(tmp / "truth.csv", ["image_id", *CODES],
+                   [(ids[i], *map(int, truth[i])) for i in range(n)])
+        _write_csv(tmp / "annotations.csv", ["image_id", "rater", *CODES],
+                   [(ids[i], name, *(_fmt(v) for v in ratings[r, i]))
+                    for i in range(n) for r, name in enumerate(RATER_NAMES)])
+        _write_csv(tmp / "raters.csv", ["rater", "code", "sensitivity", "specificity"],
+                   [(name, c, f"{RATERS[name][0][j]:.2f}", f"{RATERS[name][1][j]:.2f}")
+                    for name in RATER_NAMES for j, c in enumerate(CODES)])
+        os.chmod(tmp, 0o755)
+        old = None
+        if out.exists() or out.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "d")
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def summary(out: Path) -> str:
+    """A short text summary of a generated dataset (counts per code, BCC/non-BCC, masks, sources)."""
+    import pandas as pd
+
+    out = Path(out)
+    truth = pd.read_csv(out / "truth.csv")
+    images = pd.read_csv(out / "images.csv")
+    bcc = clinical_rule(truth[list(CODES)].to_numpy())
+    n_masked = len([p for p in (out / "masks").glob("*.png") if "_" not in p.stem.replace("syn_", "", 1)])
+    lines = [f"{out}: {len(truth)} images, BCC {int(bcc.sum())} / non-BCC {int(len(bcc) - bcc.sum())}",
+             "codes: " + ", ".join(f"{c} {int(truth[c].sum())}" for c in CODES),
+             f"masks: {n_masked} images; sources: "
+             + ", ".join(f"{k} {v}" for k, v in sorted(images["source"].value_counts().items()))]
+    return "\n".join(lines)

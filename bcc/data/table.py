@@ -1,0 +1,35 @@
+"""The one join of a dataset's tables: ``images.csv ⋈ labels.csv [⋈ splits.csv]``, one row per image.
+
+Training, external scoring and the int8 export check all read a dataset through :func:`read_table`, so
+``image_id`` is text everywhere ("0042" stays "0042") and a table that does not cover ``images.csv``
+is the same clear error everywhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bcc.data.contract import DatasetError, load_image_table
+
+
+def read_table(root: str | Path, splits: bool = True) -> pd.DataFrame:
+    """images.csv ⋈ labels.csv (⋈ splits.csv when `splits`), in images.csv order.
+
+    ``labels.csv`` comes from ``bcc.data.consensus``, ``splits.csv`` from ``bcc.data.folds``.
+    """
+    root = Path(root)
+    table = load_image_table(root, check_files=False)
+    n = len(table)
+    names = ["labels.csv"] + (["splits.csv"] if splits else [])
+    for name in names:
+        path = root / name
+        if not path.is_file():
+            tool = "consensus" if name == "labels.csv" else "folds"
+            raise DatasetError(f"{path}: missing; `python -m bcc.{tool} {root}` writes it")
+        table = table.merge(pd.read_csv(path, dtype={"image_id": str}), on="image_id", how="inner",
+                            validate="one_to_one")
+    if len(table) != n:
+        raise DatasetError(f"{root}: {' / '.join(names)} do not cover images.csv ({len(table)} images joined); "
+                           f"delete them to have them rebuilt")
+    return table.reset_index(drop=True)

@@ -1,0 +1,186 @@
+"""``report.html``: the triage worklist as one self-contained page (``bcc.deploy.triage`` writes it).
+
+Everything is inside the file: images and Grad-CAM overlays are base64 ``data:`` URIs, the style is
+inline, there is no script, and a Content-Security-Policy forbids any network request. A summary at
+the top (images scored, likely BCC, flagged for review, skipped, thresholds, model), then one card per
+lesion in worklist order: the image, the verdicts, the review flag in words, every pattern with its
+probability (detected ones marked), and overlays for the diagnosis and each detected pattern. Skipped
+inputs are listed at the end with the reason.
+
+Every image written is re-encoded from decoded pixels (``Image.fromarray`` → JPEG with no ``exif=``,
+``icc_profile=`` or comment), so no EXIF (GPS, dates, device, names), ICC profile, XMP, text chunk or
+other metadata of the original file reaches the report. ``bcc.predict`` encodes the pictures while it
+scores (:func:`lesion_figures`), so a long worklist never holds full-size pixels or float maps in memory.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from bcc.core.io import atomic_path
+from bcc.core.patterns import CODES, NAMES, OUTPUTS
+from bcc.explanation.gradcam import postprocess
+from bcc.explanation.render import overlay
+
+CARD_SIDE = 320     # lesion image, longest side in px
+OVERLAY_SIDE = 160  # Grad-CAM overlays
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:16px 24px}header h1{margin:0 0 4px;font-size:22px}
+header p{margin:2px 0;font-size:13px;color:#c9cfdb}
+.summary{display:flex;gap:12px;flex-wrap:wrap;padding:16px 24px}
+.stat{background:#fff;border-radius:8px;padding:10px 16px;box-shadow:0 1px 2px #0002;min-width:120px}
+.stat b{display:block;font-size:26px}.stat.bcc b{color:#b3261e}.stat.review b{color:#b26a00}
+main{padding:0 24px 24px}
+.card{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0003;margin:14px 0;padding:14px;display:flex;
+gap:16px;flex-wrap:wrap;align-items:flex-start;border-left:6px solid #2e7d32}
+.card.bcc{border-left-color:#b3261e}.card.flag{outline:2px solid #f0a500}
+.card img.lesion{width:320px;max-width:100%;height:auto;border-radius:4px;flex:none}
+.info{flex:1;min-width:280px}.info h2{margin:0 0 6px;font-size:17px}
+.verdict{font-weight:700}.verdict.bcc{color:#b3261e}.verdict.non{color:#2e7d32}
+.flagtext{background:#fff4dc;border:1px solid #f0a500;border-radius:4px;padding:6px 8px;margin:8px 0;font-size:14px}
+.ok{color:#555;font-size:13px}
+table.pat{border-collapse:collapse;font-size:13px;margin-top:6px}
+table.pat td{padding:2px 8px;border-bottom:1px solid #eee}table.pat tr.on{font-weight:700;background:#eef6ee}
+.bar{display:inline-block;height:8px;background:#5b7bd5;border-radius:2px;vertical-align:middle}
+.cams{display:flex;gap:8px;flex-wrap:wrap;width:100%}
+figure{margin:0;text-align:center;font-size:12px;width:160px}figure img{width:160px;height:auto;border-radius:3px;display:block}
+.skipped{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px #0002}
+.note{color:#666;font-size:12px}
+"""
+
+
+def data_uri(rgb: np.ndarray, side: int, fmt: str = "JPEG") -> str:
+    """A base64 data URI of `rgb` re-encoded from pixels (no metadata), longest side at most `side`."""
+    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    im.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        im.save(buf, "JPEG", quality=85, optimize=True)  # no exif=, icc_profile=: nothing but pixels
+    else:
+        im.save(buf, "PNG", optimize=True)
+    mime = "jpeg" if fmt == "JPEG" else "png"
+    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _review_words(row: Mapping[str, Any]) -> str:
+    if not int(row.get("review") or 0):
+        return ('<p class="ok">No review flag: the diagnosis head and the clinical rule agree, and p(BCC) is '
+                'clear of the uncertainty band.</p>')
+    parts = [s.strip() for s in str(row["review_reason"]).split(";") if s.strip()]
+    return ('<div class="flagtext"><b>Flagged for review:</b> ' + "; ".join(_e(p) for p in parts)
+            + ". A dermatologist should look at this lesion before it is triaged.</div>")
+
+
+def _pattern_table(row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
+    pt = dict(th.get("patterns") or {})
+    rows = []
+    for c in CODES:
+        p = float(row[f"p_{c}"])
+        on = p >= float(pt.get(c, 0.5))
+        rows.append(f'<tr class="{"on" if on else "off"}"><td>{c}</td><td>{_e(NAMES[c])}'
+                    f'{" (negative criterion)" if c == "PN" else ""}</td><td>{p:.2f}</td>'
+                    f'<td><span class="bar" style="width:{max(1, int(p * 80))}px"></span></td>'
+                    f'<td>{"detected" if on else ""}</td></tr>')
+    return '<table class="pat">' + "".join(rows) + "</table>"
+
+
+def lesion_figures(rgb: np.ndarray, cams=None, shown: Sequence[str] = ("bcc",)) -> dict[str, str]:
+    """The card's pictures as data URIs: ``"image"`` (longest side ``CARD_SIDE``) and, with `cams` (raw
+    Grad-CAM (8, h, w) from ``bcc.explanation.gradcam.raw_cams``), one overlay per output in `shown` (OUTPUTS names),
+    each map post-processed straight to the overlay's size (longest side ``OVERLAY_SIDE``)."""
+    figures = {"image": data_uri(rgb, CARD_SIDE)}
+    if cams is None:
+        return figures
+    small = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    small.thumbnail((OVERLAY_SIDE, OVERLAY_SIDE), Image.Resampling.LANCZOS)
+    base = np.asarray(small)
+    maps = postprocess(cams[None], base.shape[:2])[0].numpy()
+    for name in shown:
+        figures[name] = data_uri(overlay(base, maps[OUTPUTS.index(name)]), OVERLAY_SIDE)
+    return figures
+
+
+def _overlays(lesion) -> str:
+    figs = []
+    for name in [o for o in OUTPUTS if o in lesion.figures]:
+        label = "diagnosis (BCC)" if name == "bcc" else f"{name} {NAMES[name]}"
+        figs.append(f'<figure><img alt="Grad-CAM {_e(label)}" src="{lesion.figures[name]}">'
+                    f"<figcaption>Grad-CAM: {_e(label)}</figcaption></figure>")
+    return '<div class="cams">' + "".join(figs) + "</div>" if figs else ""
+
+
+def _card(lesion, row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
+    bcc = row["diagnosis_verdict"] == "BCC"
+    flag = int(row.get("review") or 0)
+    pats = str(row.get("patterns") or "") or "none"
+    rule = row["rule_verdict"]
+    return (
+        f'<section class="card{" bcc" if bcc else ""}{" flag" if flag else ""}" data-rank="{int(row["rank"])}">'
+        f'<img class="lesion" alt="{_e(lesion.image)}" src="{lesion.figures.get("image", "")}">'
+        f'<div class="info"><h2>#{int(row["rank"])} &nbsp;{_e(lesion.image)}</h2>'
+        f'<div>Diagnosis head: <span class="verdict {"bcc" if bcc else "non"}">{_e(row["diagnosis_verdict"])}'
+        f'</span> (p(BCC) = {float(row["p_bcc"]):.2f})</div>'
+        f'<div>Clinical rule over the patterns: <span class="verdict {"bcc" if rule == "BCC" else "non"}">'
+        f'{_e(rule)}</span></div><div>Detected patterns: {_e(pats)}</div>'
+        f"{_review_words(row)}{_pattern_table(row, th)}"
+        f'<p class="note">{_e(row.get("note") or "")}</p></div>'
+        f"{_overlays(lesion)}</section>"
+    )
+
+
+def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any]) -> str:
+    th = dict(info.get("thresholds") or {})
+    ok = table[table["status"] == "ok"]
+    skipped = table[table["status"] != "ok"]
+    n_bcc = int((ok["diagnosis_verdict"] == "BCC").sum())
+    n_flag = int((ok["review"] == 1).sum())
+    stats = [("scored", len(ok), ""), ("likely BCC", n_bcc, "bcc"), ("flagged for review", n_flag, "review"),
+             ("skipped", len(skipped), "")]
+    summary = "".join(f'<div class="stat {c}"><b>{n}</b>{_e(label)}</div>' for label, n, c in stats)
+    by_name = {les.image: les for les in lesions}
+    cards = "".join(_card(by_name[r["image"]], r, th) for r in ok.to_dict("records"))
+    skip_html = ""
+    if len(skipped):
+        items = "".join(f"<li><b>{_e(r['image'])}</b>: {_e(r['note'])}</li>" for r in skipped.to_dict("records"))
+        skip_html = (f'<h2>Skipped inputs ({len(skipped)})</h2><div class="skipped" id="skipped"><ul>{items}</ul>'
+                     f"</div>")
+    pats = th.get("patterns") or {}
+    th_text = (f"operating threshold p(BCC) ≥ {float(th.get('bcc', 0.5)):.2f}, uncertainty band "
+               f"± {float(th.get('uncertainty_band', 0.1)):.2f}, pattern thresholds "
+               + ", ".join(f"{c} {float(v):.2f}" for c, v in pats.items()) + f" — from {th.get('source', '?')}")
+    return (
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+        "style-src 'unsafe-inline'\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>BCC triage worklist</title><style>{CSS}</style></head><body>"
+        f"<header><h1>BCC triage worklist</h1><p>Model: {_e(info.get('model', '?'))}</p>"
+        f"<p>Input: {_e(info.get('input', '?'))}</p><p>Thresholds: {_e(th_text)}</p>"
+        f"<p>Grad-CAM: {_e(info.get('explanations', ''))}</p>"
+        "<p>Decision support only: ranked by p(BCC), highest first; every lesion still needs a clinician. "
+        "Pictures are re-encoded from pixels: no EXIF, GPS, ICC or text metadata of the inputs is in this file.</p>"
+        f'</header><div class="summary" id="summary">{summary}</div>'
+        f"<main>{cards or '<p>No image could be scored.</p>'}{skip_html}</main></body></html>"
+    )
+
+
+def write_report(path: str | Path, table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any]) -> Path:
+    """Write the report atomically; `lesions` carry ``image`` and ``figures`` (``bcc.deploy.triage.Lesion``)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_html(table, lesions, info), encoding="utf-8")
+    return path

@@ -1,0 +1,101 @@
+"""The operating thresholds that turn a model's probabilities into triage decisions.
+
+Later wins: defaults (0.5, uncertainty band 0.1) → the model's own (checkpoint key ``"thresholds"``,
+or the ONNX ``bcc.thresholds`` metadata) → ``thresholds.json`` beside the model file (``make eval``
+writes it) → ``thresholds=<file>`` → the command line. The format (all keys optional)::
+
+    {"bcc": 0.42, "patterns": {"PN": 0.5, "U": 0.5, "ON": 0.5, "MG": 0.5, "ML": 0.5, "SW": 0.5, "AT": 0.5},
+     "uncertainty_band": 0.1, "source": "free text: who set them and how"}
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bcc.core.errors import BadInput
+from bcc.core.layout import THRESHOLDS
+from bcc.core.patterns import CODES
+from bcc.deploy.onnx_model import read_metadata
+from bcc.models.checkpoint import CheckpointError, read_checkpoint
+
+
+@dataclass
+class Thresholds:
+    bcc: float = 0.5
+    patterns: dict[str, float] = field(default_factory=lambda: {c: 0.5 for c in CODES})
+    band: float = 0.1
+    source: str = "defaults"
+
+    def update(self, d: Mapping[str, Any] | None, source: str) -> Thresholds:
+        if not d:
+            return self
+        unknown = set(d) - {"bcc", "patterns", "uncertainty_band", "band", "source"}
+        if unknown:
+            raise BadInput(f"{source}: unknown threshold key(s) {sorted(unknown)}")
+        if d.get("bcc") is not None:
+            self.bcc = _unit(d["bcc"], f"{source}: bcc")
+        for code, v in dict(d.get("patterns") or {}).items():
+            if code not in CODES:
+                raise BadInput(f"{source}: unknown pattern code {code!r}; codes are {CODES}")
+            self.patterns[code] = _unit(v, f"{source}: patterns.{code}")
+        band = d.get("uncertainty_band", d.get("band"))
+        if band is not None:
+            self.band = _unit(band, f"{source}: uncertainty_band")
+        self.source = f"{self.source} + {source}" if self.source != "defaults" else source
+        if d.get("source"):
+            self.source += f" ({d['source']})"
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"bcc": self.bcc, "patterns": dict(self.patterns), "uncertainty_band": self.band,
+                "source": self.source}
+
+
+def _unit(v: Any, what: str) -> float:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise BadInput(f"{what} = {v!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise BadInput(f"{what} = {v} is not in [0, 1]")
+    return v
+
+
+def _model_thresholds(model_path: Path) -> dict | None:
+    if model_path.suffix == ".onnx":
+        raw = read_metadata(model_path).get("thresholds")
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError as e:
+            raise CheckpointError(f"{model_path}: metadata bcc.thresholds is not valid JSON ({e})") from None
+    return read_checkpoint(model_path).get("thresholds")
+
+
+def _read_json(f: Path) -> dict:
+    try:
+        d = json.loads(f.read_text())
+    except ValueError as e:
+        raise BadInput(f"{f}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise BadInput(f"{f}: expected a JSON object like {{\"bcc\": 0.42, \"uncertainty_band\": 0.1}}")
+    return d
+
+
+def load_thresholds(model_path: str | Path, file: str | Path | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> Thresholds:
+    """Thresholds for a model file: defaults → model metadata → thresholds.json beside it → `file` → overrides."""
+    model_path = Path(model_path)
+    th = Thresholds()
+    th.update(_model_thresholds(model_path), f"{model_path.name} metadata")
+    beside = model_path.parent / THRESHOLDS
+    if beside.is_file():
+        th.update(_read_json(beside), str(beside))
+    if file:
+        if not Path(file).is_file():
+            raise BadInput(f"thresholds={file}: no such file")
+        th.update(_read_json(Path(file)), str(file))
+    th.update({k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
+    return th

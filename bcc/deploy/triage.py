@@ -1,0 +1,231 @@
+"""Triage of new images: read, score (and explain) a folder, rank the worklist, write it and the report.
+
+``run_triage`` is what ``python -m bcc.predict checkpoint=<ckpt|onnx> input=<dir|image> output=<dir>``
+does (options: ``conf/predict.yaml``). It writes to `output`:
+
+- ``triage.csv`` — the worklist ranked by p_bcc (highest first): ``rank, image, p_bcc,
+  diagnosis_verdict`` (diagnosis head at the operating threshold), ``rule_verdict`` (clinical rule over
+  the detected patterns), ``review`` (1 where the two verdicts disagree or p_bcc lies within the
+  uncertainty band around the threshold), ``review_reason``, ``patterns`` (detected, e.g.
+  ``AT 0.91; ON 0.64``), ``p_PN … p_AT``, ``status`` (``ok``/``skipped``), ``note`` (what was done to
+  read the image, or why it was skipped). Skipped inputs (not an image, empty, corrupt, truncated, too
+  large, unsupported pixel format) follow the ranked rows; the rest of the batch always completes.
+- ``report.html`` — ``bcc.deploy.report_html``: one self-contained page, Grad-CAM overlays included.
+
+Scores come from the torch checkpoint or, for ``checkpoint=<file>.onnx`` (``bcc.export``), from ONNX
+Runtime (``bcc.deploy.scorers``); thresholds from ``bcc.deploy.thresholds``. Images are read once by
+the one reader (``bcc.data.images.read_rgb``: EXIF orientation applied, CMYK/greyscale/16-bit/alpha/
+palette converted, exactly as training reads them), the network input is made from the full image as in
+training, and the copy kept for the report is at most 1024 px. Every image written out is re-encoded
+from pixels, so no EXIF, GPS, ICC profile, comment or text chunk of an input is ever copied.
+``triage.csv`` and ``report.html`` are written atomically (a temporary file renamed into place).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from bcc.core.errors import BadInput
+from bcc.core.io import write_csv
+from bcc.core.patterns import CODES, OUTPUTS, clinical_rule
+from bcc.data.images import UnreadableImage, read_rgb, shrink, to_input
+from bcc.deploy.report_html import lesion_figures, write_report
+from bcc.deploy.scorers import TorchScorer, explainer_net, make_scorer
+from bcc.deploy.thresholds import Thresholds, load_thresholds
+from bcc.explanation.gradcam import raw_cams
+from bcc.models.checkpoint import CheckpointError
+
+DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
+VERDICTS = {1: "BCC", 0: "non-BCC"}
+
+
+def list_inputs(path: str | Path, exclude: Path | None = None) -> tuple[Path, list[Path]]:
+    """``(root, files)``: the single file, or every non-hidden file under the folder (sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent, [path]
+    if not path.is_dir():
+        raise BadInput(f"input={path}: no such file or folder")
+    ex = exclude.resolve() if exclude else None
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in
+                   p.relative_to(path).parts) and (ex is None or ex not in p.resolve().parents))
+    return path, files
+
+
+def read_lesion(path: Path, size: int, max_megapixels: float) -> tuple[torch.Tensor, np.ndarray, str]:
+    """``(network input, RGB for the report (≤ DISPLAY_SIDE), note)``; raises UnreadableImage."""
+    rgb, note = read_rgb(path, max_megapixels)
+    x = to_input(rgb, size)
+    small = shrink(rgb, DISPLAY_SIDE)
+    if small is not rgb:
+        note += f"; {rgb.shape[1]}x{rgb.shape[0]} reduced to {small.shape[1]}x{small.shape[0]} for the report"
+    return x, np.ascontiguousarray(small), note
+
+
+# ---- the worklist ---------------------------------------------------------------------------------------
+def verdicts(probs: np.ndarray, th: Thresholds) -> pd.DataFrame:
+    """Per image: verdicts, review flag and reason, detected patterns. `probs` (N, 8) in OUTPUTS order.
+
+    ``review`` is 1 where the diagnosis head (p_bcc ≥ th.bcc) and the clinical rule over the detected
+    patterns disagree, or where |p_bcc − th.bcc| < th.band (the uncertainty band).
+    """
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(OUTPUTS))
+    p_bcc = probs[:, 0]
+    detected = detect(probs, th)
+    diag = (p_bcc >= th.bcc).astype(int)
+    rule = clinical_rule(detected.astype(int))
+    rows = []
+    for i in range(len(probs)):
+        reasons = []
+        if diag[i] != rule[i]:
+            reasons.append(f"diagnosis head says {VERDICTS[diag[i]]} but the clinical rule over the patterns "
+                           f"says {VERDICTS[rule[i]]}")
+        if abs(p_bcc[i] - th.bcc) < th.band:
+            reasons.append(f"p_bcc {p_bcc[i]:.2f} is within {th.band:.2f} of the operating threshold {th.bcc:.2f}")
+        order = np.argsort(-probs[i, 1:], kind="stable")
+        pats = [f"{CODES[j]} {probs[i, 1 + j]:.2f}" for j in order if detected[i, j]]
+        rows.append({"p_bcc": float(p_bcc[i]), "diagnosis_verdict": VERDICTS[diag[i]],
+                     "rule_verdict": VERDICTS[rule[i]], "review": int(bool(reasons)),
+                     "review_reason": "; ".join(reasons), "patterns": "; ".join(pats),
+                     **{f"p_{c}": float(probs[i, 1 + j]) for j, c in enumerate(CODES)}})
+    return pd.DataFrame(rows, columns=COLUMNS[2:-2])
+
+
+def detect(probs: np.ndarray, th: Thresholds) -> np.ndarray:
+    """(N, 7) bool: pattern probability ≥ its threshold, CODES order."""
+    return np.asarray(probs)[:, 1:] >= np.array([th.patterns[c] for c in CODES])
+
+
+COLUMNS = ["rank", "image", "p_bcc", "diagnosis_verdict", "rule_verdict", "review", "review_reason", "patterns",
+           *[f"p_{c}" for c in CODES], "status", "note"]
+
+
+@dataclass
+class Lesion:
+    """One input file: its name relative to the input folder, what reading it said, its scores and the
+    report's pictures (data URIs, so that no full-size pixels or float maps stay in memory)."""
+
+    image: str
+    note: str
+    probs: np.ndarray | None = None
+    figures: dict[str, str] = field(default_factory=dict)  # "image" and OUTPUTS names → data URI
+
+
+def _progress(total: int, enabled: bool | None):
+    # enabled=None: tqdm decides (on when stderr is a terminal, off in logs and tests)
+    return tqdm(total=total, unit="img", desc="bcc.predict", disable=None if enabled is None else not enabled,
+                dynamic_ncols=True)
+
+
+def triage(files: Sequence[Path], root: Path, scorer, th: Thresholds, net=None, batch_size: int = 32,
+           max_megapixels: float = 100.0, log=print, render: bool = True,
+           progress: bool | None = None) -> tuple[pd.DataFrame, list[Lesion]]:
+    """Read, score (and explain) `files` in batches; returns the ranked table and the lesions in its order.
+
+    `net` (a torch ``MultitaskNet``) adds Grad-CAM overlays; when it is the scorer's own network, the
+    scores come from the same forward pass. `render` encodes the report's pictures as it goes.
+    """
+    same_net = net is not None and isinstance(scorer, TorchScorer) and net is scorer.net
+    lesions: list[Lesion] = []
+    with _progress(len(files), progress) as bar:
+        for start in range(0, len(files), batch_size):
+            batch: list[tuple[Lesion, torch.Tensor, np.ndarray]] = []
+            for p in files[start:start + batch_size]:
+                name = p.relative_to(root).as_posix() if root in p.parents else p.name
+                try:
+                    x, rgb, note = read_lesion(p, scorer.size, max_megapixels)
+                    batch.append((Lesion(name, note), x, rgb))
+                except UnreadableImage as e:
+                    lesions.append(Lesion(name, str(e)))
+                    (log if bar.disable else bar.write)(f"[bcc.predict] skipped {name}: {e}")
+            if batch:
+                x = torch.stack([x for _, x, _ in batch])
+                cams = None
+                if net is not None:
+                    cams, logits = raw_cams(net, x)
+                    probs = torch.sigmoid(logits).numpy() if same_net else scorer(x.numpy())
+                else:
+                    probs = scorer(x.numpy())
+                shown = np.column_stack([np.ones(len(probs), bool), detect(probs, th)])  # bcc + detected codes
+                for i, (les, _, rgb) in enumerate(batch):
+                    les.probs = np.asarray(probs[i], dtype=np.float64)
+                    if render:
+                        les.figures = lesion_figures(rgb, None if cams is None else cams[i],
+                                                     [o for o, s in zip(OUTPUTS, shown[i]) if s])
+                    lesions.append(les)
+            bar.update(min(batch_size, len(files) - start))
+    return worklist(lesions, th)
+
+
+def worklist(lesions: list[Lesion], th: Thresholds) -> tuple[pd.DataFrame, list[Lesion]]:
+    """Scored lesions ranked by p_bcc (highest first; ties by name), then the skipped ones by name."""
+    ok = sorted((les for les in lesions if les.probs is not None), key=lambda les: (-float(les.probs[0]), les.image))
+    skipped = sorted((les for les in lesions if les.probs is None), key=lambda les: les.image)
+    table = verdicts(np.stack([les.probs for les in ok]) if ok else np.empty((0, len(OUTPUTS))), th)
+    table.insert(0, "image", [les.image for les in ok])
+    table.insert(0, "rank", range(1, len(ok) + 1))
+    table["status"] = "ok"
+    table["note"] = [les.note for les in ok]
+    if skipped:
+        skipped_rows = pd.DataFrame({"image": [les.image for les in skipped], "status": "skipped",
+                                     "note": [les.note for les in skipped]})
+        table = pd.concat([table, skipped_rows], ignore_index=True) if len(table) else skipped_rows
+    table = table.reindex(columns=COLUMNS)
+    table["rank"] = table["rank"].astype("Int64")
+    table["review"] = table["review"].astype("Int64")
+    return table, ok + skipped
+
+
+# ---- the command ----------------------------------------------------------------------------------------
+def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
+    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``); returns the table as written."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(a["threads"]))
+    try:
+        return _run(a, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
+    t0 = time.perf_counter()
+    out = Path(a["output"])
+    root, files = list_inputs(a["input"], exclude=out)
+    scorer = make_scorer(a["checkpoint"], int(a["threads"]))
+    pats = {c: a["pattern_threshold"] for c in CODES} if a["pattern_threshold"] is not None else {}
+    pats.update({c: v for c, v in dict(a["pattern_thresholds"] or {}).items() if v is not None})
+    th = load_thresholds(a["checkpoint"], a["thresholds"],
+                         {"bcc": a["threshold"], "uncertainty_band": a["band"], "patterns": pats or None})
+    net, explain_note = None, "off (explain=false)" if a["report"] else "off (report=false)"
+    if a["explain"] and a["report"]:
+        try:
+            net = explainer_net(scorer, a["explain_checkpoint"])
+            explain_note = f"Grad-CAM (torch) from {getattr(net, 'checkpoint_path', 'the torch checkpoint')}"
+        except CheckpointError as e:
+            explain_note = f"unavailable: {e}"
+            log(f"[bcc.predict] Grad-CAM {explain_note}")
+    if not files:
+        log(f"[bcc.predict] input={a['input']}: no files in it")
+    out.mkdir(parents=True, exist_ok=True)
+    table, lesions = triage(files, root, scorer, th, net, int(a["batch_size"]), float(a["max_megapixels"]), log,
+                            render=bool(a["report"]), progress=a["progress"])
+    write_csv(table, out / "triage.csv", float_format="%.4f")
+    seconds = time.perf_counter() - t0
+    if a["report"]:
+        info = {"model": scorer.describe, "input": str(a["input"]), "thresholds": th.as_dict(),
+                "explanations": explain_note, "seconds": seconds}
+        write_report(out / "report.html", table, lesions, info)
+    ok = table["status"].eq("ok")
+    log(f"[bcc.predict] {int(ok.sum())} scored, {int((~ok).sum())} skipped, "
+        f"{int((table['diagnosis_verdict'] == 'BCC').sum())} likely BCC, {int(table['review'].eq(1).sum())} "
+        f"flagged for review → {out / 'triage.csv'}" + (f", {out / 'report.html'}" if a["report"] else "")
+        + f" ({seconds:.1f} s)")
+    return table

@@ -1,0 +1,202 @@
+"""The cross-fold evaluation of an experiment's runs (``python -m bcc.evaluate``, ``conf/eval.yaml``).
+
+Reads every ``predictions.csv`` under ``<output_dir>/<backbone>/fold<k>/stage<s>/`` and writes
+``<output_dir>/report/``: ``report.md``, ``table3.csv`` (+ per fold), ``table5.csv``, ``calibration.csv``,
+``stages.csv``, ``thresholds.csv``, ``table4.csv`` (when the dataset has masks), ``figures/`` and an
+offline W&B summary run; ``thresholds.json`` beside each evaluated ``best.ckpt``. A backbone with a
+missing fold at the reported stage stops the evaluation with the missing jobs and the commands that
+produce them (``MissingRunsError``: exit code 2).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from bcc.core.io import write_csv, write_json
+from bcc.core.layout import THRESHOLDS
+from bcc.core.patterns import CODES, OUTPUTS
+from bcc.evaluation import calibration as cal
+from bcc.evaluation.agreement import summarise_dataset
+from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, table3
+from bcc.evaluation.complexity import complexity
+from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
+from bcc.evaluation.mask_agreement import mask_report
+from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
+from bcc.evaluation.runs import (
+    MissingRunsError,
+    Run,
+    check_complete,
+    describe_missing,
+    discover,
+    folds_expected,
+    load_predictions,
+    run_facts,
+)
+
+
+# ---- per backbone -------------------------------------------------------------------------------------
+def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: Path) -> BackboneResult:
+    stage = int(cfg.eval.stage)
+    chosen = [r for r in runs if r.backbone == backbone and r.stage == stage and r.finished]
+    preds = load_predictions(runs, backbone, stage)
+    thresholds = cal.validation_thresholds(chosen) if str(cfg.eval.thresholds) == "val" else float(cfg.eval.thresholds)
+    summary, per_fold = table3(preds, thresholds)
+    seen = preds.dropna(subset=["y_bcc"])
+    calib = cal.triage_operating_point(preds, float(cfg.eval.target_sensitivity))
+    calib.update(ece=cal.expected_calibration_error(seen["y_bcc"], seen["p_bcc"], int(cfg.eval.ece_bins)),
+                 ece_bins=int(cfg.eval.ece_bins), bcc_auroc_mean=float(np.nanmean(per_fold_auc(preds, "bcc"))))
+    result = BackboneResult(backbone, run_facts(runs, backbone, stage), summary, per_fold, calib,
+                            thresholds if isinstance(thresholds, dict) else {r.fold: thresholds for r in chosen},
+                            preds.groupby("fold").size().to_dict())
+    result.figures = {
+        "roc": roc_figure(preds, figures / f"{backbone}_roc.png", f"ROC per output — {backbone}, stage {stage}"),
+        "confusion": confusion_figure(preds, figures / f"{backbone}_confusion.png", thresholds),
+        "patterns": pattern_bars(per_fold, figures / f"{backbone}_patterns.png",
+                                 f"Pattern detection per code — {backbone}, stage {stage}: mean ± sd over folds"),
+        "reliability": cal.reliability_diagram(seen["y_bcc"], seen["p_bcc"], figures / f"{backbone}_reliability.png",
+                                               int(cfg.eval.ece_bins), f"p(BCC) — {backbone}"),
+    }
+    return result
+
+
+def write_model_thresholds(runs: list[Run], result: BackboneResult, stage: int) -> None:
+    """``thresholds.json`` beside each fold's ``best.ckpt``, which ``bcc.predict`` and ``bcc.export`` read:
+    p(BCC) at the triage operating point found on the *other* folds (never the model's own test fold),
+    pattern thresholds as evaluated (0.5, or the validation split's with ``eval.thresholds=val``)."""
+    target = float(result.calibration.get("target_sensitivity", float("nan")))
+    operating = result.calibration.get("thresholds") or {}
+    for r in runs:
+        if r.backbone != result.backbone or r.stage != stage or not r.finished:
+            continue
+        t = result.thresholds.get(r.fold, 0.5)
+        per_output = {o: float(t[o] if isinstance(t, dict) else t) for o in OUTPUTS}
+        bcc = float(operating.get(r.fold, float("nan")))
+        d = {"bcc": bcc if np.isfinite(bcc) else per_output["bcc"], "patterns": {c: per_output[c] for c in CODES},
+             "source": f"bcc.evaluate: {target:.0%} sensitivity operating point of p(BCC) from the other folds"}
+        write_json(d, r.path / THRESHOLDS)
+
+
+def mean_of(summary: pd.DataFrame, section: str, row: str | None, metric: str) -> float:
+    d = summary[(summary["section"] == section) & ((summary["row"] == row) if row else True)]
+    return float(d[f"{metric}_mean"].mean()) if len(d) else float("nan")
+
+
+def table5(results: list[BackboneResult], cfg: DictConfig) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        size = int(r.facts.get("image_size") or 224)
+        row = complexity(r.backbone, size, r.facts.get("timm_name"), int(cfg.eval.bench_batch),
+                         int(cfg.eval.bench_repeats)) if cfg.eval.complexity else {"backbone": r.backbone, "input_px": size}
+        row.update(bcc_accuracy=mean_of(r.table3, BINARY, ROW_BCC, "accuracy"),
+                   pattern_accuracy=mean_of(r.table3, PATTERNS, None, "accuracy"),
+                   bcc_auroc=r.calibration["bcc_auroc_mean"], folds=len(r.n_test), stage=int(cfg.eval.stage))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def stages_table(runs: list[Run], experiment: str, k: int, output_dir: Path) -> pd.DataFrame:
+    """Per backbone and stage found: BCC/rule/pattern accuracy means over folds at 0.5, or what is missing."""
+    rows = []
+    for b, s in sorted({(r.backbone, r.stage) for r in runs}):
+        missing = describe_missing(runs, experiment, b, s, k, output_dir)
+        row = {"backbone": b, "stage": s, "folds": k - len(missing)}
+        if missing:
+            row["missing"] = "; ".join(m.split(":")[0] for m in missing)
+        else:
+            summary, _ = table3(load_predictions(runs, b, s), 0.5)
+            row.update(bcc_accuracy=mean_of(summary, BINARY, ROW_BCC, "accuracy"),
+                       rule_accuracy=mean_of(summary, BINARY, ROW_RULE, "accuracy"),
+                       pattern_accuracy=mean_of(summary, PATTERNS, None, "accuracy"),
+                       bcc_auroc=float(np.nanmean(per_fold_auc(load_predictions(runs, b, s), "bcc"))))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---- Table 4 (Grad-CAM vs masks, bcc.evaluation.mask_agreement) ---------------------------------------
+def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
+    """Table 4 and its Fig. 3 panels into the evaluation (``mask_agreement.mask_report``), or why not."""
+    if not cfg.eval.table4:
+        ev.table4_note = "Not computed (eval.table4=false)."
+        return
+    if ev.dataset is None or not ev.dataset.has_masks:
+        ev.table4_note = "The dataset has no `masks/`: Table 4 needs the dermatologists' pattern masks."
+        return
+    done = {x.backbone for x in ev.results}
+    dirs = [r.path for r in runs if r.stage == ev.stage and r.finished and r.backbone in done]
+    df, figs = mask_report(dirs, ev.dataset.root, ev.report_dir, max_figures=int(cfg.eval.mask_figures))
+    if df is None or df.empty:
+        ev.table4_note = "No test image of these runs has a mask: Table 4 is empty."
+        return
+    ev.table4, ev.table4_figures = df, [Path(f) for f in figs]
+    ev.table4_note = (f"Grad-CAM maps of the stage-{ev.stage} runs against the masks (per map: "
+                      "`gradcam_per_image.csv`).")
+    col = "diagnosis/correct"
+    if col in df.columns and {"mean_fg", "mean_bg"} <= set(df.index):
+        fg, bg = float(df.loc["mean_fg", col]), float(df.loc["mean_bg", col])
+        verdict = "above" if fg > bg else "not above"
+        ev.table4_note += (f" Correctly diagnosed images: mean normalised map z inside the pattern masks (Fg) "
+                           f"{fg:.2f} vs outside (Bg) {bg:.2f}, Fg {verdict} Bg (the paper: 0.57 vs 0.16).")
+
+
+# ---- main ---------------------------------------------------------------------------------------------
+def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evaluation:
+    out, report_dir = Path(cfg.output_dir), Path(cfg.report_dir)
+    runs = [r for r in discover(out) if r.path.resolve() != report_dir.resolve()]
+    experiment = str(cfg.experiment_name)
+    if not runs:
+        raise MissingRunsError(f"no runs under {out}: train first, e.g. `python -m bcc.train experiment={experiment} "
+                               f"stage=1,2,3 fold=0-4 --multirun` (or `make demo` for the demo)")
+    stage, k = int(cfg.eval.stage), folds_expected(runs, cfg.eval.k)
+    backbones = list(cfg.eval.backbones) if cfg.eval.backbones else sorted({r.backbone for r in runs})
+    ev = Evaluation(experiment, out, report_dir, stage, k, str(cfg.eval.thresholds), command)
+    errors, complete = [], []
+    for b in backbones:
+        try:
+            check_complete(runs, experiment, b, stage, k, out)
+            complete.append(b)
+        except MissingRunsError as e:
+            errors.append(str(e))
+            ev.missing[b] = describe_missing(runs, experiment, b, stage, k, out)
+    if errors and not cfg.eval.allow_incomplete:
+        raise MissingRunsError("\n\n".join(errors))
+    if not complete:
+        raise MissingRunsError("no backbone has all its folds at stage "
+                               f"{stage}:\n" + "\n".join(x for v in ev.missing.values() for x in v))
+    figures = report_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    ev.results = [evaluate_backbone(runs, b, cfg, figures) for b in complete]
+    for r in ev.results:
+        write_model_thresholds(runs, r, stage)
+    ev.table5 = table5(ev.results, cfg)
+    ev.stages = stages_table(runs, experiment, k, out)
+    ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
+    table4(ev, runs, cfg)
+    tables = write_tables(ev)
+    write_report(ev)
+    if cfg.wandb.enabled:
+        log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))
+    return ev
+
+
+def write_tables(ev: Evaluation) -> dict[str, pd.DataFrame]:
+    def tag(df: pd.DataFrame, r: BackboneResult) -> pd.DataFrame:
+        return df.assign(backbone=r.backbone, stage=ev.stage, thresholds=ev.thresholds)[
+            ["backbone", "stage", "thresholds", *df.columns]]
+
+    t3 = pd.concat([tag(r.table3, r) for r in ev.results], ignore_index=True)
+    t3f = pd.concat([tag(r.per_fold, r) for r in ev.results], ignore_index=True)
+    calib = pd.DataFrame([{"backbone": r.backbone, **{k: v for k, v in r.calibration.items() if k != "thresholds"}}
+                          for r in ev.results])
+    thr = pd.DataFrame([{"backbone": r.backbone, "fold": f, **({o: t[o] for o in OUTPUTS} if isinstance(t, dict)
+                                                               else {o: t for o in OUTPUTS})}
+                        for r in ev.results for f, t in sorted(r.thresholds.items())])
+    tables = {"table3": t3, "table3_per_fold": t3f, "table5": ev.table5, "calibration": calib, "stages": ev.stages,
+              "thresholds": thr}
+    for name, df in tables.items():
+        write_csv(df, ev.report_dir / f"{name}.csv")
+    if ev.table4 is not None:
+        tables["table4"] = ev.table4
+    return tables

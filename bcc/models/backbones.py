@@ -1,0 +1,161 @@
+"""timm backbones: everything that differs per `backbone=` name lives in the registry ``BACKBONES``.
+
+Per backbone: the timm architecture, its "last three blocks", whether it must be told the input size,
+and how Grad-CAM reads it (target layer and mode, see ``bcc.explanation.gradcam``).
+
+Every backbone is created with ``num_classes=0``: it returns pooled features (``num_features`` wide) and
+our own heads sit on top (``bcc.models.network``). The one place per backbone that says what "the last three
+blocks of the feature extractor" (paper §2.3, unfrozen in stage 2) are is ``BACKBONES`` below:
+
+- ``mobilenet`` (mobilenetv2_100): the last three inverted-residual blocks (``blocks[5][1]``,
+  ``blocks[5][2]``, ``blocks[6][0]``) and the final 1x1 convolution that follows them (``conv_head``,
+  ``bn2``) — Keras' ``block_15``, ``block_16`` and ``Conv_1``/``out_relu`` in the paper's framework.
+- ``convnext`` (convnext_tiny): the three ConvNeXt blocks of the last stage (``stages[3].blocks``) and
+  the final ``head.norm``.
+- ``vit`` (vit_base_patch16_224): the last three transformer blocks (``blocks[9:12]``) and the final
+  ``norm``.
+
+Weights (``backbone.pretrained=true``) come from ``backbone.weights=<file>`` (a timm/ImageNet
+``.safetensors``/``.pth`` state dict, opened by ``bcc.models.serialization.safe_load`` first, so a file
+carrying pickled code is refused) or from the Hugging Face cache; the hub is only contacted when it is
+reachable, so a machine without network fails in well under a second with instructions.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import timm
+from torch import nn
+
+from bcc.core.errors import BadInput
+from bcc.models.serialization import safe_load
+
+
+class BackboneWeightsError(BadInput):
+    """Pretrained weights were asked for but cannot be had; the message says how to supply them."""
+
+
+def _mobilenet_last_blocks(m: nn.Module) -> list[nn.Module]:
+    inverted_residuals = [block for stage in m.blocks for block in stage]
+    return inverted_residuals[-3:] + [m.conv_head, m.bn2]
+
+
+def _convnext_last_blocks(m: nn.Module) -> list[nn.Module]:
+    return list(m.stages[-1].blocks)[-3:] + [m.head.norm]
+
+
+def _vit_last_blocks(m: nn.Module) -> list[nn.Module]:
+    return list(m.blocks)[-3:] + [m.norm]
+
+
+def _convnext_cam_layer(m: nn.Module) -> nn.Module:
+    # the last stage's output; timm's norm_pre is the identity for ConvNeXt (else it is the last map)
+    return m.stages[-1] if isinstance(getattr(m, "norm_pre", nn.Identity()), nn.Identity) else m.norm_pre
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    timm_name: str
+    last_blocks: Callable[[nn.Module], list[nn.Module]]
+    cam_layer: Callable[[nn.Module], nn.Module]  # Grad-CAM's target layer
+    cam_mode: str  # how the 8 maps are computed: "linear" | "pooled" | "tokens" (bcc.explanation.gradcam)
+    sized: bool = False  # the architecture must be told the input size (ViT position embeddings)
+
+
+#: backbone name (conf/backbone/<name>.yaml) → its architecture, last three blocks and Grad-CAM reading.
+BACKBONES: dict[str, BackboneSpec] = {
+    # bn2 = BatchNormAct2d after conv_head: the last feature map (activation included)
+    "mobilenet": BackboneSpec("mobilenetv2_100", _mobilenet_last_blocks, lambda m: m.bn2, "linear"),
+    "convnext": BackboneSpec("convnext_tiny", _convnext_last_blocks, _convnext_cam_layer, "pooled"),
+    # the input of the last attention: ViT pools the class token, so the last block's patch tokens get
+    # no gradient
+    "vit": BackboneSpec("vit_base_patch16_224", _vit_last_blocks, lambda m: m.blocks[-1].norm1, "tokens",
+                        sized=True),
+}
+
+
+def spec(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise BadInput(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)} (backbone=<name>)")
+    return BACKBONES[name]
+
+
+def last_blocks(name: str, backbone: nn.Module) -> list[nn.Module]:
+    """The modules stage 2 unfreezes for backbone `name` (see the module docstring)."""
+    return spec(name).last_blocks(backbone)
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached_hub_file(hf_hub_id: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        path = try_to_load_from_cache(hf_hub_id, filename)
+        if isinstance(path, str):
+            return path
+    return None
+
+
+def _missing_weights_message(timm_name: str, hf_hub_id: str | None) -> str:
+    where = f"https://huggingface.co/{hf_hub_id}" if hf_hub_id else f"timm's source for {timm_name}"
+    return (
+        f"backbone.pretrained=true: no ImageNet weights for {timm_name} — not in the Hugging Face cache "
+        f"and the hub cannot be reached (offline). Supply them in one of these ways:\n"
+        f"  1. download model.safetensors from {where} and pass backbone.weights=/path/to/model.safetensors;\n"
+        f"  2. on a machine with internet run `python -c \"import timm; timm.create_model('{timm_name}', "
+        f"pretrained=True)\"` and copy its ~/.cache/huggingface (or $HF_HOME) here;\n"
+        f"  3. train from scratch with backbone.pretrained=false (stage 0 then stands in for ImageNet)."
+    )
+
+
+def create_backbone(name: str, timm_name: str | None = None, pretrained: bool = False,
+                    weights: str | Path | None = None, image_size: int | None = None) -> nn.Module:
+    """A timm feature extractor (``num_classes=0``) for backbone `name`.
+
+    `weights` (a file) wins over `pretrained`; `pretrained` alone uses the HF cache, or the hub when
+    reachable, else raises BackboneWeightsError at once.
+    """
+    s = spec(name)
+    timm_name = timm_name or s.timm_name
+    kwargs: dict = {"num_classes": 0}
+    if s.sized and image_size:
+        kwargs["img_size"] = int(image_size)
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise BackboneWeightsError(f"backbone.weights={weights}: no such file")
+        safe_load(path, what="backbone.weights")  # refuses pickled code before timm opens the file
+        return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    if not pretrained:
+        return timm.create_model(timm_name, pretrained=False, **kwargs)
+    hf_hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
+    cached = _cached_hub_file(hf_hub_id) if hf_hub_id else None
+    if cached:
+        return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **kwargs)
+    if not _hub_reachable():
+        raise BackboneWeightsError(_missing_weights_message(timm_name, hf_hub_id))
+    return timm.create_model(timm_name, pretrained=True, **kwargs)
+
+
+def weights_source(pretrained: bool, weights: str | Path | None) -> str:
+    """How stage 1 starts, in the words reports use: a weights file, ImageNet, or stage 0."""
+    if weights:
+        return f"weights:{weights}"
+    return "imagenet" if pretrained else "stage0"

@@ -1,0 +1,105 @@
+"""torchmetrics per output (AUROC, recall, specificity, precision, accuracy, F1) plus the rule's verdict.
+
+One ``MetricCollection`` per output of ``OUTPUTS`` (prefix ``<split>/<output>/``), updated per batch with
+that output's observed labels only (NaN = missing), computed per epoch. ``<split>/rule/*`` scores the
+clinical rule applied to the pattern outputs against the BCC label, and ``<split>/patterns/<metric>``
+averages a metric over the seven codes.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryF1Score,
+    BinaryPrecision,
+    BinaryRecall,
+    BinarySpecificity,
+)
+
+from bcc.core.patterns import CODES, OUTPUTS, clinical_rule_torch
+
+METRICS = ("auroc", "recall", "specificity", "precision", "accuracy", "f1")
+RULE = "rule"
+
+
+def _collection(prefix: str, with_auroc: bool = True) -> MetricCollection:
+    metrics = {
+        "recall": BinaryRecall(), "specificity": BinarySpecificity(), "precision": BinaryPrecision(),
+        "accuracy": BinaryAccuracy(), "f1": BinaryF1Score(),
+    }
+    if with_auroc:
+        metrics["auroc"] = BinaryAUROC()
+    return MetricCollection(metrics, prefix=prefix)
+
+
+class OutputMetrics(nn.Module):
+    """All metrics of one split (``val`` or ``test``)."""
+
+    def __init__(self, split: str):
+        super().__init__()
+        self.split = split
+        self.outputs = nn.ModuleDict({o: _collection(f"{split}/{o}/") for o in OUTPUTS})
+        self.rule = _collection(f"{split}/{RULE}/", with_auroc=False)
+        self._seen: set[str] = set()  # collections updated since the last reset
+
+    @torch.no_grad()
+    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        """probs, labels: (N, 8) in OUTPUTS order; labels 0/1 or NaN."""
+        for j, o in enumerate(OUTPUTS):
+            seen = torch.isfinite(labels[:, j])
+            if seen.any():
+                self.outputs[o].update(probs[seen, j], labels[seen, j].long())
+                self._seen.add(o)
+        verdict = clinical_rule_torch(probs[:, 1:] >= 0.5)
+        seen = torch.isfinite(labels[:, 0])
+        if seen.any():
+            self.rule.update(verdict[seen].float(), labels[seen, 0].long())
+            self._seen.add(RULE)
+
+    def _seen_everywhere(self) -> set[str]:
+        """Outputs updated in any process: under DDP all must compute (and so synchronise) the same ones."""
+        names = [*OUTPUTS, RULE]
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return set(self._seen)
+        flags = torch.tensor([n in self._seen for n in names], dtype=torch.int32)
+        if torch.distributed.get_backend() == "nccl":
+            flags = flags.cuda()
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        return {n for n, f in zip(names, flags.tolist()) if f}
+
+    def compute(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        seen = self._seen_everywhere()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a class absent from a tiny split: AUROC is 0, not an error
+            for o in OUTPUTS:
+                if o in seen:
+                    out.update({k: float(v) for k, v in self.outputs[o].compute().items()})
+            if RULE in seen:
+                out.update({k: float(v) for k, v in self.rule.compute().items()})
+        for m in METRICS:
+            vals = [out[f"{self.split}/{c}/{m}"] for c in CODES if f"{self.split}/{c}/{m}" in out]
+            if vals:
+                out[f"{self.split}/patterns/{m}"] = sum(vals) / len(vals)
+        return out
+
+    def reset(self) -> None:
+        for c in self.outputs.values():
+            c.reset()
+        self.rule.reset()
+        self._seen.clear()
+
+
+def nested(flat: dict[str, float], split: str) -> dict[str, dict[str, float]]:
+    """``{"<split>/<output>/<metric>": v}`` → ``{output: {metric: v}}`` (the metrics.json layout)."""
+    out: dict[str, dict[str, float]] = {}
+    for key, v in flat.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == split:
+            out.setdefault(parts[1], {})[parts[2]] = float(v)
+    return out

@@ -1,0 +1,62 @@
+"""The training config's contract: which keys exist, checked before any work, and composing it from Python.
+
+Nodes with a ``_target_`` (data, model, loss, optimizer, callbacks, trainer, logger) are checked against
+their target's parameters (``bcc.core.config.check_targets``); the plain nodes (stage, backbone, paths,
+the top level) against the keys below. So a typo — in an override, ``+data.image_sz=64``, or in an
+experiment file — stops the job at once with the key's name, before stage 0 trains for minutes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from omegaconf import DictConfig
+
+from bcc.core.config import CONF_DIR, check_keys, check_targets, normalize_overrides, override_key
+from bcc.core.errors import UsageError
+
+Composer = Callable[[list[str]], DictConfig]
+
+TOP_LEVEL = ("experiment_name", "fold", "seed", "ckpt_path", "skip_done", "log_test_images", "paths", "data",
+             "backbone", "model", "loss", "optimizer", "callbacks", "stage", "trainer", "logger", "external")
+STAGE = ("name", "trainable", "lr", "last_blocks_lr_scale", "batch_size", "max_epochs", "loss_weights", "gamma",
+         "warmup_steps", "monitor", "monitor_mode")
+BACKBONE = ("name", "timm_name", "pretrained", "weights")
+PATHS = ("data_dir", "output_dir", "job_dir")
+EXTERNAL = ("source", "stage", "batch_size")
+#: what the protocol itself passes to each instantiated node (never set in the yaml)
+GIVEN = {"model": ("net", "loss", "optimizer"), "trainer": ("callbacks", "logger"), "logger": ("config",)}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ``UsageError`` naming the first unknown key of the composed training config."""
+    check_keys(cfg, TOP_LEVEL, "")
+    check_keys(cfg.stage, STAGE, "stage")
+    check_keys(cfg.backbone, BACKBONE, "backbone")
+    check_keys(cfg.paths, PATHS, "paths")
+    if cfg.get("external") is not None:
+        check_keys(cfg.external, EXTERNAL, "external")
+    check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
+    fold, k = cfg.fold, cfg.data.k
+    if not isinstance(fold, int) or not 0 <= fold < int(k):
+        raise UsageError(f"fold={fold} is outside 0..{int(k) - 1} (data.k={k}); e.g. fold=0, or fold=0-{int(k) - 1} "
+                         f"--multirun for every fold")
+    for name in cfg.callbacks:
+        check_targets(cfg, [f"callbacks.{name}"])
+
+
+def hint(overrides: Iterable[str]) -> str:
+    """The overrides to repeat in a suggested command (all but stage, fold, ckpt_path and hydra.*)."""
+    return " ".join(o for o in overrides if override_key(o) not in ("stage", "fold", "ckpt_path")
+                    and not o.startswith("hydra"))
+
+
+def compose_config(overrides: Sequence[str] = ()) -> tuple[DictConfig, Composer]:
+    """The training config for `overrides` (CLI shorthands allowed) and a composer for sibling jobs,
+    outside a running Hydra app (``run_protocol``, ``make demo``, the tests)."""
+    from hydra import compose, initialize_config_dir
+
+    def composer(ovr: list[str]) -> DictConfig:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="bcc"):
+            return compose(config_name="config", overrides=ovr)
+
+    return composer(normalize_overrides(list(overrides))), composer

@@ -1,0 +1,202 @@
+"""LightningDataModule over the dataset contract: images.csv + labels.csv + splits.csv.
+
+Splits for ``fold=k``: the images of fold k are the **test** set; the other folds form the training pool,
+from which a **validation** slice (``val_fraction``, default 15 %) is drawn, multilabel-stratified on the
+seven codes and ``bcc`` (iterative stratification, seed ``split_seed + k``), so validation never sees the
+test fold and has every code's prevalence. Checkpoint selection uses validation only.
+
+Images are decoded and resized once (``bcc.data.cache``) and served as uint8 (C, H, W) tensors; the
+model scales them to [0, 1]. Training transforms (albumentations, on the cached uint8 image): rotation,
+random perspective and Gaussian blur as in the paper (§2.4), plus flips and a mild colour jitter.
+Evaluation transforms are the identity on the cached resize (deterministic). With the cache, a batch
+costs about a millisecond per image here, so ``num_workers=0`` (the main process) is the default on a
+2-core machine; with workers they are persistent.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from bcc.core.errors import UsageError
+from bcc.core.patterns import CODES, OUTPUTS
+from bcc.data.cache import decoded_images
+from bcc.data.consensus import ensure_labels
+from bcc.data.folds import ensure_splits
+from bcc.data.synthetic import generate
+from bcc.data.table import read_table
+
+DEFAULT_AUGMENT = {"rotate": 30, "rotate_p": 0.7, "perspective": [0.02, 0.06], "perspective_p": 0.3,
+                   "blur_p": 0.2, "blur_sigma": [0.1, 1.0], "hflip": 0.5, "vflip": 0.5,
+                   "jitter": 0.1, "hue": 0.02, "jitter_p": 0.5}
+
+
+def train_transform(augment: Mapping[str, Any] | None = None, seed: int | None = None) -> A.Compose:
+    a = {**DEFAULT_AUGMENT, **(augment or {})}
+    return A.Compose([
+        A.Rotate(limit=a["rotate"], border_mode=cv2.BORDER_REFLECT_101, p=a["rotate_p"]),
+        A.Perspective(scale=tuple(a["perspective"]), keep_size=True, border_mode=cv2.BORDER_REFLECT_101,
+                      p=a["perspective_p"]),
+        A.GaussianBlur(blur_limit=(3, 5), sigma_limit=tuple(a["blur_sigma"]), p=a["blur_p"]),
+        A.HorizontalFlip(p=a["hflip"]),
+        A.VerticalFlip(p=a["vflip"]),
+        A.ColorJitter(brightness=a["jitter"], contrast=a["jitter"], saturation=a["jitter"], hue=a["hue"],
+                      p=a["jitter_p"]),
+    ], seed=seed)
+
+
+class LesionDataset(Dataset):
+    """Items: ``image`` uint8 (3, H, W), ``label`` (8,) 0/1/NaN for metrics, ``target`` (8,) for the loss."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+                 transform: A.Compose | None = None):
+        self.images, self.rows, self.transform = images, rows, transform
+        self.labels = torch.as_tensor(labels, dtype=torch.float32)
+        self.targets = torch.as_tensor(targets, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        img = self.images[self.rows[i]]
+        if self.transform is not None:
+            img = self.transform(image=img)["image"]
+        return {"image": torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1),
+                "label": self.labels[i], "target": self.targets[i], "index": int(self.rows[i])}
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Shuffles with a generator seeded by (seed, epoch) and reseeds the augmentation and torch's global
+    RNG (dropout) when an epoch's iteration starts, so each epoch depends only on (seed, epoch) and the
+    weights it starts from: a run resumed from ``last.ckpt`` replays what an uninterrupted run does.
+    Lightning calls ``set_epoch`` before every epoch; ``epoch`` at construction covers a resumed fit,
+    whose first iterator is created before that call."""
+
+    def __init__(self, dataset: LesionDataset, seed: int, epoch: int = 0):
+        self.dataset, self.seed, self.epoch = dataset, int(seed), int(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        s = self.seed * 1_000_003 + self.epoch
+        torch.manual_seed(s)
+        if self.dataset.transform is not None:
+            self.dataset.transform.set_random_seed(s)
+        yield from torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(s)).tolist()
+
+
+def validation_rows(pool: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask over `pool`: the stratified validation slice."""
+    if fraction <= 0:
+        return np.zeros(len(pool), bool)
+    y = pool[list(CODES) + ["bcc"]].fillna(0).to_numpy().astype(int)
+    split = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    _, val = next(split.split(np.zeros(len(pool)), y))
+    mask = np.zeros(len(pool), bool)
+    mask[val] = True
+    return mask
+
+
+class BCCDataModule(L.LightningDataModule):
+    """The dataset at `root` split for test fold `fold` (``conf/data/*.yaml`` instantiates this)."""
+
+    def __init__(self, root: str | Path, fold: int = 0, k: int = 5, split_seed: int = 0, image_size: int = 224,
+                 batch_size: int = 32, eval_batch_size: int | None = None, val_fraction: float = 0.15,
+                 num_workers: int = 0, seed: int = 0, soft_targets: bool = False,
+                 augment: Mapping[str, Any] | None = None, generate: Mapping[str, Any] | None = None,
+                 disk_cache: bool = True):
+        super().__init__()
+        self.root = Path(root)
+        self.fold, self.k, self.split_seed = int(fold), int(k), int(split_seed)
+        self.image_size, self.batch_size = int(image_size), int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or 2 * batch_size)
+        self.val_fraction, self.num_workers, self.seed = float(val_fraction), int(num_workers), int(seed)
+        self.soft_targets, self.augment = bool(soft_targets), dict(augment or {})
+        self.generate, self.disk_cache = dict(generate) if generate else None, disk_cache
+        self.table: pd.DataFrame | None = None
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic set when asked and absent; write/reuse labels.csv and splits.csv."""
+        if self.generate is not None and not (self.root / "images.csv").is_file():
+            generate(self.root, **self.generate)
+        ensure_labels(self.root)
+        ensure_splits(self.root, k=self.k, seed=self.split_seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.table is not None:
+            return
+        if not 0 <= self.fold < self.k:
+            raise UsageError(f"fold={self.fold} is outside 0..{self.k - 1} (data.k={self.k})")
+        table = read_table(self.root)
+        table["split"] = "train"
+        table.loc[table["fold"] == self.fold, "split"] = "test"
+        pool = table.index[table["split"] == "train"]
+        val = validation_rows(table.loc[pool], self.val_fraction, self.split_seed + self.fold)
+        table.loc[pool[val], "split"] = "val"
+        self.table = table
+        self.images = decoded_images(self.root, list(table["image"]), self.image_size, disk_cache=self.disk_cache)
+
+    def rows(self, split: str) -> np.ndarray:
+        return np.flatnonzero((self.table["split"] == split).to_numpy())
+
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        return self.table.loc[rows, list(OUTPUTS)].to_numpy(dtype=np.float32)
+
+    def targets(self, rows: np.ndarray) -> np.ndarray:
+        y = self.labels(rows)
+        if self.soft_targets:
+            cols = [f"p_{c}" for c in CODES]
+            if all(c in self.table.columns for c in cols):
+                y[:, 1:] = self.table.loc[rows, cols].to_numpy(dtype=np.float32)
+        return y
+
+    def positive_frequencies(self) -> list[float]:
+        """Share of positives per output on the training split (NaN ignored): the default focal alpha."""
+        y = self.labels(self.rows("train"))
+        with np.errstate(invalid="ignore"):
+            return [float(v) for v in np.nanmean(y, axis=0)]
+
+    def dataset(self, split: str, augment: bool | None = None) -> LesionDataset:
+        rows = self.rows(split)
+        augment = split == "train" if augment is None else augment
+        tf = train_transform(self.augment, seed=self.seed) if augment else None
+        return LesionDataset(self.images, rows, self.labels(rows), self.targets(rows), tf)
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int, drop_last: bool = False) -> DataLoader:
+        ds = self.dataset(split)
+        sampler = EpochSeededSampler(ds, self.seed, self._epoch()) if shuffle else None
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last and len(ds) > batch_size,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def _epoch(self) -> int:
+        """The epoch fit is about to run (after a restored checkpoint: the one it resumes at)."""
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.fit_loop.epoch_progress.current.processed) if trainer is not None else 0
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size, drop_last=True)  # no 1-image BatchNorm batch
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def image_ids(self, rows) -> list[str]:
+        return list(self.table.loc[np.asarray(rows), "image_id"])

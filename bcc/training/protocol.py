@@ -1,0 +1,214 @@
+"""The training protocol: one stage of one fold, a Hydra job (one stage or ``stage=all``), every fold.
+
+``train_stage`` builds everything from the config with ``hydra.utils.instantiate`` — datamodule
+(``data``), loss (``loss``, its ``alpha`` from the training split), network and LightningModule
+(``model``), optimizer (``optimizer``, a partial), callbacks, logger and trainer — starts from the
+previous stage's checkpoint (``bcc.training.stages``), fits, re-scores the selected ``best.ckpt`` on
+validation and the test fold, and writes ``predictions.csv`` and, last, ``metrics.json``.
+Outputs: ``<paths.output_dir>/<backbone>/fold<k>/stage<s>/`` (``bcc.core.layout``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from bcc.core.config import normalize_overrides, with_override
+from bcc.core.errors import UsageError
+from bcc.core.io import write_json
+from bcc.core.layout import BEST, JOB_CONFIG, JOB_OVERRIDES, LAST, METRICS, PREDICTIONS, stage_dir
+from bcc.core.predictions import write_predictions
+from bcc.models.checkpoint import load_weights, read_checkpoint
+from bcc.models.losses import resolve_alpha
+from bcc.models.metrics import nested
+from bcc.training import ddp, loggers
+from bcc.training.config import Composer, check_config, compose_config, hint
+from bcc.training.datamodule import BCCDataModule
+from bcc.training.module import MultitaskModule
+from bcc.training.stages import needs_stage0, sequence, start_checkpoint, start_description
+from bcc.training.summary import format_summary, summary_table
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's advice that does not apply here (workers, frozen modules, reused folders, tips)."""
+    for pattern in (".*does not have many workers.*", r".*module\(s\) in eval mode.*", ".*exists and is not empty.*",
+                    ".*callbacks used to create the checkpoint.*", ".*LeafSpec.*", ".*is deprecated.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def prepare_dataset(cfg: DictConfig) -> None:
+    """Generate the synthetic set when asked and absent; write/reuse labels.csv and splits.csv."""
+    instantiate(cfg.data, batch_size=1).prepare_data()  # batch_size: a stage=all config has no stage yet
+
+
+# ---- one stage ----------------------------------------------------------------------------------------
+def build_module(cfg: DictConfig, dm: BCCDataModule, load_pretrained: bool) -> MultitaskModule:
+    """The stage's LightningModule: network (ImageNet weights only when `load_pretrained`), loss, optimizer."""
+    alpha = resolve_alpha(OmegaConf.to_container(cfg.loss, resolve=True)["alpha"], dm.positive_frequencies())
+    loss = instantiate(cfg.loss, alpha=alpha, _convert_="all")
+    weights = {} if load_pretrained else {"pretrained": False, "weights": None}
+    net = instantiate(cfg.model.net, **weights)
+    return instantiate(cfg.model, net=net, loss=loss, optimizer=instantiate(cfg.optimizer))
+
+
+def _resume_path(ckpt_path, job: Path, required: bool) -> str | None:
+    if not ckpt_path:
+        return None
+    path = job / LAST if str(ckpt_path) == "last" else Path(ckpt_path)
+    if path.is_file():
+        read_checkpoint(path)  # refuses a file carrying pickled code before Lightning opens it
+        return str(path)
+    if required:
+        raise UsageError(f"ckpt_path={ckpt_path}: {path} does not exist; nothing to resume (drop ckpt_path)")
+    return None
+
+
+def _save_config(cfg: DictConfig, job: Path, overrides: Sequence[str]) -> None:
+    """The job's config and the overrides that composed it (as Hydra would save them in its run folder)."""
+    (job / JOB_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, job / JOB_CONFIG)
+    OmegaConf.save(OmegaConf.create(list(overrides)), job / JOB_OVERRIDES)
+
+
+def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume: bool = True) -> dict:
+    """Train, select, test and write the outputs of one stage; returns its metrics.json content.
+
+    `overrides`: those that composed `cfg` (saved beside it, and repeated in the command a missing
+    predecessor stage's message suggests)."""
+    quiet_lightning()
+    check_config(cfg)
+    stage, fold = int(cfg.stage.name), int(cfg.fold)
+    out = Path(cfg.paths.output_dir).resolve()
+    job = stage_dir(out, cfg.backbone.name, fold, stage)
+    job.mkdir(parents=True, exist_ok=True)
+    _save_config(cfg, job, overrides)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm: BCCDataModule = instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    start, backbone_only = start_checkpoint(out, cfg.backbone, fold, stage, hint(overrides))
+    resume = _resume_path(cfg.ckpt_path, job, required_resume)
+    if resume is None and ddp.rank() == 0:
+        for name in (BEST, LAST, METRICS, PREDICTIONS):
+            (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
+    model = build_module(cfg, dm, load_pretrained=stage == 1 and start is None)
+    if start is not None:
+        load_weights(model.net, start, backbone_only)
+    logger = loggers.build(cfg)
+    failed = True
+    try:
+        callbacks = {name: instantiate(node) for name, node in cfg.callbacks.items()}
+        ckpt, last = callbacks["best_checkpoint"], callbacks["last_checkpoint"]
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=logger)
+        t0 = time.perf_counter()
+        trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
+        seconds = time.perf_counter() - t0
+        best = ckpt.best_model_path or last.best_model_path
+        # a logger-free evaluator re-scores the selected checkpoint; under DDP the trainer itself must,
+        # since every process takes part in the metrics' synchronisation
+        evaluator = trainer if trainer.world_size > 1 else L.Trainer(
+            accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=False)
+        val = evaluator.validate(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+        test = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+        if not trainer.is_global_zero:
+            failed = False
+            return {"val": nested(val, "val"), "test": nested(test, "test")}
+        preds = model.test_predictions(list(dm.table["image_id"]), fold)
+        write_predictions(preds, job / PREDICTIONS)
+        metrics = {
+            "experiment": cfg.experiment_name, "backbone": cfg.backbone.name, "timm_name": cfg.backbone.timm_name,
+            "fold": fold, "stage": stage, "start": start_description(stage, cfg.backbone), "seed": int(cfg.seed),
+            "epochs": int(trainer.current_epoch), "train_seconds": round(seconds, 2),
+            "image_size": int(cfg.data.image_size), "monitor": cfg.stage.monitor,
+            "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+            "best_checkpoint": Path(best).name, "n_images": {s: len(dm.rows(s)) for s in ("train", "val", "test")},
+            "devices": int(trainer.world_size), "val": nested(val, "val"), "test": nested(test, "test"),
+        }
+        if cfg.log_test_images:
+            rows = dm.rows("test")[:8]
+            caps = [f"{i}: y_bcc={int(y)} p_bcc={p:.2f}" for i, y, p in
+                    zip(dm.image_ids(rows), dm.labels(rows)[:, 0], preds["p_bcc"].to_numpy()[:8])]
+            loggers.log_example_images(logger, dm.images[rows], caps)
+        write_json(metrics, job / METRICS)  # written last: its presence marks the job done
+        failed = False
+        return metrics
+    finally:
+        loggers.finish(logger, failed)
+
+
+# ---- jobs and the protocol ----------------------------------------------------------------------------
+def done_metrics(cfg: DictConfig, stage: int) -> dict | None:
+    """metrics.json of a finished stage (written last, atomically), for ``skip_done=true``."""
+    job = stage_dir(Path(cfg.paths.output_dir).resolve(), cfg.backbone.name, cfg.fold, stage)
+    if (job / METRICS).is_file() and (job / BEST).is_file():
+        return json.loads((job / METRICS).read_text())
+    return None
+
+
+def run_job(cfg: DictConfig, compose: Composer, overrides: Sequence[str]) -> dict[int, dict]:
+    """One Hydra job: its stage, or every stage for ``stage=all``; stage 1 runs a missing stage 0 first.
+
+    ``skip_done=true`` keeps stages whose metrics.json exists (a re-launched sweep redoes only the
+    interrupted jobs, from scratch). A DDP trainer config starts its processes through ``ddp.launch``.
+    """
+    check_config(cfg)
+    stages = sequence(cfg.stage.name, cfg.backbone)
+    n = ddp.processes(cfg.trainer)
+    if n > 1 and not ddp.launched_externally():
+        prepare_dataset(cfg)  # once, before the processes race for it
+        ddp.launch(overrides, n)
+        return {s: m for s in [0, *stages] if (m := done_metrics(cfg, s))}
+    results: dict[int, dict] = {}
+    whole = str(cfg.stage.name) == "all"
+    for s in stages:
+        ovr = list(overrides) if str(cfg.stage.name) == str(s) else with_override(overrides, "stage", f"'{s}'")
+        scfg = cfg if str(cfg.stage.name) == str(s) else compose(ovr)
+        if cfg.skip_done and (m := done_metrics(scfg, s)) is not None:
+            print(f"[bcc] skip_done: {cfg.backbone.name} fold {cfg.fold} stage {s} is complete")
+            results[s] = m
+            continue
+        stage0 = stage_dir(Path(cfg.paths.output_dir).resolve(), cfg.backbone.name, cfg.fold, 0) / BEST
+        if s == 1 and not whole and needs_stage0(cfg.backbone) and not stage0.is_file():
+            print(f"[bcc] no ImageNet weights and no {stage0}: training stage 0 (from scratch) first")
+            ovr0 = with_override(overrides, "stage", "'0'")
+            results[0] = train_stage(compose(ovr0), ovr0, required_resume=False)
+        results[s] = train_stage(scfg, ovr, required_resume=not whole)
+    return results
+
+
+def run(overrides: Iterable[str] = ()) -> dict[int, dict]:
+    """One job from Python, exactly as ``python -m bcc.train <overrides>`` (no sweeps); stage → metrics."""
+    cfg, composer = compose_config(list(overrides))
+    return run_job(cfg, composer, normalize_overrides(list(overrides)))
+
+
+def run_protocol(overrides: Iterable[str] = (), folds: Iterable[int] | None = None, compose: Composer | None = None,
+                 verbose: bool = True) -> pd.DataFrame:
+    """Every fold's whole protocol (``stage=all``) in this process; prints and returns the stage-3 summary.
+
+    ``make demo`` runs ``run_protocol(["experiment=demo"])``, the same as
+    ``python -m bcc.train experiment=demo stage=all fold=0-4 --multirun``. `compose`: the composer of a
+    running Hydra app (default: compose from ``conf/`` directly).
+    """
+    ovr = normalize_overrides(list(overrides))
+    if compose is None:
+        base, compose = compose_config(ovr)
+    else:
+        base = compose(ovr)
+    for k in (range(int(base.data.k)) if folds is None else folds):
+        job = with_override(with_override(ovr, "fold", int(k)), "stage", "all")
+        run_job(compose(job), compose, job)
+    if verbose:
+        print(format_summary(base.paths.output_dir, base.backbone.name))
+    return summary_table(base.paths.output_dir, base.backbone.name)

@@ -1,0 +1,85 @@
+"""The package's dependency order (docs/architecture.md): every module imports only layers below its own.
+
+    core ← data ← models ← training, explanation ← evaluation, deploy ← cli ← the `python -m bcc.<command>`
+    entry modules
+
+Read from the source with ``ast`` (function-level imports included), so an import hidden inside a function
+cannot run against the order either; and every module must import cleanly.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "bcc"
+RANK = {"core": 0, "data": 1, "models": 2, "training": 3, "explanation": 3, "evaluation": 4, "deploy": 4, "cli": 5}
+ENTRY = 6  # bcc/<command>.py: the `python -m bcc.<command>` entry points
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in sorted(PACKAGE.rglob("*.py")):
+        parts = list(f.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
+
+
+def _layer(module: str) -> tuple[str, int]:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "bcc", -1  # the package face: imports nothing
+    if parts[1] in RANK:
+        return parts[1], RANK[parts[1]]
+    return parts[1], ENTRY
+
+
+def _bcc_imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(imported bcc module, line, inside a function) for every import of the file."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: list[tuple[str, int, bool]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                found.extend((a.name, child.lineno, inside) for a in child.names if a.name.startswith("bcc"))
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and (child.module or "").startswith("bcc"):
+                found.append((child.module, child.lineno, inside))
+            visit(child, inside)
+
+    visit(tree, False)
+    return found
+
+
+MODULES = _modules()
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_follow_the_layer_order(module):
+    layer, rank = _layer(module)
+    for target, line, in_function in _bcc_imports(MODULES[module]):
+        where = f"{MODULES[module].relative_to(PACKAGE.parent)}:{line} imports {target}"
+        assert not in_function, f"{where} inside a function: import at module level (the order is checked there)"
+        t_layer, t_rank = _layer(target)
+        assert t_layer == layer or t_rank < rank, (
+            f"{where}: {layer} (layer {rank}) may import only layers below it, not {t_layer} (layer {t_rank})")
+
+
+def test_every_module_imports():
+    for module in MODULES:
+        if not module.endswith("__main__"):
+            importlib.import_module(module)
+
+
+def test_the_check_catches_an_upward_and_a_hidden_import(tmp_path):
+    """The rule is not vacuous: a data module importing training, and one hiding it in a function."""
+    bad = tmp_path / "m.py"
+    bad.write_text("from bcc.training.protocol import run\n\ndef f():\n    from bcc.cli import train\n")
+    found = _bcc_imports(bad)
+    assert [(t, inside) for t, _, inside in found] == [("bcc.training.protocol", False), ("bcc.cli", True)]
+    assert _layer("bcc.training.protocol")[1] > _layer("bcc.data.table")[1]
