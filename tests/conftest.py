@@ -60,3 +60,11 @@ def ckpt(data_dir, tmp_path_factory) -> Path:
     from tests.helpers.checkpoints import trained_checkpoint
 
     return trained_checkpoint(data_dir, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def ckpt_factory(data_dir, tmp_path_factory):
+    """A function returning the session's smoke checkpoint, trained on first call (for lazy users)."""
+    from tests.helpers.checkpoints import trained_checkpoint
+
+    return lambda: trained_checkpoint(data_dir, tmp_path_factory.getbasetemp())

@@ -87,7 +87,12 @@ def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], int 
             raise SystemExit(rc)
 
     saved = sys.argv
-    sys.argv = [name, *_hydra_argv(sys.argv[1:] if argv is None else argv)]
+    try:
+        args = _hydra_argv(sys.argv[1:] if argv is None else argv)
+    except BadInput as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    sys.argv = [name, *args]
     try:
         _main()
     except SystemExit as e:

@@ -19,6 +19,7 @@ from bcc.core.patterns import CODES
 IMAGE_COLUMNS = ("image_id", "image", "source")
 IMAGE_OPTIONAL = ("group", "diagnosis")
 ANNOTATION_COLUMNS = ("image_id", "rater") + CODES
+LESION = "lesion"  # masks/<image_id>_lesion.png: the whole lesion (optional)
 
 
 class DatasetError(BadInput):
@@ -152,7 +153,11 @@ def load_annotations(root: Path, image_ids: pd.Series) -> pd.DataFrame:
 
 
 def find_masks(root: Path, images: pd.DataFrame) -> dict[str, dict[str, Path]]:
-    """Map image_id → {"all" | CODE: mask path}; each mask must match its image's size."""
+    """Map image_id → {"all" | CODE | "lesion": mask path}; each mask must match its image's size.
+
+    ``<id>.png`` is the union of the pattern regions, ``<id>_<CODE>.png`` one code's region and
+    ``<id>_lesion.png`` (optional) the whole lesion — Table 4's background "lesion minus the patterns".
+    """
     mask_dir = root / "masks"
     if not mask_dir.is_dir():
         return {}
@@ -161,11 +166,11 @@ def find_masks(root: Path, images: pd.DataFrame) -> dict[str, dict[str, Path]]:
     masks: dict[str, dict[str, Path]] = {}
     for p in sorted(mask_dir.glob("*.png")):
         stem, code = p.stem, "all"
-        if stem not in known and "_" in stem and stem.rsplit("_", 1)[1] in CODES:
+        if stem not in known and "_" in stem and stem.rsplit("_", 1)[1] in (*CODES, LESION):
             stem, code = stem.rsplit("_", 1)
         if stem not in known:
-            raise DatasetError(f"{p}: no image {stem!r} in images.csv; masks are named <image_id>.png or "
-                               f"<image_id>_<CODE>.png with CODE in {list(CODES)}")
+            raise DatasetError(f"{p}: no image {stem!r} in images.csv; masks are named <image_id>.png, "
+                               f"<image_id>_<CODE>.png with CODE in {list(CODES)} or <image_id>_{LESION}.png")
         if stem not in sizes:
             sizes[stem] = _image_size(root / images.set_index("image_id").at[stem, "image"], f"{p}")
         size = _image_size(p, f"{p}")

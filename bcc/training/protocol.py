@@ -68,7 +68,7 @@ def _resume_path(ckpt_path, job: Path, required: bool) -> str | None:
     if path.is_file():
         read_checkpoint(path)  # refuses a file carrying pickled code before Lightning opens it
         return str(path)
-    if required:
+    if required or str(ckpt_path) != "last":
         raise UsageError(f"ckpt_path={ckpt_path}: {path} does not exist; nothing to resume (drop ckpt_path)")
     return None
 
@@ -90,14 +90,15 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
     stage, fold = int(cfg.stage.name), int(cfg.fold)
     out = Path(cfg.paths.output_dir).resolve()
     job = stage_dir(out, cfg.backbone.name, fold, stage)
-    job.mkdir(parents=True, exist_ok=True)
-    _save_config(cfg, job, overrides)
+    # everything that can refuse the job does so before its folder is written: predecessor, resume file, data
+    start, backbone_only = start_checkpoint(out, cfg.backbone, fold, stage, hint(overrides))
+    resume = _resume_path(cfg.ckpt_path, job, required_resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm: BCCDataModule = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
-    start, backbone_only = start_checkpoint(out, cfg.backbone, fold, stage, hint(overrides))
-    resume = _resume_path(cfg.ckpt_path, job, required_resume)
+    job.mkdir(parents=True, exist_ok=True)
+    _save_config(cfg, job, overrides)
     if resume is None and ddp.rank() == 0:
         for name in (BEST, LAST, METRICS, PREDICTIONS):
             (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
