@@ -68,28 +68,32 @@ def test_epochs_reach_the_sampler_inside_lightnings_ddp_wrapper(data_dir):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_match_single_process_evaluation(smoke_overrides, tmp_path):
-    """trainer=ddp with 2 gloo processes: one set of outputs; the test metrics synchronised across the two
-    processes (each saw half the test fold) equal a single-process evaluation of the same checkpoint."""
+def test_ddp_three_cpu_processes_score_each_image_once(smoke_overrides, tmp_path):
+    """trainer=ddp trainer.accelerator=cpu with 3 gloo processes on a fold whose test (20) and validation (16)
+    sets are not divisible by 3: DistributedSampler pads them, yet one set of outputs is written, every
+    image once, and the metrics equal a single-process evaluation of the same checkpoint exactly."""
     proc = _train([*smoke_overrides, "stage=0", "fold=0", "logger=csv", "trainer=ddp", "trainer.accelerator=cpu",
-                   "trainer.devices=2", "trainer.precision=32-true", "trainer.sync_batchnorm=false"], tmp_path)
+                   "trainer.devices=3"], tmp_path)
     log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log[-4000:]
     job = tmp_path / "out" / "mobilenet" / "fold0" / "stage0"
     m = json.loads((job / "metrics.json").read_text())
-    assert m["devices"] == 2
+    assert m["devices"] == 3
     preds = pd.read_csv(job / "predictions.csv")
+    val_preds = pd.read_csv(job / "val_predictions.csv")
     assert preds["image_id"].is_unique and len(preds) == m["n_images"]["test"] == 20  # gathered, once each
+    assert val_preds["image_id"].is_unique and len(val_preds) == m["n_images"]["val"] == 16
     cfg = compose_config([*smoke_overrides, "stage=0", "fold=0"])[0]
     dm = instantiate(cfg.data)
     dm.setup("fit")
     model = build_module(cfg, dm, load_pretrained=False)
-    single = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False).test(
-        model, datamodule=dm, ckpt_path=job / "best.ckpt", verbose=False, weights_only=True)[0]
-    for out, metrics in m["test"].items():
-        for name, value in metrics.items():
-            assert single[f"test/{out}/{name}"] == pytest.approx(value, abs=1e-6), (out, name)
-    mine = model.test_predictions(list(dm.table["image_id"]), 0).merge(preds, on="image_id")
+    single = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    for split, run_eval in (("test", single.test), ("val", single.validate)):
+        ref = run_eval(model, datamodule=dm, ckpt_path=job / "best.ckpt", verbose=False, weights_only=True)[0]
+        for out, metrics in m[split].items():
+            for name, value in metrics.items():
+                assert ref[f"{split}/{out}/{name}"] == pytest.approx(value, abs=1e-6), (split, out, name)
+    mine = model.predictions("test", list(dm.table["image_id"]), 0).merge(preds, on="image_id")
     assert len(mine) == 20 and (mine["p_bcc_x"] - mine["p_bcc_y"]).abs().max() < 1e-5
 
 

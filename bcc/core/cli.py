@@ -1,4 +1,5 @@
-"""One convention for every command: exit 0 = done, 2 = bad input or usage, 1 = a failure while running.
+"""One convention for every command: exit 0 = done, 2 = bad input or usage, 1 = a failure while running,
+128 + n = stopped by signal n (143 for SIGTERM: the job is unfinished and the message says how to resume).
 
 Job-like commands (train, evaluate, demo, predict, explain, export) take Hydra ``key=value`` overrides
 through :func:`hydra_command`; the dataset tools (consensus, folds, synthetic, isic, merge) take
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from bcc.core.config import CONF_DIR, normalize_overrides
-from bcc.core.errors import BadInput, UsageError
+from bcc.core.errors import BadInput, Interrupted, UsageError
 
 #: Hydra's own switches, which may stand anywhere on the command line.
 HYDRA_SWITCHES = ("--multirun", "-m", "--run", "-r", "--resolve", "--help", "-h", "--hydra-help", "--info",
@@ -38,6 +39,9 @@ def run_command(name: str, body: Callable[[], int | None], debug: bool = False) 
             raise
         print(f"{name}: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130

@@ -12,11 +12,22 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bcc.core.errors import UsageError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _by_accelerator(accelerator: str, on_gpu, on_cpu):
+    """``${bcc.by_accelerator:${trainer.accelerator},<gpu value>,<cpu value>}``: a setting that follows the device
+    (``trainer=ddp``: 16-mixed and SyncBatchNorm on GPUs, 32-true and no SyncBatchNorm on CPU processes)."""
+    gpu = str(accelerator) in ("gpu", "cuda") or (str(accelerator) == "auto" and torch.cuda.is_available())
+    return on_gpu if gpu else on_cpu
+
+
+OmegaConf.register_new_resolver("bcc.by_accelerator", _by_accelerator, replace=True)
 _INSTANTIATE_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 _FOLD_RANGE = re.compile(r"^(\+{0,2}fold)=(\d+)-(\d+)$")
 _STAGES = re.compile(r"^(\+{0,2}stage)=((?:\d+|all|'\d+'|\"\d+\")(?:,(?:\d+|all|'\d+'|\"\d+\"))*)$")

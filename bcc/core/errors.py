@@ -13,3 +13,11 @@ class BadInput(ValueError):
 
 class UsageError(BadInput):
     """A command line or configuration the command cannot run with."""
+
+
+class Interrupted(Exception):
+    """The work was stopped by a signal; the exit code is 128 + the signal's number (as a shell reports it)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = int(signum)

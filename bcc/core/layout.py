@@ -13,6 +13,8 @@ BEST, LAST = "best.ckpt", "last.ckpt"
 PREDICTIONS, VAL_PREDICTIONS = "predictions.csv", "val_predictions.csv"
 METRICS = "metrics.json"            # written last, atomically: its presence marks the job finished
 THRESHOLDS = "thresholds.json"      # the operating thresholds bcc.evaluate writes beside best.ckpt
+CALIBRATION = "calibration.json"    # per-output threshold and temperature fitted on the validation slice
+LOCK = "job.lock"                   # held while a job runs; left behind by an interrupted job
 JOB_CONFIG = Path(".hydra") / "config.yaml"
 JOB_OVERRIDES = Path(".hydra") / "overrides.yaml"
 

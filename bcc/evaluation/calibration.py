@@ -1,18 +1,24 @@
-"""Calibration of p(BCC) and the thresholds that turn probabilities into decisions.
+"""Calibration of the outputs and the thresholds that turn probabilities into decisions.
 
-* :func:`expected_calibration_error` — ECE with equal-width bins: Σ_b (n_b / n) · |mean(y)_b − mean(p)_b|.
-* :func:`reliability_diagram` — observed BCC frequency per bin against the mean predicted probability.
+* :func:`expected_calibration_error` — ECE with equal-width bins (torchmetrics' binary calibration
+  error, L1: Σ_b (n_b / n) · |mean(y)_b − mean(p)_b|; its bins are closed on the left, those of the
+  reliability diagrams on the right as scikit-learn's ``calibration_curve`` — they differ only at ties).
+* :func:`calibration_per_output` — ECE of every output before and after its temperature (fitted on each
+  fold's validation slice by training, ``calibration.json``), on the pooled test folds.
+* :func:`reliability_diagram` / :func:`reliability_grid` — observed frequency per bin against the mean
+  predicted probability (p(BCC); every output before/after temperature scaling).
 * :func:`triage_operating_point` — the triage setting: the highest threshold reaching a target
   sensitivity (default 0.95). It is chosen *out of fold*: for test fold k on the pooled test predictions
   of the other folds, then applied to fold k, so no fold's threshold has seen its own labels. It reports
   the sensitivity and specificity reached and the share of cases *deprioritised* (p < threshold: cases
   a dermatologist could review later because the model puts them below the triage threshold).
-* :func:`validation_thresholds` — ``eval.thresholds=val``: per fold and output, the threshold that
-  maximises Youden's J (sensitivity + specificity − 1) on that fold's validation split
-  (``val_predictions.csv`` next to ``predictions.csv``), never on the test fold.
+* :func:`read_calibrations` — per fold, the thresholds and temperatures training fitted on that fold's
+  validation slice (never the test fold).
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -21,11 +27,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
+from torchmetrics.functional.classification import binary_calibration_error
 
-from bcc.core.layout import VAL_PREDICTIONS
-from bcc.core.patterns import OUTPUTS
-from bcc.core.predictions import read_predictions
+from bcc.core.layout import CALIBRATION
+from bcc.core.patterns import OUTPUTS, PAPER_NAMES
 from bcc.evaluation.runs import MissingRunsError, Run
+from bcc.models.calibration import calibrated
 
 
 def calibration_bins(y, p, n_bins: int = 10) -> pd.DataFrame:
@@ -42,11 +50,11 @@ def calibration_bins(y, p, n_bins: int = 10) -> pd.DataFrame:
 
 
 def expected_calibration_error(y, p, n_bins: int = 10) -> float:
-    bins = calibration_bins(y, p, n_bins)
-    if bins.empty:
+    """ECE of probabilities `p` against 0/1 labels `y` (torchmetrics, equal-width bins); NaN when empty."""
+    if len(y) == 0:
         return float("nan")
-    w = bins["count"] / bins["count"].sum()
-    return float((w * (bins["frequency"] - bins["confidence"]).abs()).sum())
+    return float(binary_calibration_error(torch.as_tensor(np.asarray(p, float)),
+                                          torch.as_tensor(np.asarray(y, float)).long(), n_bins=n_bins, norm="l1"))
 
 
 def reliability_diagram(y, p, path: Path, n_bins: int = 10, title: str = "p(BCC) reliability") -> Path:
@@ -100,37 +108,66 @@ def triage_operating_point(predictions: pd.DataFrame, target: float = 0.95, outp
             "missed_bcc": fn, "n": n, "oof": df["fold"].nunique() > 1}
 
 
-def youden_threshold(y, p) -> float:
-    """Threshold maximising sensitivity + specificity − 1 (0.5 when one class is absent); ties → the middle."""
-    y, p = np.asarray(y).astype(bool), np.asarray(p, float)
-    if y.all() or (~y).all():
-        return 0.5
-    cands = np.unique(p)
-    sens = np.array([(p[y] >= t).mean() for t in cands])
-    spec = np.array([(p[~y] < t).mean() for t in cands])
-    j = sens + spec
-    best = np.flatnonzero(j >= j.max() - 1e-12)
-    i = best[len(best) // 2]
-    # midway to the next lower score keeps the decision of the validation set but generalises better
-    lower = cands[i - 1] if i > 0 else 0.0
-    return float((cands[i] + lower) / 2)
-
-
-def validation_thresholds(runs: list[Run]) -> dict[int, dict[str, float]]:
-    """``eval.thresholds=val``: fold → output → Youden threshold from the fold's ``val_predictions.csv``."""
-    missing = [r for r in runs if not (r.path / VAL_PREDICTIONS).is_file()]
+def read_calibrations(runs: list[Run]) -> dict[int, dict[str, dict]]:
+    """fold → output → {threshold, temperature, ...}: what training fitted on the fold's validation slice."""
+    missing = [r for r in runs if not (r.path / CALIBRATION).is_file()]
     if missing:
-        names = "\n  ".join(str(r.path / VAL_PREDICTIONS) for r in missing)
+        names = "\n  ".join(str(r.path / CALIBRATION) for r in missing)
         raise MissingRunsError(
-            f"eval.thresholds=val needs the validation-split predictions of every evaluated job, written by "
-            f"training next to predictions.csv with the same columns (image_id,fold,y_bcc..y_AT,p_bcc..p_AT). "
-            f"Missing:\n  {names}\nRe-run those jobs with a training version that writes {VAL_PREDICTIONS}, "
-            f"or use eval.thresholds=0.5")
-    out = {}
-    for r in runs:
-        val = read_predictions(r.path / VAL_PREDICTIONS, r.fold)
-        out[r.fold] = {}
-        for o in OUTPUTS:
-            seen = val[f"y_{o}"].notna()
-            out[r.fold][o] = youden_threshold(val.loc[seen, f"y_{o}"], val.loc[seen, f"p_{o}"])
-    return out
+            f"the validation thresholds and temperatures are missing — training writes {CALIBRATION} beside "
+            f"best.ckpt (fitted on the validation slice). Missing:\n  {names}\nRe-run those jobs, or use "
+            f"eval.thresholds=0.5")
+    return {r.fold: json.loads((r.path / CALIBRATION).read_text())["outputs"] for r in runs}
+
+
+def thresholds_of(calibrations: Mapping[int, Mapping[str, Mapping]]) -> dict[int, dict[str, float]]:
+    """fold → output → validation threshold."""
+    return {f: {o: float(c[o]["threshold"]) for o in OUTPUTS} for f, c in calibrations.items()}
+
+
+def temperature_scaled(predictions: pd.DataFrame, calibrations: Mapping[int, Mapping[str, Mapping]]) -> pd.DataFrame:
+    """Test predictions with each fold's own temperatures applied (fitted on that fold's validation slice)."""
+    return pd.concat([calibrated(df, calibrations[int(fold)]) for fold, df in predictions.groupby("fold")]
+                     ).loc[predictions.index]
+
+
+def calibration_per_output(predictions: pd.DataFrame, scaled: pd.DataFrame | None, n_bins: int = 10) -> pd.DataFrame:
+    """Per output: ECE of the pooled test predictions, raw and (when `scaled`) after temperature scaling."""
+    rows = []
+    for o in OUTPUTS:
+        seen = predictions[f"y_{o}"].notna()
+        y = predictions.loc[seen, f"y_{o}"]
+        row = {"output": o, "n": int(seen.sum()), "positives": int(y.sum()),
+               "ece": expected_calibration_error(y, predictions.loc[seen, f"p_{o}"], n_bins)}
+        if scaled is not None:
+            row["ece_temperature"] = expected_calibration_error(y, scaled.loc[seen, f"p_{o}"], n_bins)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def reliability_grid(predictions: pd.DataFrame, scaled: pd.DataFrame | None, path: Path, n_bins: int = 10,
+                     title: str = "") -> Path:
+    """One reliability panel per output: raw and temperature-scaled (when given), ECE in the legend."""
+    fig, axes = plt.subplots(2, 4, figsize=(14, 7), sharex=True, sharey=True)
+    for ax, o in zip(axes.ravel(), OUTPUTS):
+        seen = predictions[f"y_{o}"].notna()
+        y = predictions.loc[seen, f"y_{o}"]
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+        for name, df, c in (("raw", predictions, "C0"), ("temperature", scaled, "C3")):
+            if df is None:
+                continue
+            p = df.loc[seen, f"p_{o}"]
+            b = calibration_bins(y, p, n_bins)
+            ax.plot(b["confidence"], b["frequency"], "o-", c=c, ms=3,
+                    label=f"{name}: ECE {expected_calibration_error(y, p, n_bins):.3f}")
+        ax.set_title(f"{PAPER_NAMES.get(o, 'BCC/non-BCC')} ({o}), n={int(seen.sum())}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel("predicted probability")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("observed frequency")
+    fig.suptitle(title or "Reliability per output, test folds pooled")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

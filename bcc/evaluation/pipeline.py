@@ -35,6 +35,7 @@ from bcc.evaluation.runs import (
     load_predictions,
     run_facts,
 )
+from bcc.evaluation.within_bcc import within_bcc_auroc
 
 
 # ---- per backbone -------------------------------------------------------------------------------------
@@ -42,22 +43,34 @@ def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: 
     stage = int(cfg.eval.stage)
     chosen = [r for r in runs if r.backbone == backbone and r.stage == stage and r.finished]
     preds = load_predictions(runs, backbone, stage)
-    thresholds = cal.validation_thresholds(chosen) if str(cfg.eval.thresholds) == "val" else float(cfg.eval.thresholds)
+    val_only = str(cfg.eval.thresholds) == "val"
+    calibrations = cal.read_calibrations(chosen) if val_only or all(r.calibrated for r in chosen) else None
+    val_thresholds = cal.thresholds_of(calibrations) if calibrations else None
+    thresholds = val_thresholds if val_only else float(cfg.eval.thresholds)
     summary, per_fold = table3(preds, thresholds)
     seen = preds.dropna(subset=["y_bcc"])
+    n_bins = int(cfg.eval.ece_bins)
     calib = cal.triage_operating_point(preds, float(cfg.eval.target_sensitivity))
-    calib.update(ece=cal.expected_calibration_error(seen["y_bcc"], seen["p_bcc"], int(cfg.eval.ece_bins)),
-                 ece_bins=int(cfg.eval.ece_bins), bcc_auroc_mean=float(np.nanmean(per_fold_auc(preds, "bcc"))))
+    calib.update(ece=cal.expected_calibration_error(seen["y_bcc"], seen["p_bcc"], n_bins),
+                 ece_bins=n_bins, bcc_auroc_mean=float(np.nanmean(per_fold_auc(preds, "bcc"))))
     result = BackboneResult(backbone, run_facts(runs, backbone, stage), summary, per_fold, calib,
                             thresholds if isinstance(thresholds, dict) else {r.fold: thresholds for r in chosen},
                             preds.groupby("fold").size().to_dict())
+    scaled = cal.temperature_scaled(preds, calibrations) if calibrations else None
+    if val_thresholds is not None:
+        result.table3_val = summary if val_only else table3(preds, val_thresholds)[0]
+    result.calibration_outputs = cal.calibration_per_output(preds, scaled, n_bins)
+    result.within_bcc = within_bcc_auroc(preds)
     result.figures = {
         "roc": roc_figure(preds, figures / f"{backbone}_roc.png", f"ROC per output — {backbone}, stage {stage}"),
         "confusion": confusion_figure(preds, figures / f"{backbone}_confusion.png", thresholds),
         "patterns": pattern_bars(per_fold, figures / f"{backbone}_patterns.png",
                                  f"Pattern detection per code — {backbone}, stage {stage}: mean ± sd over folds"),
         "reliability": cal.reliability_diagram(seen["y_bcc"], seen["p_bcc"], figures / f"{backbone}_reliability.png",
-                                               int(cfg.eval.ece_bins), f"p(BCC) — {backbone}"),
+                                               n_bins, f"p(BCC) — {backbone}"),
+        "reliability_outputs": cal.reliability_grid(
+            preds, scaled, figures / f"{backbone}_reliability_outputs.png", n_bins,
+            f"Reliability per output — {backbone}, stage {stage}: raw and after the validation temperature"),
     }
     return result
 
@@ -65,18 +78,23 @@ def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: 
 def write_model_thresholds(runs: list[Run], result: BackboneResult, stage: int) -> None:
     """``thresholds.json`` beside each fold's ``best.ckpt``, which ``bcc.predict`` and ``bcc.export`` read:
     p(BCC) at the triage operating point found on the *other* folds (never the model's own test fold),
-    pattern thresholds as evaluated (0.5, or the validation split's with ``eval.thresholds=val``)."""
+    pattern thresholds from the fold's validation slice (``calibration.json``) where training fitted them,
+    else as evaluated (``eval.thresholds``)."""
     target = float(result.calibration.get("target_sensitivity", float("nan")))
     operating = result.calibration.get("thresholds") or {}
     for r in runs:
         if r.backbone != result.backbone or r.stage != stage or not r.finished:
             continue
-        t = result.thresholds.get(r.fold, 0.5)
+        t = (result.table3_val is not None and _val_thresholds(r)) or result.thresholds.get(r.fold, 0.5)
         per_output = {o: float(t[o] if isinstance(t, dict) else t) for o in OUTPUTS}
         bcc = float(operating.get(r.fold, float("nan")))
         d = {"bcc": bcc if np.isfinite(bcc) else per_output["bcc"], "patterns": {c: per_output[c] for c in CODES},
              "source": f"bcc.evaluate: {target:.0%} sensitivity operating point of p(BCC) from the other folds"}
         write_json(d, r.path / THRESHOLDS)
+
+
+def _val_thresholds(run: Run) -> dict[str, float]:
+    return cal.thresholds_of(cal.read_calibrations([run]))[run.fold]
 
 
 def mean_of(summary: pd.DataFrame, section: str, row: str | None, metric: str) -> float:
@@ -194,7 +212,14 @@ def write_tables(ev: Evaluation) -> dict[str, pd.DataFrame]:
                                                                else {o: t for o in OUTPUTS})}
                         for r in ev.results for f, t in sorted(r.thresholds.items())])
     tables = {"table3": t3, "table3_per_fold": t3f, "table5": ev.table5, "calibration": calib, "stages": ev.stages,
-              "thresholds": thr}
+              "thresholds": thr,
+              "calibration_per_output": pd.concat([r.calibration_outputs.assign(backbone=r.backbone)
+                                                   for r in ev.results], ignore_index=True),
+              "within_bcc": pd.concat([r.within_bcc.assign(backbone=r.backbone) for r in ev.results],
+                                      ignore_index=True)}
+    val = [tag(r.table3_val, r).assign(thresholds="val") for r in ev.results if r.table3_val is not None]
+    if val:
+        tables["table3_val_thresholds"] = pd.concat(val, ignore_index=True)
     for name, df in tables.items():
         write_csv(df, ev.report_dir / f"{name}.csv")
     if ev.table4 is not None:

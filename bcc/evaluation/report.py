@@ -29,6 +29,9 @@ class BackboneResult:
     thresholds: dict
     n_test: dict[int, int]
     figures: dict[str, Path] = field(default_factory=dict)
+    table3_val: pd.DataFrame | None = None       # Table 3 at the validation thresholds (calibration.json)
+    calibration_outputs: pd.DataFrame | None = None  # ECE per output, raw and after temperature scaling
+    within_bcc: pd.DataFrame | None = None       # pattern heads vs p(BCC) among BCC lesions
 
 
 @dataclass
@@ -99,7 +102,14 @@ def _header(ev: Evaluation) -> list[str]:
 def _table3(ev: Evaluation) -> list[str]:
     lines = ["", "## Table 3 — binary, pattern and clinically-inspired metrics", ""]
     for r in ev.results:
-        lines += [f"### {r.backbone}, stage {ev.stage}", "", format_table3(r.table3, ev.k), ""]
+        lines += [f"### {r.backbone}, stage {ev.stage} — thresholds {_threshold_words(ev)}", "",
+                  format_table3(r.table3, ev.k), ""]
+        if r.table3_val is not None and ev.thresholds != "val":
+            lines += [f"### {r.backbone}, stage {ev.stage} — at the validation thresholds", "",
+                      ("Each output cut at its own threshold, fitted by training on that fold's validation slice "
+                       "(Youden's J; `calibration.json` beside `best.ckpt`; `table3_val_thresholds.csv`). The "
+                       "pattern heads' focal loss balances rare codes, so 0.5 is not their natural cut."), "",
+                      format_table3(r.table3_val, ev.k), ""]
     lines += [("Rows as in the paper (`table3.csv`; per fold: `table3_per_fold.csv`). *BCC/Non-BCC (clinical "
               "rule)* (not in the paper) applies the rule PN ⇒ non-BCC, else any BCC pattern ⇒ BCC to the "
               "predicted patterns. *No-pattern*: the class \"all seven codes 0\"; its recall is the paper's "
@@ -144,6 +154,32 @@ def _calibration(ev: Evaluation) -> list[str]:
     for r in ev.results:
         if "reliability" in r.figures:
             lines.append(_fig(ev, r.figures["reliability"], f"reliability {r.backbone}"))
+        if r.calibration_outputs is not None:
+            t = r.calibration_outputs.set_index("output").rename(
+                columns={"ece": "ECE raw", "ece_temperature": "ECE after temperature"})
+            lines += ["", f"**Every output — {r.backbone}** (`calibration_per_output.csv`)", "", markdown_table(t), "",
+                      ("ECE of the pooled test folds, raw and after each fold's per-output temperature (one scalar "
+                       "fitted on that fold's validation slice by training: sigmoid(logit(p)/T); it changes "
+                       "calibration, not ranking). A code whose validation slice has one class keeps T = 1."), ""]
+        if "reliability_outputs" in r.figures:
+            lines.append(_fig(ev, r.figures["reliability_outputs"], f"reliability per output {r.backbone}"))
+    return lines
+
+
+def _within_bcc(ev: Evaluation) -> list[str]:
+    lines = ["", "## Do the pattern heads know the patterns? (within-BCC AUROC, beyond the paper)", ""]
+    for r in ev.results:
+        if r.within_bcc is None:
+            continue
+        t = r.within_bcc.set_index("code")[["auroc_head", "auroc_head_sd", "auroc_p_bcc", "auroc_p_bcc_sd", "gap",
+                                            "folds", "n"]]
+        mean = r.within_bcc.set_index("code").loc["mean"]
+        beats = (r.within_bcc.iloc[:-1]["gap"] > 0).sum()
+        lines += [f"**{r.backbone}, stage {ev.stage}** (`within_bcc.csv`)", "", markdown_table(t), "",
+                  (f"Among the BCC lesions of each test fold, the AUROC of each pattern head for its own code, beside "
+                   f"the AUROC of p(BCC) used as that code's score — what a pattern head that is only a second BCC "
+                   f"detector would reach. Mean over the six BCC codes: {mean['auroc_head']:.3f} for the heads vs "
+                   f"{mean['auroc_p_bcc']:.3f} for p(BCC); the heads beat the baseline for {beats} of 6 codes."), ""]
     return lines
 
 
@@ -178,12 +214,14 @@ def _table4(ev: Evaluation) -> list[str]:
 
 
 def write_report(ev: Evaluation) -> Path:
-    lines = [*_header(ev), *_table3(ev), *_table5(ev), *_calibration(ev), *_figures(ev), *_stages(ev),
+    lines = [*_header(ev), *_table3(ev), *_within_bcc(ev), *_table5(ev), *_calibration(ev), *_figures(ev),
+             *_stages(ev),
              *_table4(ev), "", "## Dataset and inter-rater agreement", ""]
     lines.append(format_dataset(ev.dataset) if ev.dataset else "- not available")
     lines += ["", "## Files", "",
-              "`table3.csv` (mean and variance over folds), `table3_per_fold.csv`, `table5.csv`, "
-              "`calibration.csv`, `stages.csv`, `thresholds.csv`, `figures/`"
+              "`table3.csv` (mean and variance over folds), `table3_per_fold.csv`, `table3_val_thresholds.csv`, "
+              "`within_bcc.csv`, `table5.csv`, `calibration.csv`, `calibration_per_output.csv`, `stages.csv`, "
+              "`thresholds.csv`, `figures/`"
               + (", `table4.csv`" if ev.table4 is not None else "") + "; the W&B summary run in `wandb/`."]
     return write_text("\n".join(lines) + "\n", ev.report_dir / "report.md")
 

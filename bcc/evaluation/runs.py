@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bcc.core.errors import BadInput
-from bcc.core.layout import METRICS, PREDICTIONS, read_job_config
+from bcc.core.layout import CALIBRATION, METRICS, PREDICTIONS, read_job_config
 from bcc.core.predictions import read_predictions
 
 _JOB = re.compile(r"^fold(\d+)/stage(\d+)$")
@@ -44,6 +44,11 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.predictions.is_file()
+
+    @property
+    def calibrated(self) -> bool:
+        """Training fitted this run's validation thresholds and temperatures (``calibration.json``)."""
+        return (self.path / CALIBRATION).is_file()
 
 
 def read_config(job: Path) -> dict:

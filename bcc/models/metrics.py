@@ -28,17 +28,19 @@ RULE = "rule"
 
 
 def _collection(prefix: str, with_auroc: bool = True) -> MetricCollection:
+    # sync_on_compute=False: under DDP the LightningModule computes over every process's gathered outputs
+    kw = {"sync_on_compute": False}
     metrics = {
-        "recall": BinaryRecall(), "specificity": BinarySpecificity(), "precision": BinaryPrecision(),
-        "accuracy": BinaryAccuracy(), "f1": BinaryF1Score(),
+        "recall": BinaryRecall(**kw), "specificity": BinarySpecificity(**kw), "precision": BinaryPrecision(**kw),
+        "accuracy": BinaryAccuracy(**kw), "f1": BinaryF1Score(**kw),
     }
     if with_auroc:
-        metrics["auroc"] = BinaryAUROC()
+        metrics["auroc"] = BinaryAUROC(**kw)
     return MetricCollection(metrics, prefix=prefix)
 
 
 class OutputMetrics(nn.Module):
-    """All metrics of one split (``val`` or ``test``)."""
+    """All metrics of one split (``val`` or ``test``), computed in this process (no DDP synchronisation)."""
 
     def __init__(self, split: str):
         super().__init__()
@@ -61,26 +63,14 @@ class OutputMetrics(nn.Module):
             self.rule.update(verdict[seen].float(), labels[seen, 0].long())
             self._seen.add(RULE)
 
-    def _seen_everywhere(self) -> set[str]:
-        """Outputs updated in any process: under DDP all must compute (and so synchronise) the same ones."""
-        names = [*OUTPUTS, RULE]
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return set(self._seen)
-        flags = torch.tensor([n in self._seen for n in names], dtype=torch.int32)
-        if torch.distributed.get_backend() == "nccl":
-            flags = flags.cuda()
-        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        return {n for n, f in zip(names, flags.tolist()) if f}
-
     def compute(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        seen = self._seen_everywhere()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a class absent from a tiny split: AUROC is 0, not an error
             for o in OUTPUTS:
-                if o in seen:
+                if o in self._seen:
                     out.update({k: float(v) for k, v in self.outputs[o].compute().items()})
-            if RULE in seen:
+            if RULE in self._seen:
                 out.update({k: float(v) for k, v in self.rule.compute().items()})
         for m in METRICS:
             vals = [out[f"{self.split}/{c}/{m}"] for c in CODES if f"{self.split}/{c}/{m}" in out]

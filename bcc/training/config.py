@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+import torch
 from omegaconf import DictConfig
 
 from bcc.core.config import CONF_DIR, check_keys, check_targets, normalize_overrides, override_key
@@ -36,6 +37,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("external") is not None:
         check_keys(cfg.external, EXTERNAL, "external")
     check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
+    _check_devices(cfg.trainer)
     fold, k = cfg.fold, cfg.data.k
     if not isinstance(fold, int) or not 0 <= fold < int(k):
         raise UsageError(f"fold={fold} is outside 0..{int(k) - 1} (data.k={k}); e.g. fold=0, or fold=0-{int(k) - 1} "
@@ -60,3 +62,17 @@ def compose_config(overrides: Sequence[str] = ()) -> tuple[DictConfig, Composer]
             return compose(config_name="config", overrides=ovr)
 
     return composer(normalize_overrides(list(overrides))), composer
+
+
+def _check_devices(trainer: DictConfig) -> None:
+    """Device settings Lightning would only fail on later (or half-run: extra processes crashing)."""
+    devices, strategy, accelerator = trainer.get("devices", 1), str(trainer.get("strategy", "auto")), \
+        str(trainer.get("accelerator", "cpu"))
+    many = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
+        not isinstance(devices, (int, str)) and len(devices) > 1)
+    if many and not strategy.startswith("ddp"):
+        raise UsageError(f"trainer.devices={devices} needs one process per device: add trainer=ddp "
+                         f"(e.g. `trainer=ddp trainer.accelerator={accelerator} trainer.devices={devices}`)")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UsageError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible here; use trainer=cpu "
+                         f"(or trainer=ddp trainer.accelerator=cpu for CPU processes)")

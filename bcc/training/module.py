@@ -46,8 +46,9 @@ class MultitaskModule(L.LightningModule):
         self.net, self.loss_fn, self.optimizer_factory = net, loss, optimizer
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        self.val_metrics, self.test_metrics = OutputMetrics("val"), OutputMetrics("test")
-        self.test_outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.metrics = nn.ModuleDict({"val": OutputMetrics("val"), "test": OutputMetrics("test")})
+        #: per split: (image index, labels, probabilities) of the last epoch, one row per image once scored
+        self.outputs: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {"val": [], "test": []}
         self._modes: dict[str, bool] = {}
 
     # ---- data → network -------------------------------------------------------------------------------
@@ -75,39 +76,50 @@ class MultitaskModule(L.LightningModule):
         logits = self(batch["image"])
         loss, _ = self.loss_fn(logits, batch["target"])
         self.log("val/loss", loss, on_epoch=True, batch_size=batch["image"].shape[0])
-        self.val_metrics.update(torch.sigmoid(logits), batch["label"])
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute())
-        self.val_metrics.reset()
+        self._collect("val", batch, torch.sigmoid(logits))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        probs = torch.sigmoid(self(batch["image"]))
-        self.test_metrics.update(probs, batch["label"])
-        self.test_outputs.append((batch["index"].cpu().numpy(), batch["label"].cpu().numpy(), probs.cpu().numpy()))
+        self._collect("test", batch, torch.sigmoid(self(batch["image"])))
+
+    def on_validation_epoch_start(self) -> None:
+        self.outputs["val"] = []
 
     def on_test_epoch_start(self) -> None:
-        self.test_outputs = []
+        self.outputs["test"] = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._score("val")
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.test_metrics.reset()
-        if self.trainer.world_size > 1:
-            self.test_outputs = self._gather(self.test_outputs)
+        self._score("test")
 
-    def _gather(self, outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list:
-        """Every process's test outputs on every process (DDP), the sampler's padding duplicates dropped."""
-        local = [torch.as_tensor(np.concatenate([o[i] for o in outputs])) for i in range(3)]
-        idx, y, p = (self.all_gather(t.to(self.device)).flatten(0, 1).cpu().numpy() for t in local)
-        _, first = np.unique(idx, return_index=True)
-        return [(idx[first], y[first], p[first])]
+    def _collect(self, split: str, batch: dict, probs: torch.Tensor) -> None:
+        self.outputs[split].append((batch["index"].cpu().numpy(), batch["label"].cpu().numpy(),
+                                    probs.detach().cpu().numpy()))
+
+    def _score(self, split: str) -> None:
+        """The split's metrics over each image exactly once: under DDP every process gathers every process's
+        outputs and drops the DistributedSampler's padding (repeated indices) before computing, so all
+        processes compute — and log — the same figures, and no torchmetrics synchronisation (which would
+        count the padding) is involved."""
+        idx, y, p = (np.concatenate([o[i] for o in self.outputs[split]]) for i in range(3))
+        if self.trainer.world_size > 1:
+            idx, y, p = (self.all_gather(torch.as_tensor(a).to(self.device)).flatten(0, 1).cpu().numpy()
+                         for a in (idx, y, p))
+            _, first = np.unique(idx, return_index=True)
+            idx, y, p = idx[first], y[first], p[first]
+        self.outputs[split] = [(idx, y, p)]
+        metrics = self.metrics[split]
+        metrics.update(torch.from_numpy(p), torch.from_numpy(y))
+        self.log_dict(metrics.compute(), sync_dist=False)
+        metrics.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return torch.sigmoid(self(batch["image"]))
 
-    def test_predictions(self, image_ids: Sequence[str], fold: int) -> pd.DataFrame:
-        """The last test run as a prediction table (``bcc.core.predictions``)."""
-        idx, y, p = (np.concatenate([o[i] for o in self.test_outputs]) for i in range(3))
+    def predictions(self, split: str, image_ids: Sequence[str], fold: int) -> pd.DataFrame:
+        """The last validation or test run as a prediction table (``bcc.core.predictions``), one row per image."""
+        idx, y, p = self.outputs[split][0]
         return predictions_frame([image_ids[i] for i in idx], fold, y, p)
 
     # ---- schedule-free optimizer ----------------------------------------------------------------------

@@ -11,36 +11,51 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
 import pandas as pd
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from bcc.core.config import normalize_overrides, with_override
-from bcc.core.errors import UsageError
+from bcc.core.errors import Interrupted, UsageError
 from bcc.core.io import write_json
-from bcc.core.layout import BEST, JOB_CONFIG, JOB_OVERRIDES, LAST, METRICS, PREDICTIONS, stage_dir
-from bcc.core.predictions import write_predictions
+from bcc.core.layout import (
+    BEST,
+    CALIBRATION,
+    JOB_CONFIG,
+    JOB_OVERRIDES,
+    LAST,
+    METRICS,
+    PREDICTIONS,
+    VAL_PREDICTIONS,
+    stage_dir,
+)
+from bcc.core.predictions import read_predictions, write_predictions
+from bcc.models.calibration import fit_calibration
 from bcc.models.checkpoint import load_weights, read_checkpoint
 from bcc.models.losses import resolve_alpha
 from bcc.models.metrics import nested
-from bcc.training import ddp, loggers
+from bcc.training import ddp, jobs, loggers
 from bcc.training.config import Composer, check_config, compose_config, hint
 from bcc.training.datamodule import BCCDataModule
 from bcc.training.module import MultitaskModule
-from bcc.training.stages import needs_stage0, sequence, start_checkpoint, start_description
+from bcc.training.stages import needs_stage0, resume_command, sequence, start_checkpoint, start_description
 from bcc.training.summary import format_summary, summary_table
 
 
 def quiet_lightning() -> None:
     """Drop Lightning's advice that does not apply here (workers, frozen modules, reused folders, tips)."""
     for pattern in (".*does not have many workers.*", r".*module\(s\) in eval mode.*", ".*exists and is not empty.*",
-                    ".*callbacks used to create the checkpoint.*", ".*LeafSpec.*", ".*is deprecated.*"):
+                    ".*callbacks used to create the checkpoint.*", ".*LeafSpec.*", ".*is deprecated.*",
+                    ".*when logging on epoch level in distributed setting.*"):
         warnings.filterwarnings("ignore", message=pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -83,28 +98,46 @@ def _save_config(cfg: DictConfig, job: Path, overrides: Sequence[str]) -> None:
 def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume: bool = True) -> dict:
     """Train, select, test and write the outputs of one stage; returns its metrics.json content.
 
-    `overrides`: those that composed `cfg` (saved beside it, and repeated in the command a missing
-    predecessor stage's message suggests)."""
+    `overrides`: those that composed `cfg` (saved beside it, and repeated in the commands the messages
+    suggest). The job folder is written under its lock (``bcc.training.jobs``), and only after every
+    check that can refuse the job has passed."""
     quiet_lightning()
     check_config(cfg)
     stage, fold = int(cfg.stage.name), int(cfg.fold)
     out = Path(cfg.paths.output_dir).resolve()
     job = stage_dir(out, cfg.backbone.name, fold, stage)
-    # everything that can refuse the job does so before its folder is written: predecessor, resume file, data
     start, backbone_only = start_checkpoint(out, cfg.backbone, fold, stage, hint(overrides))
     resume = _resume_path(cfg.ckpt_path, job, required_resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm: BCCDataModule = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
-    job.mkdir(parents=True, exist_ok=True)
-    _save_config(cfg, job, overrides)
-    if resume is None and ddp.rank() == 0:
-        for name in (BEST, LAST, METRICS, PREDICTIONS):
-            (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
-    model = build_module(cfg, dm, load_pretrained=stage == 1 and start is None)
-    if start is not None:
-        load_weights(model.net, start, backbone_only)
+    first = ddp.rank() == 0
+    with jobs.locked(job) if first else nullcontext({}) as stale:
+        if first:
+            if stale and resume is None:
+                print(f"[bcc] {job}: an earlier run did not finish ({jobs.describe(stale)}); training it again")
+            _save_config(cfg, job, overrides)
+            if resume is None:
+                for name in (BEST, LAST, METRICS, PREDICTIONS, VAL_PREDICTIONS, CALIBRATION):
+                    (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
+        model = build_module(cfg, dm, load_pretrained=stage == 1 and start is None)
+        if start is not None:
+            load_weights(model.net, start, backbone_only)
+        try:
+            metrics = _fit_and_score(cfg, model, dm, job, resume)
+        except SIGTERMException:
+            raise Interrupted(signal.SIGTERM, f"stage {stage} of fold {fold} was stopped (SIGTERM) and is unfinished "
+                                              f"in {job}; resume it: `{resume_command(stage, fold, hint(overrides))}`"
+                              ) from None
+        if first:
+            jobs.finished(job)
+    return metrics
+
+
+def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, job: Path, resume: str | None) -> dict:
+    """Fit, re-score the selected best.ckpt on validation and test, write the job's outputs (metrics.json last)."""
+    stage, fold = int(cfg.stage.name), int(cfg.fold)
     logger = loggers.build(cfg)
     failed = True
     try:
@@ -116,17 +149,23 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
         seconds = time.perf_counter() - t0
         best = ckpt.best_model_path or last.best_model_path
         # a logger-free evaluator re-scores the selected checkpoint; under DDP the trainer itself must,
-        # since every process takes part in the metrics' synchronisation
+        # since every process takes part in gathering the outputs
         evaluator = trainer if trainer.world_size > 1 else L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False)
         val = evaluator.validate(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+        val_preds = model.predictions("val", list(dm.table["image_id"]), fold)
         test = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+        failed = False
         if not trainer.is_global_zero:
-            failed = False
             return {"val": nested(val, "val"), "test": nested(test, "test")}
-        preds = model.test_predictions(list(dm.table["image_id"]), fold)
+        preds = model.predictions("test", list(dm.table["image_id"]), fold)
+        write_predictions(val_preds, job / VAL_PREDICTIONS)
         write_predictions(preds, job / PREDICTIONS)
+        # the validation slice only, never the test fold; from the file, so anyone can refit it exactly
+        calibration = fit_calibration(read_predictions(job / VAL_PREDICTIONS))
+        write_json({"fitted_on": f"validation slice of fold {fold} ({len(val_preds)} images)", "outputs": calibration},
+                   job / CALIBRATION)
         metrics = {
             "experiment": cfg.experiment_name, "backbone": cfg.backbone.name, "timm_name": cfg.backbone.timm_name,
             "fold": fold, "stage": stage, "start": start_description(stage, cfg.backbone), "seed": int(cfg.seed),
@@ -142,7 +181,6 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
                     zip(dm.image_ids(rows), dm.labels(rows)[:, 0], preds["p_bcc"].to_numpy()[:8])]
             loggers.log_example_images(logger, dm.images[rows], caps)
         write_json(metrics, job / METRICS)  # written last: its presence marks the job done
-        failed = False
         return metrics
     finally:
         loggers.finish(logger, failed)

@@ -28,10 +28,9 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from bcc.core.errors import BadInput
-from bcc.core.layout import BEST, stage_dir
+from bcc.core.layout import BEST, METRICS, stage_dir
 from bcc.models.backbones import weights_source
-from bcc.models.checkpoint import load_weights
-from bcc.models.network import MultitaskNet
+from bcc.training import jobs
 
 
 class MissingStageError(BadInput):
@@ -76,26 +75,33 @@ def start_description(stage: int, backbone: Mapping[str, Any]) -> str:
     return f"stage{stage - 1}"
 
 
+def resume_command(stage: int, fold: int, rerun_hint: str = "") -> str:
+    """The command that resumes an interrupted stage from its last.ckpt."""
+    return f"python -m bcc.train stage={stage} fold={fold} ckpt_path=last" + (f" {rerun_hint}" if rerun_hint else "")
+
+
 def start_checkpoint(output_dir: Path, backbone: Mapping[str, Any], fold: int, stage: int,
                      rerun_hint: str = "") -> tuple[Path | None, bool]:
     """The checkpoint a stage starts from and whether only its backbone is taken (stage 0 → 1).
 
-    Raises MissingStageError for a missing predecessor (never a silent fresh start); stage 1's missing
-    stage 0 is not an error here: the caller runs stage 0 first.
+    Raises MissingStageError for a missing or unfinished predecessor (never a silent fresh start, never
+    the half-trained checkpoint of an interrupted one); stage 1's missing stage 0 is not an error here:
+    the caller runs stage 0 first.
     """
     if stage == 0 or (stage == 1 and not needs_stage0(backbone)):
         return None, False
     prev = stage - 1
-    path = stage_dir(output_dir, backbone["name"], fold, prev) / BEST
+    prev_dir = stage_dir(output_dir, backbone["name"], fold, prev)
+    hint = f" {rerun_hint}" if rerun_hint else ""
+    if (interrupted := jobs.unfinished(prev_dir)) is not None:
+        raise MissingStageError(
+            f"stage {stage} of fold {fold} starts from stage {prev}, which is unfinished in {prev_dir} (no "
+            f"{METRICS}; {jobs.describe(interrupted)}). Resume it: `{resume_command(prev, fold, rerun_hint)}`, "
+            f"or train it again: `python -m bcc.train stage={prev} fold={fold}{hint}`")
+    path = prev_dir / BEST
     if not path.is_file() and stage >= 2:
-        hint = f" {rerun_hint}" if rerun_hint else ""
         raise MissingStageError(
             f"stage {stage} of fold {fold} starts from {path}, which does not exist. Train stage {prev} "
             f"first: `python -m bcc.train stage={prev} fold={fold}{hint}` (or run the folds' stages in "
             f"order: `stage=1,2,3 fold=...  --multirun`, or `stage=all`)")
     return path, stage == 1
-
-
-def load_start(net: MultitaskNet, path: Path, backbone_only: bool) -> None:
-    """Start `net` from the previous stage's checkpoint (all of it, or only the backbone: stage 0 → 1)."""
-    load_weights(net, path, backbone_only)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bcc.core.patterns import CODES, OUTPUTS
+from bcc.models.calibration import fit_calibration
 
 # four lesions per fold, labels in OUTPUTS order (bcc, PN, U, ON, MG, ML, SW, AT)
 LESIONS = {
@@ -61,7 +62,8 @@ def write_runs(root: Path, backbone: str = "mobilenet", stages=(0, 1, 2, 3), fol
 
 
 def write_val(root: Path, backbone: str = "mobilenet", stage: int = 3, folds=range(5)) -> None:
-    """val_predictions.csv where p_bcc separates the classes between 0.3 and 0.4 (others at 0.5)."""
+    """val_predictions.csv where p_bcc separates the classes between 0.3 and 0.4 (others at 0.5), and the
+    calibration.json training fits on it."""
     for fold in folds:
         rows = []
         for i, (y, p) in enumerate([(1, 0.4), (1, 0.8), (0, 0.3), (0, 0.1)]):
@@ -69,7 +71,11 @@ def write_val(root: Path, backbone: str = "mobilenet", stage: int = 3, folds=ran
             row.update({f"y_{o}": y for o in OUTPUTS})
             row.update({f"p_{o}": p if o == "bcc" else (0.9 if y else 0.1) for o in OUTPUTS})
             rows.append(row)
-        pd.DataFrame(rows).to_csv(root / backbone / f"fold{fold}" / f"stage{stage}" / "val_predictions.csv", index=False)
+        job = root / backbone / f"fold{fold}" / f"stage{stage}"
+        val = pd.DataFrame(rows)
+        val.to_csv(job / "val_predictions.csv", index=False)
+        (job / "calibration.json").write_text(json.dumps({"fitted_on": "test fixture",
+                                                          "outputs": fit_calibration(val)}))
 
 
 def write_dataset(root: Path, n: int = 20, raters: int = 3, seed: int = 0) -> Path:

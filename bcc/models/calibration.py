@@ -1,0 +1,85 @@
+"""Per-output decisions fitted on the validation slice only: an operating threshold and a temperature.
+
+The pattern heads are trained with a focal loss whose alpha balances rare codes, so their probabilities
+are neither calibrated nor meant to be cut at 0.5. For each output, on the validation predictions
+(never a test fold):
+
+- **threshold**: the one maximising Youden's J (sensitivity + specificity − 1), midway to the next lower
+  score (``youden_threshold``);
+- **temperature** T: the probability is recalibrated as ``sigmoid(logit(p) / T)``; T minimises the
+  negative log-likelihood on the validation slice (one scalar per output, Guo et al. 2017's temperature
+  scaling in its binary form). Monotone, so it changes calibration, never the ranking or the decisions
+  at the matching threshold.
+
+Training writes the result as ``calibration.json`` beside ``best.ckpt``; evaluation reads it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, logit
+
+from bcc.core.patterns import OUTPUTS
+
+EPS = 1e-6
+T_RANGE = (0.05, 20.0)
+
+
+def youden_threshold(y, p) -> float:
+    """Threshold maximising sensitivity + specificity − 1 (0.5 when one class is absent); ties → the middle."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, float)
+    if y.all() or (~y).all():
+        return 0.5
+    cands = np.unique(p)
+    sens = np.array([(p[y] >= t).mean() for t in cands])
+    spec = np.array([(p[~y] < t).mean() for t in cands])
+    j = sens + spec
+    best = np.flatnonzero(j >= j.max() - 1e-12)
+    i = best[len(best) // 2]
+    # midway to the next lower score keeps the decision of the validation set but generalises better
+    lower = cands[i - 1] if i > 0 else 0.0
+    return float((cands[i] + lower) / 2)
+
+
+def scale(p, temperature: float) -> np.ndarray:
+    """Probabilities recalibrated with `temperature`: sigmoid(logit(p) / T)."""
+    return expit(logit(np.clip(np.asarray(p, float), EPS, 1 - EPS)) / float(temperature))
+
+
+def fit_temperature(y, p) -> float:
+    """The temperature minimising the binary negative log-likelihood of `p` against 0/1 labels `y`."""
+    y, z = np.asarray(y, float), logit(np.clip(np.asarray(p, float), EPS, 1 - EPS))
+    if len(y) == 0 or y.min() == y.max():
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        q = np.clip(expit(z / np.exp(log_t)), EPS, 1 - EPS)
+        return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+
+    res = minimize_scalar(nll, bounds=tuple(np.log(T_RANGE)), method="bounded", options={"xatol": 1e-6})
+    return float(np.exp(res.x))
+
+
+def fit_calibration(val: pd.DataFrame) -> dict[str, dict]:
+    """Per output: threshold, temperature and what they were fitted on, from a validation prediction table."""
+    out = {}
+    for o in OUTPUTS:
+        seen = val[f"y_{o}"].notna().to_numpy()
+        y, p = val.loc[seen, f"y_{o}"].to_numpy(float), val.loc[seen, f"p_{o}"].to_numpy(float)
+        both = len(y) > 0 and 0 < y.sum() < len(y)
+        out[o] = {"threshold": youden_threshold(y, p) if both else 0.5,
+                  "temperature": fit_temperature(y, p) if both else 1.0,
+                  "n": len(y), "positives": int(y.sum()),
+                  "fitted": bool(both)}  # False: one class only on validation → the defaults 0.5 and 1
+    return out
+
+
+def calibrated(df: pd.DataFrame, calibration: Mapping[str, Mapping]) -> pd.DataFrame:
+    """A prediction table with every ``p_<output>`` recalibrated by its temperature."""
+    df = df.copy()
+    for o in OUTPUTS:
+        df[f"p_{o}"] = scale(df[f"p_{o}"], calibration[o]["temperature"])
+    return df

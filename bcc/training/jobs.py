@@ -1,0 +1,78 @@
+"""A job folder's lifecycle: one job writes it at a time, and a job that did not finish says so.
+
+A job holds an exclusive lock on ``<job>/job.lock`` (``fcntl.flock``) while it runs, with its pid, host,
+start time and command written in the file. A second job on the same folder is refused at once
+(``JobLockedError``, exit 2) naming who holds it. The lock file is removed when the job finishes
+(``metrics.json`` written, last); if it is still there without ``metrics.json`` the job was interrupted
+(a signal, a crash, SIGKILL) — the stage is *unfinished*: the next stage and ``skip_done`` refuse to
+start from it and the message names the command that resumes it. flock locks die with their process,
+so a lock left by a killed job is stale, detected and named, never a deadlock.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bcc.core.errors import BadInput
+from bcc.core.layout import BEST, LOCK, METRICS
+
+
+class JobLockedError(BadInput):
+    """Another job is writing this job folder right now."""
+
+
+def holder(job: Path) -> dict:
+    """What the lock file of `job` says about the job that holds (or held) it; {} when there is none."""
+    try:
+        return json.loads((job / LOCK).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def describe(info: dict) -> str:
+    return (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, started {info.get('started', '?')}"
+            + (f": `{info['command']}`" if info.get("command") else ""))
+
+
+def unfinished(job: Path) -> dict | None:
+    """The lock record of an interrupted job (checkpoints or a lock file but no metrics.json), else None."""
+    if (job / METRICS).is_file() or not ((job / LOCK).exists() or (job / BEST).exists()):
+        return None
+    return holder(job) or {"note": "no lock record"}
+
+
+@contextmanager
+def locked(job: Path, command: str = "") -> Iterator[dict]:
+    """Hold `job`'s lock for the block; yields the stale record of an earlier, interrupted job ({} if none).
+
+    The lock file stays behind if the block raises (the job is unfinished) and is removed by
+    :func:`finished`."""
+    job.mkdir(parents=True, exist_ok=True)
+    fd = os.open(job / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobLockedError(
+                f"{job} is being written by another job ({describe(holder(job))}); wait for it to finish or "
+                f"stop it — two jobs in one folder would mix their checkpoints and metrics") from None
+        stale = holder(job)
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": command or " ".join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        yield stale
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def finished(job: Path) -> None:
+    """Mark `job` finished: its lock record goes (metrics.json, written before, says it is complete)."""
+    (job / LOCK).unlink(missing_ok=True)
