@@ -41,6 +41,7 @@ from bcc.core.layout import (
 from bcc.core.predictions import read_predictions, write_predictions
 from bcc.models.calibration import fit_calibration
 from bcc.models.checkpoint import load_weights, read_checkpoint
+from bcc.models.serialization import safe_load
 from bcc.models.losses import resolve_alpha
 from bcc.models.metrics import nested
 from bcc.training import ddp, jobs, loggers
@@ -107,6 +108,10 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
     out = Path(cfg.paths.output_dir).resolve()
     job = stage_dir(out, cfg.backbone.name, fold, stage)
     start, backbone_only = start_checkpoint(out, cfg.backbone, fold, stage, hint(overrides))
+    if start is not None:
+        read_checkpoint(start)  # a predecessor carrying pickled code is refused before anything is written
+    if stage == 1 and start is None and cfg.backbone.weights:
+        safe_load(cfg.backbone.weights, what="backbone.weights")  # likewise for the ImageNet weights file
     resume = _resume_path(cfg.ckpt_path, job, required_resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm: BCCDataModule = instantiate(cfg.data)
