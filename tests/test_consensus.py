@@ -117,7 +117,8 @@ def test_unrated_codes_stay_blank_and_unlabelled_images_are_an_error(tmp_path):
     assert pd.isna(row["MG"]) and pd.isna(row["p_SW"]) and not pd.isna(row["PN"])
     ann.loc[ann.image_id == "im2", list(CODES)] = ""
     ann.to_csv(root / "annotations.csv", index=False)
-    with pytest.raises(DatasetError, match=r"'im2' has every code blank and no diagnosis"):
+    with pytest.raises(DatasetError, match=r"images.csv: line 4: image 'im2' has every code blank in "
+                                           r"annotations.csv and no diagnosis"):
         ensure_labels(root)
 
 
