@@ -12,7 +12,7 @@ from PIL import Image
 from bcc.data import contract
 from bcc.data.cache import decoded_images
 from bcc.data.consensus import ensure_labels
-from bcc.data.contract import DatasetError, load_dataset
+from bcc.data.contract import DatasetError, load_dataset, load_image_table
 from bcc.data.table import read_table
 from tests.helpers.datasets import make_dataset
 
@@ -196,6 +196,8 @@ def test_a_truncated_jpeg_is_caught_at_validation_naming_file_and_line(ds):
     edit_csv(ds / "images.csv", lambda df: _set(df, 4, "image", "images/im4.jpg"))
     with pytest.raises(DatasetError, match=r"images.csv: line 6: cannot read image .*im4.jpg \(corrupt or truncated"):
         ensure_labels(ds)
+    with pytest.raises(DatasetError, match=r"line 6: cannot read image"):
+        load_image_table(ds)  # the image table alone decodes them too
     assert not (ds / ".cache").exists() and not (ds / "labels.csv").exists()
 
 

@@ -411,6 +411,6 @@ def place_file(src: Path, dst: Path, how: str) -> None:
         try:
             os.link(src, dst)
         except OSError as e:
-            raise DatasetError(f"{src}: cannot hard-link it into {dst.parent} ({e.strerror}; another filesystem?); "
+            raise DatasetError(f"{src}: cannot hard-link it into the new dataset ({e.strerror}; another filesystem?); "
                                f"pass --copy to copy the files, or --symlink to link them (the tools that read "
                                f"the dataset then need --allow-outside)") from None
