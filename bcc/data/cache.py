@@ -53,7 +53,7 @@ def decoded_images(root: Path, rel_paths: Sequence[str], size: int, disk_cache: 
     """(N, size, size, 3) uint8: the images `rel_paths` (relative to `root`), from memory, disk cache or decoded."""
     root = Path(root).resolve()
     for rel in rel_paths:
-        inside(root, rel, f"{root / 'images.csv'}", allow_outside)
+        inside(root, rel, f"{root / 'images.csv'}", allow_outside, base=root)
     digest = _digest(root, rel_paths, size)
     key = (str(root), int(size), digest)
     if key in _MEMORY:

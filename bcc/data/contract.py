@@ -148,11 +148,13 @@ def _check_binary(df: pd.DataFrame, cols: tuple[str, ...], path: Path) -> None:
                                f"blank (blank = not rated)")
 
 
-def inside(root: Path, rel: str, where: str, allow_outside: bool = False, what: str = "image") -> Path:
+def inside(root: Path, rel: str, where: str, allow_outside: bool = False, what: str = "image",
+           base: Path | None = None) -> Path:
     """``root / rel``, refused unless it resolves inside `root` (or `allow_outside`).
 
     An absolute path, a ``..`` that climbs out and a symbolic link leading out (the file's, or a folder's
-    on its way) are refused: reading them would read files the dataset does not hold.
+    on its way) are refused: reading them would read files the dataset does not hold. `base` is
+    ``root.resolve()``, when the caller checks many paths.
     """
     if not rel:
         raise DatasetError(f"{where}: blank {what} path; give the file's path relative to {root}")
@@ -162,17 +164,19 @@ def inside(root: Path, rel: str, where: str, allow_outside: bool = False, what: 
     if Path(rel).is_absolute():
         raise DatasetError(f"{where}: {what} path {rel!r} is absolute, but paths are relative to the dataset "
                            f"directory {root}; {OUTSIDE_FIX}")
-    base = root.resolve()
-    try:
-        target = path.resolve()
-    except (OSError, RuntimeError) as e:  # a symbolic link loop
-        raise DatasetError(f"{where}: {what} path {rel!r} cannot be resolved ({e}); fix the link") from None
-    if not target.is_relative_to(base):
-        why = ("climbs out of the dataset with '..'" if not Path(os.path.normpath(base / rel)).is_relative_to(base)
+    base = base or root.resolve()
+    target = os.path.realpath(path)  # a link loop stays unresolved, and is then a missing file
+    if not _within(target, base):
+        why = ("climbs out of the dataset with '..'" if not _within(os.path.normpath(base / rel), base)
                else "leads through a symbolic link")
         raise DatasetError(f"{where}: {what} path {rel!r} {why} to {target}, outside the dataset directory "
                            f"{base}; {OUTSIDE_FIX}")
     return path
+
+
+def _within(path: str, base: Path) -> bool:
+    """Whether the absolute, normalised `path` is `base` or lies under it (strings: thousands per dataset)."""
+    return path == str(base) or path.startswith(os.path.join(base, ""))
 
 
 class DecodeStamp:
@@ -198,18 +202,29 @@ class DecodeStamp:
         st = path.stat()
         return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
+    def recall(self, kind: str, rel: str, path: Path) -> tuple[int, int] | None:
+        """The size stored for `path` (`rel` in the dataset), if the file has not changed since."""
+        try:
+            key = self._key(path)
+        except OSError:
+            return None  # missing: size() says so
+        entry = self.known.get(f"{kind}:{rel}")
+        if entry is None or entry[:5] != key:
+            return None
+        self.seen[f"{kind}:{rel}"] = entry
+        return entry[5], entry[6]
+
     def size(self, kind: str, rel: str, path: Path, where: str) -> tuple[int, int]:
         """(width, height) of the image or mask `path` (`rel` in the dataset) as bcc reads it, decoding it
         unless known."""
+        known = self.recall(kind, rel, path)
+        if known is not None:
+            return known
         if not path.is_file():
             raise DatasetError(f"{where}: file {path} does not exist; fix the path or add the file")
-        key, name = self._key(path), f"{kind}:{rel}"
-        entry = self.known.get(name)
-        if entry is not None and entry[:5] == key:
-            w, h = entry[5:]
-        else:
-            w, h = _decoded_size(kind, path, where)
-        self.seen[name] = key + [w, h]
+        key = self._key(path)
+        w, h = _decoded_size(kind, path, where)
+        self.seen[f"{kind}:{rel}"] = key + [w, h]
         return w, h
 
     def save(self) -> None:
@@ -277,23 +292,28 @@ def _image_table(root: Path, allow_outside: bool) -> pd.DataFrame:
     check_unique(df, ["image_id"], path)
     if "diagnosis" in df.columns:
         _check_binary(df, ("diagnosis",), path)
+    base = root.resolve()
     for line, rel in df["image"].items():
-        inside(root, rel, f"{path}: line {line}", allow_outside)
+        inside(root, rel, f"{path}: line {line}", allow_outside, base=base)
     return df
 
 
 def _image_sizes(root: Path, df: pd.DataFrame, stamp: DecodeStamp, workers: int = 2) -> dict[str, tuple[int, int]]:
     """image_id → (width, height) upright; the first unreadable image (in file order) is the error."""
     path = root / "images.csv"
-    with ThreadPoolExecutor(max(1, workers)) as pool:  # Pillow decodes without the GIL
-        futures = [pool.submit(stamp.size, "image", rel, root / rel, f"{path}: line {line}")
-                   for line, rel in df["image"].items()]
-        try:
-            sizes = [f.result() for f in futures]
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    sizes = [stamp.recall("image", rel, root / rel) for rel in df["image"]]
+    todo = [(i, line, rel) for i, ((line, rel), size) in enumerate(zip(df["image"].items(), sizes)) if size is None]
+    if todo:
+        with ThreadPoolExecutor(max(1, workers)) as pool:  # Pillow decodes without the GIL
+            futures = [pool.submit(stamp.size, "image", rel, root / rel, f"{path}: line {line}")
+                       for _, line, rel in todo]
+            try:
+                for (i, _, _), f in zip(todo, futures):
+                    sizes[i] = f.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
     return dict(zip(df["image_id"], sizes))
 
 
@@ -349,7 +369,7 @@ def find_masks(root: Path, images: pd.DataFrame, sizes: dict[str, tuple[int, int
     mask_dir = inside(root, "masks", f"{root}", allow_outside, what="folder") if (root / "masks").exists() else None
     if mask_dir is None or not mask_dir.is_dir():
         return {}
-    known = set(images["image_id"])
+    known, base = set(images["image_id"]), root.resolve()
     masks: dict[str, dict[str, Path]] = {}
     for p in sorted(mask_dir.iterdir()):
         if p.name.startswith(".") or p.is_dir():
@@ -366,7 +386,7 @@ def find_masks(root: Path, images: pd.DataFrame, sizes: dict[str, tuple[int, int
         if code in masks.get(stem, {}):
             raise DatasetError(f"{p}: a second mask for {stem!r} {code} (also {masks[stem][code].name}); "
                                f"keep one of them")
-        inside(root, f"masks/{p.name}", f"{p}", allow_outside, what="mask")
+        inside(root, f"masks/{p.name}", f"{p}", allow_outside, what="mask", base=base)
         size = stamp.size("mask", f"masks/{p.name}", p, f"{p}")
         if size != sizes[stem]:
             raise DatasetError(f"{p}: mask is {size[0]}x{size[1]} but its image is {sizes[stem][0]}x{sizes[stem][1]};"
