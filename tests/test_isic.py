@@ -179,3 +179,26 @@ def test_a_failed_hard_link_is_a_clear_error_and_leaves_nothing(isic, monkeypatc
     with pytest.raises(DatasetError, match=r"cannot hard-link it .*cross-device.*pass --copy .*or --symlink"):
         convert(isic / "ISIC_2019_Training_GroundTruth.csv", isic / "ISIC_2019_Training_Input", isic / "out")
     assert not (isic / "out").exists() and not list(isic.glob(".out.*"))
+
+
+def test_merge_links_every_file_inside_and_reads_outside_sources_only_when_allowed(tmp_path, capsys):
+    from bcc.data.consensus import main as consensus_main
+    from bcc.data.merge import main as merge_main
+    from tests.helpers.datasets import make_dataset
+
+    a, b = make_dataset(tmp_path / "a"), make_dataset(tmp_path / "b")
+    (tmp_path / "elsewhere").mkdir()
+    (b / "images/im1.png").rename(tmp_path / "elsewhere/im1.png")
+    (b / "images/im1.png").symlink_to(tmp_path / "elsewhere/im1.png")  # b reads a file outside itself
+    assert merge_main([str(a), str(b), "--out", str(tmp_path / "m")]) == 2
+    assert "b/images.csv: line 3: image path 'images/im1.png' leads through a symbolic link" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (a / ".cache").exists()  # sources left untouched
+    assert merge_main([str(a), str(b), "--out", str(tmp_path / "m"), "--allow-outside"]) == 0
+    merged = load_dataset(tmp_path / "m")  # self-contained: no allow_outside needed
+    outside = merged.image_path("b_im1")
+    assert outside.parent.parent.name == "outside" and outside.samefile(tmp_path / "elsewhere/im1.png")
+    assert merged.image_path("a_im0").samefile(a / "images/im0.png")
+    assert merge_main([str(a), str(b), "--out", str(tmp_path / "s"), "--allow-outside", "--symlink"]) == 0
+    assert (tmp_path / "s" / "a" / "images" / "im0.png").is_symlink()
+    assert consensus_main([str(tmp_path / "s")]) == 2
+    assert consensus_main([str(tmp_path / "s"), "--allow-outside"]) == 0

@@ -158,6 +158,8 @@ def inside(root: Path, rel: str, where: str, allow_outside: bool = False, what: 
     """
     if not rel:
         raise DatasetError(f"{where}: blank {what} path; give the file's path relative to {root}")
+    if "\0" in rel:
+        raise DatasetError(f"{where}: {what} path {rel!r} holds a NUL character; fix the path")
     path = root / rel
     if allow_outside:
         return path
@@ -209,7 +211,7 @@ class DecodeStamp:
         except OSError:
             return None  # missing: size() says so
         entry = self.known.get(f"{kind}:{rel}")
-        if entry is None or entry[:5] != key:
+        if not isinstance(entry, list) or len(entry) != 7 or entry[:5] != key:
             return None
         self.seen[f"{kind}:{rel}"] = entry
         return entry[5], entry[6]
@@ -221,7 +223,8 @@ class DecodeStamp:
         if known is not None:
             return known
         if not path.is_file():
-            raise DatasetError(f"{where}: file {path} does not exist; fix the path or add the file")
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise DatasetError(f"{where}: file {path} {problem}; fix the path or add the file")
         key = self._key(path)
         w, h = _decoded_size(kind, path, where)
         self.seen[f"{kind}:{rel}"] = key + [w, h]
@@ -366,9 +369,11 @@ def find_masks(root: Path, images: pd.DataFrame, sizes: dict[str, tuple[int, int
     ``<id>_lesion.png`` (optional) the whole lesion — Table 4's background "lesion minus the patterns".
     The suffix may be in any case (``.PNG``); other image files there are refused (masks are lossless).
     """
-    mask_dir = inside(root, "masks", f"{root}", allow_outside, what="folder") if (root / "masks").exists() else None
-    if mask_dir is None or not mask_dir.is_dir():
+    if not (root / "masks").exists():
         return {}
+    mask_dir = inside(root, "masks", f"{root}", allow_outside, what="folder")
+    if not mask_dir.is_dir():
+        raise DatasetError(f"{mask_dir}: not a folder; masks/ holds the mask files (or remove it)")
     known, base = set(images["image_id"]), root.resolve()
     masks: dict[str, dict[str, Path]] = {}
     for p in sorted(mask_dir.iterdir()):

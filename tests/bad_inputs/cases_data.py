@@ -114,6 +114,12 @@ def symlink(rel: str | Callable[[Workspace], str], target: Callable[[Workspace],
     return prepare
 
 
+def masks_file(ws: Workspace) -> None:
+    """masks/ replaced by a file of that name."""
+    (ws.dataset() / "masks").rename(ws.root / "masks.bak")
+    (ws.root / "ds/masks").write_text("not a folder")
+
+
 def first_mask(ws: Workspace) -> str:
     """masks/<id>.png of the first image with masks (which ones have them is the generator's choice)."""
     ds = ws.dataset()
@@ -253,6 +259,10 @@ CASES: list[Case] = [
          cell(IMG, 3, "image", "images/nope.png")),
     Case("consensus/image-path-blank", CONSENSUS, dataset(), 2, FILE_LINE_FIX + r"blank image path",
          cell(IMG, 3, "image", "")),
+    Case("consensus/image-path-folder", CONSENSUS, dataset(), 2,
+         FILE_LINE_FIX + r"file .*images is not a file; fix the path", cell(IMG, 3, "image", "images")),
+    Case("consensus/image-path-nul", CONSENSUS, dataset(), 2, FILE_LINE_FIX + r"image path .* holds a NUL character",
+         cell(IMG, 3, "image", "images/syn_00001.png\0")),
     Case("consensus/image-empty", CONSENSUS, dataset(), 2,
          FILE_LINE_FIX + r"file .*syn_00001\.png is empty \(0 bytes\); replace it or drop its row",
          file("images/syn_00001.png", lambda p: b"")),
@@ -300,6 +310,7 @@ CASES: list[Case] = [
     Case("consensus/mask-twice", CONSENSUS, dataset(), 2,
          r"masks/(syn_\d+)\.png: a second mask for '\1' all \(also \1\.PNG\); keep one",
          mask(lambda ws: first_mask(ws)[:-3] + "PNG")),
+    Case("consensus/masks-not-a-folder", CONSENSUS, dataset(), 2, r"masks: not a folder", masks_file),
     Case("consensus/mask-truncated", CONSENSUS, dataset(), 2,
          r"masks/syn_\d+\.png: cannot read mask .*\.png \(corrupt or truncated.*re-export it as PNG",
          file(first_mask, half)),
