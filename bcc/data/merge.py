@@ -3,8 +3,9 @@
     python -m bcc.data.merge data/synthetic data/isic2019 --out data/mixed [--names synth,isic] [--copy | --symlink]
     python -m bcc.train data=csv data.root=data/mixed
 
-Every id gets its dataset's name as prefix (``<name>_<image_id>``, raters ``<name>:<rater>``, groups
-``<name>:<group>``), so nothing collides and the Dawid–Skene consensus keeps each dataset's raters apart.
+Every id gets its dataset's name (a folder name: letters, digits, ``.``, ``-``, ``_``) as prefix
+(``<name>_<image_id>``, raters ``<name>:<rater>``, groups ``<name>:<group>``), so nothing collides and
+the Dawid–Skene consensus keeps each dataset's raters apart.
 Images are hard-linked to ``<out>/<name>/<path>``, masks to ``<out>/masks/<name>_<mask>``: no copy, and the
 merged dataset holds its files, as the contract wants (``--copy`` copies, e.g. across filesystems;
 ``--symlink`` links, after which the tools reading it need ``--allow-outside``). Codes a dataset does not
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -24,6 +26,8 @@ import pandas as pd
 
 from bcc.core.cli import run_command, tool_parser
 from bcc.data.contract import LINK_MODES, DatasetError, load_dataset, place_file
+
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, how: str = "hard",
@@ -39,6 +43,9 @@ def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, 
     names = list(names) if names else [r.name for r in roots]
     if len(names) != len(roots) or len(set(names)) != len(names):
         raise DatasetError(f"--names {names}: give one distinct name per dataset ({len(roots)})")
+    unfit = [n for n in names if not NAME.fullmatch(n)]
+    if unfit:  # a name is a folder of the merged dataset and an id prefix: no '/', no '..'
+        raise DatasetError(f"--names {unfit}: a name is letters, digits, '.', '-' or '_', not starting with '.'")
     out = Path(out)
     if out.exists() or out.is_symlink():
         raise DatasetError(f"{out} exists: choose a new --out (merging never overwrites a dataset)")

@@ -336,6 +336,8 @@ CASES: list[Case] = [
          steps(two_datasets, existing_out)),
     Case("merge/same-names", MERGE, lambda ws: [str(ws.root / "ds"), str(ws.root / "ds"), "--out", str(ws.root / "out")],
          2, r"--names \['ds', 'ds'\]: give one distinct name per dataset", two_datasets),
+    Case("merge/name-with-a-path", MERGE, merge_args("--names", "a,../b"), 2,
+         r"--names \['\.\./b'\]: a name is letters, digits", two_datasets),
     Case("merge/source-truncated-image", MERGE, merge_args(), 2,
          r"ds2/images\.csv: line 3: cannot read image .*syn_00001\.png \(corrupt or truncated",
          steps(two_datasets, lambda ws: (ws.root / "ds2/images/syn_00001.png").write_bytes(
