@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -115,5 +117,52 @@ def test_unrated_codes_stay_blank_and_unlabelled_images_are_an_error(tmp_path):
     assert pd.isna(row["MG"]) and pd.isna(row["p_SW"]) and not pd.isna(row["PN"])
     ann.loc[ann.image_id == "im2", list(CODES)] = ""
     ann.to_csv(root / "annotations.csv", index=False)
-    with pytest.raises(DatasetError, match=r"'im2' has every code blank and no diagnosis"):
+    with pytest.raises(DatasetError, match=r"images.csv: line 4: image 'im2' has every code blank in "
+                                           r"annotations.csv and no diagnosis"):
         ensure_labels(root)
+
+
+def test_raters_with_too_few_ratings_are_undefined_and_said_so(tmp_path, capsys):
+    """A rater with one rated image, or none, gets NaN statistics with a note, a warning and '–' in the
+    report; a code whose Fleiss kappa cannot be computed says why; the other raters keep their numbers."""
+    from bcc.data.consensus import MIN_RATINGS, RaterWarning, kappa_undefined, main
+    from tests.helpers.datasets import make_dataset
+
+    root = make_dataset(tmp_path / "ds", n=30, raters=3)
+    ann = pd.read_csv(root / "annotations.csv", dtype=str, keep_default_na=False)
+    extra = pd.DataFrame([{"image_id": "im0", "rater": "lone", **{c: "1" for c in CODES}},
+                          {"image_id": "im1", "rater": "silent", **{c: "" for c in CODES}}])
+    ann = pd.concat([ann, extra])
+    ann.loc[ann.rater.isin(["r1", "r2"]), "SW"] = ""  # one rater left for SW: no kappa
+    ann.to_csv(root / "annotations.csv", index=False)
+    with pytest.warns(RaterWarning, match=r"rater 'lone': sensitivity/specificity undefined for every code "
+                                          r"\(1 rated image, fewer than 2\)"):
+        ensure_labels(root)
+    q = pd.read_csv(root / "rater_quality.csv", keep_default_na=False, na_values=[""]).set_index(["rater", "code"])
+    assert list(q.columns) == ["rated", "sensitivity", "specificity", "note"]
+    assert q.loc["lone", ["sensitivity", "specificity"]].isna().all().all() and (q.loc["lone", "rated"] == 1).all()
+    assert (q.loc["silent", "note"] == "no ratings").all() and (q.loc["silent", "rated"] == 0).all()
+    assert q.loc[["r0", "r1", "r2"]].drop(index="SW", level="code")[["sensitivity", "specificity"]].notna().all().all()
+    assert q.loc[("r1", "SW"), "note"] == "no ratings" and q.loc[("r0", "SW"), "rated"] == 30
+    ratings, _ = ratings_array(ann, pd.Series([f"im{i}" for i in range(30)]))
+    kappa = fleiss_kappa_per_code(ratings)
+    assert np.isnan(kappa["SW"]) and all(np.isfinite(kappa[c]) for c in CODES if c != "SW")  # lone/silent left out
+    assert kappa_undefined(ratings) == {"SW": f"fewer than 2 raters with {MIN_RATINGS}+ ratings"}
+
+    capsys.readouterr()
+    assert main([str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: Fleiss kappa undefined for SW: fewer than 2 raters with 2+ ratings" in err
+    assert "warning: rater 'silent': sensitivity/specificity undefined for every code (no ratings)" in err
+    assert "– = undefined:" in out and "Fleiss kappa undefined for SW" in out
+    lone = next(line for line in out.splitlines() if line.startswith("lone"))
+    assert lone.split()[1:] == ["–"] * 14
+    assert not re.search(r"\bnan\b(?! in rater_quality)", out, re.IGNORECASE)  # "–", never a bare NaN
+
+
+def test_kappa_of_identical_ratings_is_undefined_not_nan_silently():
+    from bcc.data.consensus import kappa_undefined
+
+    zeros = np.zeros((20, 3, 7))
+    assert np.isnan(fleiss_kappa_per_code(zeros)["PN"])
+    assert kappa_undefined(zeros)["PN"].startswith("every rating is the same")

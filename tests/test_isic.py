@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from bcc.core.patterns import CODES
-from bcc.data.consensus import ensure_labels
+from bcc.data.consensus import RaterWarning, ensure_labels
 from bcc.data.contract import DatasetError, load_dataset
 from bcc.data.folds import ensure_splits
 from bcc.data.isic import DIAGNOSES, convert, main
@@ -38,7 +38,8 @@ def test_converted_set_follows_the_contract_and_labels_come_from_diagnosis(isic,
     assert "20 images" in capsys.readouterr().out
     ds = load_dataset(out)
     assert ds.images["diagnosis"].astype(int).sum() == 7  # i % 3 == 0 for i < 20
-    labels = ensure_labels(out)
+    with pytest.warns(RaterWarning, match=r"rater 'isic2019': .*undefined for every code \(no ratings\)"):
+        labels = ensure_labels(out)  # the placeholder rater rates no code: said, not hidden
     assert labels[list(CODES)].isna().all().all()
     assert labels["bcc"].tolist() == [int(i % 3 == 0) for i in range(20)]
     splits = ensure_splits(out, k=2).merge(ds.images, on="image_id")
@@ -108,6 +109,8 @@ def test_merged_synthetic_and_isic_mask_the_pattern_loss_where_labels_are_missin
     assert merge_main([str(isic_set), str(isic_set), "--out", str(tmp_path / "m2")]) == 2  # same names
     ds = load_dataset(mixed)
     assert len(ds.images) == 120 and ds.images["image_id"].is_unique
+    assert not any(p.is_symlink() for p in mixed.rglob("*"))  # hard links: the merged set holds its files
+    assert (mixed / ds.images["image"].iloc[0]).samefile(data_dir / "synthetic-smoke" / "images" / "syn_00000.png")
     assert len(ds.masks) == len(load_dataset(data_dir / "synthetic-smoke").masks)
     labels = ensure_labels(mixed).set_index("image_id")
     is_isic = labels.index.str.startswith("isic_")
@@ -125,3 +128,77 @@ def test_merged_synthetic_and_isic_mask_the_pattern_loss_where_labels_are_missin
     assert torch.isfinite(loss) and isic_rows.any()
     assert (logits.grad[isic_rows, 1:] == 0).all()  # no pattern gradient from images without pattern labels
     assert (logits.grad[isic_rows, 0] != 0).all()   # the diagnosis still trains on them
+
+
+def _args(isic, out, *extra):
+    return [str(isic / "ISIC_2019_Training_GroundTruth.csv"), str(isic / "ISIC_2019_Training_Input"),
+            "--out", str(out), *extra]
+
+
+def test_an_existing_out_is_refused_and_left_as_it_was(isic, capsys):
+    out = isic / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(_args(isic, out)) == 2
+    assert "mine exists: choose a new --out" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
+    assert not list(isic.glob(".mine.*"))
+
+
+def test_images_are_hard_linked_by_default_and_symlinks_need_allow_outside(isic, capsys):
+    from bcc.data.consensus import main as consensus_main
+    from bcc.data.folds import main as folds_main
+
+    source = isic / "ISIC_2019_Training_Input"
+    (source / "ISIC_0000003.jpg").rename(source / "ISIC_0000003.JPG")  # the suffix in any case
+    assert main(_args(isic, isic / "hard")) == 0
+    linked = isic / "hard" / "images" / "ISIC_0000003.JPG"
+    assert not linked.is_symlink() and linked.samefile(source / "ISIC_0000003.JPG")
+    assert consensus_main([str(isic / "hard")]) == 0
+    assert main(_args(isic, isic / "copied", "--copy")) == 0
+    assert not (isic / "copied" / "images" / "ISIC_0000003.JPG").samefile(source / "ISIC_0000003.JPG")
+    assert main(_args(isic, isic / "soft", "--symlink")) == 0
+    assert "pass --allow-outside" in capsys.readouterr().out
+    assert (isic / "soft" / "images" / "ISIC_0000000.jpg").is_symlink()
+    assert folds_main([str(isic / "soft"), "--k", "2"]) == 2
+    assert "leads through a symbolic link" in capsys.readouterr().err
+    assert folds_main([str(isic / "soft"), "--k", "2", "--allow-outside"]) == 0
+    (source / "ISIC_0000005.png").write_bytes((source / "ISIC_0000005.jpg").read_bytes())
+    with pytest.raises(DatasetError, match=r"line 7: 'ISIC_0000005' has 2 image files .*ISIC_0000005.jpg, "
+                                           r"ISIC_0000005.png"):
+        convert(isic / "ISIC_2019_Training_GroundTruth.csv", source, isic / "two")
+
+
+def test_a_failed_hard_link_is_a_clear_error_and_leaves_nothing(isic, monkeypatch):
+    from bcc.data import contract
+
+    def cross_device(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(contract.os, "link", cross_device)
+    with pytest.raises(DatasetError, match=r"cannot hard-link it .*cross-device.*pass --copy .*or --symlink"):
+        convert(isic / "ISIC_2019_Training_GroundTruth.csv", isic / "ISIC_2019_Training_Input", isic / "out")
+    assert not (isic / "out").exists() and not list(isic.glob(".out.*"))
+
+
+def test_merge_links_every_file_inside_and_reads_outside_sources_only_when_allowed(tmp_path, capsys):
+    from bcc.data.consensus import main as consensus_main
+    from bcc.data.merge import main as merge_main
+    from tests.helpers.datasets import make_dataset
+
+    a, b = make_dataset(tmp_path / "a"), make_dataset(tmp_path / "b")
+    (tmp_path / "elsewhere").mkdir()
+    (b / "images/im1.png").rename(tmp_path / "elsewhere/im1.png")
+    (b / "images/im1.png").symlink_to(tmp_path / "elsewhere/im1.png")  # b reads a file outside itself
+    assert merge_main([str(a), str(b), "--out", str(tmp_path / "m")]) == 2
+    assert "b/images.csv: line 3: image path 'images/im1.png' leads through a symbolic link" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (a / ".cache").exists()  # sources left untouched
+    assert merge_main([str(a), str(b), "--out", str(tmp_path / "m"), "--allow-outside"]) == 0
+    merged = load_dataset(tmp_path / "m")  # self-contained: no allow_outside needed
+    outside = merged.image_path("b_im1")
+    assert outside.parent.parent.name == "outside" and outside.samefile(tmp_path / "elsewhere/im1.png")
+    assert merged.image_path("a_im0").samefile(a / "images/im0.png")
+    assert merge_main([str(a), str(b), "--out", str(tmp_path / "s"), "--allow-outside", "--symlink"]) == 0
+    assert (tmp_path / "s" / "a" / "images" / "im0.png").is_symlink()
+    assert consensus_main([str(tmp_path / "s")]) == 2
+    assert consensus_main([str(tmp_path / "s"), "--allow-outside"]) == 0

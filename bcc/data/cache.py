@@ -5,6 +5,8 @@ process (a multirun or ``stage=all`` decodes once) and stored beside the dataset
 ``<root>/.cache/images-<size>px-<digest>.npy`` (written atomically; the digest covers the image list,
 sizes and modification times, so an edited dataset is decoded afresh). Each image is read by
 ``bcc.data.images`` (EXIF orientation applied) and resized as the network sees it (``resize_square``).
+Every path must resolve inside `root` unless ``allow_outside`` (the dataset contract's rule), and a file
+that cannot be read is a :class:`~bcc.data.contract.DatasetError` naming it.
 """
 from __future__ import annotations
 
@@ -16,28 +18,42 @@ from pathlib import Path
 import numpy as np
 
 from bcc.core.io import atomic_path
-from bcc.data.images import read_rgb, resize_square
+from bcc.data.contract import DatasetError, inside
+from bcc.data.images import UnreadableImage, read_rgb, resize_square
 
 _MEMORY: dict[tuple[str, int, str], np.ndarray] = {}
 _MAX_MEMORY = 4  # datasets kept in memory at once
 
 
+FIX = "replace the file or drop its row from images.csv"
+
+
 def _decode(path: Path, size: int) -> np.ndarray:
-    return resize_square(read_rgb(path)[0], size)
+    try:
+        return resize_square(read_rgb(path)[0], size)
+    except UnreadableImage as e:
+        raise DatasetError(f"{path}: cannot read image ({e}); {FIX}") from None
+    except OSError as e:  # gone or unreadable since the dataset was validated
+        raise DatasetError(f"{path}: cannot read image ({e.strerror or e}); {FIX}") from None
 
 
 def _digest(root: Path, rel_paths: Sequence[str], size: int) -> str:
     h = hashlib.sha256(f"{size}/upright".encode())  # "upright": EXIF orientation applied
     for rel in rel_paths:
-        st = (root / rel).stat()
+        try:
+            st = (root / rel).stat()
+        except OSError as e:
+            raise DatasetError(f"{root / rel}: cannot read image ({e.strerror or e}); {FIX}") from None
         h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
 def decoded_images(root: Path, rel_paths: Sequence[str], size: int, disk_cache: bool = True,
-                   workers: int = 2) -> np.ndarray:
+                   workers: int = 2, allow_outside: bool = False) -> np.ndarray:
     """(N, size, size, 3) uint8: the images `rel_paths` (relative to `root`), from memory, disk cache or decoded."""
     root = Path(root).resolve()
+    for rel in rel_paths:
+        inside(root, rel, f"{root / 'images.csv'}", allow_outside, base=root)
     digest = _digest(root, rel_paths, size)
     key = (str(root), int(size), digest)
     if key in _MEMORY:

@@ -1,78 +1,138 @@
 """Load and validate a dataset directory (the dataset contract, `docs/dataset.md`).
 
-Every malformed input stops with a `DatasetError` that names the file, the CSV line and the fix, before
-anything derived is written. CSV line numbers count the header as line 1, as an editor shows them.
+Every malformed input stops with a `DatasetError` that names the file, the line (as an editor counts it:
+physical lines, the header is line 1, a quoted value spanning lines counts each of them) and the fix,
+before anything derived is written. Every image and mask is decoded in full once — what training would
+read — and the outcome is remembered in ``.cache/decoded.json``, so a dataset is not decoded again until a
+file changes. Every path must resolve inside the dataset directory unless the caller passes
+``allow_outside=True``: a dataset cannot vouch for files outside itself.
 """
 from __future__ import annotations
 
 import csv
+import io
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+import PIL
 from PIL import Image, UnidentifiedImageError
 
 from bcc.core.errors import BadInput
+from bcc.core.io import write_text
 from bcc.core.patterns import CODES
+from bcc.data.images import UnreadableImage, read_mask, read_rgb
 
 IMAGE_COLUMNS = ("image_id", "image", "source")
 IMAGE_OPTIONAL = ("group", "diagnosis")
 ANNOTATION_COLUMNS = ("image_id", "rater") + CODES
 LESION = "lesion"  # masks/<image_id>_lesion.png: the whole lesion (optional)
+MASK_SUFFIX = ".png"  # masks are lossless; the suffix is matched in any case (.PNG too)
+LINK_MODES = ("hard", "copy", "symlink")  # how bcc.data.isic / bcc.data.merge place files in a dataset
+OUTSIDE_FIX = ("move or copy the file into the dataset (a hard link does too), or, if reading outside it is "
+               "intended, pass --allow-outside (allow_outside=True)")
+_BREAK = re.compile(rb"\r\n|\r|\n")  # the line breaks an editor counts
+DELIMITERS = ";\t|"  # what a CSV written in another convention is separated by
 
 
 class DatasetError(BadInput):
     """A dataset file breaks the contract; the message says where and how to fix it."""
 
 
-def _line(index: int) -> int:
-    return int(index) + 2  # header is line 1
-
-
 def _lines(mask: pd.Series, limit: int = 5) -> str:
-    rows = [str(_line(i)) for i in np.flatnonzero(mask.to_numpy())[:limit]]
-    more = int(mask.sum()) - len(rows)
-    return ", ".join(rows) + (f" (+{more} more)" if more > 0 else "")
+    """The CSV lines of the rows where `mask` holds (a contract table is indexed by line)."""
+    lines = mask.index[mask.to_numpy()]
+    shown = ", ".join(str(n) for n in lines[:limit])
+    return shown + (f" (+{len(lines) - limit} more)" if len(lines) > limit else "")
+
+
+def _decode_text(path: Path, raw: bytes) -> str:
+    """UTF-8 text; otherwise an error naming the line and column of the first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        breaks = list(_BREAK.finditer(raw, 0, e.start))
+        begin = breaks[-1].end() if breaks else 0
+        end = m.start() if (m := _BREAK.search(raw, e.start)) else len(raw)
+        column = len(raw[begin:e.start].decode("utf-8-sig")) + 1  # everything before the bad byte decoded
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            hint = "the file is UTF-16 (Excel's 'Unicode text')"
+        else:
+            hint = f"read as Windows-1252 the line says {raw[begin:end].decode('cp1252', 'replace')[:80]!r}"
+        raise DatasetError(f"{path}: line {len(breaks) + 1}, column {column} (byte {e.start}): not UTF-8 "
+                           f"(byte 0x{raw[e.start]:02x}: {e.reason}); {hint}; re-save the file as UTF-8 CSV "
+                           f"(e.g. `iconv -f cp1252 -t utf-8`)") from None
+
+
+def _records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line the record starts on, its fields) for every non-blank record, counting physical lines."""
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
+    start = 1
+    try:
+        for fields in reader:
+            if len(fields) > 1 or (fields and fields[0].strip()):
+                yield start, fields
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise DatasetError(f"{path}: line {start}: malformed CSV ({e}); a value holding a comma, quote or line "
+                           f"break must be in double quotes, with a quote inside it written twice (\"\")") from None
 
 
 def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read a contract CSV as strings, checking encoding, delimiter, emptiness and the column set."""
+    """A contract CSV as stripped strings, indexed by the line each row starts on (named ``line``).
+
+    Checks the encoding, delimiter, emptiness, the column set and that every row has the header's number
+    of fields.
+    """
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"{path}: file not found; every dataset needs it (see README, 'Plug in a dataset')")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{path}: not UTF-8 ({e.reason} at byte {e.start}); re-save the file as UTF-8 CSV") from e
-    if not text.strip():
+        raise DatasetError(f"{path}: file not found; every dataset needs it (see docs/dataset.md)")
+    text = _decode_text(path, path.read_bytes())
+    records = _records(path, text)
+    first = next(records, None)
+    if first is None:
         raise DatasetError(f"{path}: file is empty; expected a header line {','.join(required)}")
-    header = text.splitlines()[0]
-    if "," not in header and len(required) > 1:
+    header_line, header = first[0], [c.strip() for c in first[1]]
+    where = f"{path}: line {header_line}"
+    if len(header) == 1 and len(required) > 1:
         try:
-            delim = csv.Sniffer().sniff(header, delimiters=";\t|").delimiter
-            hint = f"it looks {delim!r}-separated"
+            hint = f"it looks {csv.Sniffer().sniff(header[0], delimiters=DELIMITERS).delimiter!r}-separated"
         except csv.Error:
             hint = "no comma found in the header"
-        raise DatasetError(f"{path}: line 1: {hint}; the contract is comma-separated with header "
-                           f"{','.join(required)}")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
-    df.columns = [c.strip() for c in df.columns]
-    missing = [c for c in required if c not in df.columns]
+        raise DatasetError(f"{where}: {hint}; the contract is comma-separated with header {','.join(required)}")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DatasetError(f"{where}: column(s) {repeated} appear more than once; keep one of each")
+    missing = [c for c in required if c not in header]
     if missing:
-        raise DatasetError(f"{path}: line 1: missing column(s) {missing}; the header must contain "
-                           f"{','.join(required)}")
-    unknown = [c for c in df.columns if c not in required + optional]
+        raise DatasetError(f"{where}: missing column(s) {missing}; the header must contain {','.join(required)}")
+    unknown = [c for c in header if c not in required + optional]
     if unknown:
-        raise DatasetError(f"{path}: line 1: unknown column(s) {unknown}; allowed: {list(required + optional)} "
+        raise DatasetError(f"{where}: unknown column(s) {unknown}; allowed: {list(required + optional)} "
                            f"(pattern codes are {list(CODES)}); rename or drop them")
-    if df.empty:
+    lines, rows = [], []
+    for line, fields in records:
+        if len(fields) != len(header):
+            fix = ("a value holding a comma must be in double quotes; otherwise remove the extra field(s)"
+                   if len(fields) > len(header) else
+                   "add the missing field(s): a blank value still needs its comma")
+            raise DatasetError(f"{path}: line {line}: {len(fields)} fields, but the header (line {header_line}) has "
+                               f"{len(header)} ({','.join(header)}); {fix}")
+        lines.append(line)
+        rows.append([v.strip() for v in fields])
+    if not rows:
         raise DatasetError(f"{path}: header only, no data rows")
-    return df.apply(lambda s: s.str.strip())
+    return pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=str)
 
 
-def _check_unique(df: pd.DataFrame, keys: list[str], path: Path) -> None:
+def check_unique(df: pd.DataFrame, keys: list[str], path: Path) -> None:
+    """Refuse rows repeating `keys`, naming their lines."""
     dup = df.duplicated(keys, keep=False)
     if dup.any():
         first = df.loc[dup, keys].iloc[0].tolist()
@@ -88,24 +148,118 @@ def _check_binary(df: pd.DataFrame, cols: tuple[str, ...], path: Path) -> None:
                                f"blank (blank = not rated)")
 
 
-def _image_size(path: Path, where: str) -> tuple[int, int]:
-    if not path.is_file():
-        raise DatasetError(f"{where}: file {path} does not exist; fix the path or add the file")
+def inside(root: Path, rel: str, where: str, allow_outside: bool = False, what: str = "image",
+           base: Path | None = None) -> Path:
+    """``root / rel``, refused unless it resolves inside `root` (or `allow_outside`).
+
+    An absolute path, a ``..`` that climbs out and a symbolic link leading out (the file's, or a folder's
+    on its way) are refused: reading them would read files the dataset does not hold. `base` is
+    ``root.resolve()``, when the caller checks many paths.
+    """
+    if not rel:
+        raise DatasetError(f"{where}: blank {what} path; give the file's path relative to {root}")
+    if "\0" in rel:
+        raise DatasetError(f"{where}: {what} path {rel!r} holds a NUL character; fix the path")
+    path = root / rel
+    if allow_outside:
+        return path
+    if Path(rel).is_absolute():
+        raise DatasetError(f"{where}: {what} path {rel!r} is absolute, but paths are relative to the dataset "
+                           f"directory {root}; {OUTSIDE_FIX}")
+    base = base or root.resolve()
+    target = os.path.realpath(path)  # a link loop stays unresolved, and is then a missing file
+    if not _within(target, base):
+        why = ("climbs out of the dataset with '..'" if not _within(os.path.normpath(base / rel), base)
+               else "leads through a symbolic link")
+        raise DatasetError(f"{where}: {what} path {rel!r} {why} to {target}, outside the dataset directory "
+                           f"{base}; {OUTSIDE_FIX}")
+    return path
+
+
+def _within(path: str, base: Path) -> bool:
+    """Whether the absolute, normalised `path` is `base` or lies under it (strings: thousands per dataset)."""
+    return path == str(base) or path.startswith(os.path.join(base, ""))
+
+
+class DecodeStamp:
+    """Which files decoded in full, and at what size, keyed by each file's identity and change stamp.
+
+    The key is (device, inode, size, mtime, ctime): any write, truncation or replacement of a file changes
+    it (ctime cannot be set back, unlike mtime), so a file is decoded again only when it may have
+    changed. Written beside the dataset (``.cache/decoded.json``), after a whole validation succeeded.
+    """
+
+    def __init__(self, root: Path):
+        self.path = root / ".cache" / "decoded.json"
+        self.reader = f"read_rgb/read_mask, Pillow {PIL.__version__}"  # another decoder may judge anew
+        try:
+            stored = json.loads(self.path.read_text())
+            self.known = stored["files"] if stored.get("reader") == self.reader else {}
+        except (OSError, ValueError, KeyError, TypeError):
+            self.known = {}  # none yet, or a damaged one: decode everything
+        self.seen: dict[str, list[int]] = {}
+
+    @staticmethod
+    def _key(path: Path) -> list[int]:
+        st = path.stat()
+        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+    def recall(self, kind: str, rel: str, path: Path) -> tuple[int, int] | None:
+        """The size stored for `path` (`rel` in the dataset), if the file has not changed since."""
+        try:
+            key = self._key(path)
+        except OSError:
+            return None  # missing: size() says so
+        entry = self.known.get(f"{kind}:{rel}")
+        if not isinstance(entry, list) or len(entry) != 7 or entry[:5] != key:
+            return None
+        self.seen[f"{kind}:{rel}"] = entry
+        return entry[5], entry[6]
+
+    def size(self, kind: str, rel: str, path: Path, where: str) -> tuple[int, int]:
+        """(width, height) of the image or mask `path` (`rel` in the dataset) as bcc reads it, decoding it
+        unless known."""
+        known = self.recall(kind, rel, path)
+        if known is not None:
+            return known
+        if not path.is_file():
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise DatasetError(f"{where}: file {path} {problem}; fix the path or add the file")
+        key = self._key(path)
+        w, h = _decoded_size(kind, path, where)
+        self.seen[f"{kind}:{rel}"] = key + [w, h]
+        return w, h
+
+    def save(self) -> None:
+        if self.seen == self.known:
+            return
+        try:
+            write_text(json.dumps({"reader": self.reader, "files": self.seen}, sort_keys=True), self.path)
+        except OSError:
+            pass  # a read-only dataset: decoded again next time
+
+
+def _decoded_size(kind: str, path: Path, where: str) -> tuple[int, int]:
+    """Decode the whole file as training will (truncation shows only here) and return its size."""
     if path.stat().st_size == 0:
         raise DatasetError(f"{where}: file {path} is empty (0 bytes); replace it or drop its row")
     try:
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DatasetError(f"{where}: cannot read image {path} ({e}); re-export it as JPEG/PNG or drop its row") \
-            from e
+        if kind == "image":
+            rgb, _ = read_rgb(path)
+            return rgb.shape[1], rgb.shape[0]
+        mask = read_mask(path)
+        return mask.shape[1], mask.shape[0]
+    except UnreadableImage as e:
+        reason = str(e)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, EOFError, ValueError) as e:
+        reason = f"corrupt or truncated ({e})"  # read_mask's errors: what Pillow raises on bad data
+    fix = "re-export it as JPEG/PNG or drop its row" if kind == "image" else "re-export it as PNG or delete it"
+    raise DatasetError(f"{where}: cannot read {kind} {path} ({reason}); {fix}")
 
 
 @dataclass
 class Dataset:
-    """A validated dataset: image table, per-rater annotations and the available masks."""
+    """A validated dataset: image table, per-rater annotations and the available masks (tables by line)."""
 
     root: Path
     images: pd.DataFrame
@@ -120,27 +274,60 @@ class Dataset:
         return [self.root / p for p in self.images["image"]]
 
 
-def load_image_table(root: Path, check_files: bool = True) -> pd.DataFrame:
-    """images.csv, validated (columns, ids, diagnosis values; with `check_files` every image readable)."""
+def load_image_table(root: Path, check_files: bool = True, allow_outside: bool = False) -> pd.DataFrame:
+    """images.csv, validated: columns, ids, diagnosis values and every path inside `root` (unless
+    `allow_outside`); with `check_files` every image decoded in full (see :class:`DecodeStamp`)."""
+    root = Path(root)
+    df = _image_table(root, allow_outside)
+    if check_files:
+        stamp = DecodeStamp(root)
+        _image_sizes(root, df, stamp)
+        stamp.save()
+    return df
+
+
+def _image_table(root: Path, allow_outside: bool) -> pd.DataFrame:
     path = root / "images.csv"
     df = read_csv(path, IMAGE_COLUMNS, IMAGE_OPTIONAL)
     empty = df["image_id"].eq("")
     if empty.any():
-        raise DatasetError(f"{path}: blank image_id on line {_lines(empty)}")
-    _check_unique(df, ["image_id"], path)
+        raise DatasetError(f"{path}: blank image_id on line {_lines(empty)}; give every image an id")
+    check_unique(df, ["image_id"], path)
     if "diagnosis" in df.columns:
         _check_binary(df, ("diagnosis",), path)
-    if check_files:
-        for i, rel in enumerate(df["image"]):
-            _image_size(root / rel, f"{path}: line {_line(i)}")
+    base = root.resolve()
+    for line, rel in df["image"].items():
+        inside(root, rel, f"{path}: line {line}", allow_outside, base=base)
     return df
+
+
+def _image_sizes(root: Path, df: pd.DataFrame, stamp: DecodeStamp, workers: int = 2) -> dict[str, tuple[int, int]]:
+    """image_id → (width, height) upright; the first unreadable image (in file order) is the error."""
+    path = root / "images.csv"
+    sizes = [stamp.recall("image", rel, root / rel) for rel in df["image"]]
+    todo = [(i, line, rel) for i, ((line, rel), size) in enumerate(zip(df["image"].items(), sizes)) if size is None]
+    if todo:
+        with ThreadPoolExecutor(max(1, workers)) as pool:  # Pillow decodes without the GIL
+            futures = [pool.submit(stamp.size, "image", rel, root / rel, f"{path}: line {line}")
+                       for _, line, rel in todo]
+            try:
+                for (i, _, _), f in zip(todo, futures):
+                    sizes[i] = f.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    return dict(zip(df["image_id"], sizes))
 
 
 def load_annotations(root: Path, image_ids: pd.Series) -> pd.DataFrame:
     path = root / "annotations.csv"
     df = read_csv(path, ANNOTATION_COLUMNS)
+    blank = df["rater"].eq("")
+    if blank.any():
+        raise DatasetError(f"{path}: blank rater on line {_lines(blank)}; name the rater of every row")
     _check_binary(df, CODES, path)
-    _check_unique(df, ["image_id", "rater"], path)
+    check_unique(df, ["image_id", "rater"], path)
     unknown = ~df["image_id"].isin(image_ids)
     if unknown.any():
         raise DatasetError(f"{path}: line {_lines(unknown)}: image_id {df.loc[unknown, 'image_id'].iloc[0]!r} "
@@ -152,28 +339,60 @@ def load_annotations(root: Path, image_ids: pd.Series) -> pd.DataFrame:
     return df
 
 
-def find_masks(root: Path, images: pd.DataFrame) -> dict[str, dict[str, Path]]:
+def _check_labelled(root: Path, images: pd.DataFrame, annotations: pd.DataFrame) -> None:
+    """Every image needs a rated code or a diagnosis, or it has no label at all."""
+    rated = annotations[list(CODES)].ne("").any(axis=1).groupby(annotations["image_id"]).any()
+    unlabelled = ~images["image_id"].map(rated).astype(bool)
+    if "diagnosis" in images.columns:
+        unlabelled &= images["diagnosis"].eq("")
+    if unlabelled.any():
+        first = images.loc[unlabelled, "image_id"].iloc[0]
+        raise DatasetError(f"{root / 'images.csv'}: line {_lines(unlabelled)}: image {first!r} has every code blank "
+                           f"in annotations.csv and no diagnosis, so it has no label; rate it or give its diagnosis")
+
+
+def mask_name(name: str, known: set[str]) -> tuple[str, str] | None:
+    """(image_id, "all" | CODE | "lesion") of a mask file name, or None when it is no mask (not PNG)."""
+    stem, suffix = os.path.splitext(name)
+    if suffix.lower() != MASK_SUFFIX:
+        return None
+    if stem not in known and "_" in stem and stem.rsplit("_", 1)[1] in (*CODES, LESION):
+        return stem.rsplit("_", 1)[0], stem.rsplit("_", 1)[1]
+    return stem, "all"
+
+
+def find_masks(root: Path, images: pd.DataFrame, sizes: dict[str, tuple[int, int]], stamp: DecodeStamp,
+               allow_outside: bool = False) -> dict[str, dict[str, Path]]:
     """Map image_id → {"all" | CODE | "lesion": mask path}; each mask must match its image's size.
 
     ``<id>.png`` is the union of the pattern regions, ``<id>_<CODE>.png`` one code's region and
     ``<id>_lesion.png`` (optional) the whole lesion — Table 4's background "lesion minus the patterns".
+    The suffix may be in any case (``.PNG``); other image files there are refused (masks are lossless).
     """
-    mask_dir = root / "masks"
-    if not mask_dir.is_dir():
+    if not (root / "masks").exists():
         return {}
-    known = set(images["image_id"])
-    sizes = {}
+    mask_dir = inside(root, "masks", f"{root}", allow_outside, what="folder")
+    if not mask_dir.is_dir():
+        raise DatasetError(f"{mask_dir}: not a folder; masks/ holds the mask files (or remove it)")
+    known, base = set(images["image_id"]), root.resolve()
     masks: dict[str, dict[str, Path]] = {}
-    for p in sorted(mask_dir.glob("*.png")):
-        stem, code = p.stem, "all"
-        if stem not in known and "_" in stem and stem.rsplit("_", 1)[1] in (*CODES, LESION):
-            stem, code = stem.rsplit("_", 1)
+    for p in sorted(mask_dir.iterdir()):
+        if p.name.startswith(".") or p.is_dir():
+            continue
+        parsed = mask_name(p.name, known)
+        if parsed is None:
+            if p.suffix.lower() in (".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"):
+                raise DatasetError(f"{p}: masks must be PNG (lossless); convert it to {p.stem}.png")
+            continue
+        stem, code = parsed
         if stem not in known:
             raise DatasetError(f"{p}: no image {stem!r} in images.csv; masks are named <image_id>.png, "
                                f"<image_id>_<CODE>.png with CODE in {list(CODES)} or <image_id>_{LESION}.png")
-        if stem not in sizes:
-            sizes[stem] = _image_size(root / images.set_index("image_id").at[stem, "image"], f"{p}")
-        size = _image_size(p, f"{p}")
+        if code in masks.get(stem, {}):
+            raise DatasetError(f"{p}: a second mask for {stem!r} {code} (also {masks[stem][code].name}); "
+                               f"keep one of them")
+        inside(root, f"masks/{p.name}", f"{p}", allow_outside, what="mask", base=base)
+        size = stamp.size("mask", f"masks/{p.name}", p, f"{p}")
         if size != sizes[stem]:
             raise DatasetError(f"{p}: mask is {size[0]}x{size[1]} but its image is {sizes[stem][0]}x{sizes[stem][1]};"
                                f" masks must have the image's size")
@@ -181,13 +400,42 @@ def find_masks(root: Path, images: pd.DataFrame) -> dict[str, dict[str, Path]]:
     return masks
 
 
-def load_dataset(root: Path, check_files: bool = True) -> Dataset:
-    """Validate and load `root`; raises DatasetError naming file, line and fix on the first problem."""
+def load_dataset(root: Path, check_files: bool = True, allow_outside: bool = False,
+                 write_stamp: bool = True) -> Dataset:
+    """Validate and load `root`; raises DatasetError naming file, line and fix on the first problem.
+
+    With `check_files`, every image and mask is decoded (once: see :class:`DecodeStamp`, saved when
+    `write_stamp`; a tool only reading a dataset, like merge, leaves it untouched); paths must resolve
+    inside `root` unless `allow_outside`.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset directory not found (make one with `python -m bcc.data.synthetic "
                            f"--out {root}` or point data.root at your dataset)")
-    images = load_image_table(root, check_files)
+    images = _image_table(root, allow_outside)
     annotations = load_annotations(root, images["image_id"])
-    masks = find_masks(root, images) if check_files else {}
+    _check_labelled(root, images, annotations)
+    masks = {}
+    if check_files:
+        stamp = DecodeStamp(root)
+        masks = find_masks(root, images, _image_sizes(root, images, stamp), stamp, allow_outside)
+        if write_stamp:
+            stamp.save()
     return Dataset(root=root, images=images, annotations=annotations, masks=masks)
+
+
+def place_file(src: Path, dst: Path, how: str) -> None:
+    """Put `src` into a dataset being written at `dst`: a hard link (the default: no copy, and the file
+    lies inside the dataset), a copy, or a symbolic link (then the dataset needs ``allow_outside``)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if how == "copy":
+        shutil.copy2(src, dst)
+    elif how == "symlink":
+        dst.symlink_to(src)
+    else:
+        try:
+            os.link(src, dst)
+        except OSError as e:
+            raise DatasetError(f"{src}: cannot hard-link it into the new dataset ({e.strerror}; another filesystem?); "
+                               f"pass --copy to copy the files, or --symlink to link them (the tools that read "
+                               f"the dataset then need --allow-outside)") from None

@@ -4,7 +4,7 @@ Uses iterative stratification (Sechidis et al.) from `iterative-stratification`.
 `group` column (e.g. one patient or lesion photographed several times), whole groups are stratified as
 units — their labels OR-ed — so a group never spans two folds.
 
-    python -m bcc.folds DATASET_DIR [--k 5] [--seed 0]
+    python -m bcc.folds DATASET_DIR [--k 5] [--seed 0] [--allow-outside]
 """
 from __future__ import annotations
 
@@ -59,11 +59,13 @@ def fold_table(labels: pd.DataFrame, folds: np.ndarray) -> pd.DataFrame:
     return table
 
 
-def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False) -> pd.DataFrame:
-    """Write (or reuse, when labels and parameters are unchanged) splits.csv with `image_id,fold`."""
+def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False,
+                  allow_outside: bool = False) -> pd.DataFrame:
+    """Write (or reuse, when labels and parameters are unchanged) splits.csv with `image_id,fold`; the
+    dataset is validated first (`consensus.ensure_labels`)."""
     root = Path(root)
-    labels = ensure_labels(root)
-    images = load_image_table(root, check_files=False)
+    labels = ensure_labels(root, allow_outside=allow_outside)
+    images = load_image_table(root, check_files=False, allow_outside=allow_outside)
     path, stamp = root / "splits.csv", root / ".splits.inputs.json"
     digest = files_digest(root / "labels.csv", root / "images.csv", extra=f"k={k}/seed={seed}")
     if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest and not verbose:
@@ -87,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", type=Path, help="dataset directory (images.csv, annotations.csv)")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="read image and mask paths that lead outside the dataset directory")
     args = parser.parse_args(argv)
 
     def body() -> None:
-        ensure_splits(args.dataset, k=args.k, seed=args.seed, verbose=True)
+        ensure_splits(args.dataset, k=args.k, seed=args.seed, verbose=True, allow_outside=args.allow_outside)
 
     return run_command("bcc.folds", body, args.debug)

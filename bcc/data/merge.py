@@ -1,16 +1,21 @@
 """Merge datasets in the dataset contract into one, to train on several at once.
 
-    python -m bcc.data.merge data/synthetic data/isic2019 --out data/mixed [--names synth,isic]
+    python -m bcc.data.merge data/synthetic data/isic2019 --out data/mixed [--names synth,isic] [--copy | --symlink]
     python -m bcc.train data=csv data.root=data/mixed
 
-Every id gets its dataset's name as prefix (``<name>_<image_id>``, raters ``<name>:<rater>``, groups
-``<name>:<group>``), so nothing collides and the Dawid–Skene consensus keeps each dataset's raters apart.
-Images and masks are symlinked (``<out>/<name>/...``), not copied. Codes a dataset does not annotate stay
-blank, so their pattern losses are masked out; ``diagnosis`` is kept where a dataset has it.
+Every id gets its dataset's name (a folder name: letters, digits, ``.``, ``-``, ``_``) as prefix
+(``<name>_<image_id>``, raters ``<name>:<rater>``, groups ``<name>:<group>``), so nothing collides and
+the Dawid–Skene consensus keeps each dataset's raters apart.
+Images are hard-linked to ``<out>/<name>/<path>``, masks to ``<out>/masks/<name>_<mask>``: no copy, and the
+merged dataset holds its files, as the contract wants (``--copy`` copies, e.g. across filesystems;
+``--symlink`` links, after which the tools reading it need ``--allow-outside``). Codes a dataset does not
+annotate stay blank, so their pattern losses are masked out; ``diagnosis`` is kept where a dataset has it.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,29 +25,44 @@ from pathlib import Path
 import pandas as pd
 
 from bcc.core.cli import run_command, tool_parser
-from bcc.data.contract import DatasetError, load_dataset
+from bcc.data.contract import LINK_MODES, DatasetError, load_dataset, place_file
+
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
-def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None) -> pd.DataFrame:
-    """Write the merged dataset to `out` (atomically: a temp folder renamed at the end); returns images.csv."""
+def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, how: str = "hard",
+          allow_outside: bool = False) -> pd.DataFrame:
+    """Write the merged dataset to `out` (atomically: a temp folder renamed at the end); returns images.csv.
+
+    `how` places the files (`contract.place_file`); `allow_outside` lets a source's paths lead outside it
+    (its files are then linked or copied into the merged dataset all the same).
+    """
+    if how not in LINK_MODES:
+        raise DatasetError(f"how={how!r}: choose one of {list(LINK_MODES)}")
     roots = [Path(r).resolve() for r in roots]
     names = list(names) if names else [r.name for r in roots]
     if len(names) != len(roots) or len(set(names)) != len(names):
         raise DatasetError(f"--names {names}: give one distinct name per dataset ({len(roots)})")
+    unfit = [n for n in names if not NAME.fullmatch(n)]
+    if unfit:  # a name is a folder of the merged dataset and an id prefix: no '/', no '..'
+        raise DatasetError(f"--names {unfit}: a name is letters, digits, '.', '-' or '_', not starting with '.'")
     out = Path(out)
-    if out.exists():
+    if out.exists() or out.is_symlink():
         raise DatasetError(f"{out} exists: choose a new --out (merging never overwrites a dataset)")
+    # every source valid before anything is written, and the sources left untouched (no decode stamp)
+    sources = [load_dataset(root, allow_outside=allow_outside, write_stamp=False) for root in roots]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         images, annotations = [], []
-        (tmp / "masks").mkdir()
-        for root, name in zip(roots, names):
-            ds = load_dataset(root)
-            (tmp / name).symlink_to(root, target_is_directory=True)
+        for ds, name in zip(sources, names):
             im = ds.images.copy()
+            rels = [_placed(ds.root / rel, ds.root, allow_outside) for rel in im["image"]]
+            for rel, src in zip(rels, ds.image_paths):
+                if not (tmp / name / rel).exists():  # two rows may share a file
+                    place_file(src.resolve(), tmp / name / rel, how)
             im["image_id"] = name + "_" + im["image_id"]
-            im["image"] = name + "/" + im["image"]
+            im["image"] = [f"{name}/{rel}" for rel in rels]
             if "group" in im:
                 im["group"] = im["group"].where(im["group"].eq(""), name + ":" + im["group"])
             images.append(im)
@@ -53,17 +73,23 @@ def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None) 
             for image_id, masks in ds.masks.items():
                 for code, path in masks.items():
                     suffix = "" if code == "all" else f"_{code}"
-                    (tmp / "masks" / f"{name}_{image_id}{suffix}.png").symlink_to(Path(path).resolve())
+                    place_file(Path(path).resolve(), tmp / "masks" / f"{name}_{image_id}{suffix}.png", how)
         merged = pd.concat(images, ignore_index=True).fillna("")
         merged.to_csv(tmp / "images.csv", index=False)
         pd.concat(annotations, ignore_index=True).to_csv(tmp / "annotations.csv", index=False)
-        if not any((tmp / "masks").iterdir()):
-            (tmp / "masks").rmdir()
         os.replace(tmp, out)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
     return merged
+
+
+def _placed(path: Path, root: Path, allow_outside: bool) -> str:
+    """Where a source's file goes under its name in the merged dataset: its place inside the source (``..``
+    and links resolved), or — allowed outside it — ``outside/<digest of its folder>/<file name>``."""
+    target, base = path.resolve(), root.resolve()
+    if target.is_relative_to(base):
+        return target.relative_to(base).as_posix()
+    return f"outside/{hashlib.sha256(str(target.parent).encode()).hexdigest()[:12]}/{target.name}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,10 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("datasets", nargs="+", type=Path)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--names", help="comma-separated prefixes (default: the folder names)")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--copy", dest="how", action="store_const", const="copy", default="hard",
+                     help="copy the files (default: hard links; use this across filesystems)")
+    how.add_argument("--symlink", dest="how", action="store_const", const="symlink",
+                     help="symlink the files (then pass --allow-outside to the tools that read the result)")
+    ap.add_argument("--allow-outside", action="store_true",
+                    help="accept source datasets whose paths lead outside them (their files are placed inside)")
     a = ap.parse_args(argv)
 
     def body() -> None:
-        merged = merge(a.datasets, a.out, a.names.split(",") if a.names else None)
+        merged = merge(a.datasets, a.out, a.names.split(",") if a.names else None, a.how, a.allow_outside)
         print(f"{a.out}: {len(merged)} images from {len(a.datasets)} datasets")
 
     return run_command("bcc.data.merge", body, a.debug)

@@ -13,13 +13,14 @@ import pandas as pd
 from bcc.data.contract import DatasetError, load_image_table
 
 
-def read_table(root: str | Path, splits: bool = True) -> pd.DataFrame:
+def read_table(root: str | Path, splits: bool = True, allow_outside: bool = False) -> pd.DataFrame:
     """images.csv ⋈ labels.csv (⋈ splits.csv when `splits`), in images.csv order.
 
-    ``labels.csv`` comes from ``bcc.data.consensus``, ``splits.csv`` from ``bcc.data.folds``.
+    ``labels.csv`` comes from ``bcc.data.consensus``, ``splits.csv`` from ``bcc.data.folds``. Image paths
+    must lie inside `root` unless `allow_outside` (the contract's rule).
     """
     root = Path(root)
-    table = load_image_table(root, check_files=False)
+    table = load_image_table(root, check_files=False, allow_outside=allow_outside)
     n = len(table)
     names = ["labels.csv"] + (["splits.csv"] if splits else [])
     for name in names:
