@@ -56,14 +56,15 @@ def evaluate_external(cfg: DictConfig) -> dict[int, dict]:
     root, source = Path(cfg.data.root), Path(cfg.external.source)
     stage, backbone = int(cfg.external.stage), str(cfg.backbone.name)
     checkpoints = source_checkpoints(source, backbone, stage)
-    ensure_labels(root)
-    table = read_table(root, splits=False)
+    outside = bool(cfg.data.get("allow_outside", False))
+    ensure_labels(root, allow_outside=outside)
+    table = read_table(root, splits=False, allow_outside=outside)
     y = table[list(OUTPUTS)].to_numpy(dtype=np.float32)
     out = Path(cfg.paths.output_dir).resolve()
     results = {}
     for fold, ckpt in checkpoints.items():
         net = load_network(ckpt)
-        p = score(net, decoded_images(root, list(table["image"]), net.image_size), int(cfg.external.batch_size))
+        p = score(net, decoded_images(root, list(table["image"]), net.image_size, allow_outside=outside), int(cfg.external.batch_size))
         metrics = OutputMetrics("test")
         metrics.update(torch.from_numpy(p), torch.from_numpy(y))
         job = stage_dir(out, backbone, fold, stage)

@@ -117,7 +117,7 @@ class BCCDataModule(L.LightningDataModule):
                  batch_size: int = 32, eval_batch_size: int | None = None, val_fraction: float = 0.15,
                  num_workers: int = 0, seed: int = 0, soft_targets: bool = False,
                  augment: Mapping[str, Any] | None = None, generate: Mapping[str, Any] | None = None,
-                 disk_cache: bool = True):
+                 disk_cache: bool = True, allow_outside: bool = False):
         super().__init__()
         self.root = Path(root)
         self.fold, self.k, self.split_seed = int(fold), int(k), int(split_seed)
@@ -126,28 +126,30 @@ class BCCDataModule(L.LightningDataModule):
         self.val_fraction, self.num_workers, self.seed = float(val_fraction), int(num_workers), int(seed)
         self.soft_targets, self.augment = bool(soft_targets), dict(augment or {})
         self.generate, self.disk_cache = dict(generate) if generate else None, disk_cache
+        self.allow_outside = bool(allow_outside)  # image paths may leave the dataset folder (docs/dataset.md)
         self.table: pd.DataFrame | None = None
 
     def prepare_data(self) -> None:
         """Generate the synthetic set when asked and absent; write/reuse labels.csv and splits.csv."""
         if self.generate is not None and not (self.root / "images.csv").is_file():
             generate(self.root, **self.generate)
-        ensure_labels(self.root)
-        ensure_splits(self.root, k=self.k, seed=self.split_seed)
+        ensure_labels(self.root, allow_outside=self.allow_outside)
+        ensure_splits(self.root, k=self.k, seed=self.split_seed, allow_outside=self.allow_outside)
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
         if not 0 <= self.fold < self.k:
             raise UsageError(f"fold={self.fold} is outside 0..{self.k - 1} (data.k={self.k})")
-        table = read_table(self.root)
+        table = read_table(self.root, allow_outside=self.allow_outside)
         table["split"] = "train"
         table.loc[table["fold"] == self.fold, "split"] = "test"
         pool = table.index[table["split"] == "train"]
         val = validation_rows(table.loc[pool], self.val_fraction, self.split_seed + self.fold)
         table.loc[pool[val], "split"] = "val"
         self.table = table
-        self.images = decoded_images(self.root, list(table["image"]), self.image_size, disk_cache=self.disk_cache)
+        self.images = decoded_images(self.root, list(table["image"]), self.image_size, disk_cache=self.disk_cache,
+                                     allow_outside=self.allow_outside)
 
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero((self.table["split"] == split).to_numpy())

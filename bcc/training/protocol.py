@@ -41,9 +41,9 @@ from bcc.core.layout import (
 from bcc.core.predictions import read_predictions, write_predictions
 from bcc.models.calibration import fit_calibration
 from bcc.models.checkpoint import load_weights, read_checkpoint
-from bcc.models.serialization import safe_load
 from bcc.models.losses import resolve_alpha
 from bcc.models.metrics import nested
+from bcc.models.serialization import safe_load
 from bcc.training import ddp, jobs, loggers
 from bcc.training.config import Composer, check_config, compose_config, hint
 from bcc.training.datamodule import BCCDataModule
