@@ -5,7 +5,8 @@ and 8-bin histograms at 64 px) is the cheapest shortcut a network could learn. O
 should predict BCC well (the patterns' own colour is evidence); on the twins (no patterns) and on the
 pixels off the lesion it must not, or something other than the patterns carries the label. Needs
 scikit-learn (a test dependency), imported when used. Structures: how wide the painted strokes are at the
-resolution a network trains at, and how much of the image the masks cover.
+resolution a network trains at, and how much of the image the masks cover. Placement: how well maps that
+ignore the image (favouring its centre, or the lesion's) single out the pattern pixels.
 """
 from __future__ import annotations
 
@@ -94,6 +95,31 @@ def visible_core(rgb: np.ndarray, without: np.ndarray) -> np.ndarray:
     return (d > 0) & (d >= 0.5 * cv2.dilate(d, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))))
 
 
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney statistic)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def prior_aurocs(lesion: np.ndarray, patterns: np.ndarray) -> dict[str, float]:
+    """How well two maps that ignore the image separate the pattern pixels from the others.
+
+    ``centre/image``: closeness to the image centre, patterns against the rest of the image;
+    ``centre/lesion``: the same against the rest of the lesion; ``lesion_centre/lesion``: closeness to the
+    lesion's centroid against the rest of the lesion. 0.5 = no better than chance."""
+    h, w = lesion.shape
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    ly, lx = np.nonzero(lesion)
+    centre = -np.hypot(xx - w / 2, yy - h / 2)
+    lesion_centre = -np.hypot(xx - lx.mean() - 0.5, yy - ly.mean() - 0.5)
+    rest = lesion & ~patterns
+    return {"centre/image": auroc(centre[patterns], centre[~patterns]),
+            "centre/lesion": auroc(centre[patterns], centre[rest]),
+            "lesion_centre/lesion": auroc(lesion_centre[patterns], lesion_centre[rest])}
+
+
 def _rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
@@ -125,9 +151,10 @@ def audit(root: Path, seed: int = 0) -> dict[str, float]:
 
 
 def structure_figures(root: Path, train_size: int = 128) -> dict[str, float]:
-    """Mask coverage and stroke widths of a generated set with twins, over its segmented subset.
+    """Mask coverage, placement and stroke widths of a generated set with twins, over its segmented subset.
 
-    ``coverage/<CODE>``, ``coverage/union``, ``coverage/lesion``: mean share of the image; ``width/<CODE>``:
+    ``coverage/<CODE>``, ``coverage/union``, ``coverage/lesion``: mean share of the image; ``prior/...``:
+    the mean ``prior_aurocs`` of the union masks; ``width/<CODE>``:
     median stroke width (px, image resolution) of the visible core (``visible_core`` against the twin) in
     images with that one pattern; ``thick/<CODE>``: the least ``block_share`` of those cores at
     ``train_size`` px, and ``thick_mask/<CODE>`` of the masks."""
@@ -139,14 +166,19 @@ def structure_figures(root: Path, train_size: int = 128) -> dict[str, float]:
     width: dict[str, list[float]] = {}
     thick: dict[str, list[float]] = {}
     thick_mask: dict[str, list[float]] = {}
+    prior: dict[str, list[float]] = {}
     for image_id, t in truth.iterrows():
-        cov.setdefault("lesion", []).append(float(cv2.imread(str(root / "masks" / f"{image_id}_{LESION}.png"), 0).mean() / 255))
+        lesion = cv2.imread(str(root / "masks" / f"{image_id}_{LESION}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        cov.setdefault("lesion", []).append(float(lesion.mean()))
         if not (root / "masks" / f"{image_id}.png").is_file():
             continue
-        cov.setdefault("union", []).append(float(cv2.imread(str(root / "masks" / f"{image_id}.png"), 0).mean() / 255))
+        union = cv2.imread(str(root / "masks" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        cov.setdefault("union", []).append(float(union.mean()))
+        for k, v in prior_aurocs(lesion, union).items():
+            prior.setdefault(k, []).append(v)
         present = [c for c in CODES if t[c]]
         for c in present:
-            m = cv2.imread(str(root / "masks" / f"{image_id}_{c}.png"), 0) > 0
+            m = cv2.imread(str(root / "masks" / f"{image_id}_{c}.png"), cv2.IMREAD_GRAYSCALE) > 0
             cov.setdefault(c, []).append(float(m.mean()))
             thick_mask.setdefault(c, []).append(block_share(downsample(m, train_size)))
         if len(present) == 1:
@@ -155,6 +187,7 @@ def structure_figures(root: Path, train_size: int = 128) -> dict[str, float]:
             width.setdefault(c, []).append(stroke_width(core))
             thick.setdefault(c, []).append(block_share(downsample(core, train_size)))
     out = {f"coverage/{k}": float(np.mean(v)) for k, v in cov.items()}
+    out.update({f"prior/{k}": float(np.mean(v)) for k, v in prior.items()})
     out.update({f"width/{k}": float(np.median(v)) for k, v in width.items()})
     out.update({f"thick/{k}": float(np.min(v)) for k, v in thick.items()})
     out.update({f"thick_mask/{k}": float(np.min(v)) for k, v in thick_mask.items()})

@@ -65,7 +65,7 @@ def draw_pn(img: np.ndarray, ctx: LesionContext) -> np.ndarray:
 def draw_u(img: np.ndarray, ctx: LesionContext) -> np.ndarray:
     """Ulceration: dark red-brown crust with a rough surface, sometimes an orange-yellow rim."""
     rng, S, R = ctx.rng, ctx.size, ctx.R
-    r = R * rng.uniform(0.3, 0.5)
+    r = R * rng.uniform(0.32, 0.55)
     x0, y0 = ctx.anywhere(0.3 * r)
     crust = blob(rng, S, x0, y0, r, rough=0.25)
     mask = np.zeros((S, S), bool)
@@ -84,8 +84,8 @@ def draw_on(img: np.ndarray, ctx: LesionContext) -> np.ndarray:
     rng, S, R = ctx.rng, ctx.size, ctx.R
     canvas = np.zeros((S, S), np.float32)
     x0, y0 = ctx.anywhere(0.15 * R)
-    for _ in range(rng.integers(2, 6)):
-        x = x0 + rng.normal(0, 0.22 * R)
+    for _ in range(rng.integers(2, 7)):
+        x = x0 + rng.normal(0, 0.25 * R)
         y = y0 + rng.normal(0, 0.2 * R)
         a = max(R * rng.uniform(0.18, 0.32), 0.5 * _width(ctx, 6.0))
         b = max(a * rng.uniform(0.5, 0.8), 0.5 * _width(ctx, 5.0))
@@ -101,8 +101,8 @@ def draw_mg(img: np.ndarray, ctx: LesionContext) -> np.ndarray:
     rng, S, R = ctx.rng, ctx.size, ctx.R
     canvas = np.zeros((S, S), np.float32)
     x0, y0 = ctx.anywhere(0.12 * R)
-    spread = R * rng.uniform(0.16, 0.28)
-    for _ in range(rng.integers(10, 22)):
+    spread = R * rng.uniform(0.18, 0.3)
+    for _ in range(rng.integers(12, 26)):
         x = x0 + rng.normal(0, spread)
         y = y0 + rng.normal(0, spread)
         r = 0.5 * _lesion_width(ctx, rng.uniform(0.1, 0.18))
@@ -117,7 +117,7 @@ def draw_ml(img: np.ndarray, ctx: LesionContext) -> np.ndarray:
     canvas = np.zeros((S, S), np.float32)
     x0, y0 = ctx.anywhere(0.1 * R, rim=0.3 * R)
     out = ctx.outward(x0, y0)
-    n_lobes = int(rng.integers(3, 7))
+    n_lobes = int(rng.integers(4, 8))
     half = 0.5 * _lesion_width(ctx, rng.uniform(0.12, 0.18))  # lobe half-width
     step = 2.7 * half
     for k in range(n_lobes):
@@ -142,7 +142,7 @@ def draw_sw(img: np.ndarray, ctx: LesionContext) -> np.ndarray:
     canvas = np.zeros((S, S), np.float32)
     x0, y0 = ctx.anywhere(0.2 * R)
     hub = max(R * rng.uniform(0.08, 0.12), 0.5 * _width(ctx, 7.0))
-    length = R * rng.uniform(0.25, 0.38)
+    length = R * rng.uniform(0.28, 0.42)
     n_sp = int(rng.integers(5, 10))
     th = max(1, iround(_width(ctx, rng.uniform(4.5, 5.5))))
     a0 = rng.uniform(0, 2 * np.pi)
@@ -182,7 +182,7 @@ def draw_at(img: np.ndarray, ctx: LesionContext) -> np.ndarray:
     rng, S, R = ctx.rng, ctx.size, ctx.R
     canvas = np.zeros((S, S), np.float32)
     x0, y0 = ctx.anywhere(0.1 * R)
-    for _ in range(int(rng.integers(2, 5))):
+    for _ in range(int(rng.integers(2, 6))):
         x, y = x0 + rng.normal(0, 0.15 * R), y0 + rng.normal(0, 0.15 * R)
         _branch(canvas, rng, x, y, rng.uniform(0, 2 * np.pi), R * rng.uniform(0.4, 0.6),
                 rng.uniform(5.5, 7.0), int(rng.integers(3, 5)), ctx)
