@@ -415,17 +415,49 @@ def test_twins(ds):
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory) -> dict[str, float]:
+def audited(tmp_path_factory) -> tuple[Path, dict[str, float]]:
     root = writer.generate(tmp_path_factory.mktemp("audit") / "ds", n=400, size=64, seed=0, progress=False,
                            twins=True, workers=1)
-    return audit.audit(root)
+    return root, audit.audit(root)
 
 
 def test_the_label_lives_in_the_pattern_pixels_only(audited):
     """Colour statistics predict BCC from the images (the patterns' colour), not from the twins or off the lesion."""
-    assert audited["bcc/twin"] <= 0.6
-    assert audited["bcc/off_lesion"] <= 0.6
-    assert audited["bcc/image"] >= 0.7  # the evidence is there to learn
+    _, figures = audited
+    assert figures["bcc/twin"] <= 0.6
+    assert figures["bcc/off_lesion"] <= 0.6
+    assert figures["bcc/image"] >= 0.7  # the evidence is there to learn
+
+
+def test_the_shortcut_bound_has_power(audited):
+    """A barely visible tint (+6 red levels) on the BCC twins alone is enough to break the 0.6 bound."""
+    root, _ = audited
+    ids, truth = _truth(root)
+    y = clinical_rule(truth)
+    feats = []
+    for i, bcc in zip(ids, y):
+        twin = _rgb(root / "twins" / f"{i}.png").astype(int)
+        feats.append(audit.colour_features(np.clip(twin + [6 * bcc, 0, 0], 0, 255).astype(np.uint8)))
+    assert audit.cv_auroc(np.stack(feats), y) > 0.6
+
+
+def test_the_checks_catch_a_leak_and_thin_strokes(monkeypatch):
+    """The paint and width tests are not vacuous: paint blurred past its mask, or strokes 0.4x as wide, fail."""
+    from bcc.data.synthetic import shapes
+
+    with monkeypatch.context() as m:
+        m.setattr(patterns, "_width", lambda ctx, w: 0.4 * max(w, patterns.MIN_WIDTH) * ctx.s)
+        with pytest.raises(AssertionError):
+            test_structures_are_2px_wide_where_the_localisation_run_trains()
+
+    def leaky(img, shape, color, opacity):
+        mask = shapes.paint(img, shape, color, opacity)
+        shapes.blend(img, shapes.soften(mask, 2.0) * 0.3, color)
+        return mask
+
+    monkeypatch.setattr(patterns, "paint", leaky)
+    with pytest.raises(AssertionError):
+        test_each_pattern_paints_exactly_its_mask(64)
 
 
 def test_the_isic_look_does_not_give_the_label_away():
