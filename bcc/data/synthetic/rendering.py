@@ -1,8 +1,8 @@
 """One synthetic dermoscopic image: skin, lesion, confounders, patterns, hairs and the device's look.
 
-The image is drawn in two parts. The *scene* (skin, lesion, confounders) and the *finish* (hairs,
-illumination, the device's colour cast, aperture, noise and gamma) never depend on the patterns; the
-patterns are painted between them, each only inside its mask, and the finish works pixel by pixel. So the
+The *scene* (skin, lesion, confounders) is drawn first and the *finish* (hairs, illumination, the device's
+colour cast, aperture, noise and gamma) last; neither depends on the patterns, which are painted between
+them, each only inside its mask, and the finish works pixel by pixel. So the
 same image without its patterns (the *twin*) differs from it exactly inside the pattern masks, and is
 obtained by finishing a copy of the scene.
 """
