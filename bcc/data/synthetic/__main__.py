@@ -1,4 +1,4 @@
-"""``python -m bcc.data.synthetic --out DIR [--n 1559] [--size 256] [--seed 0]``: write the synthetic set."""
+"""``python -m bcc.data.synthetic --out DIR [--n 1559] [--size 256] [--seed 0] [--twins]``: write the synthetic set."""
 from __future__ import annotations
 
 import sys
@@ -16,10 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="rendering processes (the output does not depend on it)")
+    p.add_argument("--twins", action="store_true",
+                   help="also write twins/<image_id>.png: each image re-rendered without its patterns")
     a = p.parse_args(argv)
 
     def body() -> None:
-        generate(a.out, n=a.n, size=a.size, seed=a.seed, progress=True, workers=a.workers)
+        generate(a.out, n=a.n, size=a.size, seed=a.seed, progress=True, workers=a.workers, twins=a.twins)
         print(summary(a.out))
 
     return run_command("bcc.data.synthetic", body, a.debug)

@@ -1,9 +1,9 @@
-"""Who has what: the true patterns (the paper's Table 2 counts), the sources and the segmented subset."""
+"""Who has what: the true patterns (the paper's Table 2 counts), the sources and devices, the segmented subset."""
 from __future__ import annotations
 
 import numpy as np
 
-from bcc.core.patterns import BCC_CODES, CODES
+from bcc.core.patterns import BCC_CODES, CODES, clinical_rule
 from bcc.data.synthetic.shapes import iround
 
 PAPER_N = 1559
@@ -31,7 +31,6 @@ def scaled_counts(n: int) -> dict[str, int]:
     out["xai"] = iround(PAPER_XAI * f)
     out["isic"] = min(n - n_bcc, iround(PAPER_ISIC * f))
     return out
-
 
 
 def global_rng(seed: int, n: int, stream: int) -> np.random.Generator:
@@ -87,9 +86,18 @@ def sample_sources(truth: np.ndarray, rng: np.random.Generator) -> list[str]:
     return [str(s) for s in src]
 
 
+def sample_devices(sources: list[str], rng: np.random.Generator) -> list[str]:
+    """The device (a centre's look) of each image: its centre's own; for an ``isic`` image a centre's drawn
+    with the centres' weights, so that the look of the (all non-BCC) isic subset cannot give the label away."""
+    drawn = np.array(CENTRES)[rng.choice(len(CENTRES), size=len(sources), p=CENTRE_WEIGHTS / CENTRE_WEIGHTS.sum())]
+    return [str(d) if s == "isic" else s for s, d in zip(sources, drawn)]
+
+
 def sample_xai(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Boolean (n,) array: images whose masks are written (the segmented XAI subset)."""
-    cand = np.flatnonzero(truth.sum(1) > 0)
+    """Boolean (n,) array: images whose pattern masks are written (the segmented XAI subset).
+
+    Drawn among the BCC images, as the paper's 334 segmentations of BCC patterns."""
+    cand = np.flatnonzero(clinical_rule(truth) == 1)
     k = min(len(cand), scaled_counts(len(truth))["xai"])
     out = np.zeros(len(truth), dtype=bool)
     out[rng.choice(cand, k, replace=False)] = True

@@ -1,10 +1,11 @@
-"""The synthetic dataset directory: images, masks and the contract's CSV files, written atomically."""
+"""The synthetic dataset directory: images, masks, twins and the contract's CSV files, written atomically."""
 from __future__ import annotations
 
 import csv
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,8 @@ import numpy as np
 
 from bcc.core.errors import UsageError
 from bcc.core.patterns import CODES, clinical_rule
-from bcc.data.synthetic.labels import global_rng, sample_sources, sample_truth, sample_xai
+from bcc.data.contract import LESION
+from bcc.data.synthetic.labels import global_rng, sample_devices, sample_sources, sample_truth, sample_xai
 from bcc.data.synthetic.raters import RATER_NAMES, RATERS, simulate_raters
 from bcc.data.synthetic.rendering import render
 
@@ -28,18 +30,21 @@ def _write_png(path: Path, arr: np.ndarray, params) -> None:
 
 
 def _render_one(job) -> None:
-    """Render and write image ``i`` (and its masks when in the XAI subset). Runs in workers too."""
-    root, i, image_id, patterns, size, seed, source, with_masks = job
-    rng = np.random.default_rng([seed, i])
-    rgb, _lesion, masks = render(rng, patterns, size, source)
+    """Render and write image ``i``: its lesion mask, its pattern masks in the XAI subset, its twin if asked.
+
+    Runs in workers too."""
+    root, i, image_id, patterns, size, seed, device, with_masks, twins = job
+    r = render(np.random.default_rng([seed, i]), patterns, size, device, twin=twins)
     root = Path(root)
-    _write_png(root / "images" / f"{image_id}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
-    if with_masks and masks:
+    _write_png(root / "images" / f"{image_id}.png", cv2.cvtColor(r.rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
+    if twins:
+        _write_png(root / "twins" / f"{image_id}.png", cv2.cvtColor(r.twin, cv2.COLOR_RGB2BGR), PNG_PARAMS)
+    _write_png(root / "masks" / f"{image_id}_{LESION}.png", r.lesion.astype(np.uint8) * 255, MASK_PARAMS)
+    if with_masks and r.masks:
         union = np.zeros((size, size), bool)
-        for c in CODES:
-            if c in masks:
-                union |= masks[c]
-                _write_png(root / "masks" / f"{image_id}_{c}.png", masks[c].astype(np.uint8) * 255, MASK_PARAMS)
+        for c, m in r.masks.items():
+            union |= m
+            _write_png(root / "masks" / f"{image_id}_{c}.png", m.astype(np.uint8) * 255, MASK_PARAMS)
         _write_png(root / "masks" / f"{image_id}.png", union.astype(np.uint8) * 255, MASK_PARAMS)
 
 
@@ -58,22 +63,40 @@ def _fmt(v: float) -> str:
     return "" if np.isnan(v) else str(int(v))
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Everything about the set but its pixels, drawn from the global streams of ``seed``."""
+
+    truth: np.ndarray  # (n, 7) 0/1 in CODES order
+    sources: list[str]  # images.csv's source
+    devices: list[str]  # the device look each image is rendered with (a centre's)
+    xai: np.ndarray  # bool (n,): the segmented subset, whose pattern masks are written
+    ratings: np.ndarray  # (4, n, 7) the raters' 1/0/NaN
+
+
+def plan(n: int, seed: int) -> Plan:
+    """What ``generate(n=n, seed=seed)`` gives each image before drawing it (image ``i`` is then rendered
+    from ``default_rng([seed, i])`` with ``truth[i]`` and ``devices[i]``)."""
+    truth = sample_truth(n, global_rng(seed, n, 0))
+    sources = sample_sources(truth, global_rng(seed, n, 1))
+    return Plan(truth, sources, sample_devices(sources, global_rng(seed, n, 4)),
+                sample_xai(truth, global_rng(seed, n, 2)), simulate_raters(truth, global_rng(seed, n, 3)))
+
+
 def generate(out: Path, n: int = 1559, size: int = 256, seed: int = 0, progress: bool = True,
-             workers: int | None = None) -> Path:
+             workers: int | None = None, twins: bool = False) -> Path:
     """Write the synthetic dataset into ``out`` (atomically, replacing it) and return ``out``.
 
     ``workers``: processes for rendering (default: 1 for n < 200, else min(cpu count, 8)); the output
-    does not depend on it.
+    does not depend on it. ``twins``: also write ``twins/<image_id>.png``, each image without its patterns.
     """
     from tqdm import tqdm
 
     out = Path(out)
     if n < 1 or size < 32:
         raise UsageError(f"--n {n} --size {size}: need n >= 1 and size >= 32")
-    truth = sample_truth(n, global_rng(seed, n, 0))
-    sources = sample_sources(truth, global_rng(seed, n, 1))
-    xai = sample_xai(truth, global_rng(seed, n, 2))
-    ratings = simulate_raters(truth, global_rng(seed, n, 3))
+    p = plan(n, seed)
+    truth, sources, ratings = p.truth, p.sources, p.ratings
     ids = [f"syn_{i:05d}" for i in range(n)]
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,8 +104,10 @@ def generate(out: Path, n: int = 1559, size: int = 256, seed: int = 0, progress:
     try:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
-        jobs = [(str(tmp), i, ids[i], tuple(int(v) for v in truth[i]), size, seed, sources[i], bool(xai[i]))
-                for i in range(n)]
+        if twins:
+            (tmp / "twins").mkdir()
+        jobs = [(str(tmp), i, ids[i], tuple(int(v) for v in truth[i]), size, seed, p.devices[i], bool(p.xai[i]),
+                 bool(twins)) for i in range(n)]
         if workers is None:
             workers = 1 if n < 200 else max(1, min(os.cpu_count() or 1, 8))
         bar = tqdm(total=n, disable=not progress, desc="synthetic", unit="img")
@@ -123,16 +148,19 @@ def generate(out: Path, n: int = 1559, size: int = 256, seed: int = 0, progress:
 
 
 def summary(out: Path) -> str:
-    """A short text summary of a generated dataset (counts per code, BCC/non-BCC, masks, sources)."""
+    """A short text summary of a generated dataset (counts per code, BCC/non-BCC, masks, twins, sources)."""
     import pandas as pd
 
     out = Path(out)
     truth = pd.read_csv(out / "truth.csv")
     images = pd.read_csv(out / "images.csv")
     bcc = clinical_rule(truth[list(CODES)].to_numpy())
-    n_masked = len([p for p in (out / "masks").glob("*.png") if "_" not in p.stem.replace("syn_", "", 1)])
+    ids = set(truth["image_id"])
+    n_masked = sum((out / "masks" / f"{i}.png").is_file() for i in ids)
+    n_lesion = sum((out / "masks" / f"{i}_{LESION}.png").is_file() for i in ids)
+    n_twins = sum((out / "twins" / f"{i}.png").is_file() for i in ids)
     lines = [f"{out}: {len(truth)} images, BCC {int(bcc.sum())} / non-BCC {int(len(bcc) - bcc.sum())}",
              "codes: " + ", ".join(f"{c} {int(truth[c].sum())}" for c in CODES),
-             f"masks: {n_masked} images; sources: "
-             + ", ".join(f"{k} {v}" for k, v in sorted(images["source"].value_counts().items()))]
+             f"pattern masks: {n_masked} images; lesion masks: {n_lesion}; twins: {n_twins}",
+             "sources: " + ", ".join(f"{k} {v}" for k, v in sorted(images["source"].value_counts().items()))]
     return "\n".join(lines)
