@@ -12,7 +12,6 @@ and that it refuses exactly when the difference exceeds 1 point.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -31,7 +30,6 @@ from bcc.deploy.int8 import AccuracyCheck, dataset_images, quantize_int8
 from bcc.deploy.onnx_export import ExportError, training_data_hash
 from bcc.deploy.onnx_model import read_metadata
 from bcc.models.checkpoint import load_network
-from tests.helpers.checkpoints import tampered_copy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -131,7 +129,7 @@ def test_predict_on_the_onnx_model(exported, ckpt, data_dir, tmp_path):
     # same thresholds (the ONNX model's metadata vs the same values given on the command line)
     assert (o.diagnosis_verdict == t.diagnosis_verdict).all() and (o.review == t.review).all()
     html = (tmp_path / "onnx" / "report.html").read_text()
-    assert "ONNX Runtime, best.onnx" in html and "Grad-CAM (torch) from" in html
+    assert "ONNX Runtime, best.onnx" in html and "Grad-CAM (torch) from" in html and "has no maps" in html
     assert html.count('alt="Grad-CAM diagnosis (BCC)"') == 8
 
 
@@ -213,12 +211,3 @@ def test_guard_refuses_and_accepts_on_given_figures(exported, tmp_path):
         assert not out.exists()
     loose = AccuracyCheck(x, y, "given", 0.5, max_drop=(flips + 0.5) / 24)
     assert quantize_int8(exported, out, calibration=x, check=loose, verbose=False) == out
-
-
-def test_unsafe_checkpoint_refused_by_export(ckpt, tmp_path, capsys):
-    marker = tmp_path / "pwned"
-    bad = tampered_copy(ckpt, tmp_path / "evil.ckpt", marker)
-    assert main([f"checkpoint={bad}", "format=onnx"]) == 2
-    assert re.search(r"evil\.ckpt: refused to load .* pickled objects", capsys.readouterr().err)
-    assert not marker.exists() and not (tmp_path / "evil.onnx").exists()
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]

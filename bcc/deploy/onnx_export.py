@@ -32,8 +32,9 @@ from omegaconf.errors import OmegaConfBaseException
 from bcc.core.layout import read_job_config
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.deploy.onnx_model import INPUT_NAME, OUTPUT_NAME, ort_session, set_metadata
+from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
-from bcc.models.checkpoint import load_network, read_checkpoint
+from bcc.models.checkpoint import read_checkpoint
 
 OPSET = 17
 DATA_FILES = ("images.csv", "annotations.csv", "labels.csv", "splits.csv")
@@ -93,7 +94,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
 
     checkpoint = Path(checkpoint)
     output = Path(output) if output else checkpoint.with_suffix(".onnx")
-    net = load_network(checkpoint, channels_last=False)
+    net = load_torch_network(checkpoint, channels_last=False)
     size = int(net.image_size)
     dummy = torch.rand(2, 3, size, size)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -143,16 +143,18 @@ def _card(lesion, row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
 
 
 def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any]) -> str:
+    """The page; `lesions` in the table's row order (``bcc.deploy.triage.worklist`` gives them so: two
+    inputs may be shown under the same name, e.g. when their file names differ only in non-UTF-8 bytes)."""
     th = dict(info.get("thresholds") or {})
-    ok = table[table["status"] == "ok"]
-    skipped = table[table["status"] != "ok"]
+    is_ok = (table["status"] == "ok").to_numpy()
+    ok = table[is_ok]
+    skipped = table[~is_ok]
     n_bcc = int((ok["diagnosis_verdict"] == "BCC").sum())
     n_flag = int((ok["review"] == 1).sum())
     stats = [("scored", len(ok), ""), ("likely BCC", n_bcc, "bcc"), ("flagged for review", n_flag, "review"),
              ("skipped", len(skipped), "")]
     summary = "".join(f'<div class="stat {c}"><b>{n}</b>{_e(label)}</div>' for label, n, c in stats)
-    by_name = {les.image: les for les in lesions}
-    cards = "".join(_card(by_name[r["image"]], r, th) for r in ok.to_dict("records"))
+    cards = "".join(_card(les, r, th) for les, r, keep in zip(lesions, table.to_dict("records"), is_ok) if keep)
     skip_html = ""
     if len(skipped):
         items = "".join(f"<li><b>{_e(r['image'])}</b>: {_e(r['note'])}</li>" for r in skipped.to_dict("records"))
