@@ -35,6 +35,7 @@ from bcc.core.patterns import CODES, OUTPUTS
 from bcc.deploy.int8 import AccuracyCheck, dataset_images, quantize_int8
 from bcc.deploy.onnx_export import ExportError, export_onnx, training_data_hash
 from bcc.deploy.onnx_model import read_metadata
+from bcc.deploy.scorers import OnnxScorer
 from bcc.explanation.gradcam import postprocess, raw_cams
 from bcc.models.checkpoint import load_network
 from tests.test_explain import make_net, save_checkpoint
@@ -379,6 +380,7 @@ def test_int8_model_keeps_its_maps_and_reports_them_against_fp32(explained, tmp_
     assert fig["blank_in_one_only"] == int((blank_a != blank_b).sum())
     assert 0 < fig["mean_abs_diff"] < 0.5 and -1 <= fig["min_correlation"] <= fig["median_correlation"] <= 1
     assert f"int8 Grad-CAM maps against fp32 on given: mean |Δ| {fig['mean_abs_diff']:.3f}" in capsys.readouterr().out
+    assert f"int8 maps against fp32 on given: mean |Δ| {fig['mean_abs_diff']:.3f}" in OnnxScorer(out).maps_source
 
 
 def test_guard_refuses_and_accepts_on_given_figures(exported, tmp_path):

@@ -11,6 +11,8 @@ without maps: ViT) the torch checkpoint its ``bcc.source_checkpoint`` names.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,17 @@ from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_sessio
 from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import CheckpointError, load_network
 from bcc.models.network import MultitaskNet
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` for the block, then back to what they were."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_torch_network(path: str | Path, device: str = "cpu", channels_last: bool | None = True) -> MultitaskNet:
@@ -42,25 +55,28 @@ def load_torch_network(path: str | Path, device: str = "cpu", channels_last: boo
 
 
 class TorchScorer:
-    """Probabilities (N, 8) from the torch checkpoint (channels_last, inference_mode); maps by ``raw_cams``."""
+    """Probabilities (N, 8) from the torch checkpoint (channels_last, inference_mode); maps by ``raw_cams``.
+    The network runs with `threads` intra-op threads (default: torch's setting when it is made)."""
 
     kind = "torch"
     explains = True
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu"):
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int | None = None):
         self.net = load_torch_network(checkpoint, device=device)
+        self.threads = int(threads or torch.get_num_threads())
         self.size = int(self.net.image_size)
         self.describe = f"{self.net.backbone_name} (torch, {Path(checkpoint).name})"
         self.maps_source = f"Grad-CAM (torch) from {checkpoint}"
 
     def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        if maps:
-            cams, logits = raw_cams(self.net, t)
-            return torch.sigmoid(logits).cpu().numpy(), cams.cpu()
-        with torch.inference_mode():
-            t = t.to(next(self.net.parameters()).device).contiguous(memory_format=torch.channels_last)
-            return torch.sigmoid(self.net(t)).cpu().numpy(), None
+        with torch_threads(self.threads):
+            if maps:
+                cams, logits = raw_cams(self.net, t)
+                return torch.sigmoid(logits).cpu().numpy(), cams.cpu()
+            with torch.inference_mode():
+                t = t.to(next(self.net.parameters()).device).contiguous(memory_format=torch.channels_last)
+                return torch.sigmoid(self.net(t)).cpu().numpy(), None
 
 
 class OnnxScorer:
@@ -96,6 +112,10 @@ class OnnxScorer:
             self.describe += (f"; int8 check on {check.get('data')}: BCC accuracy fp32 {check['accuracy_fp32']:.3f}, "
                               f"int8 {check['accuracy_int8']:.3f}")
         self.maps_source = f"Grad-CAM from the ONNX model's own maps ({Path(path).name}, closed form)"
+        vs = self.maps.get("int8_vs_fp32")
+        if vs:
+            self.maps_source += (f"; int8 maps against fp32 on {vs['data']}: mean |Δ| {vs['mean_abs_diff']:.3f}, "
+                                 f"correlation median {vs['median_correlation']:.3f}")
 
     def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
         out = self.session.run([OUTPUT_NAME, MAPS_NAME] if maps else [OUTPUT_NAME],
@@ -107,11 +127,12 @@ class OnnxScorer:
 
 
 def make_scorer(model: str | Path, threads: int = 2, device: str = "cpu") -> TorchScorer | OnnxScorer:
-    """The scorer for a model file: ``.onnx`` → ONNX Runtime, anything else → a torch checkpoint."""
+    """The scorer for a model file (``.onnx`` → ONNX Runtime, anything else → a torch checkpoint), running
+    with `threads` intra-op threads."""
     model = Path(model)
     if not model.is_file():
         raise CheckpointError(f"checkpoint={model}: no such file")
-    return OnnxScorer(model, threads) if model.suffix == ".onnx" else TorchScorer(model, device)
+    return OnnxScorer(model, threads) if model.suffix == ".onnx" else TorchScorer(model, device, threads)
 
 
 def explainer(scorer: TorchScorer | OnnxScorer, explain_checkpoint: str | Path | None, threads: int = 2
@@ -138,7 +159,7 @@ def explainer(scorer: TorchScorer | OnnxScorer, explain_checkpoint: str | Path |
         return None, (f"unavailable: the ONNX model has no maps ({why}) and its source checkpoint {src!r} is not "
                       f"there; pass explain_checkpoint=<best.ckpt> or explain=false")
     try:
-        ex = TorchScorer(src)
+        ex = TorchScorer(src, threads=threads)
     except CheckpointError as e:
         return None, f"unavailable: the ONNX model has no maps ({why}) and {e}"
     return ex, f"{ex.maps_source} (the ONNX model has no maps: {why})"
