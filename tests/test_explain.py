@@ -1,14 +1,18 @@
-"""bcc.explanation / bcc.models.checkpoint: equality with pytorch-grad-cam's GradCAM per target, the CLI, safe loading."""
+"""bcc.explanation / bcc.models.checkpoint: equality with pytorch-grad-cam's GradCAM per target, the CLI (every
+input its own outputs, bad inputs skipped), safe loading. Refused command lines: tests/bad_inputs/cases_deploy.py."""
 from __future__ import annotations
 
 import copy
+import csv
 import functools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -16,6 +20,7 @@ from PIL import Image
 from bcc.cli.explain import main
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import read_image
+from bcc.explanation.batch import output_name
 from bcc.explanation.gradcam import _batched_vjp, gradcam_maps, logits_from_pooled, reference_maps
 from bcc.models.checkpoint import CheckpointError, UnsafeCheckpointError, load_network
 from bcc.models.network import MultitaskNet
@@ -171,20 +176,71 @@ def test_cli_writes_overlays_and_raw_maps(tmp_path, checkpoint):
     Image.fromarray(rng.integers(0, 255, (70, 50, 3), dtype=np.uint8)).save(src / "sub" / "b.jpg")
     out = tmp_path / "out"
     assert main([f"checkpoint={checkpoint}", f"input={src}", f"output={out}", "save_raw=true"]) == 0
-    for name, (h, w) in (("a", (60, 80)), ("sub__b", (70, 50))):
+    for name, rel, (h, w) in (("a.png", "a.png", (60, 80)), ("sub%2Fb.jpg", "sub/b.jpg", (70, 50))):
         raw = np.load(out / f"{name}_maps.npy")
         assert raw.shape == (8, h, w) and raw.dtype == np.float32
         assert raw.min() >= 0 and raw.max() <= 1
-        x, _ = read_image(src / ("a.png" if name == "a" else "sub/b.jpg"), 96)
+        x, _ = read_image(src / rel, 96)
         expected, _ = gradcam_maps(load_network(checkpoint), x[None], size=(h, w))
         assert np.abs(raw - expected[0].numpy()).max() < 1e-5
         for output in OUTPUTS:
             with Image.open(out / f"{name}_{output}.png") as im:
                 assert im.size == (w, h) and im.mode == "RGB"
-    assert len((out / "explanations.csv").read_text().strip().splitlines()) == 3
-    assert main([f"checkpoint={checkpoint}", f"input={tmp_path / 'nothing'}", f"output={out}"]) == 2  # bad input
-    assert main(["checkpoint=x", "bogus=1", "input=y", "output=z"]) == 2  # unknown option
-    assert main([f"checkpoint={checkpoint}", f"input={src}"]) == 2  # output= missing
+    table = pd.read_csv(out / "explanations.csv")
+    assert list(table.columns) == ["image", "name", "status", "note", *[f"p_{o}" for o in OUTPUTS]]
+    assert table[["image", "name", "status"]].values.tolist() == [["a.png", "a.png", "ok"],
+                                                                  ["sub/b.jpg", "sub%2Fb.jpg", "ok"]]
+
+
+def test_cli_skips_bad_inputs_and_keeps_every_input_apart(tmp_path, checkpoint, capsys):
+    """One bad image does not stop the batch; lesion.jpg and lesion.png get their own overlays; a
+    non-UTF-8 or formula-leading file name is named, escaped, and neutralised in explanations.csv."""
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(src / "lesion.png")
+    Image.fromarray(rng.integers(0, 255, (50, 30, 3), dtype=np.uint8)).save(src / "lesion.jpg", quality=95)
+    shutil.copy(src / "lesion.png", os.fsencode(src) + b"/l\xe9sion.png")
+    shutil.copy(src / "lesion.png", src / "=cmd.png")
+    (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)  # a PNG signature, then garbage
+    (src / "notes.txt").write_text("referral letter")
+    shutil.copy(src / "lesion.png", src / ".hidden.png")
+    out = tmp_path / "out"
+    assert main([f"checkpoint={checkpoint}", f"input={src}", f"output={out}", "save_raw=true", "batch_size=2"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped bad.png: corrupt PNG image" in printed and "explained 4 image(s)" in printed
+    with open(out / "explanations.csv", newline="", encoding="utf-8") as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"lesion.png", "lesion.jpg", "l%E9sion.png", "'=cmd.png", "bad.png", "notes.txt"}
+    assert rows["'=cmd.png"]["image"] == "'=cmd.png" and rows["l%E9sion.png"]["image"] == "l\\xe9sion.png"
+    assert "shown escaped" in rows["l%E9sion.png"]["note"]
+    assert [rows[n]["status"] for n in ("bad.png", "notes.txt")] == ["skipped", "skipped"]
+    assert rows["notes.txt"]["note"] == "not an image (format not recognised)" and rows["bad.png"]["p_bcc"] == ""
+    written = {p.name for p in out.iterdir()}
+    for name in ("lesion.png", "lesion.jpg", "l%E9sion.png", "=cmd.png"):
+        assert {f"{name}_{o}.png" for o in OUTPUTS} | {f"{name}_maps.npy"} <= written
+    assert not [n for n in written if n.startswith(("bad.png", "notes.txt", ".hidden"))]
+    assert np.load(out / "lesion.png_maps.npy").shape == (8, 40, 40)
+    assert np.load(out / "lesion.jpg_maps.npy").shape == (8, 50, 30)  # not overwritten by lesion.png's
+    np.testing.assert_allclose(np.load(out / "l%E9sion.png_maps.npy"), np.load(out / "lesion.png_maps.npy"), atol=1e-5)
+
+
+def test_output_names_are_distinct_stable_and_portable(tmp_path):
+    root = tmp_path
+    rels = ["lesion.jpg", "lesion.png", "a/b.png", "a%2Fb.png", "a__b.png", "a_b.png", "sp ace.png", "lésion.png",
+            "tab\there.png", 'q"<>:|?*.png', "back\\slash.png", "x" * 300 + ".png", "x" * 299 + "y.png"]
+    paths = [root / r for r in rels] + [Path(os.fsdecode(os.fsencode(root) + b"/l\xe9sion.png"))]
+    names = [output_name(p, root) for p in paths]
+    assert len(set(names)) == len(names)
+    assert names[:8] == ["lesion.jpg", "lesion.png", "a%2Fb.png", "a%252Fb.png", "a__b.png", "a_b.png", "sp ace.png",
+                         "lésion.png"]
+    assert names[8:11] == ["tab%09here.png", "q%22%3C%3E%3A%7C%3F%2A.png", "back%5Cslash.png"]
+    assert names[-1] == "l%E9sion.png"
+    assert [output_name(p, root) for p in paths] == names  # the same path always gets the same name
+    for name in names:
+        assert "/" not in name and len(f"{name}_maps.npy".encode()) <= 255
+        name.encode("utf-8")  # every name is valid UTF-8
+    assert names[11].endswith("~" + names[11][-12:]) and names[11] != names[12]
 
 
 @pytest.mark.slow
@@ -197,5 +253,5 @@ def test_cli_as_typed(tmp_path, checkpoint):
                           f"output={out}"], check=False, capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).parents[1], env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr
-    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"lesion_{o}.png" for o in OUTPUTS)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"lesion.png_{o}.png" for o in OUTPUTS)
     assert not list(out.glob("*.npy"))

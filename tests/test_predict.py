@@ -1,5 +1,7 @@
-"""bcc.predict (bcc.deploy.triage) and its report.html: the ranked worklist, review flags, bad inputs, metadata
-stripping, atomic writes, safe loading, and the HTML report rendered in a real headless browser.
+"""bcc.predict (bcc.deploy.triage) and its report.html: the ranked worklist, review flags, bad inputs skipped
+with their reason, formula-leading cells neutralised, metadata stripping, atomic writes, and the HTML
+report rendered in a real headless browser. Inputs refused outright (exit 2) are rows of the bad-input
+table (tests/bad_inputs/cases_deploy.py).
 
 One smoke checkpoint (stage 0, fold 0 of the session's synthetic set) is trained per module, and one
 predict run over a folder of good and bad inputs is shared by the tests that only read its outputs.
@@ -7,6 +9,7 @@ predict run over a folder of good and bad inputs is shared by the tests that onl
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import os
@@ -29,8 +32,8 @@ from bcc.core.patterns import CODES
 from bcc.data.images import read_image
 from bcc.deploy.thresholds import Thresholds, load_thresholds
 from bcc.deploy.triage import COLUMNS, verdicts
+from bcc.explanation.batch import FORMULA_START, csv_safe
 from bcc.models.checkpoint import load_network
-from tests.helpers.checkpoints import tampered_copy
 
 SECRET = "Jane Doe 1970-01-01"  # written into EXIF / PNG text / JPEG comment: must never reach the report
 
@@ -82,6 +85,10 @@ EXPECTED = {
     "truncated.jpg": ("skipped", "corrupt or truncated"),
     "huge.png": ("skipped", "image too large"),
     "tiny.png": ("skipped", "image too small"),
+    "l\\xe9sion.png": ("ok", "file name shown escaped (bytes that are not UTF-8 as \\xNN"),
+    "broken.png": ("skipped", "a broken link"),
+    "linked": ("skipped", "a link to a folder (links to folders are not followed"),
+    "fifo.png": ("skipped", "not a regular file (a FIFO, socket or device; not opened)"),
 }
 
 
@@ -124,6 +131,10 @@ def lesions(data_dir, tmp_path_factory) -> Path:
     _png_header_only(d / "huge.png", 40000, 40000)
     Image.fromarray(rgb[:4, :4]).save(d / "tiny.png")
     shutil.copy(src[5], d / ".hidden.png")  # hidden files are not inputs
+    shutil.copy(src[0], os.fsencode(d) + b"/l\xe9sion.png")  # Latin-1 bytes in a name: not UTF-8
+    (d / "broken.png").symlink_to(d / "gone.png")
+    (d / "linked").symlink_to(d / "sub", target_is_directory=True)
+    os.mkfifo(d / "fifo.png")  # opening it would wait forever for a writer
     return d
 
 
@@ -154,6 +165,8 @@ def test_triage_csv_ranked_with_all_columns(predicted, ckpt, lesions):
         row = ok.set_index("image").loc[name]
         assert row.p_bcc == pytest.approx(p[0], abs=1e-4)
         assert [row[f"p_{c}"] for c in CODES] == pytest.approx(list(p[1:]), abs=1e-4)
+        if name == "good_0.png":  # its copy under a non-UTF-8 name is scored, not lost
+            assert ok.set_index("image").loc["l\\xe9sion.png"].p_bcc == row.p_bcc
 
 
 def test_verdicts_and_review_flags_follow_the_rule(predicted):
@@ -281,30 +294,59 @@ def test_exif_orientation_is_applied(predicted):
         assert im.width > im.height
 
 
-# ---- safety and robustness --------------------------------------------------------------------------------
-def test_unsafe_pickled_checkpoint_is_refused(ckpt, tmp_path, capsys):
-    marker = tmp_path / "pwned"
-    bad = tampered_copy(ckpt, tmp_path / "evil.ckpt", marker)
-    rc = main([f"checkpoint={bad}", f"input={tmp_path}", f"output={tmp_path / 'out'}", "progress=false", "threads=1"])
-    err = capsys.readouterr().err
-    assert rc == 2 and not marker.exists()
-    assert str(bad) in err and "refused to load" in err and "pickled objects" in err
-    assert not (tmp_path / "out").exists(), "nothing is written for a refused checkpoint"
+# ---- hostile file names, folders ---------------------------------------------------------------------------
+FORMULA_NAMES = ['=HYPERLINK("evil.example?x=1","open").png', "+1.png", "-2.png", "@SUM(A1).png",
+                 "\tlesion.png", "\rlesion.png"]
 
 
-def test_clear_errors_name_the_file(ckpt, tmp_path, capsys):
-    junk = tmp_path / "model.onnx"
-    junk.write_bytes(b"not a model")
-    assert main([f"checkpoint={junk}", f"input={tmp_path}", f"output={tmp_path / 'o'}", "threads=1"]) == 2
-    assert f"{junk}: not a readable ONNX model" in capsys.readouterr().err
-    assert main([f"checkpoint={ckpt}", f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'o'}"]) == 2
-    assert f"input={tmp_path / 'nowhere'}: no such file or folder" in capsys.readouterr().err
-    assert main([f"checkpoint={tmp_path / 'missing.ckpt'}", f"input={tmp_path}", f"output={tmp_path / 'o'}"]) == 2
-    assert "missing.ckpt: no such file" in capsys.readouterr().err
-    assert main([f"checkpoint={ckpt}", f"input={tmp_path}"]) == 2
-    assert "missing output=" in capsys.readouterr().err
-    assert main([f"checkpoint={ckpt}", f"input={tmp_path}", f"output={tmp_path / 'o'}", "treshold=0.3"]) == 2
-    assert "treshold" in capsys.readouterr().err  # a typo'd option is named, not ignored
+def test_formula_leading_file_names_are_neutralised(ckpt, data_dir, tmp_path):
+    """OWASP's CSV-injection rule on triage.csv: every cell starting with = + - @ gets a leading ', scored
+    and skipped rows alike; a tab or carriage return in a file name is shown escaped (a raw CR would end
+    the row); the probabilities stay plain numbers."""
+    src = min((data_dir / "synthetic-smoke" / "images").glob("*.png"))
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in FORMULA_NAMES:
+        shutil.copy(src, d / name)
+    (d / "=cmd.txt").write_text("not an image")
+    out = tmp_path / "out"
+    assert main([f"checkpoint={ckpt}", f"input={d}", f"output={out}", "progress=false", "threads=1"]) == 0
+    with open(out / "triage.csv", newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    col = {c: header.index(c) for c in header}
+    assert sorted(r[col["image"]] for r in rows) == sorted(["'" + n for n in FORMULA_NAMES[:4]] + [
+        "\\tlesion.png", "\\rlesion.png", "'=cmd.txt"])
+    assert not [cell for r in rows for cell in r if cell.startswith(FORMULA_START)]
+    ok = [r for r in rows if r[col["status"]] == "ok"]
+    assert len(ok) == len(FORMULA_NAMES) and int(ok[0][col["rank"]]) == 1
+    assert all(0 <= float(r[col[c]]) <= 1 for r in ok for c in ["p_bcc", *[f"p_{c}" for c in CODES]])
+    assert pd.read_csv(out / "triage.csv")["p_bcc"].dtype == np.float64
+    html = (out / "report.html").read_text()
+    assert "=HYPERLINK(&quot;evil.example?x=1&quot;,&quot;open&quot;).png" in html  # escaped, not altered
+
+
+def test_csv_safe_leaves_numbers_alone():
+    t = pd.DataFrame({"name": ["=1+1", "+a", "-b", "@c", "\td", "\re", "ok", "a=b", None],
+                      "mixed": [-1, "-x", 2.5, "=y", "z", 0, -3.5, "", None],
+                      "p": [-0.5, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]})
+    safe = csv_safe(t)
+    assert list(safe["name"][:8]) == ["'=1+1", "'+a", "'-b", "'@c", "'\td", "'\re", "ok", "a=b"]
+    assert list(safe["mixed"][:8]) == [-1, "'-x", 2.5, "'=y", "z", 0, -3.5, ""]
+    assert safe["name"].isna()[8] and safe["mixed"].isna()[8]  # a missing cell stays missing
+    assert safe["p"].equals(t["p"]) and t["name"][0] == "=1+1"  # a copy; the input is untouched
+
+
+def test_output_folder_may_hold_the_input_folder(ckpt, lesions, tmp_path):
+    """input= inside output= (or an input file beside output=) is allowed: nothing is written into the input
+    folder. output= being input= or inside it is refused (the bad-input table)."""
+    work = tmp_path / "work"
+    shutil.copytree(lesions / "sub", work / "photos")
+    args = ["explain=false", "progress=false", "threads=1", f"checkpoint={ckpt}"]
+    assert main([*args, f"input={work / 'photos'}", f"output={work}"]) == 0
+    assert sorted(p.name for p in work.iterdir()) == ["photos", "report.html", "triage.csv"]
+    assert [p.name for p in (work / "photos").iterdir()] == ["good_3.png"]
+    assert main([*args, f"input={work / 'photos' / 'good_3.png'}", f"output={work / 'photos'}"]) == 0
+    assert pd.read_csv(work / "photos" / "triage.csv").image.tolist() == ["good_3.png"]
 
 
 def test_outputs_are_replaced_atomically(ckpt, lesions, tmp_path, monkeypatch, capsys):

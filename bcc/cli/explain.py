@@ -1,29 +1,42 @@
-"""``python -m bcc.explain checkpoint=<ckpt> input=<dir|image> output=<dir> [save_raw=true]``: Grad-CAM.
+"""``python -m bcc.explain checkpoint=<ckpt|onnx> input=<dir|image> output=<dir> [save_raw=true]``: Grad-CAM.
 
-Options: ``conf/explain.yaml``; the work: ``bcc.explanation.batch.explain_files``.
+Options: ``conf/explain.yaml`` (checked by ``bcc.deploy.options``); the work:
+``bcc.explanation.batch.explain_files``. The maps come from the torch checkpoint, or from an ONNX model
+exported with them (``bcc.deploy.scorers``).
 """
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
+from bcc.core.errors import BadInput
 from bcc.core.patterns import OUTPUTS
-from bcc.explanation.batch import explain_files, list_images
-from bcc.models.checkpoint import load_network
+from bcc.deploy.options import device, flag, input_and_output, positive, whole
+from bcc.deploy.scorers import make_scorer
+from bcc.explanation.batch import explain_files, list_inputs, shown
+from bcc.models.checkpoint import CheckpointError
 
 
 def task(cfg: DictConfig) -> None:
     a = options(cfg, ("checkpoint", "input", "output"))
-    net = load_network(str(a["checkpoint"]), device=str(a["device"]))
-    files = list_images(str(a["input"]))
-    root = Path(str(a["input"]))
-    explain_files(net, files, Path(str(a["output"])), save_raw=bool(a["save_raw"]), batch_size=int(a["batch_size"]),
-                  root=root if root.is_dir() else None)
-    print(f"explained {len(files)} image(s) x {len(OUTPUTS)} outputs ({', '.join(OUTPUTS)}) → {a['output']}")
+    batch_size, megapixels = whole(a, "batch_size"), positive(a, "max_megapixels")
+    save_raw, dev = flag(a, "save_raw"), device(a)
+    inp, out = input_and_output(a)
+    root, files = list_inputs(inp)
+    if not files:
+        raise BadInput(f"input={shown(inp)}: no files in it")
+    scorer = make_scorer(a["checkpoint"], device=dev)
+    if not scorer.explains:
+        raise CheckpointError(f"{a['checkpoint']}: has no Grad-CAM maps ({scorer.why_no_maps()}); pass the torch "
+                              f"checkpoint it was exported from ({scorer.meta.get('source_checkpoint')})")
+    table = explain_files(lambda x: scorer(x, maps=True), scorer.size, files, out, root, save_raw=save_raw,
+                          batch_size=batch_size, max_megapixels=megapixels)
+    ok = table["status"].eq("ok")
+    print(f"[bcc.explain] explained {int(ok.sum())} image(s) x {len(OUTPUTS)} outputs ({', '.join(OUTPUTS)}), "
+          f"skipped {int((~ok).sum())} → {shown(out)} (explanations.csv lists every input)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,8 @@
 """``python -m bcc.export checkpoint=<ckpt> format=onnx [quantize=int8] [output=<file.onnx>]``: CPU deployment.
 
-Options: ``conf/export.yaml``; the work: ``bcc.deploy.onnx_export`` (fp32) and ``bcc.deploy.int8``.
+Options: ``conf/export.yaml``, all checked (``bcc.deploy.options``) before anything is written; the work:
+``bcc.deploy.onnx_export`` (fp32, with the Grad-CAM maps in the graph where the backbone allows) and
+``bcc.deploy.int8``.
 """
 from __future__ import annotations
 
@@ -10,25 +12,27 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
-from bcc.core.errors import UsageError
 from bcc.deploy.int8 import int8_inputs, quantize_int8
 from bcc.deploy.onnx_export import export_onnx
+from bcc.deploy.options import choice, existing_folder, flag, fraction, onnx_output, positive, whole
 
 
 def task(cfg: DictConfig) -> None:
     a = options(cfg, ("checkpoint",))
-    if a["format"] != "onnx":
-        raise UsageError(f"format={a['format']}: only format=onnx is supported")
-    if a["quantize"] not in (None, "int8"):
-        raise UsageError(f"quantize={a['quantize']}: only quantize=int8 is supported")
-    path = export_onnx(a["checkpoint"], a["output"], data_root=a["data_root"], tolerance=float(a["tolerance"]))
-    if a["quantize"] == "int8":
+    choice(a, "format", ["onnx"])
+    int8 = choice(a, "quantize", [None, "int8"]) == "int8"
+    a.update(output=onnx_output(a), n_calibration=whole(a, "n_calibration"), tolerance=positive(a, "tolerance"),
+             max_accuracy_drop=fraction(a, "max_accuracy_drop"), force=flag(a, "force"),
+             check_fold=None if a["check_fold"] is None else whole(a, "check_fold", low=0),
+             **{k: existing_folder(a, k) for k in ("data_root", "calibration", "check_data")})
+    path = export_onnx(a["checkpoint"], a["output"], data_root=a["data_root"], tolerance=a["tolerance"])
+    if int8:
         calib, source, check = int8_inputs(a, path)
         if check is None:
             print("[bcc.export] WARNING: int8 accuracy NOT checked: no dataset and test fold found for this "
                   "checkpoint (pass check_data=<dataset dir> check_fold=<k>)")
-        quantize_int8(path, calibration=calib, n_calibration=int(a["n_calibration"]), check=check,
-                      force=bool(a["force"]), calibration_source=source)
+        quantize_int8(path, calibration=calib, n_calibration=a["n_calibration"], check=check, force=a["force"],
+                      calibration_source=source)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,10 @@ synthetic lesions. The int8 model is then checked on the checkpoint's test fold 
 ``check_fold=``): it is kept only if its BCC accuracy there stays within ``max_accuracy_drop`` (1 point)
 of the fp32 model's, at the operating threshold; ``force=true`` keeps it anyway. The figures are printed
 and stored in its ``bcc.int8_check`` metadata. Where no test fold can be found the check is skipped, and
-said so.
+said so. A model with Grad-CAM maps in its graph keeps them; how far the int8 maps are from the fp32
+ones on the same images (the check's, else the calibration images), post-processed as the overlays are
+(``bcc.explanation.gradcam.postprocess`` to the input size, values in [0, 1]), is printed and stored in
+``bcc.maps`` as ``int8_vs_fp32`` (:func:`compare_maps`).
 
 Why the check matters: int8 noise is small for a well-trained network but is amplified by a badly
 conditioned one. The smoke checkpoints (32 px, two epochs from scratch, BatchNorm statistics from two
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from onnxruntime.quantization import CalibrationDataReader
 from scipy.special import expit
 
@@ -35,7 +39,8 @@ from bcc.data.images import to_input
 from bcc.data.synthetic import render
 from bcc.data.table import read_table
 from bcc.deploy.onnx_export import ExportError, dataset_root_of, test_fold_of
-from bcc.deploy.onnx_model import INPUT_NAME, ort_logits, read_metadata, set_metadata
+from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, ort_logits, ort_session, read_metadata, set_metadata
+from bcc.explanation.gradcam import postprocess
 
 
 def fold_data(root: str | Path, fold: int, size: int, n_train: int = 64) -> dict[str, np.ndarray]:
@@ -112,6 +117,30 @@ def compare_bcc_accuracy(fp32: str | Path, int8: str | Path, images: np.ndarray,
             "max_abs_dp_bcc": float(np.abs(p8 - p32).max()) if len(y) else 0.0}
 
 
+def compare_maps(fp32: str | Path, int8: str | Path, images: np.ndarray, batch_size: int = 16) -> dict[str, Any]:
+    """The int8 model's Grad-CAM maps against the fp32 model's on the same images, as the overlays see them
+    (post-processed to the input size, in [0, 1]): mean and largest |difference|, the Pearson correlation
+    of each of the 8 maps per image (median and lowest, over the maps neither model leaves blank), and how
+    many maps are blank (all 0: no positive evidence) in exactly one of the two."""
+    s32, s8 = ort_session(fp32), ort_session(int8)
+    size = images.shape[-2:]
+    diffs, worst, corr, one_blank = [], 0.0, [], 0
+    for i in range(0, len(images), batch_size):
+        x = {INPUT_NAME: np.ascontiguousarray(images[i:i + batch_size])}
+        a, b = (postprocess(torch.from_numpy(s.run([MAPS_NAME], x)[0]), size).flatten(2) for s in (s32, s8))
+        d = (a - b).abs()
+        diffs.append(d.mean(dim=2).flatten())
+        worst = max(worst, float(d.max()))
+        one_blank += int(((a.amax(dim=2) == 0) != (b.amax(dim=2) == 0)).sum())
+        a, b = a - a.mean(dim=2, keepdim=True), b - b.mean(dim=2, keepdim=True)
+        corr.append(((a * b).sum(2) / (a.norm(dim=2) * b.norm(dim=2))).flatten())
+    r = torch.cat(corr).numpy()
+    r = r[np.isfinite(r)]
+    return {"images": len(images), "maps": len(images) * 8, "mean_abs_diff": float(torch.cat(diffs).mean()),
+            "max_abs_diff": worst, "median_correlation": float(np.median(r)) if len(r) else float("nan"),
+            "min_correlation": float(r.min()) if len(r) else float("nan"), "blank_in_one_only": one_blank}
+
+
 def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibration: np.ndarray | None = None,
                   n_calibration: int = 64, verbose: bool = True, check: AccuracyCheck | None = None,
                   force: bool = False, calibration_source: str = "given images") -> Path:
@@ -120,7 +149,7 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
     `calibration`: (n, 3, S, S) images (default: `n_calibration` synthetic lesions). With `check`, the
     int8 model is kept only if its BCC accuracy on ``check.images`` stays within ``check.max_drop`` of the
     fp32 model's (``ExportError`` otherwise, unless `force`); the figures go into the ``bcc.int8_check``
-    metadata either way.
+    metadata either way. A model with maps gets ``bcc.maps`` ``int8_vs_fp32`` (:func:`compare_maps`).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -143,6 +172,11 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         qmeta = {**meta, "quantization": f"int8 static QDQ (per-channel int8 weights, uint8 activations), "
                                          f"calibrated on {len(calibration)} {source}"}
+        maps = json.loads(meta.get("maps") or "null") or {}
+        if maps.get("output") == MAPS_NAME:
+            maps["int8_vs_fp32"] = compare_maps(fp32, tmp, check.images if check is not None else calibration)
+            maps["int8_vs_fp32"]["data"] = check.where if check is not None else f"the calibration images ({source})"
+            qmeta["maps"] = maps
         if check is not None:
             result = compare_bcc_accuracy(fp32, tmp, check.images, check.y_bcc, check.threshold)
             result["data"] = check.where
@@ -163,6 +197,12 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
     if verbose:
         print(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s, "
               f"{len(calibration)} calibration images)")
+        if "int8_vs_fp32" in maps:
+            m = maps["int8_vs_fp32"]
+            print(f"[bcc.export] int8 Grad-CAM maps against fp32 on {m['data']}: mean |Δ| {m['mean_abs_diff']:.3f}, "
+                  f"max |Δ| {m['max_abs_diff']:.3f} (maps in [0, 1] at the input size); correlation median "
+                  f"{m['median_correlation']:.3f}, lowest {m['min_correlation']:.3f}; {m['blank_in_one_only']} of "
+                  f"{m['maps']} maps blank in one model only")
         if result is not None:
             print(f"[bcc.export] int8 check on {check.where}: BCC accuracy fp32 {result['accuracy_fp32']:.3f}, "
                   f"int8 {result['accuracy_int8']:.3f} ({100 * result['delta']:+.1f} points, allowed "

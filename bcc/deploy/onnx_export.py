@@ -1,9 +1,23 @@
 """The fp32 ONNX export of a checkpoint (``python -m bcc.export``; int8: ``bcc.deploy.int8``).
 
-Writes ``<checkpoint stem>.onnx`` beside the checkpoint (or ``output=``): input ``image`` float32
-(N, 3, S, S) RGB in [0, 1] with a dynamic batch N, output ``logits`` (N, 8) in ``bcc.core.patterns.OUTPUTS``
-order (normalisation happens inside the graph, as in ``MultitaskNet``). The export is checked against
-torch on random images (max |Δlogit| ≤ ``tolerance``, 1e-4) before it is kept.
+Writes ``<checkpoint stem>.onnx`` beside the checkpoint (or ``output=``, a ``.onnx`` file): input
+``image`` float32 (N, 3, S, S) RGB in [0, 1] with a dynamic batch N, output ``logits`` (N, 8) in
+``bcc.core.patterns.OUTPUTS`` order (normalisation happens inside the graph, as in ``MultitaskNet``) and,
+where the backbone allows it, output ``cams`` (N, 8, h, w): the 8 raw Grad-CAM maps at the target
+layer's resolution (7 x 7 for MobileNetV2 at 224 px), before ReLU, exactly what
+``bcc.explanation.gradcam.raw_cams`` gives and ``bcc.explanation.gradcam.postprocess`` turns into the
+overlays. So the model explains itself: ``bcc.predict`` on it needs neither torch's network nor the
+source checkpoint. The maps need no backward pass where the Jacobian J (8 x C) of the logits with
+respect to the pooled features has a closed form (:class:`ExplainedNet`), maps = J · A / (h·w):
+
+- ``linear`` (MobileNetV2: global average pooling, then the linear heads): J = the stacked head weights.
+- ``layernorm`` (ConvNeXt: pooling, LayerNorm, then the linear heads): J = (G − mean_c G − (G·x̂ / C) x̂) / s
+  per image, with G = head weights ⊙ LayerNorm weight, x̂ = (p − mean p) / s, s = sqrt(var p + eps).
+
+ViT pools its class token, so its maps need a backward pass through the last block: it is exported with
+``logits`` only, and ``bcc.predict`` computes its maps with torch from ``bcc.source_checkpoint``. The
+export is checked against torch on random images at batch 1 and 5 (max |Δlogit| and max |Δmap| ≤
+``tolerance``, 1e-4) before it is kept.
 
 Metadata (``onnx`` ``metadata_props``, strings; JSON where structured) — what ``bcc.predict`` reads:
 ``bcc.backbone``, ``bcc.timm_name``, ``bcc.input_size``, ``bcc.input`` (layout and range),
@@ -11,8 +25,12 @@ Metadata (``onnx`` ``metadata_props``, strings; JSON where structured) — what 
 ``bcc.outputs`` (code order), ``bcc.thresholds`` (``bcc.predict`` thresholds format),
 ``bcc.training_data_hash`` (SHA-256 over the training dataset's CSVs and image files, or ``unknown``;
 the dataset is found from the Hydra ``.hydra/config.yaml`` beside the checkpoint, or ``data_root=``),
-``bcc.training_data`` (its path), ``bcc.source_checkpoint`` (absolute path; explanations need the torch
-weights), ``bcc.stage``, ``bcc.opset``, ``bcc.quantization``. Read them back with ``bcc.deploy.onnx_model.read_metadata``.
+``bcc.training_data`` (its path), ``bcc.source_checkpoint`` (absolute path; explanations of a model
+without maps need the torch weights), ``bcc.stage``, ``bcc.opset``, ``bcc.quantization``, and
+``bcc.maps``: ``{"output": "cams", "shape": ["batch", 8, h, w], "form": "linear" | "layernorm",
+"layer", "values", "postprocess", "max_abs_diff_torch"}`` or ``{"output": null, "why", "fallback"}``
+(an int8 copy adds ``"int8_vs_fp32"``: ``bcc.deploy.int8``). Read them back with
+``bcc.deploy.onnx_model.read_metadata``.
 
 Writes are atomic (a temporary file renamed into place only after the checks pass).
 """
@@ -28,12 +46,18 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from timm.layers import LayerNorm2d
+from torch import nn
 
 from bcc.core.layout import read_job_config
 from bcc.core.patterns import CODES, OUTPUTS
-from bcc.deploy.onnx_model import INPUT_NAME, OUTPUT_NAME, ort_session, set_metadata
+from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, set_metadata
+from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
-from bcc.models.checkpoint import load_network, read_checkpoint
+from bcc.explanation.gradcam import logits_from_pooled, raw_cams
+from bcc.models.backbones import spec
+from bcc.models.checkpoint import read_checkpoint
+from bcc.models.network import MultitaskNet
 
 OPSET = 17
 DATA_FILES = ("images.csv", "annotations.csv", "labels.csv", "splits.csv")
@@ -80,6 +104,64 @@ def training_data_hash(root: str | Path | None) -> str:
     return "sha256:" + h.hexdigest()
 
 
+# ---- the maps in the graph -------------------------------------------------------------------------------
+def closed_form(net: MultitaskNet) -> tuple[str | None, str]:
+    """``(form, why)``: how the graph computes the 8 maps without a backward pass (module docstring), or
+    None and why it cannot."""
+    mode = spec(net.backbone_name).cam_mode
+    if mode == "linear":
+        return "linear", "global average pooling, then the linear heads: d logits / d pooled = head_weights"
+    head = getattr(net.backbone, "head", None)
+    if (mode == "pooled" and isinstance(getattr(head, "norm", None), LayerNorm2d)
+            and getattr(head.global_pool, "pool_type", None) == "avg"
+            and all(isinstance(getattr(head, m, None), (nn.Identity, nn.Dropout)) for m in ("pre_logits", "drop", "fc"))):
+        return "layernorm", "global average pooling, LayerNorm, then the linear heads: J in closed form per image"
+    if mode == "tokens":
+        return None, "ViT pools its class token: the maps need a backward pass through the last block"
+    return None, f"the head after pooling of {net.backbone_name} has no closed-form Jacobian here"
+
+
+class ExplainedNet(nn.Module):
+    """The network with its maps: images (N, 3, S, S) → (logits (N, 8), raw Grad-CAM (N, 8, h, w)), one
+    forward pass; the logits are the network's own (``logits_from_pooled``), the maps J · A / (h·w)."""
+
+    def __init__(self, net: MultitaskNet, form: str):
+        super().__init__()
+        self.net, self.form = net, form
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self.net
+        feats = net.backbone.forward_features((x - net.mean) / net.std)  # (N, C, h, w)
+        h, w = feats.shape[-2:]
+        flat = feats.flatten(2)                                            # (N, C, hw)
+        pooled = flat.mean(2)
+        jac = net.head_weights()[None]                                     # (1, 8, C)
+        if self.form == "layernorm":
+            norm = net.backbone.head.norm
+            centred = pooled - pooled.mean(1, keepdim=True)
+            s = torch.sqrt((centred * centred).mean(1, keepdim=True) + norm.eps)  # (N, 1)
+            xh = centred / s
+            g = jac[0] * norm.weight
+            g = g - g.mean(1, keepdim=True)                                # x̂ sums to 0: G·x̂ = (G − mean G)·x̂
+            proj = xh @ g.T / xh.shape[1]                                  # (N, 8)
+            jac = (g[None] - proj[:, :, None] * xh[:, None, :]) / s[:, :, None]  # (N, 8, C)
+        cams = (jac @ flat) / (h * w)
+        return logits_from_pooled(net, pooled), cams.unflatten(2, (h, w))
+
+
+def maps_metadata(net: MultitaskNet, form: str | None, why: str, size: int) -> dict:
+    """``bcc.maps``: what the ``cams`` output is, or why there is none."""
+    if form is None:
+        return {"output": None, "why": why, "fallback": "bcc.predict computes the maps with torch from "
+                "bcc.source_checkpoint (or explain_checkpoint=)"}
+    with torch.no_grad():
+        h, w = net.backbone.forward_features(torch.zeros(1, 3, size, size)).shape[-2:]
+    return {"output": MAPS_NAME, "shape": ["batch", len(OUTPUTS), int(h), int(w)], "form": form, "why": why,
+            "layer": f"the last feature map of {net.backbone_name} (bcc.models.backbones: Grad-CAM target layer)",
+            "values": "raw Grad-CAM before ReLU: J · A / (h·w), J = d logits / d pooled features, OUTPUTS order",
+            "postprocess": "bcc.explanation.gradcam.postprocess (ReLU, min-max, bilinear resize, min-max)"}
+
+
 # ---- export ---------------------------------------------------------------------------------------------
 def _torch_logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
@@ -88,19 +170,22 @@ def _torch_logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresholds: dict | None = None,
                 data_root: str | Path | None = None, tolerance: float = 1e-4, verbose: bool = True) -> Path:
-    """Export the checkpoint's network to ONNX (fp32), embed metadata, check it against torch; return the path."""
+    """Export the checkpoint's network (with its maps where it can) to ONNX (fp32), embed metadata, check
+    it against torch; return the path."""
     import onnx
 
     checkpoint = Path(checkpoint)
     output = Path(output) if output else checkpoint.with_suffix(".onnx")
-    net = load_network(checkpoint, channels_last=False)
+    net = load_torch_network(checkpoint, channels_last=False)
     size = int(net.image_size)
+    form, why = closed_form(net)
     dummy = torch.rand(2, 3, size, size)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     hp = dict(read_checkpoint(checkpoint).get("hyper_parameters") or {})
     th = thresholds if thresholds is not None else load_thresholds(checkpoint).as_dict()
     root = Path(data_root) if data_root else dataset_root_of(checkpoint)
+    names = [OUTPUT_NAME] if form is None else [OUTPUT_NAME, MAPS_NAME]
     meta = {
         "backbone": net.backbone_name, "timm_name": str(net.spec.get("timm_name") or ""),
         "input_size": str(size), "input": "float32 NCHW RGB in [0, 1], dynamic batch",
@@ -109,40 +194,53 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
         "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": th,
         "training_data_hash": training_data_hash(root), "training_data": str(root.resolve()) if root else "unknown",
         "source_checkpoint": str(checkpoint.resolve()), "stage": str(hp.get("stage", "")),
-        "quantization": "none (fp32)", "opset": str(OPSET),
+        "quantization": "none (fp32)", "opset": str(OPSET), "maps": maps_metadata(net, form, why, size),
     }
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():  # the TorchScript exporter is deprecated; dynamo needs onnxscript
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(net, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            torch.onnx.export(net if form is None else ExplainedNet(net, form).eval(), (dummy,), str(tmp),
+                              input_names=[INPUT_NAME], output_names=names,
+                              dynamic_axes={k: {0: "batch"} for k in (INPUT_NAME, *names)},
                               opset_version=OPSET, do_constant_folding=True, dynamo=False)
         model = onnx.load(str(tmp))
+        diff = max_abs_diff(net, tmp, size)
+        if max(diff.values()) > tolerance:
+            raise ExportError(f"{checkpoint}: ONNX Runtime and torch disagree by "
+                              + ", ".join(f"{v:.2e} ({k})" for k, v in diff.items())
+                              + f" > {tolerance:.0e}; export discarded")
+        if form is not None:
+            meta["maps"]["max_abs_diff_torch"] = diff[MAPS_NAME]
         set_metadata(model, meta)
-        model.doc_string = "bcc multitask BCC network: logits (N, 8) in order " + ",".join(OUTPUTS)
+        model.doc_string = ("bcc multitask BCC network: logits (N, 8) in order " + ",".join(OUTPUTS)
+                            + ("" if form is None else "; cams (N, 8, h, w): raw Grad-CAM maps, same order"))
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
-        diff = max_abs_diff(net, tmp, size)
-        if diff > tolerance:
-            raise ExportError(f"{checkpoint}: ONNX Runtime and torch disagree by {diff:.2e} > {tolerance:.0e}; "
-                              f"export discarded")
         tmp.replace(output)  # atomic: only a checked model ever appears under its name
     finally:
         tmp.unlink(missing_ok=True)
     if verbose:
         print(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
-              f"max |logit(ORT) - logit(torch)| = {diff:.2e} on random images (batch 1 and 5)")
+              + ", ".join(f"max |{k}(ORT) - {k}(torch)| = {v:.2e}" for k, v in diff.items())
+              + " on random images (batch 1 and 5)"
+              + ("" if form is None else f"; Grad-CAM maps in the graph ({form} closed form)")
+              + ("" if form is not None else f"; no maps in the graph ({why}): bcc.predict explains with torch"))
     return output
 
 
-def max_abs_diff(net: torch.nn.Module, onnx_path: str | Path, size: int, seed: int = 0) -> float:
-    """Largest |logit difference| between torch and ONNX Runtime on random images, at batch 1 and 5."""
+def max_abs_diff(net: MultitaskNet, onnx_path: str | Path, size: int, seed: int = 0) -> dict[str, float]:
+    """Largest |difference| between torch and ONNX Runtime on random images at batch 1 and 5, per output
+    of the graph: the logits and, where it has them, the raw maps (against ``raw_cams``)."""
     sess = ort_session(onnx_path)
+    names = [o.name for o in sess.get_outputs()]
     rng = np.random.default_rng(seed)
-    worst = 0.0
+    worst = dict.fromkeys(names, 0.0)
     for n in (1, 5):
         x = rng.random((n, 3, size, size), dtype=np.float32)
-        ort_out = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        worst = max(worst, float(np.abs(ort_out - _torch_logits(net, x)).max()))
+        got = dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+        want = {OUTPUT_NAME: _torch_logits(net, x)}
+        if MAPS_NAME in names:
+            want[MAPS_NAME] = raw_cams(net, torch.from_numpy(x))[0].numpy()
+        worst = {k: max(worst[k], float(np.abs(got[k] - want[k]).max())) for k in names}
     return worst

@@ -59,13 +59,22 @@ figure{margin:0;text-align:center;font-size:12px;width:160px}figure img{width:16
 """
 
 
-def data_uri(rgb: np.ndarray, side: int, fmt: str = "JPEG") -> str:
-    """A base64 data URI of `rgb` re-encoded from pixels (no metadata), longest side at most `side`."""
-    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+def _fit(im: Image.Image, side: int) -> Image.Image:
+    """`im` with the longest side at most `side` (a shrunk copy, LANCZOS; `im` itself when it fits)."""
+    if max(im.size) <= side:
+        return im
+    im = im.copy()
     im.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return im
+
+
+def data_uri(rgb: np.ndarray, side: int, fmt: str = "JPEG", optimize: bool = True) -> str:
+    """A base64 data URI of `rgb` re-encoded from pixels (no metadata), longest side at most `side`.
+    `optimize`: JPEG Huffman tables fitted to the picture (about 7 % smaller, 2.7 times the encoding time)."""
+    im = _fit(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB"), side)
     buf = io.BytesIO()
     if fmt == "JPEG":
-        im.save(buf, "JPEG", quality=85, optimize=True)  # no exif=, icc_profile=: nothing but pixels
+        im.save(buf, "JPEG", quality=85, optimize=optimize)  # no exif=, icc_profile=: nothing but pixels
     else:
         im.save(buf, "PNG", optimize=True)
     mime = "jpeg" if fmt == "JPEG" else "png"
@@ -101,16 +110,18 @@ def _pattern_table(row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
 def lesion_figures(rgb: np.ndarray, cams=None, shown: Sequence[str] = ("bcc",)) -> dict[str, str]:
     """The card's pictures as data URIs: ``"image"`` (longest side ``CARD_SIDE``) and, with `cams` (raw
     Grad-CAM (8, h, w) from ``bcc.explanation.gradcam.raw_cams``), one overlay per output in `shown` (OUTPUTS names),
-    each map post-processed straight to the overlay's size (longest side ``OVERLAY_SIDE``)."""
-    figures = {"image": data_uri(rgb, CARD_SIDE)}
+    each map post-processed straight to the overlay's size (longest side ``OVERLAY_SIDE``). Up to eight
+    overlays per lesion: they are encoded without Huffman optimisation, which would double the report's
+    rendering time for 7 % fewer bytes. The overlays' lesion is shrunk from the card's copy (a 320 px
+    picture shrinks in a fraction of the time the 1024 px one takes)."""
+    card = _fit(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB"), CARD_SIDE)
+    figures = {"image": data_uri(np.asarray(card), CARD_SIDE)}
     if cams is None:
         return figures
-    small = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
-    small.thumbnail((OVERLAY_SIDE, OVERLAY_SIDE), Image.Resampling.LANCZOS)
-    base = np.asarray(small)
+    base = np.asarray(_fit(card, OVERLAY_SIDE))
     maps = postprocess(cams[None], base.shape[:2])[0].numpy()
     for name in shown:
-        figures[name] = data_uri(overlay(base, maps[OUTPUTS.index(name)]), OVERLAY_SIDE)
+        figures[name] = data_uri(overlay(base, maps[OUTPUTS.index(name)]), OVERLAY_SIDE, optimize=False)
     return figures
 
 
@@ -143,16 +154,18 @@ def _card(lesion, row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
 
 
 def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any]) -> str:
+    """The page; `lesions` in the table's row order (``bcc.deploy.triage.worklist`` gives them so: two
+    inputs may be shown under the same name, e.g. when their file names differ only in non-UTF-8 bytes)."""
     th = dict(info.get("thresholds") or {})
-    ok = table[table["status"] == "ok"]
-    skipped = table[table["status"] != "ok"]
+    is_ok = (table["status"] == "ok").to_numpy()
+    ok = table[is_ok]
+    skipped = table[~is_ok]
     n_bcc = int((ok["diagnosis_verdict"] == "BCC").sum())
     n_flag = int((ok["review"] == 1).sum())
     stats = [("scored", len(ok), ""), ("likely BCC", n_bcc, "bcc"), ("flagged for review", n_flag, "review"),
              ("skipped", len(skipped), "")]
     summary = "".join(f'<div class="stat {c}"><b>{n}</b>{_e(label)}</div>' for label, n, c in stats)
-    by_name = {les.image: les for les in lesions}
-    cards = "".join(_card(by_name[r["image"]], r, th) for r in ok.to_dict("records"))
+    cards = "".join(_card(les, r, th) for les, r, keep in zip(lesions, table.to_dict("records"), is_ok) if keep)
     skip_html = ""
     if len(skipped):
         items = "".join(f"<li><b>{_e(r['image'])}</b>: {_e(r['note'])}</li>" for r in skipped.to_dict("records"))

@@ -1,42 +1,87 @@
-"""What scores a batch in triage: the torch checkpoint, or the exported ONNX model on ONNX Runtime.
+"""What scores a batch in triage and explains it: the torch checkpoint, or the exported ONNX model on ONNX Runtime.
 
-Both take (N, 3, S, S) float32 images in [0, 1] and return (N, 8) probabilities in OUTPUTS order.
-Grad-CAM always uses torch: the scorer's own network, ``explain_checkpoint=``, or the ONNX model's
-``source_checkpoint`` metadata (``explainer_net``).
+A scorer takes (N, 3, S, S) float32 images in [0, 1] and returns (N, 8) probabilities in OUTPUTS order
+and, asked for ``maps=True``, the 8 raw Grad-CAM maps (N, 8, h, w) in ``bcc.explanation.gradcam.raw_cams``'s
+form. The torch scorer computes them from its network (the scores come from the same pass); an ONNX
+model exported with its maps (output ``cams``, metadata ``bcc.maps``: ``bcc.deploy.onnx_export``) reads
+them from its graph, with neither torch's network nor the source checkpoint. :func:`explainer` picks who
+explains: ``explain_checkpoint=``, else the scorer itself when it can, else (an ONNX model exported
+without maps: ViT) the torch checkpoint its ``bcc.source_checkpoint`` names.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.special import expit
 
+from bcc.core.errors import BadInput, UsageError
 from bcc.core.patterns import OUTPUTS
-from bcc.deploy.onnx_model import INPUT_NAME, OUTPUT_NAME, ort_session, read_metadata
+from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, read_metadata
+from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import CheckpointError, load_network
 from bcc.models.network import MultitaskNet
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` for the block, then back to what they were."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def load_torch_network(path: str | Path, device: str = "cpu", channels_last: bool | None = True) -> MultitaskNet:
+    """``load_network``, with a file whose content is not laid out as ``bcc.train`` writes it (a key of the
+    wrong type, a size that is not a number) a :class:`CheckpointError` naming it, and an ONNX model
+    refused by its name before torch tries to unpickle it."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        raise CheckpointError(f"{path}: an exported ONNX model, where a torch checkpoint (best.ckpt) is needed")
+    try:
+        return load_network(path, device=device, channels_last=channels_last)
+    except BadInput:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not a checkpoint as bcc.train writes it ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
 class TorchScorer:
-    """Probabilities (N, 8) from the torch checkpoint (channels_last, inference_mode)."""
+    """Probabilities (N, 8) from the torch checkpoint (channels_last, inference_mode); maps by ``raw_cams``.
+    The network runs with `threads` intra-op threads (default: torch's setting when it is made)."""
 
     kind = "torch"
+    explains = True
 
-    def __init__(self, checkpoint: str | Path):
-        self.net = load_network(checkpoint, channels_last=True)
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int | None = None):
+        self.net = load_torch_network(checkpoint, device=device)
+        self.threads = int(threads or torch.get_num_threads())
         self.size = int(self.net.image_size)
         self.describe = f"{self.net.backbone_name} (torch, {Path(checkpoint).name})"
+        self.maps_source = f"Grad-CAM (torch) from {checkpoint}"
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-            return torch.sigmoid(self.net(t)).numpy()
+    def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        with torch_threads(self.threads):
+            if maps:
+                cams, logits = raw_cams(self.net, t)
+                return torch.sigmoid(logits).cpu().numpy(), cams.cpu()
+            with torch.inference_mode():
+                t = t.to(next(self.net.parameters()).device).contiguous(memory_format=torch.channels_last)
+                return torch.sigmoid(self.net(t)).cpu().numpy(), None
 
 
 class OnnxScorer:
-    """Probabilities (N, 8) from an exported model (``bcc.deploy.onnx_export``) on ONNX Runtime's CPU provider."""
+    """Probabilities (N, 8) from an exported model (``bcc.deploy.onnx_export``) on ONNX Runtime's CPU
+    provider, and its own Grad-CAM maps where it was exported with them."""
 
     kind = "onnx"
 
@@ -47,13 +92,18 @@ class OnnxScorer:
         except Exception as e:  # noqa: BLE001 — onnx/onnxruntime raise their own types for a bad file
             raise CheckpointError(f"{path}: not a readable ONNX model ({type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else ''})") from None
-        outputs = json.loads(self.meta.get("outputs", "null") or "null")
+        try:
+            outputs = json.loads(self.meta.get("outputs") or "null")
+            self.maps = json.loads(self.meta.get("maps") or "null") or {}
+        except ValueError as e:
+            raise CheckpointError(f"{path}: its bcc.outputs or bcc.maps metadata is not valid JSON ({e})") from None
         if outputs is not None and tuple(outputs) != OUTPUTS:
             raise CheckpointError(f"{path}: outputs {outputs} are not in this version's order {OUTPUTS}")
         names = [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
         if INPUT_NAME not in names[0] or OUTPUT_NAME not in names[1]:
             raise CheckpointError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r} "
                                   f"(a model written by python -m bcc.export), found {names}")
+        self.explains = MAPS_NAME in names[1]
         self.size = int(self.meta.get("input_size") or self.session.get_inputs()[0].shape[-1])
         self.describe = (f"{self.meta.get('backbone', '?')} (ONNX Runtime, {Path(path).name}, "
                          f"{self.meta.get('quantization', 'fp32')})")
@@ -61,27 +111,55 @@ class OnnxScorer:
         if check:
             self.describe += (f"; int8 check on {check.get('data')}: BCC accuracy fp32 {check['accuracy_fp32']:.3f}, "
                               f"int8 {check['accuracy_int8']:.3f}")
+        self.maps_source = f"Grad-CAM from the ONNX model's own maps ({Path(path).name}, closed form)"
+        vs = self.maps.get("int8_vs_fp32")
+        if vs:
+            self.maps_source += (f"; int8 maps against fp32 on {vs['data']}: mean |Δ| {vs['mean_abs_diff']:.3f}, "
+                                 f"correlation median {vs['median_correlation']:.3f}")
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
-        return expit(logits)
+    def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
+        out = self.session.run([OUTPUT_NAME, MAPS_NAME] if maps else [OUTPUT_NAME],
+                               {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})
+        return expit(out[0]), torch.from_numpy(out[1]) if maps else None
+
+    def why_no_maps(self) -> str:
+        return self.maps.get("why") or "exported before bcc.export wrote Grad-CAM maps into the model"
 
 
-def make_scorer(model: str | Path, threads: int = 2) -> TorchScorer | OnnxScorer:
+def make_scorer(model: str | Path, threads: int = 2, device: str = "cpu") -> TorchScorer | OnnxScorer:
+    """The scorer for a model file (``.onnx`` → ONNX Runtime, anything else → a torch checkpoint), running
+    with `threads` intra-op threads."""
     model = Path(model)
     if not model.is_file():
         raise CheckpointError(f"checkpoint={model}: no such file")
-    return OnnxScorer(model, threads) if model.suffix == ".onnx" else TorchScorer(model)
+    return OnnxScorer(model, threads) if model.suffix == ".onnx" else TorchScorer(model, device, threads)
 
 
-def explainer_net(scorer, explain_checkpoint: str | Path | None) -> MultitaskNet:
-    """The torch network for Grad-CAM: `explain_checkpoint`, the scorer's own, or the ONNX source checkpoint."""
+def explainer(scorer: TorchScorer | OnnxScorer, explain_checkpoint: str | Path | None, threads: int = 2
+              ) -> tuple[TorchScorer | OnnxScorer | None, str]:
+    """``(who computes the maps, what the report says about it)`` (see the module docstring).
+
+    An `explain_checkpoint` that cannot explain is an error; a missing or unreadable source checkpoint of
+    an ONNX model without maps only leaves the report without overlays (None, and why).
+    """
     if explain_checkpoint:
-        return load_network(explain_checkpoint, channels_last=True)
-    if isinstance(scorer, TorchScorer):
-        return scorer.net
+        ex = make_scorer(explain_checkpoint, threads)
+        if not ex.explains:
+            raise CheckpointError(f"explain_checkpoint={explain_checkpoint}: has no Grad-CAM maps "
+                                  f"({ex.why_no_maps()}); pass its torch checkpoint")
+        if ex.size != scorer.size:
+            raise UsageError(f"explain_checkpoint={explain_checkpoint}: input size {ex.size}, the model's is "
+                             f"{scorer.size}; pass the checkpoint the model was exported from")
+        return ex, ex.maps_source
+    if scorer.explains:
+        return scorer, scorer.maps_source
     src = scorer.meta.get("source_checkpoint")
-    if src and Path(src).is_file():
-        return load_network(src, channels_last=True)
-    raise CheckpointError(f"no torch checkpoint for Grad-CAM (the ONNX model's source_checkpoint {src!r} is not "
-                          f"there); pass explain_checkpoint=<best.ckpt> or explain=false")
+    why = scorer.why_no_maps()
+    if not (src and Path(src).is_file()):
+        return None, (f"unavailable: the ONNX model has no maps ({why}) and its source checkpoint {src!r} is not "
+                      f"there; pass explain_checkpoint=<best.ckpt> or explain=false")
+    try:
+        ex = TorchScorer(src, threads=threads)
+    except CheckpointError as e:
+        return None, f"unavailable: the ONNX model has no maps ({why}) and {e}"
+    return ex, f"{ex.maps_source} (the ONNX model has no maps: {why})"

@@ -1,24 +1,30 @@
 """Triage of new images: read, score (and explain) a folder, rank the worklist, write it and the report.
 
 ``run_triage`` is what ``python -m bcc.predict checkpoint=<ckpt|onnx> input=<dir|image> output=<dir>``
-does (options: ``conf/predict.yaml``). It writes to `output`:
+does (options: ``conf/predict.yaml``, checked first by ``bcc.deploy.options``: a wrong value, or
+``output=`` being or lying inside a folder ``input=``, is refused before anything is read or written).
+It writes to `output`:
 
 - ``triage.csv`` — the worklist ranked by p_bcc (highest first): ``rank, image, p_bcc,
   diagnosis_verdict`` (diagnosis head at the operating threshold), ``rule_verdict`` (clinical rule over
   the detected patterns), ``review`` (1 where the two verdicts disagree or p_bcc lies within the
   uncertainty band around the threshold), ``review_reason``, ``patterns`` (detected, e.g.
   ``AT 0.91; ON 0.64``), ``p_PN … p_AT``, ``status`` (``ok``/``skipped``), ``note`` (what was done to
-  read the image, or why it was skipped). Skipped inputs (not an image, empty, corrupt, truncated, too
-  large, unsupported pixel format) follow the ranked rows; the rest of the batch always completes.
+  read the image, or why it was skipped). Every input is listed (``bcc.explanation.batch``: inputs,
+  their names, the skip reasons); skipped ones follow the ranked rows and the rest of the batch always
+  completes. Text cells a spreadsheet would run as a formula (a file named ``=HYPERLINK(…).png``) get a
+  leading ``'`` (``csv_safe``, OWASP's rule); the numbers are written as numbers.
 - ``report.html`` — ``bcc.deploy.report_html``: one self-contained page, Grad-CAM overlays included.
 
 Scores come from the torch checkpoint or, for ``checkpoint=<file>.onnx`` (``bcc.export``), from ONNX
-Runtime (``bcc.deploy.scorers``); thresholds from ``bcc.deploy.thresholds``. Images are read once by
-the one reader (``bcc.data.images.read_rgb``: EXIF orientation applied, CMYK/greyscale/16-bit/alpha/
-palette converted, exactly as training reads them), the network input is made from the full image as in
-training, and the copy kept for the report is at most 1024 px. Every image written out is re-encoded
-from pixels, so no EXIF, GPS, ICC profile, comment or text chunk of an input is ever copied.
-``triage.csv`` and ``report.html`` are written atomically (a temporary file renamed into place).
+Runtime; the Grad-CAM maps from the same pass — the torch network's, or the ONNX model's own ``cams``
+output — else from the torch source checkpoint (``bcc.deploy.scorers.explainer``); thresholds from
+``bcc.deploy.thresholds``. Images are read once by the one reader (``bcc.data.images.read_rgb``: EXIF
+orientation applied, CMYK/greyscale/16-bit/alpha/palette converted, exactly as training reads them), the
+network input is made from the full image as in training, and the copy kept for the report is at most
+1024 px. Every image written out is re-encoded from pixels, so no EXIF, GPS, ICC profile, comment or
+text chunk of an input is ever copied. ``triage.csv`` and ``report.html`` are written atomically (a
+temporary file renamed into place).
 """
 from __future__ import annotations
 
@@ -30,40 +36,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from bcc.core.errors import BadInput
 from bcc.core.io import write_csv
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule
-from bcc.data.images import UnreadableImage, read_rgb, shrink, to_input
+from bcc.data.images import UnreadableImage, shrink, to_input
+from bcc.deploy.options import flag, input_and_output, positive, whole
 from bcc.deploy.report_html import lesion_figures, write_report
-from bcc.deploy.scorers import TorchScorer, explainer_net, make_scorer
+from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
 from bcc.deploy.thresholds import Thresholds, load_thresholds
-from bcc.explanation.gradcam import raw_cams
-from bcc.models.checkpoint import CheckpointError
+from bcc.explanation.batch import csv_safe, input_name, list_inputs, read_input, shown
 
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
 VERDICTS = {1: "BCC", 0: "non-BCC"}
 
 
-def list_inputs(path: str | Path, exclude: Path | None = None) -> tuple[Path, list[Path]]:
-    """``(root, files)``: the single file, or every non-hidden file under the folder (sorted)."""
-    path = Path(path)
-    if path.is_file():
-        return path.parent, [path]
-    if not path.is_dir():
-        raise BadInput(f"input={path}: no such file or folder")
-    ex = exclude.resolve() if exclude else None
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in
-                   p.relative_to(path).parts) and (ex is None or ex not in p.resolve().parents))
-    return path, files
-
-
-def read_lesion(path: Path, size: int, max_megapixels: float) -> tuple[torch.Tensor, np.ndarray, str]:
+def read_lesion(path: Path, size: int, max_megapixels: float) -> tuple[np.ndarray, np.ndarray, str]:
     """``(network input, RGB for the report (≤ DISPLAY_SIDE), note)``; raises UnreadableImage."""
-    rgb, note = read_rgb(path, max_megapixels)
-    x = to_input(rgb, size)
+    rgb, note = read_input(path, max_megapixels)
+    x = to_input(rgb, size).numpy()
     small = shrink(rgb, DISPLAY_SIDE)
     if small is not rgb:
         note += f"; {rgb.shape[1]}x{rgb.shape[0]} reduced to {small.shape[1]}x{small.shape[0]} for the report"
@@ -125,41 +116,41 @@ def _progress(total: int, enabled: bool | None):
                 dynamic_ncols=True)
 
 
-def triage(files: Sequence[Path], root: Path, scorer, th: Thresholds, net=None, batch_size: int = 32,
-           max_megapixels: float = 100.0, log=print, render: bool = True,
-           progress: bool | None = None) -> tuple[pd.DataFrame, list[Lesion]]:
+def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, th: Thresholds,
+           explainer: TorchScorer | OnnxScorer | None = None, batch_size: int = 32, max_megapixels: float = 100.0,
+           log=print, render: bool = True, progress: bool | None = None) -> tuple[pd.DataFrame, list[Lesion]]:
     """Read, score (and explain) `files` in batches; returns the ranked table and the lesions in its order.
 
-    `net` (a torch ``MultitaskNet``) adds Grad-CAM overlays; when it is the scorer's own network, the
-    scores come from the same forward pass. `render` encodes the report's pictures as it goes.
+    `explainer` (``bcc.deploy.scorers.explainer``) adds Grad-CAM overlays; when it is the scorer itself,
+    scores and maps come from the same pass. `render` encodes the report's pictures as it goes. Outside
+    the scorer's and explainer's own calls torch runs on one thread: what is left for it (images to
+    tensors, maps post-processed to 160 px) is too small to share, and on a busy machine 2 threads made it
+    ~100x slower (measured: 16 ms instead of 0.13 ms per image).
     """
-    same_net = net is not None and isinstance(scorer, TorchScorer) and net is scorer.net
     lesions: list[Lesion] = []
-    with _progress(len(files), progress) as bar:
+    with _progress(len(files), progress) as bar, torch_threads(1):
         for start in range(0, len(files), batch_size):
-            batch: list[tuple[Lesion, torch.Tensor, np.ndarray]] = []
+            batch: list[tuple[Lesion, np.ndarray, np.ndarray]] = []
             for p in files[start:start + batch_size]:
-                name = p.relative_to(root).as_posix() if root in p.parents else p.name
+                name, remark = input_name(p, root)
                 try:
                     x, rgb, note = read_lesion(p, scorer.size, max_megapixels)
-                    batch.append((Lesion(name, note), x, rgb))
+                    batch.append((Lesion(name, "; ".join(filter(None, [note, remark]))), x, rgb))
                 except UnreadableImage as e:
-                    lesions.append(Lesion(name, str(e)))
+                    lesions.append(Lesion(name, "; ".join(filter(None, [str(e), remark]))))
                     (log if bar.disable else bar.write)(f"[bcc.predict] skipped {name}: {e}")
             if batch:
-                x = torch.stack([x for _, x, _ in batch])
-                cams = None
-                if net is not None:
-                    cams, logits = raw_cams(net, x)
-                    probs = torch.sigmoid(logits).numpy() if same_net else scorer(x.numpy())
-                else:
-                    probs = scorer(x.numpy())
-                shown = np.column_stack([np.ones(len(probs), bool), detect(probs, th)])  # bcc + detected codes
+                x = np.stack([x for _, x, _ in batch])
+                explain = render and explainer is not None
+                probs, cams = scorer(x, maps=explain and explainer is scorer)
+                if explain and explainer is not scorer:
+                    cams = explainer(x, maps=True)[1]
+                drawn = np.column_stack([np.ones(len(probs), bool), detect(probs, th)])  # bcc + detected codes
                 for i, (les, _, rgb) in enumerate(batch):
                     les.probs = np.asarray(probs[i], dtype=np.float64)
                     if render:
                         les.figures = lesion_figures(rgb, None if cams is None else cams[i],
-                                                     [o for o, s in zip(OUTPUTS, shown[i]) if s])
+                                                     [o for o, d in zip(OUTPUTS, drawn[i]) if d])
                     lesions.append(les)
             bar.update(min(batch_size, len(files) - start))
     return worklist(lesions, th)
@@ -184,48 +175,49 @@ def worklist(lesions: list[Lesion], th: Thresholds) -> tuple[pd.DataFrame, list[
     return table, ok + skipped
 
 
+def write_worklist(out: Path, table: pd.DataFrame, lesions: list[Lesion], info: Mapping[str, Any] | None) -> None:
+    """``triage.csv`` (formula-leading text cells neutralised) and, given the report's `info`, ``report.html``."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(csv_safe(table), out / "triage.csv", float_format="%.4f")
+    if info is not None:
+        write_report(out / "report.html", table, lesions, info)
+
+
 # ---- the command ----------------------------------------------------------------------------------------
 def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
-    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``); returns the table as written."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(int(a["threads"]))
-    try:
-        return _run(a, log)
-    finally:
-        torch.set_num_threads(threads)
+    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``); returns the worklist
+    (``triage.csv`` holds it with formula-leading text cells neutralised)."""
+    opts = {"batch_size": whole(a, "batch_size"), "threads": whole(a, "threads"),
+            "max_megapixels": positive(a, "max_megapixels"), "explain": flag(a, "explain"),
+            "report": flag(a, "report"), "progress": flag(a, "progress", nullable=True)}
+    return _run({**a, **opts}, log)
 
 
 def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
     t0 = time.perf_counter()
-    out = Path(a["output"])
-    root, files = list_inputs(a["input"], exclude=out)
-    scorer = make_scorer(a["checkpoint"], int(a["threads"]))
+    inp, out = input_and_output(a)
+    root, files = list_inputs(inp)
+    scorer = make_scorer(a["checkpoint"], a["threads"])
     pats = {c: a["pattern_threshold"] for c in CODES} if a["pattern_threshold"] is not None else {}
     pats.update({c: v for c, v in dict(a["pattern_thresholds"] or {}).items() if v is not None})
     th = load_thresholds(a["checkpoint"], a["thresholds"],
                          {"bcc": a["threshold"], "uncertainty_band": a["band"], "patterns": pats or None})
-    net, explain_note = None, "off (explain=false)" if a["report"] else "off (report=false)"
+    ex, explain_note = None, "off (explain=false)" if a["report"] else "off (report=false)"
     if a["explain"] and a["report"]:
-        try:
-            net = explainer_net(scorer, a["explain_checkpoint"])
-            explain_note = f"Grad-CAM (torch) from {getattr(net, 'checkpoint_path', 'the torch checkpoint')}"
-        except CheckpointError as e:
-            explain_note = f"unavailable: {e}"
+        ex, explain_note = explainer(scorer, a["explain_checkpoint"], a["threads"])
+        if ex is None:
             log(f"[bcc.predict] Grad-CAM {explain_note}")
     if not files:
-        log(f"[bcc.predict] input={a['input']}: no files in it")
-    out.mkdir(parents=True, exist_ok=True)
-    table, lesions = triage(files, root, scorer, th, net, int(a["batch_size"]), float(a["max_megapixels"]), log,
-                            render=bool(a["report"]), progress=a["progress"])
-    write_csv(table, out / "triage.csv", float_format="%.4f")
+        log(f"[bcc.predict] input={shown(inp)}: no files in it")
+    table, lesions = triage(files, root, scorer, th, ex, a["batch_size"], a["max_megapixels"], log,
+                            render=a["report"], progress=a["progress"])
     seconds = time.perf_counter() - t0
-    if a["report"]:
-        info = {"model": scorer.describe, "input": str(a["input"]), "thresholds": th.as_dict(),
-                "explanations": explain_note, "seconds": seconds}
-        write_report(out / "report.html", table, lesions, info)
+    info = {"model": scorer.describe, "input": shown(inp), "thresholds": th.as_dict(), "explanations": explain_note,
+            "seconds": seconds}
+    write_worklist(out, table, lesions, info if a["report"] else None)
     ok = table["status"].eq("ok")
-    log(f"[bcc.predict] {int(ok.sum())} scored, {int((~ok).sum())} skipped, "
+    log(f"[bcc.predict] {int(ok.sum())} scored, {int((~ok).sum())} skipped (reasons in triage.csv), "
         f"{int((table['diagnosis_verdict'] == 'BCC').sum())} likely BCC, {int(table['review'].eq(1).sum())} "
-        f"flagged for review → {out / 'triage.csv'}" + (f", {out / 'report.html'}" if a["report"] else "")
+        f"flagged for review → {shown(out / 'triage.csv')}" + (f", {shown(out / 'report.html')}" if a["report"] else "")
         + f" ({seconds:.1f} s)")
     return table

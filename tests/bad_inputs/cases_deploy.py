@@ -1,6 +1,140 @@
-"""Bad inputs of the deploy commands (see tests/bad_inputs/__init__.py)."""
+"""Bad inputs of the deploy commands (see tests/bad_inputs/__init__.py): bcc.predict, bcc.explain, bcc.export.
+
+Every row is refused before anything is read into the output or written (exit 2). What is skipped with
+a reason while the rest of the batch completes (exit 0) — unreadable images, non-UTF-8 or formula-leading
+file names, links, FIFOs — is tested in tests/test_predict.py and tests/test_explain.py.
+"""
 from __future__ import annotations
 
-from tests.bad_inputs.case import Case
+import os
 
-CASES: list[Case] = []
+import torch
+
+from tests.bad_inputs.case import Case, Workspace
+from tests.helpers.checkpoints import tampered_copy
+
+PREDICT, EXPLAIN, EXPORT = "bcc.cli.predict:main", "bcc.cli.explain:main", "bcc.cli.export:main"
+
+
+# ---- how a row spoils its workspace -------------------------------------------------------------------------
+def _ready(ws: Workspace) -> None:
+    """A checkpoint and a folder of good lesions."""
+    ws.checkpoint()
+    ws.lesions()
+
+
+def _evil(ws: Workspace) -> None:
+    """A copy of the checkpoint carrying pickled code that would create ``pwned`` (the snapshot would see it)."""
+    _ready(ws)
+    tampered_copy(ws.checkpoint(), ws.root / "evil.ckpt", ws.root / "pwned")
+
+
+def _garbage(ws: Workspace) -> None:
+    """Files that are no checkpoint: a tensor file laid out wrongly, random bytes, a junk .onnx."""
+    _ready(ws)
+    torch.save({"state_dict": {}, "hyper_parameters": "mobilenet"}, ws.root / "garbage.ckpt")
+    torch.save({"state_dict": {}, "hyper_parameters": {"network": {"backbone": "mobilenet", "image_size": "big"}}},
+               ws.root / "badsize.ckpt")
+    (ws.root / "random.ckpt").write_bytes(os.urandom(4096))
+    (ws.root / "model.onnx").write_bytes(b"not a model")
+
+
+def _output_file(ws: Workspace) -> None:
+    _ready(ws)
+    (ws.root / "out.txt").write_text("a file where the output folder should go")
+
+
+def _empty(ws: Workspace) -> None:
+    _ready(ws)
+    (ws.root / "empty").mkdir()
+
+
+# ---- command lines --------------------------------------------------------------------------------------------
+def batch(*extra: str, checkpoint: str | None = None, input: str | None = None, output: str | None = "out"):
+    """A predict/explain command line on the workspace: `checkpoint`, `input`, `output` relative to it
+    (defaults: the checkpoint copy, the lesions, ``out``; ``output=None`` leaves it out)."""
+    def argv(ws: Workspace) -> list[str]:
+        args = [f"checkpoint={ws.root / checkpoint if checkpoint else ws.checkpoint()}",
+                f"input={ws.root / input if input else ws.lesions()}"]
+        return args + ([f"output={ws.root / output}"] if output else []) + list(extra)
+    return argv
+
+
+def export(*extra: str, checkpoint: str | None = None):
+    def argv(ws: Workspace) -> list[str]:
+        return [f"checkpoint={ws.root / checkpoint if checkpoint else ws.checkpoint()}", *extra]
+    return argv
+
+
+def _both(name: str, argv, rc: int, message: str, prepare=_ready) -> list[Case]:
+    """The same bad input for bcc.predict and bcc.explain."""
+    return [Case(f"predict/{name}", PREDICT, argv, rc, message, prepare),
+            Case(f"explain/{name}", EXPLAIN, argv, rc, message, prepare)]
+
+
+CASES: list[Case] = [
+    # the model file
+    *_both("missing-checkpoint", batch(checkpoint="missing.ckpt"), 2, r"missing\.ckpt: no such file"),
+    *_both("checkpoint-carrying-pickled-code", batch(checkpoint="evil.ckpt"), 2,
+           r"evil\.ckpt: refused to load .* pickled objects", _evil),
+    *_both("checkpoint-laid-out-wrongly", batch(checkpoint="garbage.ckpt"), 2,
+           r"garbage\.ckpt: not a checkpoint as bcc\.train writes it", _garbage),
+    *_both("checkpoint-size-not-a-number", batch(checkpoint="badsize.ckpt"), 2,
+           r"badsize\.ckpt: not a checkpoint as bcc\.train writes it \(ValueError", _garbage),
+    *_both("checkpoint-random-bytes", batch(checkpoint="random.ckpt"), 2, r"random\.ckpt: ", _garbage),
+    *_both("unreadable-onnx", batch(checkpoint="model.onnx"), 2, r"model\.onnx: not a readable ONNX model", _garbage),
+    Case("predict/explain-checkpoint-carrying-pickled-code", PREDICT,
+         lambda ws: [*batch()(ws), f"explain_checkpoint={ws.root / 'evil.ckpt'}"], 2, r"evil\.ckpt: refused to load",
+         _evil),
+    # input= and output=
+    *_both("missing-input", batch(input="nowhere"), 2, r"input=.*nowhere: no such file or folder"),
+    *_both("missing-output-option", batch(output=None), 2, r"missing output="),
+    *_both("output-is-the-input-folder", batch(output="lesions"), 2, r"output=.*lesions is the input folder"),
+    *_both("output-inside-the-input-folder", batch(output="lesions/triage"), 2,
+           r"output=.*lesions/triage is inside the input folder"),
+    *_both("output-is-a-file", batch(output="out.txt"), 2, r"output=.*out\.txt is a file", _output_file),
+    Case("explain/empty-folder", EXPLAIN, batch(input="empty"), 2, r"input=.*empty: no files in it", _empty),
+    # options
+    *_both("typo-option", batch("treshold=0.3"), 2, r"treshold"),
+    *_both("batch-size-zero", batch("batch_size=0"), 2, r"batch_size=0: expected a whole number ≥ 1"),
+    *_both("batch-size-negative", batch("batch_size=-4"), 2, r"batch_size=-4: expected a whole number ≥ 1"),
+    *_both("batch-size-not-a-number", batch("batch_size=abc"), 2, r"batch_size=abc: expected a whole number"),
+    *_both("max-megapixels-zero", batch("max_megapixels=0"), 2, r"max_megapixels=0: expected a number > 0"),
+    *_both("max-megapixels-negative", batch("max_megapixels=-1.5"), 2, r"max_megapixels=-1\.5: expected a number > 0"),
+    Case("predict/threads-zero", PREDICT, batch("threads=0"), 2, r"threads=0: expected a whole number ≥ 1", _ready),
+    Case("predict/report-not-a-boolean", PREDICT, batch("report=flase"), 2, r"report=flase: expected true or false",
+         _ready),
+    Case("predict/progress-not-a-boolean", PREDICT, batch("progress=maybe"), 2,
+         r"progress=maybe: expected true or false \(or null\)", _ready),
+    Case("predict/threshold-outside-0-1", PREDICT, batch("threshold=1.5"), 2, r"bcc = 1\.5 is not in \[0, 1\]", _ready),
+    Case("predict/thresholds-file-missing", PREDICT, batch("thresholds=nowhere.json"), 2,
+         r"thresholds=nowhere\.json: no such file", _ready),
+    Case("explain/save-raw-not-a-boolean", EXPLAIN, batch("save_raw=yes"), 2, r"save_raw=yes: expected true or false",
+         _ready),
+    Case("explain/unknown-device", EXPLAIN, batch("device=tpu"), 2, r"device=tpu: expected cpu, cuda", _ready),
+    # bcc.export
+    Case("export/missing-checkpoint-option", EXPORT, lambda ws: ["format=onnx"], 2, r"missing checkpoint="),
+    Case("export/missing-checkpoint", EXPORT, export(checkpoint="missing.ckpt"), 2, r"missing\.ckpt does not exist"),
+    Case("export/checkpoint-carrying-pickled-code", EXPORT, export(checkpoint="evil.ckpt"), 2,
+         r"evil\.ckpt: refused to load .* pickled objects", _evil),
+    Case("export/checkpoint-laid-out-wrongly", EXPORT, export(checkpoint="garbage.ckpt"), 2,
+         r"garbage\.ckpt: not a checkpoint as bcc\.train writes it", _garbage),
+    Case("export/an-onnx-model-as-checkpoint", EXPORT, export(checkpoint="model.onnx"), 2,
+         r"model\.onnx: an exported ONNX model, where a torch checkpoint", _garbage),
+    Case("export/typo-option", EXPORT, export("quantise=int8"), 2, r"quantise", _ready),
+    Case("export/unknown-format", EXPORT, export("format=tflite"), 2, r"format=tflite: not supported.*format=onnx",
+         _ready),
+    Case("export/unknown-quantization", EXPORT, export("quantize=int4"), 2,
+         r"quantize=int4: not supported.*quantize=null, quantize=int8", _ready),
+    Case("export/output-not-onnx", EXPORT, lambda ws: [f"checkpoint={ws.checkpoint()}", f"output={ws.root / 'm.pt'}"],
+         2, r"output=.*m\.pt: expected a file name ending in \.onnx", _ready),
+    Case("export/n-calibration-zero", EXPORT, export("quantize=int8", "n_calibration=0"), 2,
+         r"n_calibration=0: expected a whole number ≥ 1", _ready),
+    Case("export/tolerance-zero", EXPORT, export("tolerance=0"), 2, r"tolerance=0: expected a number > 0", _ready),
+    Case("export/max-accuracy-drop-above-1", EXPORT, export("max_accuracy_drop=5"), 2,
+         r"max_accuracy_drop=5: expected a number in \[0, 1\]", _ready),
+    Case("export/check-fold-negative", EXPORT, export("check_fold=-1"), 2, r"check_fold=-1: expected a whole number ≥ 0",
+         _ready),
+    Case("export/calibration-folder-missing", EXPORT, export("quantize=int8", "calibration=/nonexistent/data"), 2,
+         r"calibration=/nonexistent/data: no such folder", _ready),
+]

@@ -1,0 +1,113 @@
+"""Checks of the deployment commands' options before any work: a wrong value is a usage error (exit 2)
+naming the key and what it takes.
+
+Hydra hands a value over as typed: ``batch_size=0`` would reach ``range()``, ``batch_size=abc`` ``int()``
+and ``report=flase`` would be true (a non-empty string). The folders are checked too: ``output=`` must
+not be ``input=`` or lie inside it when ``input=`` is a folder (the outputs of one run would be the
+inputs of the next, and this run would have to leave them out), and must not be an existing file;
+``input=`` inside ``output=`` is fine (the outputs go beside the input folder, never into it).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bcc.core.errors import BadInput, UsageError
+from bcc.explanation.batch import shown
+
+
+def whole(a: Mapping[str, Any], key: str, low: int = 1) -> int:
+    """``a[key]`` as a whole number ≥ `low`."""
+    v = a[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise UsageError(f"{key}={v}: expected a whole number ≥ {low}")
+    return v
+
+
+def positive(a: Mapping[str, Any], key: str, high: float = math.inf) -> float:
+    """``a[key]`` as a finite number > 0 (and ≤ `high`)."""
+    v = a[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf or v > high:
+        raise UsageError(f"{key}={v}: expected a number > 0" + (f" and ≤ {high:g}" if high < math.inf else ""))
+    return float(v)
+
+
+def flag(a: Mapping[str, Any], key: str, nullable: bool = False) -> bool | None:
+    """``a[key]`` as true/false (or null where `nullable`)."""
+    v = a[key]
+    if v is None and nullable:
+        return None
+    if not isinstance(v, bool):
+        raise UsageError(f"{key}={v}: expected true or false" + (" (or null)" if nullable else ""))
+    return v
+
+
+def choice(a: Mapping[str, Any], key: str, choices: Iterable[Any]) -> Any:
+    """``a[key]`` when it is one of `choices`."""
+    choices = list(choices)
+    if a[key] not in choices:
+        said = ", ".join(f"{key}={'null' if c is None else c}" for c in choices)
+        raise UsageError(f"{key}={a[key]}: not supported; the choices are {said}")
+    return a[key]
+
+
+def existing_folder(a: Mapping[str, Any], key: str) -> Path | None:
+    """``a[key]`` as a folder that exists, or None when unset."""
+    if a[key] in (None, ""):
+        return None
+    path = Path(str(a[key]))
+    if not path.is_dir():
+        raise BadInput(f"{key}={shown(path)}: no such folder")
+    return path
+
+
+def input_and_output(a: Mapping[str, Any]) -> tuple[Path, Path]:
+    """``(input, output)`` when ``output=`` is a folder (or not there yet) outside a folder ``input=`` (see
+    the module docstring); whether ``input=`` exists is ``bcc.explanation.batch.list_inputs``'s to say."""
+    inp, out = Path(str(a["input"])), Path(str(a["output"]))
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output={shown(out)} is a file; output= is the folder the results go to")
+    if inp.is_dir():
+        ri, ro = inp.resolve(), out.resolve()
+        if ro == ri or ri in ro.parents:
+            where = "is the input folder" if ro == ri else f"is inside the input folder {shown(inp)}"
+            raise UsageError(f"output={shown(out)} {where}: its files would be read as inputs by the next run; "
+                             f"choose an output folder outside input=")
+    return inp, out
+
+
+def device(a: Mapping[str, Any], key: str = "device") -> str:
+    """``a[key]`` as a torch device (the CPU or a CUDA GPU) that this machine has."""
+    try:
+        dev = torch.device(str(a[key]))
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"{key}={a[key]}: expected cpu, cuda or cuda:<index>")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{key}={a[key]}: no CUDA device on this machine; use {key}=cpu")
+    return str(dev)
+
+
+def fraction(a: Mapping[str, Any], key: str) -> float:
+    """``a[key]`` as a number in [0, 1]."""
+    v = a[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        raise UsageError(f"{key}={v}: expected a number in [0, 1]")
+    return float(v)
+
+
+def onnx_output(a: Mapping[str, Any], key: str = "output") -> Path | None:
+    """``a[key]`` as the ``.onnx`` file to write (None when unset): ``bcc.predict`` tells an exported model
+    from a checkpoint by that suffix."""
+    if a[key] in (None, ""):
+        return None
+    path = Path(str(a[key]))
+    if path.suffix != ".onnx" or path.is_dir():
+        raise UsageError(f"{key}={shown(path)}: expected a file name ending in .onnx (bcc.predict reads a model "
+                         f"by that suffix)")
+    return path
