@@ -28,11 +28,11 @@ from PIL import Image
 
 from bcc.cli.predict import main
 from bcc.core.errors import BadInput
+from bcc.core.io import FORMULA_START, csv_safe
 from bcc.core.patterns import CODES
 from bcc.data.images import read_image
 from bcc.deploy.thresholds import Thresholds, load_thresholds
 from bcc.deploy.triage import COLUMNS, verdicts
-from bcc.explanation.batch import FORMULA_START, csv_safe
 from bcc.models.checkpoint import load_network
 
 SECRET = "Jane Doe 1970-01-01"  # written into EXIF / PNG text / JPEG comment: must never reach the report

@@ -61,3 +61,17 @@ def files_digest(*paths: Path, extra: str = "") -> str:
     for p in paths:
         h.update(Path(p).read_bytes())
     return h.hexdigest()
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy in which every text cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return
+    gets a leading ``'`` (OWASP's CSV-injection rule), so a spreadsheet shows it instead of running it.
+    Numbers (and numeric columns) are left as they are."""
+    out = table.copy()
+    for col in out.columns:
+        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v)
+    return out

@@ -38,14 +38,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bcc.core.io import write_csv
+from bcc.core.io import csv_safe, write_csv
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule
 from bcc.data.images import UnreadableImage, shrink, to_input
 from bcc.deploy.options import flag, input_and_output, positive, whole
 from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
 from bcc.deploy.thresholds import Thresholds, load_thresholds
-from bcc.explanation.batch import csv_safe, input_name, list_inputs, read_input, shown
+from bcc.explanation.batch import input_name, list_inputs, read_input, shown
 
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
 VERDICTS = {1: "BCC", 0: "non-BCC"}

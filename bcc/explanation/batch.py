@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 from bcc.core.errors import BadInput
-from bcc.core.io import atomic_path, write_csv
+from bcc.core.io import atomic_path, csv_safe, write_csv
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import UnreadableImage, read_rgb, to_input
 from bcc.explanation.gradcam import postprocess
@@ -48,7 +48,6 @@ from bcc.explanation.render import overlay
 #: An output name's longest form in UTF-8 bytes, leaving room for ``_<output>.png`` in the usual 255.
 MAX_NAME_BYTES = 200
 #: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PERCENT_ENCODED = set('%/\\<>:"|?*')
 ESCAPED = "file name shown escaped (bytes that are not UTF-8 as \\xNN, control characters as \\t \\n \\r \\xNN)"
 
@@ -127,17 +126,6 @@ def read_input(path: Path, max_megapixels: float) -> tuple[np.ndarray, str]:
         return read_rgb(path, max_megapixels)
     except OSError as e:
         raise UnreadableImage(f"could not be opened ({e.strerror or e})") from None
-
-
-def csv_safe(table: pd.DataFrame) -> pd.DataFrame:
-    """A copy in which every text cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return
-    gets a leading ``'`` (OWASP's CSV-injection rule), so a spreadsheet shows it instead of running it.
-    Numbers (and numeric columns) are left as they are."""
-    out = table.copy()
-    for col in out.columns:
-        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
-            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v)
-    return out
 
 
 # ---- bcc.explain ------------------------------------------------------------------------------------------

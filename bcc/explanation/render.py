@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 
+JET = colormaps["jet"]  # looked up once: matplotlib's registry hands out a fresh copy on every access
+
 
 def heat_rgb(z: np.ndarray) -> np.ndarray:
     """(H, W) map in [0, 1] → (H, W, 3) float RGB with the jet colour map (as the paper's figures)."""
-    return colormaps["jet"](np.clip(z, 0, 1))[..., :3]
+    return JET(np.clip(z, 0, 1))[..., :3]
 
 
 def overlay(rgb: np.ndarray, z: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -40,11 +40,21 @@ def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "GLOBAL" not in str(e):  # torch refused no code object: the bytes are not a pickle it can read
+            raise CheckpointError(f"{what} {path}: not a readable PyTorch file (torch.load: "
+                                  f"{_reason(e)})") from None
         raise UnsafeCheckpointError(
             f"{what} {path}: refused to load — it contains pickled objects other than tensors and plain "
             f"containers, which could execute code when unpickled (torch.load weights_only=True failed: "
-            f"{str(e).splitlines()[0]}). Only load checkpoints you trust; a bcc checkpoint never needs this."
+            f"{_reason(e)}). Only load checkpoints you trust; a bcc checkpoint never needs this."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 — torch raises many types for bytes that are not a checkpoint
         raise CheckpointError(f"{what} {path}: not a readable PyTorch file ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def _reason(e: Exception) -> str:
+    """The line of torch's weights_only message that says what it refused (e.g. "unsupported GLOBAL posix.system")."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    specific = [ln for ln in lines if "GLOBAL" in ln or "Unsupported operand" in ln or ln.startswith("Unsupported")]
+    return (specific or lines or [type(e).__name__])[0]

@@ -6,8 +6,7 @@ file names, links, FIFOs — is tested in tests/test_predict.py and tests/test_e
 """
 from __future__ import annotations
 
-import os
-
+import numpy as np
 import torch
 
 from tests.bad_inputs.case import Case, Workspace
@@ -35,7 +34,7 @@ def _garbage(ws: Workspace) -> None:
     torch.save({"state_dict": {}, "hyper_parameters": "mobilenet"}, ws.root / "garbage.ckpt")
     torch.save({"state_dict": {}, "hyper_parameters": {"network": {"backbone": "mobilenet", "image_size": "big"}}},
                ws.root / "badsize.ckpt")
-    (ws.root / "random.ckpt").write_bytes(os.urandom(4096))
+    (ws.root / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
     (ws.root / "model.onnx").write_bytes(b"not a model")
 
 
