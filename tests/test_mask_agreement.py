@@ -200,6 +200,13 @@ def test_quantus_agrees_with_the_projects_own_figures():
 
 
 # ---- maps of the predicted class -------------------------------------------------------------------------
+def test_working_shape():
+    from bcc.evaluation.mask_records import working_shape
+
+    assert working_shape((1024, 768), 512) == (512, 384)
+    assert working_shape((300, 200), 512) == (300, 200) and working_shape((2000, 999), None) == (2000, 999)
+
+
 def test_predicted_signs():
     p = np.array([[0.7, 0.2, 0.5], [0.49, 0.51, 0.0]])
     assert predicted_signs(p, 0.5).tolist() == [[1, -1, 1], [-1, 1, -1]]

@@ -41,6 +41,7 @@ PER_MAP, PER_IMAGE_FAITHFULNESS = "gradcam_per_image.csv", "table4_faithfulness_
 REPORT_COLUMNS = ("n_maps", "share_empty_maps", "mean_fg", "mean_bg", "gap", "auc", "intersection", "cohens_d_median",
                   "sig_ztest_bh", "sig_placement_bh", "mass_accuracy", "rank_accuracy", "pointing_game")
 
+
 @dataclass
 class Table4:
     """What ``mask_report`` computed: the four tables (``FILES``), the figures and what was left out, and why."""

@@ -36,11 +36,15 @@ def twin_path(root: Path, image_id: str) -> Path | None:
 
 def twin_probabilities(net: MultitaskNet, images: torch.Tensor, twins: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """p(BCC) of each image and of its twin (network inputs (N, 3, S, S) in [0, 1])."""
+    p = next(net.parameters())
+    x = torch.cat([images, twins]).to(p.device)
+    if p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)  # the net's own layout: 3x faster on CPU
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            logits = net(torch.cat([images, twins]).to(next(net.parameters()).device))[:, BCC].cpu().numpy()
+            logits = net(x)[:, BCC].cpu().numpy()
     finally:
         net.train(was_training)
     return expit(logits[:len(images)]), expit(logits[len(images):])

@@ -27,7 +27,7 @@ from bcc.data.images import UnreadableImage, read_mask, read_rgb, to_input
 from bcc.evaluation.mask_baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
 from bcc.evaluation.mask_faithfulness import road_scores, twin_path, twin_probabilities
 from bcc.evaluation.mask_localisation import localisation
-from bcc.evaluation.mask_statistics import region_stats
+from bcc.evaluation.mask_statistics import placements, region_stats
 from bcc.explanation.gradcam import postprocess, raw_cams
 from bcc.models.checkpoint import load_network
 
@@ -44,6 +44,7 @@ class Table4Settings:
     road_images: int = 20           # per run; 0 turns ROAD off (a few seconds per image at 224 px)
     road_percentiles: tuple[int, ...] = (20, 40, 60, 80)
     max_figures: int = 3            # Fig. 3: median, best, worst
+    max_side: int | None = 512      # statistics at most this many pixels on the longer side; None: the image's
     batch_size: int = 16
 
 
@@ -71,6 +72,22 @@ def lesion_mask(masks: dict[str, Path]) -> np.ndarray | None:
         return None
     lesion = read_mask(masks[LESION])
     return lesion if lesion.any() else None
+
+
+def working_shape(shape: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """The (H, W) the statistics are computed at: the image's, scaled down to `max_side` on the longer side.
+    The maps carry nothing finer than a feature cell (an image side / 7 at 224 px input), so this costs them
+    nothing; masks are resized with nearest neighbours."""
+    h, w = shape
+    if max_side is None or max(h, w) <= max_side:
+        return h, w
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _fitted(masks: dict[str, np.ndarray], max_side: int | None) -> dict[str, np.ndarray]:
+    fitted = {o: fit_mask(m, working_shape(m.shape, max_side)) for o, m in masks.items()}
+    return {o: m for o, m in fitted.items() if m.any()}
 
 
 def predicted_signs(p: np.ndarray, threshold: float) -> np.ndarray:
@@ -124,10 +141,12 @@ def image_records(maps: np.ndarray, masks: dict[str, np.ndarray], lesion: np.nda
             other, other_lesion, other_id = shuffled[output]
             jobs.append(("shuffled_mask", output, z, other,
                          _backgrounds(output, other, {}, other_lesion, other_patterns=False), other_id))
-    rows, triples = [], []
+    rows, triples, where = [], [], {}
     for name, output, z, fg, bgs, mask_of in jobs:
         for bg_name, bg in bgs.items():
-            stats = region_stats(z, fg, bg)
+            key = (output, mask_of, bg_name)  # the same mask and region: the same placements for every map
+            where[key] = where.get(key) or placements(fg, fg | bg)
+            stats = region_stats(z, fg, bg, where=where[key])
             if stats is None:
                 continue
             rows.append({"map": name, "output": output, "mask_of": mask_of, "background": bg_name,
@@ -193,7 +212,7 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
     """``(records, twins, road)`` of one run's test fold (``best.ckpt`` + ``predictions.csv``).
 
     records: one row per (image, output with a mask, map, background) — ``image_records`` plus image_id,
-    fold, run_dir, kind, target (the explained class) and correct; twins: image_id, y_bcc, p_image, p_twin
+    fold, backbone, run_dir, kind, target (the explained class) and correct; twins: image_id, y_bcc, p_image, p_twin
     for test images with ``twins/<id>.png``; road: image_id, map, road for up to ``settings.road_images``
     images with a diagnosis mask (a seeded choice).
     """
@@ -205,8 +224,9 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
     if masked.empty and preds.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     net = load_network(run_dir / BEST)
-    masks = {i: map_masks(dataset.masks[i]) for i in masked["image_id"]}
-    lesions = {i: lesion_mask(dataset.masks[i]) for i in masked["image_id"]}
+    masks = {i: _fitted(map_masks(dataset.masks[i]), settings.max_side) for i in masked["image_id"]}
+    lesions = {i: _fitted({"lesion": m} if (m := lesion_mask(dataset.masks[i])) is not None else {},
+                          settings.max_side).get("lesion") for i in masked["image_id"]}
     pairs = {o: shuffled_pairs([i for i in masked["image_id"] if o in masks[i]], settings.seed) for o in OUTPUTS}
     with_bcc = [i for i in masked["image_id"] if "bcc" in masks[i]]
     road_ids = set(np.random.default_rng(settings.seed).permutation(with_bcc)[:settings.road_images])
@@ -216,13 +236,14 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
         rgbs = [read_image(dataset.image_path(i)) for i in chunk["image_id"]]
         x, cams, signs = predicted_class_cams(net, rgbs, chunk[PROB_COLUMNS].to_numpy(np.float64), settings.threshold)
         for k, ((_, row), rgb) in enumerate(zip(chunk.iterrows(), rgbs)):
-            image_id, shape = str(row["image_id"]), rgb.shape[:2]
+            image_id, shape = str(row["image_id"]), working_shape(rgb.shape[:2], settings.max_side)
             maps = postprocess(cams[k:k + 1], shape)[0].numpy()
             shuffled = {o: (fit_mask(masks[j][o], shape), None if lesions[j] is None else fit_mask(lesions[j], shape), j)
                         for o, pr in pairs.items() if (j := pr.get(image_id))}
             for rec in image_records(maps, masks[image_id], lesions[image_id], shuffled, settings.centre_sigma):
                 o = rec["output"]
-                rows.append({"image_id": image_id, "fold": row.get("fold"), "run_dir": str(run_dir),
+                rows.append({"image_id": image_id, "fold": row.get("fold"), "backbone": net.backbone_name,
+                             "run_dir": str(run_dir),
                              "kind": "diagnosis" if o == "bcc" else "patterns",
                              "target": "positive" if signs[k, OUTPUTS.index(o)] > 0 else "negative",
                              "correct": _correct(row, o, settings.threshold), **rec})

@@ -19,6 +19,7 @@ the rest of the image, as in the paper, or the rest of the lesion), ``region_sta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -72,32 +73,51 @@ def pixel_auc(fg: np.ndarray, bg: np.ndarray) -> float:
     return float(mannwhitneyu(fg, bg, method="asymptotic", use_continuity=False).statistic / (fg.size * bg.size))
 
 
-def placement_test(z: np.ndarray, fg: np.ndarray, region: np.ndarray) -> tuple[float, int]:
-    """``(p, n_placements)``: is the map's energy in the mask higher than in the same shape placed elsewhere?
+@dataclass(frozen=True)
+class Placements:
+    """Where a mask can be placed in a region (``placements``): its bounding-box shape, the box's observed
+    top-left corner and the boolean grid of valid top-left corners. Shared by every map scored against
+    the same mask and region."""
 
-    Every integer translation of `fg` that stays in the image and covers at least as much of `region` as
-    `fg` itself does is a placement (the observed one included); the statistic is the mean z² under the
-    placed mask. p = share of placements scoring at least the observed value, so p >= 1 / n_placements:
-    an image with fewer than 1/alpha placements can never be significant. Both sums are correlations
-    of the mask's bounding box with the image (FFT for large images).
-    """
+    shape: np.ndarray
+    corner: tuple[int, int]
+    valid: np.ndarray
+
+
+def placements(fg: np.ndarray, region: np.ndarray) -> Placements:
+    """Every integer translation of `fg` that stays in the image and covers at least as much of `region`
+    as `fg` itself does (the observed one included); the cover is a correlation of the mask's bounding
+    box with the region (FFT for large images)."""
     fg, region = np.asarray(fg, bool), np.asarray(region, bool)
     ys, xs = np.nonzero(fg)
-    y0, x0 = ys.min(), xs.min()
+    y0, x0 = int(ys.min()), int(xs.min())
     shape = fg[y0:ys.max() + 1, x0:xs.max() + 1].astype(np.float64)
-    energy = correlate(np.square(np.asarray(z, dtype=np.float64)), shape, mode="valid")
     covered = correlate(region.astype(np.float64), shape, mode="valid")
-    valid = covered >= np.count_nonzero(fg & region) - 0.5  # counts are integers; FFT rounding aside
-    observed = energy[y0, x0]
+    return Placements(shape, (y0, x0), covered >= np.count_nonzero(fg & region) - 0.5)  # integers, FFT rounding aside
+
+
+def placement_test(z: np.ndarray, fg: np.ndarray, region: np.ndarray, where: Placements | None = None
+                   ) -> tuple[float, int]:
+    """``(p, n_placements)``: is the map's energy in the mask higher than in the same shape placed elsewhere?
+
+    Over ``placements(fg, region)`` (or `where`, computed once for several maps), the statistic is the
+    mean z² under the placed mask; p = share of placements scoring at least the observed value, so
+    p >= 1 / n_placements: an image with fewer than 1/alpha placements can never be significant.
+    """
+    where = where or placements(fg, region)
+    energy = correlate(np.square(np.asarray(z, dtype=np.float64)), where.shape, mode="valid")
+    observed = energy[where.corner]
     tol = 1e-9 * max(1.0, abs(observed))
-    return float(np.count_nonzero(energy[valid] >= observed - tol) / np.count_nonzero(valid)), \
-        int(np.count_nonzero(valid))
+    n = int(np.count_nonzero(where.valid))
+    return float(np.count_nonzero(energy[where.valid] >= observed - tol) / n), n
 
 
-def region_stats(z: np.ndarray, fg: np.ndarray, bg: np.ndarray, bins: np.ndarray = BINS) -> dict | None:
+def region_stats(z: np.ndarray, fg: np.ndarray, bg: np.ndarray, bins: np.ndarray = BINS,
+                 where: Placements | None = None) -> dict | None:
     """Table-4 statistics of map `z` in Fg against Bg (boolean arrays of z's shape, disjoint).
 
-    None if Fg or Bg has fewer than 2 pixels. The placement test moves Fg within Fg ∪ Bg.
+    None if Fg or Bg has fewer than 2 pixels. The placement test moves Fg within Fg ∪ Bg (`where`:
+    ``placements(fg, fg | bg)``, when already computed for another map).
     """
     z, fg, bg = np.asarray(z, dtype=np.float64), np.asarray(fg, bool), np.asarray(bg, bool)
     if not (z.shape == fg.shape == bg.shape):
@@ -109,7 +129,7 @@ def region_stats(z: np.ndarray, fg: np.ndarray, bg: np.ndarray, bins: np.ndarray
         return None
     pdf_fg, pdf_bg = conditional_pdfs(z, fg, bg, bins)
     stat, p = energy_ztest(zf, zb)
-    p_place, n_place = placement_test(z, fg, fg | bg)
+    p_place, n_place = placement_test(z, fg, fg | bg, where)
     return {"n_fg": int(zf.size), "n_bg": int(zb.size), "mean_fg": float(zf.mean()), "mean_bg": float(zb.mean()),
             "std_fg": float(zf.std()), "std_bg": float(zb.std()), "gap": float(zf.mean() - zb.mean()),
             "auc": pixel_auc(zf, zb), "intersection": pdf_intersection(pdf_fg, pdf_bg, bins), "z_stat": stat, "p_ztest": p,
