@@ -337,6 +337,35 @@ def test_records_of_the_smoke_run(smoke_report):
     assert f.loc[("road", "centre"), "n"] == 2
 
 
+def test_the_call_site_passes_the_eval_settings(tmp_path, monkeypatch):
+    """pipeline.table4 hands the eval.table4_* keys to mask_report and puts its result into report.md."""
+    from tests.helpers.runs import write_dataset, write_runs
+
+    ds = write_dataset(tmp_path / "data" / "synth")
+    (ds / "masks").mkdir()
+    (ds / "masks" / "img0.png").write_bytes(b"\x89PNG")
+    out = write_runs(tmp_path / "o", stages=(3,), dataset=ds)
+    calls = {}
+
+    def fake_report(run_dirs, dataset_root, out_dir, settings):
+        calls.update(n=len(run_dirs), root=dataset_root, settings=settings)
+        stats = pd.DataFrame([{"map": "gradcam", "kind": "diagnosis", "background": "image", "group": "all",
+                               "n_maps": 3, "gap": 0.4321}])
+        none = pd.DataFrame(columns=["run_dir", "image_id", "output", "map", "kind", "background", "gap", "auc"])
+        return Table4(stats, baselines(none), per_head(none), faithfulness(pd.DataFrame(), pd.DataFrame()),
+                      notes=["a note from mask_report"])
+
+    monkeypatch.setattr("bcc.evaluation.pipeline.mask_report", fake_report)
+    evaluate(evaluate_cli.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false",
+                                       "eval.mask_figures=2", "eval.table4_threshold=0.4", "eval.table4_road_images=0",
+                                       "eval.table4_max_side=null", "eval.table4_road_percentiles=[50]"]))
+    st = calls["settings"]
+    assert calls["n"] == 5 and calls["root"] == ds
+    assert (st.max_figures, st.threshold, st.road_images, st.max_side, st.road_percentiles) == (2, 0.4, 0, None, (50,))
+    md = (out / "report" / "report.md").read_text()
+    assert "0.432" in md and "a note from mask_report" in md and "| gradcam | diagnosis | image | all |" in md
+
+
 def test_without_lesion_masks_the_report_says_so(ckpt, data_dir, tmp_path):
     result = mask_report([ckpt.parent], data_dir / "synthetic-smoke", tmp_path / "report")
     assert set(result.statistics["background"]) == {"image"}
