@@ -200,11 +200,37 @@ def test_quantus_agrees_with_the_projects_own_figures():
 
 
 # ---- maps of the predicted class -------------------------------------------------------------------------
+def test_correct_and_map_masks(tmp_path):
+    from bcc.evaluation.mask_records import _correct
+
+    row = pd.Series({"y_bcc": 1.0, "p_bcc": 0.7, "y_U": 0.0, "p_U": 0.6, "y_PN": np.nan, "p_PN": 0.2})
+    assert _correct(row, "bcc") is True and _correct(row, "U") is False and _correct(row, "PN") is pd.NA
+    assert _correct(row, "bcc", threshold=0.8) is False
+    a, b, pn = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
+    a[:2], b[-2:], pn[3:5] = 255, 255, 255
+    paths = {}
+    for code, m in (("U", a), ("MG", b), ("PN", pn), ("AT", np.zeros((8, 8), np.uint8))):
+        paths[code] = tmp_path / f"x_{code}.png"
+        Image.fromarray(m).save(paths[code])
+    masks = map_masks(paths)
+    assert list(masks) == ["bcc", "PN", "U", "MG"]  # OUTPUTS order; the empty AT mask is dropped
+    assert np.array_equal(masks["bcc"], (a > 0) | (b > 0))  # union of the BCC patterns, PN left out
+    Image.fromarray(a | b | pn).save(tmp_path / "x.png")
+    assert list(map_masks({"all": tmp_path / "x.png"})) == ["bcc"]
+
+
 def test_working_shape():
     from bcc.evaluation.mask_records import working_shape
 
     assert working_shape((1024, 768), 512) == (512, 384)
     assert working_shape((300, 200), 512) == (300, 200) and working_shape((2000, 999), None) == (2000, 999)
+    # masks follow (nearest neighbour); one that vanishes at the working size is dropped
+    from bcc.evaluation.mask_records import _fitted
+
+    big, tiny = np.zeros((1024, 1024), bool), np.zeros((1024, 1024), bool)
+    big[100:140, 200:260], tiny[0, 0] = True, True
+    fitted = _fitted({"U": big, "MG": tiny}, 512)
+    assert list(fitted) == ["U"] and fitted["U"].shape == (512, 512) and fitted["U"].sum() == 20 * 30
 
 
 def test_predicted_signs():
