@@ -283,18 +283,22 @@ def test_figure3_writes_png(tmp_path):
 
 # ---- end to end on the smoke run -------------------------------------------------------------------------
 def with_lesions_and_twins(src, root):
-    """A copy of a dataset with a hand-drawn lesion mask (a disc around the patterns) and a twin (the patterns
-    in-painted away) for every image with masks."""
-    shutil.copytree(src, root, ignore=shutil.ignore_patterns(".cache"))
+    """A copy of a dataset with, for every image with pattern masks, a twin (the patterns in-painted away) and,
+    where it has none, a hand-drawn lesion mask (a disc around the patterns)."""
+    shutil.copytree(src, root, ignore=shutil.ignore_patterns(".cache", "twins"))
     ds = load_dataset(root)
     (root / "twins").mkdir()
     for image_id, files in ds.masks.items():
-        union = np.asarray(Image.open(files["all"])) > 0
-        ys, xs = np.nonzero(union)
-        centre = (ys.mean(), xs.mean())
-        radius = np.hypot(ys - centre[0], xs - centre[1]).max() * 1.3 + 2
-        lesion = disc(union.shape[0], centre, radius)
-        Image.fromarray(lesion.astype(np.uint8) * 255).save(root / "masks" / f"{image_id}_lesion.png")
+        patterns = [np.asarray(Image.open(f)) > 0 for k, f in files.items() if k != "lesion"]
+        if not patterns:
+            continue
+        union = np.logical_or.reduce(patterns)
+        if "lesion" not in files:
+            ys, xs = np.nonzero(union)
+            centre = (ys.mean(), xs.mean())
+            radius = np.hypot(ys - centre[0], xs - centre[1]).max() * 1.3 + 2
+            lesion = disc(union.shape[0], centre, radius)
+            Image.fromarray(lesion.astype(np.uint8) * 255).save(root / "masks" / f"{image_id}_lesion.png")
         rgb = np.asarray(Image.open(ds.image_path(image_id)).convert("RGB"))
         hole = cv2.dilate(union.astype(np.uint8), np.ones((3, 3), np.uint8))
         Image.fromarray(cv2.inpaint(rgb, hole, 3, cv2.INPAINT_TELEA)).save(root / "twins" / f"{image_id}.png")
@@ -337,7 +341,7 @@ def test_records_of_the_smoke_run(smoke_report):
     per_map = pd.read_csv(ev.report_dir / PER_MAP, dtype={"image_id": str, "mask_of": str})
     preds = pd.read_csv(run / "predictions.csv", dtype={"image_id": str}).set_index("image_id")
     ds = load_dataset(root)
-    assert set(per_map["image_id"]) == set(preds.index) & set(ds.masks)
+    assert set(per_map["image_id"]) == {i for i in preds.index if i in ds.masks and map_masks(ds.masks[i])}
     model = per_map[per_map["map"] == "gradcam"]
     # each map explains the class the run predicted: the negative logit's where p < 0.5
     p = np.array([preds.loc[i, f"p_{o}"] for i, o in zip(model["image_id"], model["output"])])
@@ -393,7 +397,9 @@ def test_the_call_site_passes_the_eval_settings(tmp_path, monkeypatch):
 
 
 def test_without_lesion_masks_the_report_says_so(ckpt, data_dir, tmp_path):
-    result = mask_report([ckpt.parent], data_dir / "synthetic-smoke", tmp_path / "report")
+    root = tmp_path / "nolesions"
+    shutil.copytree(data_dir / "synthetic-smoke", root, ignore=shutil.ignore_patterns(".cache", "twins", "*_lesion.png"))
+    result = mask_report([ckpt.parent], root, tmp_path / "report")
     assert set(result.statistics["background"]) == {"image"}
     assert "uniform_lesion" not in set(result.statistics["map"])
     text = describe(result)

@@ -218,7 +218,8 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
     """
     settings, run_dir = settings or Table4Settings(), Path(run_dir)
     preds = read_predictions(run_dir / PREDICTIONS)
-    masked = preds[preds["image_id"].isin(dataset.masks)].reset_index(drop=True)
+    patterned = {i for i, files in dataset.masks.items() if set(files) - {LESION}}  # a lesion mask alone: no record
+    masked = preds[preds["image_id"].isin(patterned)].reset_index(drop=True)
     preds["twin_path"] = [twin_path(dataset.root, i) for i in preds["image_id"]]
     preds = preds[preds["twin_path"].notna()].assign(image_path=lambda d: [dataset.image_path(i) for i in d["image_id"]])
     if masked.empty and preds.empty:
