@@ -11,11 +11,15 @@ export HF_HUB_OFFLINE ?= 1
 install: $(STAMP)
 
 # Re-installs only when pyproject.toml changes; torch comes from this machine's disk (pinned).
+# quantus (Table 4's localisation metrics) goes in with --no-deps: it asks for opencv-python, a second
+# distribution of the cv2 module that albumentations' opencv-python-headless already provides; the one
+# other package it imports, scikit-image, is in pyproject.toml.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps quantus==0.6.0
 	@touch $(STAMP)
 
 demo: install

@@ -23,7 +23,8 @@ from bcc.evaluation.agreement import summarise_dataset
 from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, table3
 from bcc.evaluation.complexity import complexity
 from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
-from bcc.evaluation.mask_agreement import mask_report
+from bcc.evaluation.mask_agreement import describe, mask_report
+from bcc.evaluation.mask_records import Table4Settings
 from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
 from bcc.evaluation.runs import (
     MissingRunsError,
@@ -135,7 +136,8 @@ def stages_table(runs: list[Run], experiment: str, k: int, output_dir: Path) -> 
 
 # ---- Table 4 (Grad-CAM vs masks, bcc.evaluation.mask_agreement) ---------------------------------------
 def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
-    """Table 4 and its Fig. 3 panels into the evaluation (``mask_agreement.mask_report``), or why not."""
+    """Table 4, its baselines and deletion tests, and Fig. 3 into the evaluation (``mask_agreement.mask_report``),
+    or why not. Settings: ``eval.table4_*`` and ``eval.mask_figures``."""
     if not cfg.eval.table4:
         ev.table4_note = "Not computed (eval.table4=false)."
         return
@@ -144,19 +146,19 @@ def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
         return
     done = {x.backbone for x in ev.results}
     dirs = [r.path for r in runs if r.stage == ev.stage and r.finished and r.backbone in done]
-    df, figs = mask_report(dirs, ev.dataset.root, ev.report_dir, max_figures=int(cfg.eval.mask_figures))
-    if df is None or df.empty:
+    e = cfg.eval
+    settings = Table4Settings(threshold=float(e.table4_threshold), centre_sigma=float(e.table4_centre_sigma),
+                              seed=int(e.table4_seed), road_images=int(e.table4_road_images),
+                              road_percentiles=tuple(int(q) for q in e.table4_road_percentiles),
+                              max_figures=int(e.mask_figures),
+                              max_side=None if e.table4_max_side is None else int(e.table4_max_side))
+    result = mask_report(dirs, ev.dataset.root, ev.report_dir, settings)
+    if result is None:
         ev.table4_note = "No test image of these runs has a mask: Table 4 is empty."
         return
-    ev.table4, ev.table4_figures = df, [Path(f) for f in figs]
-    ev.table4_note = (f"Grad-CAM maps of the stage-{ev.stage} runs against the masks (per map: "
-                      "`gradcam_per_image.csv`).")
-    col = "diagnosis/correct"
-    if col in df.columns and {"mean_fg", "mean_bg"} <= set(df.index):
-        fg, bg = float(df.loc["mean_fg", col]), float(df.loc["mean_bg", col])
-        verdict = "above" if fg > bg else "not above"
-        ev.table4_note += (f" Correctly diagnosed images: mean normalised map z inside the pattern masks (Fg) "
-                           f"{fg:.2f} vs outside (Bg) {bg:.2f}, Fg {verdict} Bg (the paper: 0.57 vs 0.16).")
+    ev.table4, ev.table4_figures = result.statistics, result.figures
+    ev.table4_note = (f"Grad-CAM maps of the stage-{ev.stage} runs ({', '.join(sorted(done))}, pooled) against the "
+                      f"masks (per map: `gradcam_per_image.csv`). " + describe(result))
 
 
 # ---- main ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from bcc.core.io import write_text
 from bcc.evaluation.agreement import DatasetSummary, format_dataset
 from bcc.evaluation.clinical_metrics import format_table3
 from bcc.evaluation.markdown import markdown_table
+from bcc.evaluation.mask_agreement import FILES, REPORT_COLUMNS, read_tables
 
 
 @dataclass
@@ -206,8 +207,19 @@ def _stages(ev: Evaluation) -> list[str]:
 def _table4(ev: Evaluation) -> list[str]:
     lines = ["", "## Table 4 — Grad-CAM against the dermatologists' masks", ""]
     if ev.table4 is not None:
-        lines += [markdown_table(ev.table4), ""]
+        t = ev.table4
+        shown = t[(t["map"] == "gradcam") | (t["group"] == "all")]
+        lines += ["**Statistics** (`table4.csv`; the model's maps by prediction, the baselines on all images)", "",
+                  markdown_table(shown[[c for c in ("map", "kind", "background", "group", *REPORT_COLUMNS)
+                                        if c in shown.columns]], index=False), ""]
+        extra = read_tables(ev.report_dir)
+        for name, title in (("baselines", "The model's gap against each baseline"),
+                            ("per_head", "Per pattern head: own mask vs the other patterns' masks"),
+                            ("faithfulness", "Deletion tests: counterfactual twins and ROAD")):
+            if name in extra and not extra[name].empty:
+                lines += [f"**{title}** (`{FILES[name]}`)", "", markdown_table(extra[name], index=False), ""]
         lines += [_fig(ev, p, p.stem) for p in ev.table4_figures]
+        lines.append("")
     if ev.table4_note:
         lines.append(ev.table4_note)
     return lines
