@@ -120,26 +120,3 @@ def test_thresholds_val_uses_validation_predictions(tmp_path):
     # at ~0.35, D's 0.2 is still a miss but C's 0.6 (fold 3) is too: same BCC accuracy as at 0.5
     t = ev.results[0].per_fold
     assert list(t[t["row"] == "BCC/Non-BCC"].sort_values("fold")["accuracy"]) == BCC_ACC
-
-
-def test_table4_call_site(tmp_path, monkeypatch):
-    ds = write_dataset(tmp_path / "data" / "synth")
-    (ds / "masks").mkdir()
-    (ds / "masks" / "img0.png").write_bytes(b"\x89PNG")
-    out = write_runs(tmp_path / "o", stages=(3,), dataset=ds)
-    calls = {}
-
-    def mask_report(run_dirs, dataset_root, out_dir, max_figures=4):
-        calls.update(n=len(run_dirs), root=dataset_root, max_figures=max_figures)
-        table = pd.DataFrame({"diagnosis/correct": [0.24, 0.61, 0.18]},
-                             index=pd.Index(["intersection", "mean_fg", "mean_bg"], name="statistic"))
-        table.to_csv(out_dir / "table4.csv")
-        return table, []
-
-    monkeypatch.setattr("bcc.evaluation.pipeline.mask_report", mask_report)
-    evaluate(_cfg(out))
-    assert calls == {"n": 5, "root": ds, "max_figures": 4}
-    assert (out / "report" / "table4.csv").is_file()
-    report = (out / "report" / "report.md").read_text()
-    assert "diagnosis/correct" in report and "(Fg) 0.61 vs outside (Bg) 0.18, Fg above Bg" in report
-    assert pd.read_csv(out / "report" / "table4.csv", index_col=0).index[0] == "intersection"
