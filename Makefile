@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo train eval test test-fast bench lint clean
+.PHONY: install demo train eval localization test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ train: install
 
 eval: install
 	$(BIN)/python -m bcc.evaluate $(ARGS)
+
+# Table 4's run: one fold through the whole protocol at 192 px, then its report (outputs/localization/report).
+localization: install
+	$(BIN)/python -m bcc.train experiment=localization $(ARGS)
+	$(BIN)/python -m bcc.evaluate experiment=localization eval.k=1
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -2,7 +2,7 @@
 
 Reads every ``predictions.csv`` under ``<output_dir>/<backbone>/fold<k>/stage<s>/`` and writes
 ``<output_dir>/report/``: ``report.md``, ``table3.csv`` (+ per fold), ``table5.csv``, ``calibration.csv``,
-``stages.csv``, ``thresholds.csv``, ``table4.csv`` (when the dataset has masks), ``figures/`` and an
+``stages.csv``, ``thresholds.csv``, ``table4*.csv`` (when the dataset has masks), ``figures/`` and an
 offline W&B summary run; ``thresholds.json`` beside each evaluated ``best.ckpt``. A backbone with a
 missing fold at the reported stage stops the evaluation with the missing jobs and the commands that
 produce them (``MissingRunsError``: exit code 2).

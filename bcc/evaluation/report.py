@@ -234,7 +234,7 @@ def write_report(ev: Evaluation) -> Path:
               "`table3.csv` (mean and variance over folds), `table3_per_fold.csv`, `table3_val_thresholds.csv`, "
               "`within_bcc.csv`, `table5.csv`, `calibration.csv`, `calibration_per_output.csv`, `stages.csv`, "
               "`thresholds.csv`, `figures/`"
-              + (", `table4.csv`" if ev.table4 is not None else "") + "; the W&B summary run in `wandb/`."]
+              + (", `table4*.csv`, `gradcam_per_image.csv`" if ev.table4 is not None else "") + "; the W&B summary run in `wandb/`."]
     return write_text("\n".join(lines) + "\n", ev.report_dir / "report.md")
 
 
