@@ -13,14 +13,14 @@ import lightning as L
 import pandas as pd
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from bcc.core.layout import CALIBRATION, LOCK, METRICS, VAL_PREDICTIONS
 from bcc.core.predictions import read_predictions
 from bcc.models.calibration import fit_calibration, fit_temperature, scale, youden_threshold
-from bcc.models.checkpoint import load_weights
 from bcc.training import jobs
 from bcc.training.config import compose_config
-from bcc.training.protocol import build_module, run
+from bcc.training.protocol import run, starting_module
 from bcc.training.stages import MissingStageError
 
 
@@ -52,19 +52,20 @@ def _state(fold_dir, stage: int) -> dict:
 @pytest.mark.slow
 def test_stages_1_and_2_train_bcc_only_and_stage_3_only_the_pattern_heads(protocol_run, data_dir):
     s0, s1, s2, s3 = (_state(protocol_run, s) for s in range(4))
-    # stage 1: the PN and pattern heads are exactly as built (seeded), the backbone exactly stage 0's
-    cfg = compose_config(["experiment=smoke", f"paths.data_dir={data_dir}", "stage=1", "fold=1"])[0]
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    from hydra.utils import instantiate
+    # stage 1: the PN and pattern heads are exactly as it starts with them, the backbone exactly stage 0's
+    def started(stage: int, start=None):
+        cfg = compose_config(["experiment=smoke", f"paths.data_dir={data_dir}", f"stage={stage}", "fold=1"])[0]
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        dm = instantiate(cfg.data)
+        dm.setup("fit")
+        return starting_module(cfg, dm, start, backbone_only=start is not None).state_dict()
 
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
-    built = build_module(cfg, dm, load_pretrained=False)
-    load_weights(built.net, protocol_run / "stage0" / "best.ckpt", backbone_only=True)
-    initial = built.state_dict()
+    initial = started(1, protocol_run / "stage0" / "best.ckpt")
     for head in ("negative", "patterns"):
         assert _same(_heads(s1, head), _heads(initial, head)), f"stage 1 changed the {head} head"
         assert _same(_heads(s2, head), _heads(s1, head)), f"stage 2 changed the {head} head"
+        # drawn afresh, not the initial heads that stage 0's backbone was trained through
+        assert not _same(_heads(initial, head), _heads(started(0), head))
     assert not _same(_heads(s1, "diagnosis"), _heads(initial, "diagnosis"))  # the BCC head did train
     assert _same(_part(s1, "net.backbone."), _part(s0, "net.backbone."))  # frozen, BatchNorm statistics too
     # stage 3: backbone and diagnosis head exactly as stage 2 left them; the pattern heads trained

@@ -53,8 +53,9 @@ def expected_calibration_error(y, p, n_bins: int = 10) -> float:
     """ECE of probabilities `p` against 0/1 labels `y` (torchmetrics, equal-width bins); NaN when empty."""
     if len(y) == 0:
         return float("nan")
-    return float(binary_calibration_error(torch.as_tensor(np.asarray(p, float)),
-                                          torch.as_tensor(np.asarray(y, float)).long(), n_bins=n_bins, norm="l1"))
+    # torch.tensor copies: pandas hands out read-only views, which torch.as_tensor warns about.
+    return float(binary_calibration_error(torch.tensor(np.asarray(p, float)),
+                                          torch.tensor(np.asarray(y, float)).long(), n_bins=n_bins, norm="l1"))
 
 
 def reliability_diagram(y, p, path: Path, n_bins: int = 10, title: str = "p(BCC) reliability") -> Path:

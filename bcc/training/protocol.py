@@ -77,6 +77,17 @@ def build_module(cfg: DictConfig, dm: BCCDataModule, load_pretrained: bool) -> M
     return instantiate(cfg.model, net=net, loss=loss, optimizer=instantiate(cfg.optimizer))
 
 
+def starting_module(cfg: DictConfig, dm: BCCDataModule, start: Path | None, backbone_only: bool) -> MultitaskModule:
+    """The stage's LightningModule holding the weights the stage starts from (`start`: its predecessor's
+    best.ckpt; `backbone_only`: the stage 0 -> 1 handover, whose heads are drawn afresh)."""
+    model = build_module(cfg, dm, load_pretrained=int(cfg.stage.name) == 1 and start is None)
+    if start is not None:
+        load_weights(model.net, start, backbone_only)
+    if backbone_only:
+        model.net.redraw_heads(seed=cfg.seed + 1)  # not stage 0's initial heads (MultitaskNet.redraw_heads)
+    return model
+
+
 def _resume_path(ckpt_path, job: Path, required: bool) -> str | None:
     if not ckpt_path:
         return None
@@ -126,9 +137,7 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
             if resume is None:
                 for name in (BEST, LAST, METRICS, PREDICTIONS, VAL_PREDICTIONS, CALIBRATION):
                     (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
-        model = build_module(cfg, dm, load_pretrained=stage == 1 and start is None)
-        if start is not None:
-            load_weights(model.net, start, backbone_only)
+        model = starting_module(cfg, dm, start, backbone_only)
         try:
             metrics = _fit_and_score(cfg, model, dm, job, resume)
         except SIGTERMException:
