@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m bcc.demo
+	$(BIN)/python -m bcc.demo $(ARGS)
 
 train: install
 	$(BIN)/python -m bcc.train $(ARGS)

@@ -82,7 +82,7 @@ def _header(ev: Evaluation) -> list[str]:
         n = sum(r.n_test.values())
         lines += [(f"- **Backbone** `{r.backbone}` ({f.get('timm_name')}), input {f.get('image_size')} px; "
                   f"start of stage 1: {_start_words(f.get('start', '?'))}."),
-                  (f"  - test folds: {len(r.n_test)} of k = {ev.k}, n = {n} test images "
+                  (f"  - test folds: {len(r.n_test)} (of the {ev.k} this report expects), n = {n} test images "
                   f"({', '.join(f'fold {k}: {v}' for k, v in sorted(r.n_test.items()))}).")]
     d = ev.dataset
     root = d.root if d and d.root else (ev.results[0].facts.get("dataset") if ev.results else None)

@@ -49,7 +49,7 @@ Images (``render``)
     drawn uniformly over its pixels): PN reticular brown network, U dark red-brown crust, ON blue-grey
     ovoids, MG clustered blue-grey globules, ML lobes at the lesion's rim, SW spokes around a dark hub,
     AT branching red vessels. Strokes, dots and vessels are at least 5 px wide at 256 px, so they keep
-    >= 2 px at the 128 px a localisation run trains at. Size, contrast, position and colour vary per
+    >= 2 px at 128 px, the least a localisation run trains at. Size, contrast, position and colour vary per
     image, and a share of instances is faint (``FAINT_RATE``: 15 % for PN and AT, 35 % for SW, MG and
     ML, which are also smaller), so the rare codes are harder. Label-independent confounders of the same
     widths (brown dots, dotted and short linear vessels, a blood spot, a diffuse veil) resemble the

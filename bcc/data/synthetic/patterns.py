@@ -2,7 +2,7 @@
 
 Each drawer paints its structure into the image (float32 RGB, 0-255) through ``shapes.paint`` and returns
 the boolean mask of exactly the pixels it painted. Structures are placed anywhere on the lesion (not near
-its centre) and are at least 4 px wide at 256 px (2 px at the 128 px a localisation run trains at):
+its centre) and are at least 4 px wide at 256 px (2 px at 128 px, the least a localisation run trains at):
 strokes, dots and vessels of a thinner width would vanish when the image is downsampled for training.
 Faintness (``ctx.strength``) lowers the opacity only, never the mask.
 """
