@@ -39,6 +39,7 @@ def test_multirun_command_as_typed(data_dir, tmp_path):
             m = json.loads((job / "metrics.json").read_text())
             assert (m["fold"], m["stage"]) == (fold, stage)
             assert m["start"] == {0: "scratch", 1: "stage0", 2: "stage1", 3: "stage2"}[stage]
+            assert m["seed"] == 0 and m["machine"]["cores"] == os.cpu_count() and m["machine"]["cpu"]
             runs = list((job / "wandb").glob("offline-run-*"))
             assert len(runs) == 1
             assert read_offline_run(runs[0])["name"] == f"mobilenet/fold{fold}/stage{stage}"

@@ -83,7 +83,11 @@ def _header(ev: Evaluation) -> list[str]:
         lines += [(f"- **Backbone** `{r.backbone}` ({f.get('timm_name')}), input {f.get('image_size')} px; "
                   f"start of stage 1: {_start_words(f.get('start', '?'))}."),
                   (f"  - test folds: {len(r.n_test)} (of the {ev.k} this report expects), n = {n} test images "
-                  f"({', '.join(f'fold {k}: {v}' for k, v in sorted(r.n_test.items()))}).")]
+                  f"({', '.join(f'fold {k}: {v}' for k, v in sorted(r.n_test.items()))})."),
+                  (f"  - trained with seed {', '.join(map(str, f.get('seeds') or ['?']))} on "
+                   f"{'; '.join(f.get('machines') or ['a machine the runs do not record'])}. Same machine and "
+                   "seed: bit-identical results; another CPU or seed: different ones, within the seed-to-seed "
+                   "spread the README gives for the demo.")]
     d = ev.dataset
     root = d.root if d and d.root else (ev.results[0].facts.get("dataset") if ev.results else None)
     lines += [f"- **Dataset**: `{root}`" + (f", {d.n_images} images" if d and d.n_images else ""),

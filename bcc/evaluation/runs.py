@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bcc.core.errors import BadInput
 from bcc.core.layout import CALIBRATION, METRICS, PREDICTIONS, read_job_config
+from bcc.core.machine import describe
 from bcc.core.predictions import read_predictions
 
 _JOB = re.compile(r"^fold(\d+)/stage(\d+)$")
@@ -164,4 +165,6 @@ def run_facts(runs: list[Run], backbone: str, stage: int) -> dict:
         "stage0": stage0,
         "experiment": (first.metrics.get("experiment") if first else None) or cfg.get("experiment_name"),
         "epochs": {r.fold: r.metrics.get("epochs") for r in chosen},
+        "seeds": sorted({r.metrics["seed"] for r in chosen if "seed" in r.metrics}),
+        "machines": sorted({describe(r.metrics["machine"]) for r in chosen if r.metrics.get("machine")}),
     }

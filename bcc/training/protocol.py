@@ -38,6 +38,7 @@ from bcc.core.layout import (
     VAL_PREDICTIONS,
     stage_dir,
 )
+from bcc.core.machine import machine
 from bcc.core.predictions import read_predictions, write_predictions
 from bcc.models.calibration import fit_calibration
 from bcc.models.checkpoint import load_weights, read_checkpoint
@@ -187,7 +188,8 @@ def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, j
             "image_size": int(cfg.data.image_size), "monitor": cfg.stage.monitor,
             "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
             "best_checkpoint": Path(best).name, "n_images": {s: len(dm.rows(s)) for s in ("train", "val", "test")},
-            "devices": int(trainer.world_size), "val": nested(val, "val"), "test": nested(test, "test"),
+            "devices": int(trainer.world_size), "machine": machine(),
+            "val": nested(val, "val"), "test": nested(test, "test"),
         }
         if cfg.log_test_images:
             rows = dm.rows("test")[:8]

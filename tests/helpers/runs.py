@@ -57,7 +57,8 @@ def write_runs(root: Path, backbone: str = "mobilenet", stages=(0, 1, 2, 3), fol
             start = {0: "scratch", 1: "stage0"}.get(stage, f"stage{stage - 1}")
             (job / "metrics.json").write_text(json.dumps({
                 "experiment": experiment, "backbone": backbone, "timm_name": "mobilenetv2_100", "fold": fold,
-                "stage": stage, "start": start, "epochs": 1, "image_size": image_size}))
+                "stage": stage, "start": start, "epochs": 1, "image_size": image_size, "seed": 0,
+                "machine": {"cpu": "Test CPU", "cores": 2, "gpu": None, "torch": "2.14.1"}}))
     return root
 
 
