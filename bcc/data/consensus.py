@@ -176,7 +176,7 @@ def rater_quality(raters: list[str], result: EMResult, ratings: np.ndarray) -> p
                 if missing:
                     sens = np.nan if "positive" in missing else sens
                     spec = np.nan if "negative" in missing else spec
-                    note = f"less than one {' or '.join(missing)} image among its ratings"
+                    note = f"its ratings hold less than one {' or '.join(missing)} image's worth of consensus (EM posterior)"
             rows.append((rater, code, count, sens, spec, note))
     columns = ["rater", "code", "rated", "sensitivity", "specificity", "note"]
     return pd.DataFrame(rows, columns=columns).round({"sensitivity": 4, "specificity": 4})
