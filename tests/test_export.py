@@ -180,16 +180,6 @@ def test_training_data_hash_tracks_the_data(data_dir, tmp_path):
     assert training_data_hash(None) == "unknown" and training_data_hash(tmp_path) == "unknown"
 
 
-def _overlays(html: str) -> dict[tuple[str, str], np.ndarray]:
-    """(lesion, output) → the decoded Grad-CAM overlay of a report."""
-    out = {}
-    for card in re.findall(r'<section class="card.*?</section>', html):
-        name = re.search(r'<img class="lesion" alt="([^"]+)"', card).group(1)
-        for label, data in re.findall(r'<img alt="Grad-CAM ([^"]+)" src="data:image/jpeg;base64,([^"]+)"', card):
-            out[name, label] = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=float)
-    return out
-
-
 def test_predict_on_the_onnx_model(exported, ckpt, data_dir, tmp_path):
     """Scores from ONNX Runtime equal torch's; thresholds come from the ONNX metadata."""
     images = data_dir / "synthetic-smoke" / "images"

@@ -32,6 +32,7 @@ from torchmetrics.functional.classification import binary_calibration_error
 
 from bcc.core.layout import CALIBRATION
 from bcc.core.patterns import OUTPUTS, PAPER_NAMES
+from bcc.evaluation.figures import save_output_grid
 from bcc.evaluation.runs import MissingRunsError, Run
 from bcc.models.calibration import calibrated
 
@@ -163,12 +164,5 @@ def reliability_grid(predictions: pd.DataFrame, scaled: pd.DataFrame | None, pat
                     label=f"{name}: ECE {expected_calibration_error(y, p, n_bins):.3f}")
         ax.set_title(f"{PAPER_NAMES.get(o, 'BCC/non-BCC')} ({o}), n={int(seen.sum())}", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
-    for ax in axes[-1]:
-        ax.set_xlabel("predicted probability")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("observed frequency")
-    fig.suptitle(title or "Reliability per output, test folds pooled")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_output_grid(fig, axes, "predicted probability", "observed frequency",
+                            title or "Reliability per output, test folds pooled", path)

@@ -71,11 +71,17 @@ def roc_figure(predictions: pd.DataFrame, path: Path, title: str = "") -> Path:
             if len(ok) else "AUC undefined (one class per fold)"
         ax.set_title(f"{PAPER_NAMES.get(o, 'BCC/non-BCC')} ({o})\n{spread}", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
+    return save_output_grid(fig, axes, "1 − specificity", "sensitivity",
+                            title or "ROC per output (thin: folds, thick: pooled)", path)
+
+
+def save_output_grid(fig, axes, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Label a grid of per-output panels (x on the bottom row, y on the left column), title and save it."""
     for ax in axes[-1]:
-        ax.set_xlabel("1 − specificity")
+        ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
-        ax.set_ylabel("sensitivity")
-    fig.suptitle(title or "ROC per output (thin: folds, thick: pooled)")
+        ax.set_ylabel(ylabel)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -174,7 +174,7 @@ def read_image(path: Path) -> np.ndarray:
         raise BadInput(f"{path}: {e}") from None
 
 
-def _twin_records(net, preds: pd.DataFrame, root: Path, batch_size: int) -> pd.DataFrame:
+def _twin_records(net, preds: pd.DataFrame, batch_size: int) -> pd.DataFrame:
     """p(BCC) of every test image with a twin, and of the twin."""
     rows = []
     for start in range(0, len(preds), batch_size):
@@ -252,6 +252,6 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
                 road_map = postprocess(cams[k:k + 1, BCC:BCC + 1], x.shape[-2:])[0, 0].numpy()
                 road_inputs.append((image_id, x[k], road_map, signs[k, BCC]))
     road = _road_records(net, road_inputs, settings).assign(run_dir=str(run_dir)) if road_inputs else pd.DataFrame()
-    twins = _twin_records(net, preds, dataset.root, settings.batch_size).assign(run_dir=str(run_dir)) \
+    twins = _twin_records(net, preds, settings.batch_size).assign(run_dir=str(run_dir)) \
         if len(preds) else pd.DataFrame()
     return pd.DataFrame(rows), twins, road

@@ -14,6 +14,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.stats import mannwhitneyu
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.data.contract import LESION
@@ -40,12 +46,6 @@ def colour_features(rgb: np.ndarray, keep: np.ndarray | None = None) -> np.ndarr
 
 def cv_auroc(features: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 5) -> float:
     """AUROC of the out-of-fold probabilities of a standardised logistic regression (stratified k-fold)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     p = cross_val_predict(model, features, y, cv=cv, method="predict_proba")[:, 1]
@@ -96,11 +96,9 @@ def visible_core(rgb: np.ndarray, without: np.ndarray) -> np.ndarray:
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(a positive scores above a negative), ties counting half (the Mann-Whitney statistic)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.concatenate([pos, neg]))
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney U, scipy)."""
+    pos, neg = np.ravel(pos), np.ravel(neg)
+    return float(mannwhitneyu(pos, neg, method="asymptotic", use_continuity=False).statistic / (pos.size * neg.size))
 
 
 def prior_aurocs(lesion: np.ndarray, patterns: np.ndarray) -> dict[str, float]:
