@@ -15,6 +15,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from bcc.cli import evaluate as evaluate_cli
+from bcc.core.errors import BadInput
 from bcc.core.patterns import OUTPUTS
 from bcc.data.contract import load_dataset
 from bcc.evaluation.mask_agreement import PER_MAP, Table4, describe, mask_report
@@ -22,7 +23,13 @@ from bcc.evaluation.mask_baselines import centre_map, fit_mask, shuffled_pairs, 
 from bcc.evaluation.mask_faithfulness import LogitTarget
 from bcc.evaluation.mask_figures import figure3, figure_choice
 from bcc.evaluation.mask_localisation import localisation
-from bcc.evaluation.mask_records import image_records, map_masks, predicted_class_cams, predicted_signs
+from bcc.evaluation.mask_records import (
+    Table4Settings,
+    image_records,
+    map_masks,
+    predicted_class_cams,
+    predicted_signs,
+)
 from bcc.evaluation.mask_tables import baselines, faithfulness, per_head, statistics
 from bcc.evaluation.pipeline import evaluate
 from bcc.explanation.gradcam import gradcam_maps, postprocess, target
@@ -388,10 +395,12 @@ def test_the_call_site_passes_the_eval_settings(tmp_path, monkeypatch):
     monkeypatch.setattr("bcc.evaluation.pipeline.mask_report", fake_report)
     evaluate(evaluate_cli.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false",
                                        "eval.mask_figures=2", "eval.table4_threshold=0.4", "eval.table4_road_images=0",
-                                       "eval.table4_max_side=null", "eval.table4_road_percentiles=[50]"]))
+                                       "eval.table4_max_side=null", "eval.table4_road_percentiles=[50]",
+                                       "data.allow_outside=true"]))
     st = calls["settings"]
     assert calls["n"] == 5 and calls["root"] == ds
-    assert (st.max_figures, st.threshold, st.road_images, st.max_side, st.road_percentiles) == (2, 0.4, 0, None, (50,))
+    assert (st.max_figures, st.threshold, st.road_images, st.max_side, st.road_percentiles, st.allow_outside) == \
+        (2, 0.4, 0, None, (50,), True)
     md = (out / "report" / "report.md").read_text()
     assert "0.432" in md and "a note from mask_report" in md and "| gradcam | diagnosis | image | all |" in md
 
@@ -405,6 +414,20 @@ def test_without_lesion_masks_the_report_says_so(ckpt, data_dir, tmp_path):
     text = describe(result)
     assert "No lesion masks" in text and "No counterfactual twins" in text
     assert result.faithfulness["test"].eq("road").any() and not result.faithfulness["test"].eq("twin_deletion").any()
+
+
+def test_a_dataset_reaching_outside_its_folder_needs_allow_outside(ckpt, data_dir, tmp_path):
+    """Table 4 reads the dataset under the same contract as training: images symlinked from outside it are
+    refused unless data.allow_outside=true (Table4Settings.allow_outside) lets them in."""
+    root, outside = tmp_path / "linked", tmp_path / "elsewhere"
+    shutil.copytree(data_dir / "synthetic-smoke", root, ignore=shutil.ignore_patterns(".cache", "twins"))
+    shutil.move(root / "images", outside)
+    (root / "images").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(BadInput, match="symbolic link"):
+        mask_report([ckpt.parent], root, tmp_path / "refused", Table4Settings(road_images=0))
+    assert not (tmp_path / "refused").exists()
+    result = mask_report([ckpt.parent], root, tmp_path / "report", Table4Settings(road_images=0, allow_outside=True))
+    assert len(result.statistics) > 0
 
 
 def test_mask_report_without_masks(tmp_path, data_dir):

@@ -101,7 +101,8 @@ def mask_report(run_dirs: list[Path], dataset_root: Path, out_dir: Path,
     (every record, without the PDFs), ``table4_faithfulness_per_image.csv`` (twins and ROAD per image)
     and ``figures/fig3_<rank>_<image_id>_<output>.png`` for rank median, best, worst.
     """
-    settings, dataset, out_dir = settings or Table4Settings(), load_dataset(Path(dataset_root)), Path(out_dir)
+    settings, out_dir = settings or Table4Settings(), Path(out_dir)
+    dataset = load_dataset(Path(dataset_root), allow_outside=settings.allow_outside)
     if not dataset.masks:
         return None
     parts = [run_records(Path(d), dataset, settings) for d in run_dirs]

@@ -46,6 +46,7 @@ class Table4Settings:
     max_figures: int = 3            # Fig. 3: median, best, worst
     max_side: int | None = 512      # statistics at most this many pixels on the longer side; None: the image's
     batch_size: int = 16
+    allow_outside: bool = False     # data.allow_outside: the dataset's paths may leave its folder
 
 
 # ---- masks and maps ---------------------------------------------------------------------------------

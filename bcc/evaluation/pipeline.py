@@ -151,7 +151,8 @@ def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
                               seed=int(e.table4_seed), road_images=int(e.table4_road_images),
                               road_percentiles=tuple(int(q) for q in e.table4_road_percentiles),
                               max_figures=int(e.mask_figures),
-                              max_side=None if e.table4_max_side is None else int(e.table4_max_side))
+                              max_side=None if e.table4_max_side is None else int(e.table4_max_side),
+                              allow_outside=bool(cfg.data.get("allow_outside", False)))
     result = mask_report(dirs, ev.dataset.root, ev.report_dir, settings)
     if result is None:
         ev.table4_note = "No test image of these runs has a mask: Table 4 is empty."
