@@ -16,13 +16,14 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from bcc.core.io import write_csv, write_json
-from bcc.core.layout import THRESHOLDS
+from bcc.core.layout import BEST, THRESHOLDS
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.evaluation import calibration as cal
 from bcc.evaluation.agreement import summarise_dataset
 from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, table3
 from bcc.evaluation.complexity import complexity
 from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
+from bcc.evaluation.linear_probe import linear_probe
 from bcc.evaluation.mask_agreement import describe, mask_report
 from bcc.evaluation.mask_records import Table4Settings
 from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
@@ -62,6 +63,8 @@ def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: 
         result.table3_val = summary if val_only else table3(preds, val_thresholds)[0]
     result.calibration_outputs = cal.calibration_per_output(preds, scaled, n_bins)
     result.within_bcc = within_bcc_auroc(preds)
+    result.within_bcc, result.probe_note = with_probe(result.within_bcc, chosen, cfg, cfg.eval.dataset or
+                                                     result.facts.get("dataset"), result.facts.get("image_size"))
     result.figures = {
         "roc": roc_figure(preds, figures / f"{backbone}_roc.png", f"ROC per output — {backbone}, stage {stage}"),
         "confusion": confusion_figure(preds, figures / f"{backbone}_confusion.png", thresholds),
@@ -74,6 +77,25 @@ def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: 
             f"Reliability per output — {backbone}, stage {stage}: raw and after the validation temperature"),
     }
     return result
+
+
+def with_probe(within: pd.DataFrame, runs: list[Run], cfg: DictConfig, dataset: str | None,
+               image_size) -> tuple[pd.DataFrame, str]:
+    """The within-BCC table with the linear probe's columns (``bcc.evaluation.linear_probe``), or unchanged and
+    the reason it was not computed."""
+    if not cfg.eval.linear_probe:
+        return within, "not computed (eval.linear_probe=false)."
+    missing = [r.path / BEST for r in runs if not (r.path / BEST).is_file()]
+    if missing:
+        return within, f"not computed: no checkpoint {missing[0]} (the probe reads the runs' features)."
+    root = Path(dataset) if dataset else None
+    needed = [root / n for n in ("images.csv", "labels.csv", "splits.csv")] if root else []
+    if root is None or not all(p.is_file() for p in needed):
+        return within, (f"not computed: the runs' dataset {root} is not at hand (it needs images.csv, labels.csv, "
+                        "splits.csv; `eval.dataset=DIR` points at it).")
+    probe = linear_probe(runs, root, int(image_size), c=float(cfg.eval.linear_probe_c),
+                         allow_outside=bool(cfg.data.get("allow_outside", False)))
+    return within.merge(probe, on="code", how="left"), ""
 
 
 def write_model_thresholds(runs: list[Run], result: BackboneResult, stage: int) -> None:

@@ -33,6 +33,7 @@ class BackboneResult:
     table3_val: pd.DataFrame | None = None       # Table 3 at the validation thresholds (calibration.json)
     calibration_outputs: pd.DataFrame | None = None  # ECE per output, raw and after temperature scaling
     within_bcc: pd.DataFrame | None = None       # pattern heads vs p(BCC) among BCC lesions
+    probe_note: str = ""                         # why within_bcc has no linear-probe columns
 
 
 @dataclass
@@ -176,16 +177,28 @@ def _within_bcc(ev: Evaluation) -> list[str]:
     for r in ev.results:
         if r.within_bcc is None:
             continue
+        probe = "auroc_probe" in r.within_bcc.columns
         t = r.within_bcc.set_index("code")[["auroc_head", "auroc_head_sd", "auroc_p_bcc", "auroc_p_bcc_sd", "gap",
-                                            "folds", "n"]]
+                                            *(["auroc_probe", "auroc_probe_sd"] if probe else []), "folds", "n"]]
         mean = r.within_bcc.set_index("code").loc["mean"]
         beats = (r.within_bcc.iloc[:-1]["gap"] > 0).sum()
         lines += [f"**{r.backbone}, stage {ev.stage}** (`within_bcc.csv`)", "", markdown_table(t), "",
                   (f"Among the BCC lesions of each test fold, the AUROC of each pattern head for its own code, beside "
                    f"the AUROC of p(BCC) used as that code's score — what a pattern head that is only a second BCC "
                    f"detector would reach. Mean over the six BCC codes: {mean['auroc_head']:.3f} for the heads vs "
-                   f"{mean['auroc_p_bcc']:.3f} for p(BCC); the heads beat the baseline for {beats} of 6 codes."), ""]
+                   f"{mean['auroc_p_bcc']:.3f} for p(BCC); the heads beat the baseline for {beats} of 6 codes."),
+                  "", _probe_sentence(mean) if probe else f"Linear probe (`eval.linear_probe`): {r.probe_note}", ""]
     return lines
+
+
+def _probe_sentence(mean: pd.Series) -> str:
+    head, ceiling = float(mean["auroc_head"]), float(mean["auroc_probe"])
+    verdict = ("the heads reach what the frozen features hold: a better pattern read-out needs a backbone that "
+               "sees the patterns (pretraining, resolution), not another stage-3 setting" if head >= ceiling - 0.02
+               else "the heads fall short of what the frozen features hold: stage 3 is under-trained (its lr, epochs)")
+    return (f"`auroc_probe`: a logistic regression fitted on the pooled features of the same checkpoint "
+            f"(training folds only, `bcc.evaluation.linear_probe`), scored on the same lesions — mean "
+            f"{ceiling:.3f} against the heads' {head:.3f}: {verdict}.")
 
 
 def _figures(ev: Evaluation) -> list[str]:
