@@ -22,6 +22,7 @@ from bcc.core.patterns import OUTPUTS
 from bcc.data.images import read_image
 from bcc.explanation.batch import output_name
 from bcc.explanation.gradcam import _batched_vjp, gradcam_maps, logits_from_pooled, reference_maps
+from bcc.explanation.render import JET, heat_rgb, overlay
 from bcc.models.checkpoint import CheckpointError, UnsafeCheckpointError, load_network
 from bcc.models.network import MultitaskNet
 
@@ -166,6 +167,18 @@ def test_refuses_checkpoint_with_pickled_code(tmp_path, checkpoint):
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="does not exist"):
         load_network(tmp_path / "missing.ckpt")
+
+
+def test_overlay_is_matplotlibs_jet_blended_over_the_lesion():
+    """The table lookup picks matplotlib's own colours (0 and 1 included) and blends them as the float formula."""
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.random(4000), [0.0, 1.0, 1 / 256, 255 / 256, -0.2, 1.3]]).reshape(1, -1)
+    assert np.array_equal(heat_rgb(z), JET(np.clip(z, 0, 1))[..., :3].astype(np.float32))
+    rgb = rng.integers(0, 256, (1, z.shape[1], 3), dtype=np.uint8)
+    for alpha in (0.5, 0.3):
+        want = np.clip((alpha * JET(np.clip(z, 0, 1))[..., :3] + (1 - alpha) * rgb / 255.0) * 255.0 + 0.5, 0, 255)
+        got = overlay(rgb, z, alpha)
+        assert got.dtype == np.uint8 and np.abs(got.astype(int) - want.astype(np.uint8)).max() <= 1
 
 
 def test_cli_writes_overlays_and_raw_maps(tmp_path, checkpoint):
