@@ -83,3 +83,26 @@ def test_the_check_catches_an_upward_and_a_hidden_import(tmp_path):
     found = _bcc_imports(bad)
     assert [(t, inside) for t, _, inside in found] == [("bcc.training.protocol", False), ("bcc.cli", True)]
     assert _layer("bcc.training.protocol")[1] > _layer("bcc.data.table")[1]
+
+
+
+def _test_imports(source: str) -> list[tuple[str, int]]:
+    """(imported ``tests.test_*`` module, line) for every import in a test file's `source`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("tests.test_")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
+            found.append((node.module, node.lineno))
+    return found
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in tests/helpers/ or conftest.py: a test module importing another runs (and
+    collects) the other's module-level code and hides what the shared code is for."""
+    assert _test_imports("from tests.test_explain import make_net\ndef f():\n    import tests.test_predict\n") == [
+        ("tests.test_explain", 1), ("tests.test_predict", 3)]  # the check sees both forms
+    here = Path(__file__).resolve().parent
+    bad = [f"{f.relative_to(here.parent)}:{line} imports {m}" for f in sorted(here.rglob("*.py"))
+           for m, line in _test_imports(f.read_text())]
+    assert not bad, "move the shared code to tests/helpers/: " + "; ".join(bad)

@@ -2,9 +2,7 @@
 input its own outputs, bad inputs skipped), safe loading. Refused command lines: tests/bad_inputs/cases_deploy.py."""
 from __future__ import annotations
 
-import copy
 import csv
-import functools
 import os
 import shutil
 import subprocess
@@ -24,35 +22,9 @@ from bcc.explanation.batch import output_name
 from bcc.explanation.gradcam import _batched_vjp, gradcam_maps, logits_from_pooled, reference_maps
 from bcc.explanation.render import JET, heat_rgb, overlay
 from bcc.models.checkpoint import CheckpointError, UnsafeCheckpointError, load_network
-from bcc.models.network import MultitaskNet
+from tests.helpers.checkpoints import make_net, save_checkpoint
 
 TOL = 1e-4
-
-
-@functools.cache
-def _built(name: str, timm_name: str | None, image_size: int, seed: int) -> MultitaskNet:
-    torch.manual_seed(seed)
-    net = MultitaskNet.build(name, timm_name, image_size=image_size)
-    for head in net.heads.values():
-        torch.nn.init.normal_(head.weight, std=0.5)
-    return net.eval()
-
-
-def make_net(name: str = "mobilenet", timm_name: str | None = None, image_size: int = 96,
-             seed: int = 0) -> MultitaskNet:
-    """A random MultitaskNet whose heads are large enough for the 8 maps to differ visibly (a fresh copy
-    of one built once: initialising a large timm model costs seconds)."""
-    return copy.deepcopy(_built(name, timm_name, image_size, seed))
-
-
-def save_checkpoint(net: MultitaskNet, path: Path, image_size: int, timm_name: str | None = None) -> Path:
-    """The subset of a bcc.train (Lightning) checkpoint that load_network reads: net.* weights + hparams."""
-    hp = {"network": {**net.spec, "image_size": image_size}, "stage": 3, "channels_last": True}
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    state["loss_fn.alpha"] = torch.ones(8)
-    torch.save({"epoch": 0, "global_step": 0, "pytorch-lightning_version": "2.6.6", "state_dict": state,
-                "hparams_name": "kwargs", "hyper_parameters": hp}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
