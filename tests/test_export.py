@@ -31,6 +31,7 @@ from PIL import Image
 from bcc.cli.explain import main as explain_main
 from bcc.cli.export import main
 from bcc.cli.predict import main as predict_main
+from bcc.core.errors import BadInput
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.deploy.int8 import AccuracyCheck, dataset_images, quantize_int8
 from bcc.deploy.onnx_export import ExportError, export_onnx, training_data_hash
@@ -38,7 +39,7 @@ from bcc.deploy.onnx_model import read_metadata
 from bcc.deploy.scorers import OnnxScorer
 from bcc.explanation.gradcam import postprocess, raw_cams
 from bcc.models.checkpoint import load_network
-from tests.test_explain import make_net, save_checkpoint
+from tests.helpers.checkpoints import make_net, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -304,6 +305,36 @@ def _fold0(data_dir: Path, size: int):
                                                                            reducing_gap=2.0))
                   for rel in t.image]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     return x, t.bcc.to_numpy()
+
+
+
+def test_export_reads_a_dataset_outside_its_folder_only_when_allowed(ckpt, data_dir, tmp_path, capsys):
+    """The dataset contract holds for export too: images reached through a link leaving the dataset are refused
+    (hash, calibration, check), exit 2 with nothing written, unless allow_outside=true — or the checkpoint's
+    own job had data.allow_outside=true."""
+    ds, elsewhere = tmp_path / "ds", tmp_path / "elsewhere"
+    shutil.copytree(data_dir / "synthetic-smoke", ds, ignore=shutil.ignore_patterns(".cache"))
+    (ds / "images").rename(elsewhere)
+    (ds / "images").symlink_to(elsewhere)
+    with pytest.raises(BadInput, match="leads through a symbolic link .* outside the dataset directory"):
+        training_data_hash(ds)
+    assert training_data_hash(ds, allow_outside=True) == training_data_hash(data_dir / "synthetic-smoke")
+    run = tmp_path / "run"
+    shutil.copytree(ckpt.parent, run, ignore=shutil.ignore_patterns("*.onnx"))
+    args = [f"checkpoint={run / 'best.ckpt'}", f"output={tmp_path / 'out' / 'm.onnx'}", "quantize=int8", "force=true",
+            f"calibration={ds}", f"check_data={ds}", "check_fold=0"]
+    for extra in ([], [f"data_root={ds}"]):
+        assert main([*args[:2], *extra, *([] if extra else args[2:])]) == 2
+        assert "outside the dataset directory" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main([*args, "allow_outside=true"]) == 0
+    assert (tmp_path / "out" / "m.int8.onnx").is_file()
+    assert "calibrated on" in read_metadata(tmp_path / "out" / "m.int8.onnx")["quantization"]
+    shutil.rmtree(tmp_path / "out")
+    config = run / ".hydra" / "config.yaml"
+    text = config.read_text()
+    assert "allow_outside: false" in text
+    config.write_text(text.replace("allow_outside: false", "allow_outside: true"))
+    assert main(args) == 0  # the training job read outside its dataset: its export may too
 
 
 @pytest.mark.slow

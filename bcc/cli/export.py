@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
-from bcc.deploy.int8 import int8_inputs, quantize_int8
-from bcc.deploy.onnx_export import export_onnx
+from bcc.deploy.int8 import check_datasets, int8_inputs, quantize_int8
+from bcc.deploy.onnx_export import allow_outside_of, export_onnx
 from bcc.deploy.options import choice, existing_folder, flag, fraction, onnx_output, positive, whole
 
 
@@ -25,7 +25,11 @@ def task(cfg: DictConfig) -> None:
              max_accuracy_drop=fraction(a, "max_accuracy_drop"), force=flag(a, "force"),
              check_fold=None if a["check_fold"] is None else whole(a, "check_fold", low=0),
              **{k: existing_folder(a, k) for k in ("data_root", "calibration", "check_data")})
-    path = export_onnx(a["checkpoint"], a["output"], data_root=a["data_root"], tolerance=a["tolerance"])
+    allow = flag(a, "allow_outside", nullable=True)
+    a["allow_outside"] = allow_outside_of(a["checkpoint"]) if allow is None else allow
+    check_datasets(a, int8)
+    path = export_onnx(a["checkpoint"], a["output"], data_root=a["data_root"], tolerance=a["tolerance"],
+                       allow_outside=a["allow_outside"])
     if int8:
         calib, source, check = int8_inputs(a, path)
         if check is None:

@@ -43,15 +43,17 @@ from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, ort_logits, ort_session
 from bcc.explanation.gradcam import postprocess
 
 
-def fold_data(root: str | Path, fold: int, size: int, n_train: int = 64) -> dict[str, np.ndarray]:
+def fold_data(root: str | Path, fold: int, size: int, n_train: int = 64, allow_outside: bool = False
+              ) -> dict[str, np.ndarray]:
     """``test`` images (fold `fold`) with their consensus ``y_bcc`` (labels.csv), and up to `n_train`
     ``train`` images (other folds, spread evenly; for calibration), as float32 (n, 3, size, size) arrays
     in [0, 1], resized and cached as in training (``bcc.data.cache``)."""
-    table = read_table(root)
+    table = read_table(root, allow_outside=allow_outside)
     test = (table["fold"] == int(fold)).to_numpy()
     if not test.any():
         raise BadInput(f"{Path(root) / 'splits.csv'}: no image in fold {fold}")
-    u8 = decoded_images(Path(root), list(table["image"].astype(str)), size)  # (n, S, S, 3) uint8
+    u8 = decoded_images(Path(root), list(table["image"].astype(str)), size,  # (n, S, S, 3) uint8
+                        allow_outside=allow_outside)
 
     def floats(idx: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(u8[idx].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
@@ -73,13 +75,13 @@ def synthetic_calibration_images(n: int, size: int, seed: int = 1) -> np.ndarray
     return out
 
 
-def dataset_images(root: str | Path, size: int, n: int | None = None, rows: Sequence[int] | None = None
-                   ) -> np.ndarray:
+def dataset_images(root: str | Path, size: int, n: int | None = None, rows: Sequence[int] | None = None,
+                   allow_outside: bool = False) -> np.ndarray:
     """(n, 3, size, size) float32 in [0, 1]: the dataset's images (``images.csv`` order, the first `n` or
     `rows`), resized and cached as in training (``bcc.image_cache``)."""
-    rels = list(load_image_table(Path(root), check_files=False)["image"])
+    rels = list(load_image_table(Path(root), check_files=False, allow_outside=allow_outside)["image"])
     rows = list(rows) if rows is not None else list(range(len(rels)))[: n or len(rels)]
-    imgs = decoded_images(Path(root), [rels[i] for i in rows], size)
+    imgs = decoded_images(Path(root), [rels[i] for i in rows], size, allow_outside=allow_outside)
     return np.ascontiguousarray(imgs.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
 
 
@@ -210,6 +212,16 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
     return output
 
 
+def check_datasets(a: dict, int8: bool) -> None:
+    """Before anything is written: every dataset the export will read (the training set for the hash, with
+    int8 the calibration and check sets) lists only paths its contract allows (``a["allow_outside"]``)."""
+    own = a["data_root"] or dataset_root_of(a["checkpoint"])
+    roots = {own, *((a["calibration"], a["check_data"] or own) if int8 else ())}
+    for root in sorted(str(r) for r in roots if r is not None):
+        if (Path(root) / "images.csv").is_file():
+            load_image_table(Path(root), check_files=False, allow_outside=a["allow_outside"])
+
+
 def int8_inputs(a: dict, fp32: Path) -> tuple[np.ndarray | None, str, AccuracyCheck | None]:
     """Calibration images (None: synthetic), what they are, and the accuracy check for ``quantize=int8``:
     from the options, else from the checkpoint's own Hydra config (its training folds calibrate, its test
@@ -220,11 +232,11 @@ def int8_inputs(a: dict, fp32: Path) -> tuple[np.ndarray | None, str, AccuracyCh
     fold = a["check_fold"] if a["check_fold"] is not None else test_fold_of(a["checkpoint"])
     calib, source = None, ""
     if a["calibration"]:
-        calib = dataset_images(a["calibration"], size, n=int(a["n_calibration"]))
+        calib = dataset_images(a["calibration"], size, n=int(a["n_calibration"]), allow_outside=a["allow_outside"])
         source = f"images of {a['calibration']}"
     if root is None or fold is None:
         return calib, source, None
-    data = fold_data(root, int(fold), size, n_train=int(a["n_calibration"]))
+    data = fold_data(root, int(fold), size, n_train=int(a["n_calibration"]), allow_outside=a["allow_outside"])
     th = json.loads(meta.get("thresholds") or "{}").get("bcc", 0.5)
     check = AccuracyCheck(data["test"], data["y_bcc"], f"test fold {fold} of {root} ({len(data['y_bcc'])} images)",
                           float(th), float(a["max_accuracy_drop"]))

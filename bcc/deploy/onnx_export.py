@@ -51,6 +51,7 @@ from torch import nn
 
 from bcc.core.layout import read_job_config
 from bcc.core.patterns import CODES, OUTPUTS
+from bcc.data.contract import inside
 from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, set_metadata
 from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
@@ -88,8 +89,19 @@ def test_fold_of(checkpoint: str | Path) -> int | None:
         return None
 
 
-def training_data_hash(root: str | Path | None) -> str:
-    """``sha256:<hex>`` over the dataset's CSV files and the bytes of every image images.csv lists."""
+def allow_outside_of(checkpoint: str | Path) -> bool:
+    """``data.allow_outside`` of the job that wrote the checkpoint (its saved Hydra config; false when absent):
+    a dataset that job was allowed to read outside its folder, the export may read too."""
+    try:
+        cfg = read_job_config(Path(checkpoint).parent)
+        return bool(cfg is not None and OmegaConf.select(cfg, "data.allow_outside", default=False))
+    except (OmegaConfBaseException, OSError, ValueError):
+        return False
+
+
+def training_data_hash(root: str | Path | None, allow_outside: bool = False) -> str:
+    """``sha256:<hex>`` over the dataset's CSV files and the bytes of every image images.csv lists (each inside
+    the dataset folder unless `allow_outside`, as in training)."""
     if root is None or not (Path(root) / "images.csv").is_file():
         return "unknown"
     root = Path(root)
@@ -97,8 +109,9 @@ def training_data_hash(root: str | Path | None) -> str:
     for name in DATA_FILES:
         if (root / name).is_file():
             h.update(name.encode() + b"\0" + (root / name).read_bytes())
+    base = root.resolve()
     for rel in sorted(pd.read_csv(root / "images.csv", usecols=["image"])["image"].astype(str)):
-        p = root / rel
+        p = inside(root, rel, f"{root / 'images.csv'}", allow_outside, base=base)
         if p.is_file():
             h.update(rel.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
     return "sha256:" + h.hexdigest()
@@ -169,9 +182,10 @@ def _torch_logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresholds: dict | None = None,
-                data_root: str | Path | None = None, tolerance: float = 1e-4, verbose: bool = True) -> Path:
+                data_root: str | Path | None = None, tolerance: float = 1e-4, verbose: bool = True,
+                allow_outside: bool = False) -> Path:
     """Export the checkpoint's network (with its maps where it can) to ONNX (fp32), embed metadata, check
-    it against torch; return the path."""
+    it against torch; return the path. `allow_outside`: the training dataset's paths may leave its folder."""
     import onnx
 
     checkpoint = Path(checkpoint)
@@ -192,7 +206,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
         "normalisation": {"mean": net.mean.flatten().tolist(), "std": net.std.flatten().tolist(),
                           "applied": "inside the model"},
         "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": th,
-        "training_data_hash": training_data_hash(root), "training_data": str(root.resolve()) if root else "unknown",
+        "training_data_hash": training_data_hash(root, allow_outside), "training_data": str(root.resolve()) if root else "unknown",
         "source_checkpoint": str(checkpoint.resolve()), "stage": str(hp.get("stage", "")),
         "quantization": "none (fp32)", "opset": str(OPSET), "maps": maps_metadata(net, form, why, size),
     }
