@@ -37,6 +37,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from bcc.core.patterns import BCC_CODES, CODES, OUTPUTS, PAPER_NAMES, clinical_rule
 
@@ -48,6 +49,13 @@ ROW_NO_PATTERN, ROW_PN, ROW_DETECTION = "No-pattern (all zeros)", "Pigment Netwo
 
 def _ratio(num: int, den: int) -> float:
     return float(num) / den if den else float("nan")
+
+
+def roc_auc(y, p) -> float:
+    """scikit-learn's ROC AUC, NaN (not an error) where one class is absent: a fold or subgroup without
+    positives has no AUROC, and the mean over folds skips it."""
+    y = np.asarray(y).astype(bool)
+    return float(roc_auc_score(y, np.asarray(p, float))) if 0 < y.sum() < len(y) else float("nan")
 
 
 def binary_metrics(y_true, y_pred) -> dict[str, float]:

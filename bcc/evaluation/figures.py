@@ -1,7 +1,6 @@
 """Report figures: ROC per output, confusion matrices, per-pattern bars with the spread over folds.
 
-ROC curves and AUCs are computed here with numpy (scikit-learn is a test-only dependency; the tests
-check these against it). Each figure is saved as PNG and its path returned.
+ROC curves, AUCs and confusion counts are scikit-learn's. Each figure is saved as PNG and its path returned.
 """
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from sklearn.metrics import confusion_matrix, roc_curve
 
 from bcc.core.patterns import CODES, OUTPUTS, PAPER_NAMES, clinical_rule
 from bcc.evaluation.clinical_metrics import (
@@ -20,29 +20,9 @@ from bcc.evaluation.clinical_metrics import (
     PATTERNS,
     fold_thresholds,
     hard_predictions,
+    roc_auc,
     thresholds_for,
 )
-
-
-def roc_curve(y, p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds) at every distinct score, highest threshold first, starting at (0, 0)."""
-    y, p = np.asarray(y).astype(bool), np.asarray(p, float)
-    order = np.argsort(-p, kind="mergesort")
-    p, y = p[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # last index of each distinct score
-    tps, fps = np.cumsum(y)[last], np.cumsum(~y)[last]
-    tpr = np.r_[0.0, tps / max(y.sum(), 1)]
-    fpr = np.r_[0.0, fps / max((~y).sum(), 1)]
-    return fpr, tpr, np.r_[np.inf, p[last]]
-
-
-def roc_auc(y, p) -> float:
-    """Area under the ROC curve (trapezoids; ties counted half); NaN when a class is absent."""
-    y = np.asarray(y).astype(bool)
-    if y.all() or (~y).all():
-        return float("nan")
-    fpr, tpr, _ = roc_curve(y, p)
-    return float(np.trapezoid(tpr, fpr))
 
 
 def per_fold_auc(predictions: pd.DataFrame, output: str) -> np.ndarray:
@@ -59,18 +39,20 @@ def roc_figure(predictions: pd.DataFrame, path: Path, title: str = "") -> Path:
     for ax, o in zip(axes.ravel(), OUTPUTS):
         for _, d in predictions.groupby("fold"):
             d = d.dropna(subset=[f"y_{o}"])
-            fpr, tpr, _ = roc_curve(d[f"y_{o}"], d[f"p_{o}"])
-            ax.plot(fpr, tpr, lw=0.7, alpha=0.5)
+            if d[f"y_{o}"].nunique() == 2:  # a fold with one class has no ROC curve
+                ax.plot(*roc_curve(d[f"y_{o}"], d[f"p_{o}"])[:2], lw=0.7, alpha=0.5)
         d = predictions.dropna(subset=[f"y_{o}"])
-        fpr, tpr, _ = roc_curve(d[f"y_{o}"], d[f"p_{o}"])
         aucs = per_fold_auc(predictions, o)
-        ax.plot(fpr, tpr, c="k", lw=2, label=f"pooled AUC {roc_auc(d[f'y_{o}'], d[f'p_{o}']):.3f}")
+        if d[f"y_{o}"].nunique() == 2:
+            ax.plot(*roc_curve(d[f"y_{o}"], d[f"p_{o}"])[:2], c="k", lw=2,
+                    label=f"pooled AUC {roc_auc(d[f'y_{o}'], d[f'p_{o}']):.3f}")
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
         ok = aucs[np.isfinite(aucs)]
         spread = f"AUC {ok.mean():.3f} ± {ok.std(ddof=1) if len(ok) > 1 else 0:.3f} over {len(ok)} folds" \
             if len(ok) else "AUC undefined (one class per fold)"
         ax.set_title(f"{PAPER_NAMES.get(o, 'BCC/non-BCC')} ({o})\n{spread}", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
     return save_output_grid(fig, axes, "1 − specificity", "sensitivity",
                             title or "ROC per output (thin: folds, thick: pooled)", path)
 
@@ -86,12 +68,6 @@ def save_output_grid(fig, axes, xlabel: str, ylabel: str, title: str, path: Path
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def confusion(y, yhat) -> np.ndarray:
-    """2×2 counts [[TN, FP], [FN, TP]] (rows: reference 0/1, columns: predicted 0/1)."""
-    y, yhat = np.asarray(y).astype(int), np.asarray(yhat).astype(int)
-    return np.array([[((y == a) & (yhat == b)).sum() for b in (0, 1)] for a in (0, 1)])
 
 
 def confusion_figure(predictions: pd.DataFrame, path: Path, thresholds=0.5) -> Path:
@@ -110,7 +86,7 @@ def confusion_figure(predictions: pd.DataFrame, path: Path, thresholds=0.5) -> P
         panels.append((f"{PAPER_NAMES[c]} ({c})", predictions.loc[s, f"y_{c}"], hat.loc[s, f"yhat_{c}"]))
     fig, axes = plt.subplots(3, 3, figsize=(9, 9))
     for ax, (name, y, yh) in zip(axes.ravel(), panels):
-        m = confusion(y, yh)
+        m = confusion_matrix(np.asarray(y, int), np.asarray(yh, int), labels=[0, 1])
         ax.imshow(m / max(m.sum(), 1), cmap="Blues", vmin=0, vmax=1)
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, str(v), ha="center", va="center", fontsize=11,

@@ -28,7 +28,7 @@ from bcc.core.layout import BEST
 from bcc.core.patterns import BCC_CODES
 from bcc.data.cache import decoded_images
 from bcc.data.table import read_table
-from bcc.evaluation.figures import roc_auc
+from bcc.evaluation.clinical_metrics import roc_auc
 from bcc.models.checkpoint import load_network
 from bcc.models.network import MultitaskNet
 
