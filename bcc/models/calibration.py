@@ -9,7 +9,8 @@ are neither calibrated nor meant to be cut at 0.5. For each output, on the valid
 - **temperature** T: the probability is recalibrated as ``sigmoid(logit(p) / T)``; T minimises the
   negative log-likelihood on the validation slice (one scalar per output, Guo et al. 2017's temperature
   scaling in its binary form). Monotone, so it changes calibration, never the ranking or the decisions
-  at the matching threshold.
+  at the matching threshold. Why not netcal's ``TemperatureScaling``: netcal 1.4 imports pyro-ppl (and
+  requires gpytorch and tensorboard) for it; a one-parameter NLL fit is scipy's bounded minimiser.
 
 Training writes the result as ``calibration.json`` beside ``best.ckpt``; evaluation reads it.
 """
