@@ -48,11 +48,11 @@ def probe_auroc(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, te
     """AUROC on (`test_x`, `test_y`) of a logistic regression fitted on (`train_x`, `train_y`); NaN rows dropped,
     NaN when either side has one class only."""
     keep, held = ~np.isnan(train_y), ~np.isnan(test_y)
-    y, t = train_y[keep].astype(int), test_y[held].astype(int)
-    if y.min(initial=1) == y.max(initial=0) or t.min(initial=1) == t.max(initial=0):
-        return float("nan")
+    y = train_y[keep].astype(int)
+    if y.min(initial=1) == y.max(initial=0):
+        return float("nan")  # nothing to fit (roc_auc gives NaN for a one-class test side)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(train_x[keep], y)
-    return roc_auc(t, model.decision_function(test_x[held]))
+    return roc_auc(test_y[held], model.decision_function(test_x[held]))
 
 
 def probe_run(run_dir: Path, table: pd.DataFrame, images: np.ndarray, fold: int, c: float = 0.1) -> dict[str, float]:

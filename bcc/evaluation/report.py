@@ -187,15 +187,19 @@ def _within_bcc(ev: Evaluation) -> list[str]:
                    f"the AUROC of p(BCC) used as that code's score — what a pattern head that is only a second BCC "
                    f"detector would reach. Mean over the six BCC codes: {mean['auroc_head']:.3f} for the heads vs "
                    f"{mean['auroc_p_bcc']:.3f} for p(BCC); the heads beat the baseline for {beats} of 6 codes."),
-                  "", _probe_sentence(mean) if probe else f"Linear probe (`eval.linear_probe`): {r.probe_note}", ""]
+                  "", _probe_sentence(mean, ev.stage) if probe else f"Linear probe (`eval.linear_probe`): {r.probe_note}", ""]
     return lines
 
 
-def _probe_sentence(mean: pd.Series) -> str:
+def _probe_sentence(mean: pd.Series, stage: int) -> str:
     head, ceiling = float(mean["auroc_head"]), float(mean["auroc_probe"])
-    verdict = ("the heads reach what the frozen features hold: a better pattern read-out needs a backbone that "
-               "sees the patterns (pretraining, resolution), not another stage-3 setting" if head >= ceiling - 0.02
-               else "the heads fall short of what the frozen features hold: stage 3 is under-trained (its lr, epochs)")
+    if head >= ceiling - 0.02:
+        verdict = ("the heads reach what the frozen features hold: a better pattern read-out needs a backbone that "
+                   "sees the patterns (pretraining, resolution), not another stage-3 setting")
+    elif stage in (1, 2):
+        verdict = "stages 1-2 leave the pattern heads as initialised (the paper's protocol); stage 3 trains them"
+    else:
+        verdict = "the heads fall short of what the features hold: their training (stage 3's lr, epochs) is the limit"
     return (f"`auroc_probe`: a logistic regression fitted on the pooled features of the same checkpoint "
             f"(training folds only, `bcc.evaluation.linear_probe`), scored on the same lesions — mean "
             f"{ceiling:.3f} against the heads' {head:.3f}: {verdict}.")
