@@ -88,6 +88,8 @@ def with_probe(within: pd.DataFrame, runs: list[Run], cfg: DictConfig, dataset: 
     missing = [r.path / BEST for r in runs if not (r.path / BEST).is_file()]
     if missing:
         return within, f"not computed: no checkpoint {missing[0]} (the probe reads the runs' features)."
+    if not image_size:
+        return within, "not computed: the runs record no input size (metrics.json image_size)."
     root = Path(dataset) if dataset else None
     needed = [root / n for n in ("images.csv", "labels.csv", "splits.csv")] if root else []
     if root is None or not all(p.is_file() for p in needed):
