@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
-from bcc.deploy.int8 import check_datasets, int8_inputs, quantize_int8
-from bcc.deploy.onnx_export import allow_outside_of, export_onnx
+from bcc.deploy.int8 import int8_inputs, quantize_int8
+from bcc.deploy.onnx_export import allow_outside_of, check_datasets, export_onnx
 from bcc.deploy.options import choice, existing_folder, flag, fraction, onnx_output, positive, whole
 
 

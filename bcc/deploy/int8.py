@@ -212,16 +212,6 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
     return output
 
 
-def check_datasets(a: dict, int8: bool) -> None:
-    """Before anything is written: every dataset the export will read (the training set for the hash, with
-    int8 the calibration and check sets) lists only paths its contract allows (``a["allow_outside"]``)."""
-    own = a["data_root"] or dataset_root_of(a["checkpoint"])
-    roots = {own, *((a["calibration"], a["check_data"] or own) if int8 else ())}
-    for root in sorted(str(r) for r in roots if r is not None):
-        if (Path(root) / "images.csv").is_file():
-            load_image_table(Path(root), check_files=False, allow_outside=a["allow_outside"])
-
-
 def int8_inputs(a: dict, fp32: Path) -> tuple[np.ndarray | None, str, AccuracyCheck | None]:
     """Calibration images (None: synthetic), what they are, and the accuracy check for ``quantize=int8``:
     from the options, else from the checkpoint's own Hydra config (its training folds calibrate, its test

@@ -51,7 +51,7 @@ from torch import nn
 
 from bcc.core.layout import read_job_config
 from bcc.core.patterns import CODES, OUTPUTS
-from bcc.data.contract import inside
+from bcc.data.contract import inside, load_image_table
 from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, set_metadata
 from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
@@ -97,6 +97,16 @@ def allow_outside_of(checkpoint: str | Path) -> bool:
         return bool(cfg is not None and OmegaConf.select(cfg, "data.allow_outside", default=False))
     except (OmegaConfBaseException, OSError, ValueError):
         return False
+
+
+def check_datasets(a: dict, int8: bool) -> None:
+    """Before anything is written: every dataset ``bcc.export`` will read (the training set for the hash,
+    with int8 the calibration and check sets) lists only paths its contract allows (``a["allow_outside"]``)."""
+    own = a["data_root"] or dataset_root_of(a["checkpoint"])
+    roots = {own, *((a["calibration"], a["check_data"] or own) if int8 else ())}
+    for root in sorted(str(r) for r in roots if r is not None):
+        if (Path(root) / "images.csv").is_file():
+            load_image_table(Path(root), check_files=False, allow_outside=a["allow_outside"])
 
 
 def training_data_hash(root: str | Path | None, allow_outside: bool = False) -> str:
