@@ -30,7 +30,10 @@ from bcc.core.patterns import CODES
 from bcc.data.images import UnreadableImage, read_mask, read_rgb
 
 IMAGE_COLUMNS = ("image_id", "image", "source")
-IMAGE_OPTIONAL = ("group", "diagnosis")
+IMAGE_OPTIONAL = ("group", "diagnosis", "aspect")
+#: `aspect`: the width / height the picture had before it was resized without keeping its proportions
+#: (HAM10000's 600 x 450 photographs distributed at 224 x 224: 1.3333); blank = the file's own.
+ASPECT_RANGE = (0.2, 5.0)
 ANNOTATION_COLUMNS = ("image_id", "rater") + CODES
 LESION = "lesion"  # masks/<image_id>_lesion.png: the whole lesion (optional)
 MASK_SUFFIX = ".png"  # masks are lossless; the suffix is matched in any case (.PNG too)
@@ -146,6 +149,16 @@ def _check_binary(df: pd.DataFrame, cols: tuple[str, ...], path: Path) -> None:
             value = df.loc[bad, col].iloc[0]
             raise DatasetError(f"{path}: column {col}, line {_lines(bad)}: value {value!r} is not 1, 0 or "
                                f"blank (blank = not rated)")
+
+
+def _check_aspect(df: pd.DataFrame, path: Path) -> None:
+    values = pd.to_numeric(df["aspect"].replace("", "nan"), errors="coerce")
+    low, high = ASPECT_RANGE
+    bad = df["aspect"].ne("") & ~values.between(low, high)
+    if bad.any():
+        raise DatasetError(f"{path}: column aspect, line {_lines(bad)}: value {df.loc[bad, 'aspect'].iloc[0]!r} is not "
+                           f"a width/height ratio in [{low:g}, {high:g}]; give the proportions the picture had before "
+                           f"it was resized (e.g. 1.3333 for 4:3), or leave it blank (the file's own)")
 
 
 def inside(root: Path, rel: str, where: str, allow_outside: bool = False, what: str = "image",
@@ -295,6 +308,8 @@ def _image_table(root: Path, allow_outside: bool) -> pd.DataFrame:
     check_unique(df, ["image_id"], path)
     if "diagnosis" in df.columns:
         _check_binary(df, ("diagnosis",), path)
+    if "aspect" in df.columns:
+        _check_aspect(df, path)
     base = root.resolve()
     for line, rel in df["image"].items():
         inside(root, rel, f"{path}: line {line}", allow_outside, base=base)
