@@ -98,6 +98,9 @@ def staged(out: Path):
     refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the dataset gets a folder's usual mode
     try:
         yield tmp
         refuse_existing(out)  # made by someone else meanwhile: theirs stays
@@ -119,14 +122,19 @@ def write_into(plan: Plan, root: Path, how: str = "hard") -> None:
         table.to_csv(root / name, index=False, lineterminator="\n")
 
 
+def relocated(error: DatasetError, tmp: Path, out: Path) -> DatasetError:
+    """`error`, found in the temporary folder `tmp`, naming its place under `out`, where it would have been."""
+    message = str(error).replace(str(tmp.resolve()), str(out)).replace(str(tmp), str(out))
+    return DatasetError(f"{message} (found checking the converted dataset; nothing was written)")
+
+
 def validate(root: Path, out: Path, how: str) -> None:
     """The contract's own validation of the dataset built in `root` (every image and mask decoded once,
-    remembered in ``.cache/decoded.json``); a problem names its place under `out`, where it would have been."""
+    remembered in ``.cache/decoded.json``)."""
     try:
         load_dataset(root, allow_outside=how == "symlink")
     except DatasetError as e:
-        message = str(e).replace(str(root.resolve()), str(out)).replace(str(root), str(out))
-        raise DatasetError(f"{message} (found checking the converted dataset; nothing was written)") from None
+        raise relocated(e, root, out) from None
 
 
 def write(plan: Plan, out: Path, how: str = "hard", check: bool = True) -> Path:
