@@ -212,15 +212,16 @@ def find_image(files: dict[str, list[Path]], name: str, where: str, searched: st
 
 
 def find_named(root: Path, names: Iterable[str], depth: int, dirs: bool = False) -> list[Path]:
-    """Files (or folders) under `root`, at most `depth` levels down, named one of `names` in any case;
-    hidden folders are not searched."""
+    """Files (or folders) under `root`, at most `depth` levels down (1: in `root` itself), named one of
+    `names` in any case; hidden folders are not searched."""
     wanted = {n.lower() for n in names}
     root = Path(root)
     found = []
     for here, subdirs, filenames in os.walk(root):
-        level = len(Path(here).relative_to(root).parts)
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if level + 1 < depth else []
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         found += [Path(here) / n for n in (subdirs if dirs else filenames) if n.lower() in wanted]
+        if len(Path(here).relative_to(root).parts) + 1 >= depth:
+            subdirs.clear()  # what lies deeper than `depth` levels is not searched
     return sorted(found)
 
 

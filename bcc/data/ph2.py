@@ -24,7 +24,7 @@ from PIL import Image
 
 from bcc.core.errors import UsageError
 from bcc.data import conversion
-from bcc.data.contract import DatasetError, check_unique
+from bcc.data.contract import DatasetError
 
 TABLES = ("PH2_dataset.xlsx", "PH2_dataset.txt")
 IMAGES = "PH2 Dataset images"
@@ -166,9 +166,13 @@ def plan(table: Path, allow_outside: bool = False, root: Path | None = None) -> 
     if bad.any():
         raise DatasetError(f"{table}: {unit} {bad.index[bad.to_numpy()][0]}: image name {rows.loc[bad, 'image_id'].iloc[0]!r}"
                            f" is not a PH2 name (IMDxxx); fix it")
-    check_unique(rows, ["image_id"], table)
+    twice = rows["image_id"].duplicated(keep=False)
+    if twice.any():
+        name = rows.loc[twice, "image_id"].iloc[0]
+        raise DatasetError(f"{table}: image {name!r} on {unit}s {', '.join(map(str, rows.index[rows['image_id'] == name]))};"
+                           f" keep one {unit} each")
     root = Path(root) if root is not None else table.parent
-    cases = conversion.folder(next(iter(conversion.find_named(root, [IMAGES], 1, dirs=True)), root / IMAGES),
+    cases = conversion.folder(next(iter(conversion.find_named(root, [IMAGES], 2, dirs=True)), root / IMAGES),
                               f"the PH2 folder holds '{IMAGES}/' beside {table.name} ({DOWNLOAD})")
     inside = conversion.SourceFolders([root], allow_outside)
     files, made, sources, missing = {}, {}, [], []
