@@ -231,6 +231,16 @@ def test_files_outside_the_given_folders_are_read_only_when_allowed(tmp_path, ca
     assert (tmp_path / "out" / "images" / "outside" / "x.jpg").samefile(elsewhere)
 
 
+def test_public_with_symlinks_leaves_no_link_into_its_temporary_folder(tmp_path):
+    data = tmp_path / "downloads"
+    public_sets.ph2(data / "PH2")  # BMP masks: converted, so written into the new dataset, not linked
+    public.prepare_public(data, tmp_path / "real", how="symlink")
+    merged = load_dataset(tmp_path / "real" / "merged", allow_outside=True)
+    assert len(merged.masks) == 6 and all(m["lesion"].resolve().is_file() for m in merged.masks.values())
+    assert merged.image_path("ph2_IMD003").resolve() == (
+        data / "PH2" / "PH2Dataset" / "PH2 Dataset images" / "IMD003" / "IMD003_Dermoscopic_Image" / "IMD003.bmp")
+
+
 def test_symlinked_and_copied_conversions(tmp_path, capsys):
     release = public_sets.ph2(tmp_path / "ph2")
     assert ph2.main([str(release), "--out", str(tmp_path / "soft"), "--symlink"]) == 0

@@ -15,6 +15,7 @@ valid. A set not found is said and skipped; none found is an error. The files ar
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,6 +97,8 @@ def prepare_public(data: Path, out: Path, how: str = "hard", allow_outside: bool
                   "symlink" if how == "symlink" else "hard", allow_outside=how == "symlink")
         except DatasetError as e:
             raise conversion.relocated(e, tmp, out) from None
+        if how == "symlink":
+            _relative_links(tmp / "merged", tmp)
     table = pd.DataFrame(counts).T.rename_axis("source")
     table.loc["merged"] = table.sum()
     print(table.to_string())
@@ -104,6 +107,17 @@ def prepare_public(data: Path, out: Path, how: str = "hard", allow_outside: bool
     if how == "symlink":
         print(f"the files are symbolic links into {data}: pass --allow-outside to bcc.consensus and bcc.folds")
     return table
+
+
+def _relative_links(merged: Path, tmp: Path) -> None:
+    """Symbolic links of the merged set to files written into the per-set folders (PH2's converted masks)
+    point into `tmp`, which is about to be renamed: made relative, they follow it."""
+    base = os.path.realpath(tmp)
+    for link in merged.rglob("*"):
+        target = os.readlink(link) if link.is_symlink() else ""
+        if os.path.isabs(target) and Path(target).is_relative_to(base):
+            link.unlink()
+            link.symlink_to(os.path.relpath(target, os.path.realpath(link.parent)))
 
 
 def main(argv: list[str] | None = None) -> int:
