@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from bcc.core.io import write_csv, write_json
 from bcc.core.layout import BEST, THRESHOLDS
 from bcc.core.patterns import CODES, OUTPUTS
-from bcc.data.contract import load_dataset
+from bcc.data.contract import LESION, load_dataset
 from bcc.data.images import Preprocess
 from bcc.evaluation import calibration as cal
 from bcc.evaluation.agreement import summarise_dataset
@@ -199,8 +199,8 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
     for a dataset with several sources; Grad-CAM mass on the lesion (``bcc.evaluation.lesion_focus``) where
     test pictures have lesion masks. Settings: ``eval.sources``, ``eval.source_probe``, ``eval.shortcuts``,
     ``eval.lesion_focus``."""
-    if ev.dataset is None or not ev.dataset.root or not ev.results:
-        return
+    if ev.dataset is None or not ev.dataset.root or not ev.results or not ev.dataset.n_images:
+        return  # no dataset at hand (summarise_dataset noted why)
     root, result = Path(ev.dataset.root), ev.results[0]
     chosen = [r for r in runs if r.backbone == result.backbone and r.stage == ev.stage and r.finished]
     outside = bool(cfg.data.get("allow_outside", False))
@@ -210,7 +210,7 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
         ev.sources = source_report(chosen, load_predictions(runs, result.backbone, ev.stage), root, pre, loso,
                                    result.backbone, probe=bool(cfg.eval.source_probe),
                                    shortcuts=bool(cfg.eval.shortcuts), allow_outside=outside)
-    if cfg.eval.lesion_focus and ev.dataset.has_masks:
+    if cfg.eval.lesion_focus and any((root / "masks").glob(f"*_{LESION}.[pP][nN][gG]")):
         dataset = load_dataset(root, allow_outside=outside)
         found = lesion_report([r.path for r in chosen], dataset, ev.report_dir / "figures" / "lesion_focus_worst.png")
         if found is not None:
@@ -279,7 +279,7 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
         preds = load_predictions(runs, r.backbone, stage)
         ev.ensemble = ensemble_summary(preds)
         write_csv(fold_ensemble(preds), report_dir / "ensemble_predictions.csv")
-        ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
+    ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
     table4(ev, runs, cfg)
     real_data_checks(ev, runs, cfg)
     tables = write_tables(ev)
