@@ -343,7 +343,7 @@ def test_output_folder_may_hold_the_input_folder(ckpt, lesions, tmp_path):
     shutil.copytree(lesions / "sub", work / "photos")
     args = ["explain=false", "progress=false", "threads=1", f"checkpoint={ckpt}"]
     assert main([*args, f"input={work / 'photos'}", f"output={work}"]) == 0
-    assert sorted(p.name for p in work.iterdir()) == ["photos", "report.html", "triage.csv"]
+    assert sorted(p.name for p in work.iterdir()) == ["photos", "report.html", "run.json", "triage.csv"]
     assert [p.name for p in (work / "photos").iterdir()] == ["good_3.png"]
     assert main([*args, f"input={work / 'photos' / 'good_3.png'}", f"output={work / 'photos'}"]) == 0
     assert pd.read_csv(work / "photos" / "triage.csv").image.tolist() == ["good_3.png"]
@@ -363,7 +363,7 @@ def test_outputs_are_replaced_atomically(ckpt, lesions, tmp_path, monkeypatch, c
     assert main(args) == 1  # a failure while running
     assert "disk full" in capsys.readouterr().err
     assert (tmp_path / "report.html").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "triage.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "run.json", "triage.csv"]
 
 
 # ---- the report in a real browser ----------------------------------------------------------------------
