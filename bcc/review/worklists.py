@@ -131,20 +131,23 @@ def export_annotations(sessions: sessionmaker[Session], out: str | Path, dataset
                            f"dataset's annotations.csv with it yourself)")
     ids = _dataset_ids(Path(dataset)) if dataset else None
     with sessions() as s:
-        verdicts = s.scalars(select(Verdict).join(Case).order_by(Case.worklist_id, Case.rank, Verdict.reviewer)).all()
-        rows, audit, unmatched = [], [], set()
-        for v in verdicts:
+        verdicts = s.scalars(select(Verdict).join(Case).order_by(Verdict.recorded.desc())).all()
+        rows, audit, unmatched, seen = [], [], set(), set()
+        for v in verdicts:  # latest first: the same image reviewed twice (two worklists) counts once
             image_id = v.case.image if ids is None else ids.get(v.case.sha256)
             if image_id is None:
                 unmatched.add(v.case.image)
                 continue
+            if (image_id, v.reviewer) in seen:
+                continue
+            seen.add((image_id, v.reviewer))
             codes = [int(v.patterns.get(c, 0)) for c in CODES]
             rows.append({"image_id": image_id, "rater": v.reviewer, **dict(zip(CODES, codes))})
             rule = int(clinical_rule(np.array([codes]))[0])
             audit.append({"image_id": image_id, "rater": v.reviewer, "bcc": int(v.bcc), "rule_over_codes": rule,
                           "agrees": int(rule == int(v.bcc)), "note": v.note, "recorded": v.recorded.isoformat(),
                           "worklist": v.case.worklist.name, "case": v.case.image})
-    ann = pd.DataFrame(rows, columns=["image_id", "rater", *CODES])
+    ann = pd.DataFrame(rows, columns=["image_id", "rater", *CODES]).sort_values(["rater", "image_id"], kind="stable")
     if dataset:
         own = pd.read_csv(Path(dataset) / "annotations.csv", dtype={"image_id": str, "rater": str}, keep_default_na=False)
         clash = set(own["rater"]) & set(ann["rater"])
