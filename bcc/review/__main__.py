@@ -18,7 +18,7 @@ from bcc.core.cli import run_command, tool_parser
 from bcc.core.errors import BadInput
 from bcc.review.app import create_app
 from bcc.review.db import DEFAULT_URL, open_db
-from bcc.review.worklists import export_annotations, import_worklist
+from bcc.review.worklists import check_out, export_annotations, import_worklist, read_run
 
 HOST = "127.0.0.1"  # never another interface: no image or score leaves the machine
 
@@ -51,13 +51,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         if a.command == "import":
+            read_run(a.folder)  # a folder that is no bcc.predict output creates no database
             import_worklist(open_db(a.db), a.folder, a.name)
         elif a.command == "serve":
             if not 0 <= a.port <= 65535:
                 raise BadInput(f"--port {a.port}: expected 0-65535")
             serve(a.db, a.port)
         else:
-            export_annotations(open_db(a.db), a.out, a.dataset)
+            check_out(a.out)
+            if a.dataset is not None and not (a.dataset / "images.csv").is_file():
+                raise BadInput(f"--dataset {a.dataset}: no images.csv there; pass the dataset's folder")
+            export_annotations(open_db(a.db, create=False), a.out, a.dataset)
 
     return run_command("bcc.review", body, a.debug)
 

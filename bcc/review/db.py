@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import (
@@ -100,13 +101,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
-def open_db(url: str = DEFAULT_URL) -> sessionmaker[Session]:
-    """Sessions on the database at `url`, its tables created when missing."""
+def open_db(url: str = DEFAULT_URL, create: bool = True) -> sessionmaker[Session]:
+    """Sessions on the database at `url`, its tables created when missing; without `create` a SQLite file
+    that is not there is an error (exporting from it would only find nothing)."""
     try:
         engine: Engine = create_engine(url)
     except (ArgumentError, NoSuchModuleError, ImportError) as e:
         raise BadInput(f"--db {url}: not a database URL SQLAlchemy can open ({e}); e.g. sqlite:///review.db "
                        f"or postgresql://user@localhost/bcc") from None
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not create and path and path != ":memory:" and not Path(path).is_file():
+        raise BadInput(f"--db {url}: no such database file; `python -m bcc.review import` creates it")
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:

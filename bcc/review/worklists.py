@@ -47,7 +47,7 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _read_run(folder: Path) -> tuple[dict, pd.DataFrame, np.ndarray | None]:
+def read_run(folder: Path) -> tuple[dict, pd.DataFrame, np.ndarray | None]:
     for name in (RUN, "triage.csv"):
         if not (folder / name).is_file():
             raise BadInput(f"{shown(folder / name)}: missing; import the output= folder of a `python -m bcc.predict` "
@@ -72,7 +72,7 @@ def import_worklist(sessions: sessionmaker[Session], folder: str | Path, name: s
     """Import a ``bcc.predict`` output folder as worklist `name` (default: the folder's name); returns the
     number of cases. A name already imported is refused (the verdicts recorded on it stay as they are)."""
     folder = Path(folder)
-    run, table, maps = _read_run(folder)
+    run, table, maps = read_run(folder)
     name = name or folder.resolve().name
     source = Path(run.get("input_path") or "")
     root, files = list_inputs(source)
@@ -118,17 +118,23 @@ def _dataset_ids(dataset: Path) -> dict[str, str]:
     return out
 
 
+def check_out(out: Path) -> Path:
+    """The audit file beside `out`, when neither exists (the export never writes over a file)."""
+    audit = out.with_name(f"{out.stem}.verdicts.csv")
+    for p in (out, audit):
+        if p.exists():
+            raise BadInput(f"--out {shown(out)}: {shown(p)} exists; choose a new file name (then replace the "
+                           f"dataset's annotations.csv with it yourself)")
+    return audit
+
+
 def export_annotations(sessions: sessionmaker[Session], out: str | Path, dataset: str | Path | None = None,
                        log=print) -> pd.DataFrame:
     """Write the verdicts as ``annotations.csv`` rows to `out` (and ``<out stem>.verdicts.csv`` beside it);
     with `dataset`, after the dataset's own annotations and with its image_ids (module docstring). Neither
     file may exist: the command never writes over a file it did not make."""
     out = Path(out)
-    audit_path = out.with_name(f"{out.stem}.verdicts.csv")
-    for p in (out, audit_path):
-        if p.exists():
-            raise BadInput(f"--out {shown(out)}: {shown(p)} exists; choose a new file name (then replace the "
-                           f"dataset's annotations.csv with it yourself)")
+    audit_path = check_out(out)
     ids = _dataset_ids(Path(dataset)) if dataset else None
     with sessions() as s:
         verdicts = s.scalars(select(Verdict).join(Case).order_by(Verdict.recorded.desc())).all()
