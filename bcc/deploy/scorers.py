@@ -166,7 +166,7 @@ def explainer(scorer: TorchScorer | OnnxScorer, explain_checkpoint: str | Path |
     """``(who computes the maps, what the report says about it)`` (see the module docstring).
 
     An `explain_checkpoint` that cannot explain is an error; a missing or unreadable source checkpoint of
-    an ONNX model without maps only leaves the report without overlays (None, and why).
+    an ONNX model without maps only leaves the report without maps (None, and why).
     """
     if explain_checkpoint:
         ex = make_scorer(explain_checkpoint, threads)

@@ -14,7 +14,11 @@ It writes to `output`:
   their names, the skip reasons); skipped ones follow the ranked rows and the rest of the batch always
   completes. Text cells a spreadsheet would run as a formula (a file named ``=HYPERLINK(…).png``) get a
   leading ``'`` (``csv_safe``, OWASP's rule); the numbers are written as numbers.
-- ``report.html`` — ``bcc.deploy.report_html``: one self-contained page, Grad-CAM overlays included.
+- ``report.html`` — ``bcc.deploy.report_html``: one self-contained page; the eight Grad-CAM maps per lesion are
+  kept raw and drawn by the page (``bcc.deploy.maps_js``), also saved as ``maps.npy``; ``run.json`` says what
+  ``bcc.review import`` needs (input folder, model, thresholds, the model's sensitivity guarantee).
+- an ensemble's members (``bcc.deploy.ensemble``) flag a case whose p(BCC) they put on both sides of the
+  threshold (``fold_spread``: their max − min).
 
 Scores come from the torch checkpoint or, for ``checkpoint=<file>.onnx`` (``bcc.export``), from ONNX
 Runtime; the Grad-CAM maps from the same pass — the torch network's, or the ONNX model's own ``cams``
