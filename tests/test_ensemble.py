@@ -108,3 +108,17 @@ def test_export_with_a_guarantee_then_triage_states_it(members, data_dir, tmp_pa
     assert run["guarantee"]["applies"] and run["maps"] and run["scored"] == 6
     assert np.load(res / "maps.npy").shape == (6, 8, 2, 2)
     assert set(CODES) <= {c.removeprefix("p_") for c in t.columns}
+
+
+def test_the_pages_maps_are_the_raw_maps_up_to_their_scale():
+    """report.html carries each map divided by its largest |value| (maps_attribute): after the page's
+    post-processing (ReLU, min-max, resize, min-max) that is the raw map's picture."""
+    from bcc.deploy.maps_js import maps_attribute
+    from bcc.explanation.gradcam import postprocess
+
+    raw = np.random.default_rng(3).normal(scale=40, size=(8, 7, 7)).astype(np.float32)
+    raw[2] = 0  # a blank map stays blank
+    sent = np.array(json.loads(maps_attribute(raw)), dtype=np.float32)
+    assert np.abs(sent).max() == 1 and (sent[2] == 0).all()
+    np.testing.assert_allclose(postprocess(torch.from_numpy(sent[None]), (160, 120)).numpy(),
+                               postprocess(torch.from_numpy(raw[None]), (160, 120)).numpy(), atol=1e-4)

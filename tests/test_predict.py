@@ -386,6 +386,9 @@ def test_report_renders_in_headless_browser(predicted, tmp_path):
     assert len(re.findall(r'<section class="card[^"]*" data-rank="\d+"', dom)) == n_ok
     ranks = [int(r) for r in re.findall(r'data-rank="(\d+)"', dom)]
     assert ranks == list(range(1, n_ok + 1)), "cards in worklist order"
+    # the page drew every card's eight maps from the raw arrays: its script ran under the report's own CSP
+    assert len(re.findall(r'<div class="cams maps"[^>]*data-drawn="true"', dom)) == n_ok
+    assert len(re.findall(r"<canvas[^>]*width=\"\d+\"", dom)) == 8 * n_ok
     summary = re.search(r'id="summary">(.*?)</div></div>', dom).group(1)
     assert f"<b>{n_ok}</b>scored" in summary
     assert f"<b>{int((t.review == 1).sum())}</b>flagged for review" in summary

@@ -94,7 +94,10 @@ def csp_hash(script: str = SCRIPT) -> str:
 
 
 def maps_attribute(cams: np.ndarray) -> str:
-    """The raw maps (8, h, w) as the compact JSON the page reads (6 significant digits: far below what a
-    grey level of the drawn map can show)."""
-    return json.dumps([[[float(f"{v:.6g}") for v in row] for row in m] for m in np.asarray(cams, np.float64)],
-                      separators=(",", ":"))
+    """The maps (8, h, w) as the compact JSON the page reads: each map divided by its largest |value| and
+    rounded to 5 decimals. The drawing is blind to a map's positive scale (ReLU and min-max divide it out),
+    so this is the same picture in a third of the characters and a quarter of the time of printing the raw
+    floats (a cost triage pays per lesion)."""
+    m = np.asarray(cams, dtype=np.float64)
+    scale = np.abs(m).max(axis=(1, 2), keepdims=True)
+    return json.dumps(np.round(m / np.where(scale > 0, scale, 1.0), 5).tolist(), separators=(",", ":"))
