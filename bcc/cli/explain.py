@@ -32,7 +32,7 @@ def task(cfg: DictConfig) -> None:
     if not scorer.explains:
         raise CheckpointError(f"{a['checkpoint']}: has no Grad-CAM maps ({scorer.why_no_maps()}); pass the torch "
                               f"checkpoint it was exported from ({scorer.meta.get('source_checkpoint')})")
-    table = explain_files(lambda x: scorer(x, maps=True), scorer.size, files, out, root, save_raw=save_raw,
+    table = explain_files(lambda x: scorer(x, maps=True), scorer.preprocess, files, out, root, save_raw=save_raw,
                           batch_size=batch_size, max_megapixels=megapixels)
     ok = table["status"].eq("ok")
     print(f"[bcc.explain] explained {int(ok.sum())} image(s) x {len(OUTPUTS)} outputs ({', '.join(OUTPUTS)}), "

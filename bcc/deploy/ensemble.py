@@ -10,7 +10,8 @@
 - ``fold_logits`` (N, K, 8): every fold's logits, from which triage reads the folds' disagreement (a case
   whose folds fall on both sides of the operating threshold is flagged for review whatever its mean).
 
-The members must share backbone and input size (their maps are then on one grid). The graph is checked
+The members must share backbone and preprocessing (their maps are then on one grid); an output counts as
+trained when every member's head for it was (``bcc.trained_outputs``). The graph is checked
 against torch (the members' own logits and ``raw_cams``) before it is kept, as a single-model export is.
 
 :func:`attach_guarantee` turns a calibration dataset that none of the model's networks trained on into
@@ -60,6 +61,7 @@ from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
 from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import read_checkpoint
+from bcc.models.network import untrained_note
 
 
 def checkpoints_of(value: str | Sequence[str]) -> list[Path]:
@@ -97,9 +99,10 @@ def _members(checkpoints: Sequence[Path]):
     nets = [load_torch_network(c, channels_last=False) for c in checkpoints]
     first = nets[0]
     for c, n in zip(checkpoints[1:], nets[1:]):
-        if (n.backbone_name, int(n.image_size)) != (first.backbone_name, int(first.image_size)):
-            raise BadInput(f"checkpoint={c}: {n.backbone_name} at {n.image_size} px, but {checkpoints[0]} is "
-                           f"{first.backbone_name} at {first.image_size} px; an ensemble's members share both")
+        if (n.backbone_name, n.preprocess) != (first.backbone_name, first.preprocess):
+            raise BadInput(f"checkpoint={c}: {n.backbone_name} at {n.image_size} px ({n.preprocess}), but "
+                           f"{checkpoints[0]} is {first.backbone_name} at {first.image_size} px ({first.preprocess}); "
+                           f"an ensemble's members share backbone and preprocessing")
     forms = {closed_form(n)[0] for n in nets}
     return nets, (forms.pop() if len(forms) == 1 else None), closed_form(first)[1]
 
@@ -150,6 +153,11 @@ def export_ensemble(checkpoints: Sequence[str | Path], output: str | Path | None
     meta = {
         "backbone": nets[0].backbone_name, "timm_name": str(nets[0].spec.get("timm_name") or ""),
         "input_size": str(size), "input": "float32 NCHW RGB in [0, 1], dynamic batch",
+        "preprocess": {"resize": nets[0].preprocess.resize, "colour": nets[0].preprocess.colour,
+                       "how": "bcc.data.images.network_view: the picture's view box resized to input_size, then the "
+                              "colour constancy"},
+        "trained_outputs": [o for o, *t in zip(OUTPUTS, *(n.trained for n in nets)) if all(t)],
+        "not_trained": "; ".join(filter(None, (untrained_note(n.spec) for n in nets[:1]))) or "none",
         "normalisation": {"mean": nets[0].mean.flatten().tolist(), "std": nets[0].std.flatten().tolist(),
                           "applied": "inside the model"},
         "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": _median_thresholds(checkpoints),

@@ -9,8 +9,11 @@ for MobileNetV2 at 224 px: 392 numbers) and the browser does the rest, exactly a
 table (``JET_RGB``: index ``min(⌊z·N⌋, N − 1)``), blended half and half over the lesion. ``bccHeat`` is the
 map's colours alone (tested against the Python pipeline in a real browser).
 
-A ``<div class="maps" data-maps="[[[...]]]" data-outputs='["bcc", ...]'>`` beside an ``<img
-class="lesion">`` in the same ``[data-case]`` element gets one ``<canvas>`` per output. The script has
+A ``<div class="maps" data-maps="[[[...]]]" data-outputs='["bcc", ...]' data-view="[l, t, r, b]">`` beside
+an ``<img class="lesion">`` in the same ``[data-case]`` element gets its ``<canvas>`` per output drawn: the
+map over the part of the picture the network saw (``data-view``, fractions of the picture: all of it for a
+square resize, the centre square for ``crop``), the map's 0 colour outside it, as
+``bcc.explanation.gradcam.maps_on_picture`` places it. The script has
 no network access of its own: the pages' Content-Security-Policy allows this exact script by its SHA-256
 (:func:`csp_hash`) and nothing else.
 """
@@ -64,16 +67,23 @@ function bccHeat(cam, H, W) {
 function bccDraw(box) {
   const img = box.closest("[data-case]").querySelector("img.lesion");
   const maps = JSON.parse(box.dataset.maps), names = JSON.parse(box.dataset.outputs);
+  const v = JSON.parse(box.dataset.view || "[0, 0, 1, 1]");
   const side = Number(box.dataset.side || 160), scale = side / Math.max(img.naturalWidth, img.naturalHeight);
   const W = Math.max(1, Math.round(img.naturalWidth * scale)), H = Math.max(1, Math.round(img.naturalHeight * scale));
-  for (const fig of box.querySelectorAll("figure")) {
+  const top = Math.round(v[1] * H), left = Math.round(v[0] * W);
+  const rh = Math.max(1, Math.round(v[3] * H) - top), rw = Math.max(1, Math.round(v[2] * W) - left);
+  for (const fig of box.querySelectorAll("figure[data-output]")) {
     const canvas = fig.querySelector("canvas"), k = names.indexOf(fig.dataset.output);
     canvas.width = W; canvas.height = H;
     const ctx = canvas.getContext("2d");
     ctx.drawImage(img, 0, 0, W, H);
-    const px = ctx.getImageData(0, 0, W, H), heat = bccHeat(maps[k], H, W);
-    for (let i = 0; i < W * H; i++) for (let c = 0; c < 3; c++)
-      px.data[4 * i + c] = Math.floor(0.5 * heat[3 * i + c] + 0.5 * px.data[4 * i + c] + 0.5);
+    const px = ctx.getImageData(0, 0, W, H), heat = bccHeat(maps[k], rh, rw);
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      const inside = y >= top && y < top + rh && x >= left && x < left + rw, i = y * W + x;
+      const j = inside ? 3 * ((y - top) * rw + (x - left)) : -1;  // outside the network's view: map 0
+      for (let c = 0; c < 3; c++)
+        px.data[4 * i + c] = Math.floor(0.5 * (j < 0 ? BCC_JET[c] : heat[j + c]) + 0.5 * px.data[4 * i + c] + 0.5);
+    }
     ctx.putImageData(px, 0, 0);
   }
   box.dataset.drawn = "true";

@@ -101,6 +101,11 @@ def _pattern_table(row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
     rows = []
     for c in CODES:
         p = float(row[f"p_{c}"])
+        if not np.isfinite(p):  # the model's head for this code was never trained on its label
+            rows.append(f'<tr class="untrained"><td>{c}</td><td>{_e(NAMES[c])}'
+                        f'{" (negative criterion)" if c == "PN" else ""}</td><td>–</td><td></td>'
+                        f'<td>not trained</td></tr>')
+            continue
         on = p >= float(pt.get(c, 0.5))
         rows.append(f'<tr class="{"on" if on else "off"}"><td>{c}</td><td>{_e(NAMES[c])}'
                     f'{" (negative criterion)" if c == "PN" else ""}</td><td>{p:.2f}</td>'
@@ -116,14 +121,21 @@ def lesion_figures(rgb: np.ndarray) -> dict[str, str]:
     return {"image": data_uri(np.asarray(card), CARD_SIDE)}
 
 
-def maps_html(cams, detected: Sequence[str] = ()) -> str:
-    """The eight Grad-CAM maps of a lesion as canvases the page draws from the raw maps `cams` (8, h, w);
-    the outputs in `detected` are marked. Empty without maps."""
+def maps_html(cams, detected: Sequence[str] = (), view: Sequence[float] = (0.0, 0.0, 1.0, 1.0),
+              untrained: Sequence[str] = ()) -> str:
+    """The eight Grad-CAM maps of a lesion as canvases the page draws from the raw maps `cams` (8, h, w)
+    over the part of the picture the network saw (`view`: left, top, right, bottom as fractions of it,
+    ``bcc.data.images.view_box``; 0 outside, as ``maps_on_picture``); the outputs in `detected` are
+    marked, those in `untrained` say so and are not drawn. Empty without maps."""
     if cams is None:
         return ""
     figs = []
     for name in OUTPUTS:
         label = "diagnosis (BCC)" if name == "bcc" else f"{name} {NAMES[name]}"
+        if name in untrained:
+            figs.append(f'<figure class="untrained"><figcaption>Grad-CAM: {_e(label)} — not trained</figcaption>'
+                        "</figure>")
+            continue
         on = name == "bcc" or name in detected
         cls = ' class="on"' if on else ""
         figs.append(f'<figure data-output="{name}"{cls}>'
@@ -131,6 +143,7 @@ def maps_html(cams, detected: Sequence[str] = ()) -> str:
                     f"<figcaption>Grad-CAM: {_e(label)}{' (detected)' if on and name != 'bcc' else ''}"
                     "</figcaption></figure>")
     return (f'<div class="cams maps" data-side="{OVERLAY_SIDE}" data-outputs="{_e(json.dumps(list(OUTPUTS)))}" '
+            f'data-view="{_e(json.dumps([round(float(v), 6) for v in view]))}" '
             f'data-maps="{_e(maps_attribute(cams))}">' + "".join(figs) + "</div>")
 
 
@@ -140,6 +153,8 @@ def _card(lesion, row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
     pats = str(row.get("patterns") or "") or "none"
     rule = row["rule_verdict"]
     pt = dict(th.get("patterns") or {})
+    detected = [c for c in CODES if float(row[f"p_{c}"]) >= float(pt.get(c, 0.5))]
+    untrained = [c for c in CODES if not np.isfinite(float(row[f"p_{c}"]))]
     return (
         f'<section class="card{" bcc" if bcc else ""}{" flag" if flag else ""}" data-rank="{int(row["rank"])}" '
         f'data-case="{int(row["rank"])}">'
@@ -151,7 +166,7 @@ def _card(lesion, row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
         f'{_e(rule)}</span></div><div>Detected patterns: {_e(pats)}</div>'
         f"{_review_words(row)}{_pattern_table(row, th)}"
         f'<p class="note">{_e(row.get("note") or "")}</p></div>'
-        f"{maps_html(lesion.cams, [c for c in CODES if float(row[f'p_{c}']) >= float(pt.get(c, 0.5))])}"
+        f"{maps_html(lesion.cams, detected, lesion.view, untrained)}"
         "</section>"
     )
 
@@ -166,6 +181,21 @@ def guarantee_html(g: Mapping[str, Any] | None) -> str:
     if not g.get("applies", True):
         words += f". NOT IN FORCE for this worklist: {g['why']}"
     return f'<p class="guarantee" id="guarantee">{_e(words)}</p>'
+
+
+def _input_words(info: Mapping[str, Any]) -> str:
+    """What the model sees (its input size and preprocessing) and which of its outputs were never trained."""
+    pre = info.get("preprocess") or {}
+    text = ""
+    if info.get("input_size"):
+        text = (f"<p>Model input: {int(info['input_size'])} px, {_e(pre.get('resize', 'square'))} resize, colour "
+                f"constancy {_e(pre.get('colour', 'none'))}: every image is reduced to this before it is scored.</p>")
+    untrained = list(info.get("not_trained") or [])
+    if untrained:
+        text += (f'<p class="untrained-note">Not trained (the training data labelled none of them): '
+                 f"{_e(', '.join(untrained))} — shown as “not trained”, never as findings, and left out of the "
+                 f"clinical rule.</p>")
+    return text
 
 
 def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any]) -> str:
@@ -198,7 +228,8 @@ def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any])
         f"<title>BCC triage worklist</title><style>{CSS}</style></head><body>"
         f"<header><h1>BCC triage worklist</h1><p>Model: {_e(info.get('model', '?'))}</p>"
         f"<p>Input: {_e(info.get('input', '?'))}</p><p>Thresholds: {_e(th_text)}</p>"
-        f"<p>Grad-CAM: {_e(info.get('explanations', ''))}</p>{guarantee_html(info.get('guarantee'))}"
+        f"<p>Grad-CAM: {_e(info.get('explanations', ''))}</p>{_input_words(info)}"
+        f"{guarantee_html(info.get('guarantee'))}"
         "<p>Decision support only: ranked by p(BCC), highest first; every lesion still needs a clinician. "
         "Pictures are re-encoded from pixels: no EXIF, GPS, ICC or text metadata of the inputs is in this file.</p>"
         f'</header><div class="summary" id="summary">{summary}</div>'

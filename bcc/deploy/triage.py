@@ -44,8 +44,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from bcc.core.io import atomic_path, csv_safe, write_csv, write_json
-from bcc.core.patterns import CODES, OUTPUTS, clinical_rule
-from bcc.data.images import UnreadableImage, shrink, to_input
+from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
+from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
 from bcc.deploy.options import flag, input_and_output, positive, whole
 from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
@@ -55,12 +55,13 @@ from bcc.explanation.batch import input_name, list_inputs, read_input, shown
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
 MAPS, RUN = "maps.npy", "run.json"
 VERDICTS = {1: "BCC", 0: "non-BCC"}
+RULE_UNAVAILABLE = "n/a (no BCC pattern trained)"
 
 
-def read_lesion(path: Path, size: int, max_megapixels: float) -> tuple[np.ndarray, np.ndarray, str]:
+def read_lesion(path: Path, preprocess: Preprocess, max_megapixels: float) -> tuple[np.ndarray, np.ndarray, str]:
     """``(network input, RGB for the report (≤ DISPLAY_SIDE), note)``; raises UnreadableImage."""
     rgb, note = read_input(path, max_megapixels)
-    x = to_input(rgb, size).numpy()
+    x = to_input(rgb, preprocess).numpy()
     small = shrink(rgb, DISPLAY_SIDE)
     if small is not rgb:
         note += f"; {rgb.shape[1]}x{rgb.shape[0]} reduced to {small.shape[1]}x{small.shape[0]} for the report"
@@ -69,8 +70,9 @@ def read_lesion(path: Path, size: int, max_megapixels: float) -> tuple[np.ndarra
 
 # ---- the worklist ---------------------------------------------------------------------------------------
 def verdicts(probs: np.ndarray, th: Thresholds, folds: np.ndarray | None = None) -> pd.DataFrame:
-    """Per image: verdicts, review flag and reason, detected patterns. `probs` (N, 8) in OUTPUTS order;
-    `folds` (N, K): each member's p(BCC) when the model is a fold ensemble.
+    """Per image: verdicts, review flag and reason, detected patterns. `probs` (N, 8) in OUTPUTS order,
+    NaN for an output the model was not trained on (never detected, left out of the rule); `folds` (N, K):
+    each member's p(BCC) when the model is a fold ensemble.
 
     ``review`` is 1 where the diagnosis head (p_bcc ≥ th.bcc) and the clinical rule over the detected
     patterns disagree, where |p_bcc − th.bcc| < th.band (the uncertainty band), or where the ensemble's
@@ -81,11 +83,13 @@ def verdicts(probs: np.ndarray, th: Thresholds, folds: np.ndarray | None = None)
     p_bcc = probs[:, 0]
     detected = detect(probs, th)
     diag = (p_bcc >= th.bcc).astype(int)
-    rule = clinical_rule(detected.astype(int))
+    known = np.isfinite(probs[:, 1:]).all(axis=0) if len(probs) else np.ones(len(CODES), bool)
+    has_rule = rule_defined(known)
+    rule = clinical_rule(detected.astype(int), known)
     rows = []
     for i in range(len(probs)):
         reasons = []
-        if diag[i] != rule[i]:
+        if has_rule and diag[i] != rule[i]:
             reasons.append(f"diagnosis head says {VERDICTS[diag[i]]} but the clinical rule over the patterns "
                            f"says {VERDICTS[rule[i]]}")
         if abs(p_bcc[i] - th.bcc) < th.band:
@@ -100,7 +104,7 @@ def verdicts(probs: np.ndarray, th: Thresholds, folds: np.ndarray | None = None)
         order = np.argsort(-probs[i, 1:], kind="stable")
         pats = [f"{CODES[j]} {probs[i, 1 + j]:.2f}" for j in order if detected[i, j]]
         rows.append({"p_bcc": float(p_bcc[i]), "diagnosis_verdict": VERDICTS[diag[i]],
-                     "rule_verdict": VERDICTS[rule[i]], "review": int(bool(reasons)),
+                     "rule_verdict": VERDICTS[rule[i]] if has_rule else RULE_UNAVAILABLE, "review": int(bool(reasons)),
                      "review_reason": "; ".join(reasons), "patterns": "; ".join(pats),
                      **{f"p_{c}": float(probs[i, 1 + j]) for j, c in enumerate(CODES)}, "fold_spread": spread})
     return pd.DataFrame(rows, columns=COLUMNS[2:-2])
@@ -126,6 +130,7 @@ class Lesion:
     probs: np.ndarray | None = None
     figures: dict[str, str] = field(default_factory=dict)  # "image" → data URI
     cams: np.ndarray | None = None      # (8, h, w) float32 raw Grad-CAM, OUTPUTS order
+    view: tuple[float, ...] = (0.0, 0.0, 1.0, 1.0)  # the part of the picture the network saw (fractions)
     folds: np.ndarray | None = None     # (K,) each ensemble member's p(BCC)
 
 
@@ -154,7 +159,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
             for p in files[start:start + batch_size]:
                 name, remark = input_name(p, root)
                 try:
-                    x, rgb, note = read_lesion(p, scorer.size, max_megapixels)
+                    x, rgb, note = read_lesion(p, scorer.preprocess, max_megapixels)
                     batch.append((Lesion(name, "; ".join(filter(None, [note, remark]))), x, rgb))
                 except UnreadableImage as e:
                     lesions.append(Lesion(name, "; ".join(filter(None, [str(e), remark]))))
@@ -163,6 +168,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
                 x = np.stack([x for _, x, _ in batch])
                 explain = render and explainer is not None
                 probs, cams, folds = scorer.score(x, maps=explain and explainer is scorer)
+                probs = np.where(scorer.trained, probs, np.nan)  # an untrained head's output is no finding
                 if explain and explainer is not scorer:
                     cams = explainer(x, maps=True)[1]
                 for i, (les, _, rgb) in enumerate(batch):
@@ -172,6 +178,9 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
                         les.cams = np.asarray(cams[i], dtype=np.float32)
                     if render:
                         les.figures = lesion_figures(rgb)
+                        left, top, right, bottom = view_box(rgb.shape[1], rgb.shape[0], scorer.preprocess.resize)
+                        les.view = (left / rgb.shape[1], top / rgb.shape[0], right / rgb.shape[1],
+                                    bottom / rgb.shape[0])
                     lesions.append(les)
             bar.update(min(batch_size, len(files) - start))
     return worklist(lesions, th)
@@ -255,8 +264,10 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
     table, lesions = triage(files, root, scorer, th, ex, a["batch_size"], a["max_megapixels"], log,
                             render=a["report"], progress=a["progress"])
     seconds = time.perf_counter() - t0
+    untrained = [o for o, t in zip(OUTPUTS, scorer.trained) if not t]
     info = {"model": scorer.describe, "input": shown(inp), "input_path": os.fsdecode(inp.resolve()),
             "thresholds": th.as_dict(), "explanations": explain_note, "seconds": seconds,
+            "input_size": scorer.preprocess.size, "preprocess": scorer.preprocess.as_dict(), "not_trained": untrained,
             "guarantee": guarantee_status(scorer.guarantee, th)}
     write_worklist(out, table, lesions, info, report=a["report"])
     ok = table["status"].eq("ok")

@@ -74,7 +74,7 @@ src="{{ url_for('image', cid=c.id) }}"><div><h1 id="image-name">{{ c.image }}</h
 clinical rule over the detected patterns: <b>{{ c.rule_verdict }}</b></p>
 {% if c.review_reason %}<p class="flag">Flagged: {{ c.review_reason }}</p>{% endif %}
 <table id="scores">{% for code, name, p, on in patterns %}<tr><td>{{ code }}</td><td>{{ name }}</td>
-<td>{{ '%.2f' % p }}</td><td>{{ 'detected' if on else '' }}</td></tr>{% endfor %}</table>
+<td>{{ 'not trained' if p is none else '%.2f' % p }}</td><td>{{ 'detected' if on else '' }}</td></tr>{% endfor %}</table>
 <form method="post" id="verdict"><input type="hidden" name="token" value="{{ token }}">
 <fieldset><legend>BCC?</legend><label><input type="radio" name="bcc" value="1" id="bcc-yes" required
 {{ 'checked' if v and v.bcc }}> yes</label> <label><input type="radio" name="bcc" value="0" id="bcc-no"
@@ -167,12 +167,14 @@ def create_app(sessions: sessionmaker[Session], secret: bytes | None = None) -> 
                 return redirect(url_for("case", cid=nxt, saved=c.id) if nxt else url_for("worklist", wid=c.worklist_id))
             v = s.scalar(select(Verdict).where(Verdict.case_id == cid, Verdict.reviewer == reviewer))
             th = (c.worklist.thresholds or {}).get("patterns") or {}
-            patterns = [(code, NAMES[code], c.scores[code], c.scores[code] >= float(th.get(code, 0.5))) for code in CODES]
+            patterns = [(code, NAMES[code], c.scores[code],
+                         c.scores[code] is not None and c.scores[code] >= float(th.get(code, 0.5))) for code in CODES]
             rule = None if v is None else bool(clinical_rule(np.array([[int(v.patterns.get(k, 0)) for k in CODES]]))[0])
             detected = [code for code, _, _, on in patterns if on]
             total = s.scalar(select(func.count()).where(Case.worklist_id == c.worklist_id))
             return page(c.image, CASE, script=c.maps is not None, c=c, v=v, patterns=patterns, rule=rule, total=total,
-                        saved=request.args.get("saved"), maps=maps_html(c.cams(), detected))
+                        saved=request.args.get("saved"),
+                        maps=maps_html(c.cams(), detected, c.view, c.worklist.not_trained))
 
     @app.get("/case/<int:cid>/image.jpg")
     def image(cid: int):

@@ -49,6 +49,7 @@ class Worklist(Base):
     model: Mapped[str] = mapped_column(Text)
     thresholds: Mapped[dict] = mapped_column(JSON)
     guarantee: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    not_trained: Mapped[list] = mapped_column(JSON)     # outputs the model never trained: no finding, no map
     cases: Mapped[list[Case]] = relationship(back_populates="worklist", order_by="Case.rank")
 
 
@@ -66,6 +67,7 @@ class Case(Base):
     review_reason: Mapped[str] = mapped_column(Text, default="")
     jpeg: Mapped[bytes] = mapped_column(LargeBinary)
     maps: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # .npy bytes, (8, h, w) float32
+    view: Mapped[list] = mapped_column(JSON)            # the part of the picture the network saw (fractions)
     worklist: Mapped[Worklist] = relationship(back_populates="cases")
     verdicts: Mapped[list[Verdict]] = relationship(back_populates="case")
 

@@ -32,7 +32,7 @@ from bcc.core.errors import BadInput
 from bcc.core.io import write_csv
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule
 from bcc.data.contract import inside, load_image_table
-from bcc.data.images import UnreadableImage, shrink
+from bcc.data.images import UnreadableImage, shrink, view_box
 from bcc.deploy.triage import MAPS, RUN
 from bcc.explanation.batch import input_name, list_inputs, read_input, shown
 from bcc.review.db import Case, Verdict, Worklist, npy_bytes
@@ -81,7 +81,9 @@ def import_worklist(sessions: sessionmaker[Session], folder: str | Path, name: s
         if s.scalar(select(Worklist).where(Worklist.name == name)) is not None:
             raise BadInput(f"worklist {name!r} is already in the database; import under another --name")
         wl = Worklist(name=name, imported=dt.datetime.now(dt.UTC).replace(tzinfo=None), model=str(run.get("model", "")),
-                      thresholds=run.get("thresholds") or {}, guarantee=run.get("guarantee"))
+                      thresholds=run.get("thresholds") or {}, guarantee=run.get("guarantee"),
+                      not_trained=list(run.get("not_trained") or []))
+        resize = str((run.get("preprocess") or {}).get("resize", "square"))
         s.add(wl)
         for i, row in table.iterrows():
             shown_name = str(row["image"])
@@ -95,8 +97,11 @@ def import_worklist(sessions: sessionmaker[Session], folder: str | Path, name: s
                 data = path.read_bytes()
             except (UnreadableImage, OSError) as e:
                 raise BadInput(f"{shown(path)}: cannot be read again ({e})") from None
+            h, w = rgb.shape[:2]
+            left, top, right, bottom = view_box(w, h, resize)
             s.add(Case(worklist=wl, rank=int(row["rank"]), image=shown_name, sha256=hashlib.sha256(data).hexdigest(),
-                       p_bcc=float(row["p_bcc"]), scores={o: float(row[f"p_{o}"]) for o in OUTPUTS},
+                       p_bcc=float(row["p_bcc"]), view=[left / w, top / h, right / w, bottom / h],
+                       scores={o: None if pd.isna(row[f"p_{o}"]) else float(row[f"p_{o}"]) for o in OUTPUTS},
                        diagnosis_verdict=str(row["diagnosis_verdict"]), rule_verdict=str(row["rule_verdict"]),
                        review_reason="" if pd.isna(row["review_reason"]) else str(row["review_reason"]),
                        jpeg=_jpeg(rgb), maps=None if maps is None else npy_bytes(maps[i])))
