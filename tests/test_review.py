@@ -269,7 +269,7 @@ def test_import_refuses_a_folder_without_a_triage_run(tmp_path, capsys):
 
 
 def test_a_database_url_that_cannot_be_opened(tmp_path, capsys):
-    assert review_main(["import", str(tmp_path), "--db", "nosuchdb://x"]) == 2
+    assert review_main(["serve", "--db", "nosuchdb://x"]) == 2
     assert "--db nosuchdb://x: not a database URL SQLAlchemy can open" in capsys.readouterr().err
     assert review_main(["serve", "--db", f"sqlite:///{tmp_path}/no/such/dir/x.db"]) == 2
     assert "cannot open the database" in capsys.readouterr().err
