@@ -39,7 +39,7 @@ body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
 header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:16px;align-items:center}
 header a{color:#fff}header form{margin-left:auto}main{padding:16px 20px}
 table{border-collapse:collapse;background:#fff}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
-.case{display:flex;gap:20px;flex-wrap:wrap}.case img.lesion{width:420px;max-width:100%;height:auto}
+.case{display:flex;gap:20px;flex-wrap:wrap;align-items:flex-start}.case img.lesion{width:420px;max-width:100%;height:auto}
 .cams{display:flex;gap:8px;flex-wrap:wrap;width:100%}figure{margin:0;width:160px;font-size:12px;text-align:center}
 figure canvas{width:160px;height:auto;display:block}figure.on figcaption{font-weight:700}
 fieldset{background:#fff;border:1px solid #ccc;margin:8px 0}.flag{background:#fff4dc;padding:6px}
