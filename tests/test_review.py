@@ -26,7 +26,7 @@ from bcc.explanation.render import heat_rgb
 from bcc.review.__main__ import main as review_main
 from bcc.review.app import create_app
 from bcc.review.db import Case, Verdict, open_db
-from tests.helpers.review import browser, served
+from tests.helpers.review import browser, record, served
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HOSTILE = '<img src=x onerror=alert(1)> "lesion" & co.png'
@@ -183,7 +183,7 @@ def test_browser_review_record_reload_restart(worklist, tmp_path):
             d.find_element(By.ID, "bcc-yes").click()
             d.find_element(By.ID, "pattern-AT").click()
             d.find_element(By.ID, "note").send_keys("arborizing vessels <b>")
-            d.find_element(By.ID, "record").click()
+            record(d)
             assert d.find_element(By.ID, "saved").text == "Verdict recorded."
             d.get(case_url)
             d.refresh()
@@ -219,7 +219,7 @@ def test_two_reviewers_at_once(worklist, tmp_path):
                 for _ in cases:
                     d.find_element(By.ID, "bcc-yes" if bcc else "bcc-no").click()
                     d.find_element(By.ID, f"pattern-{code}").click()
-                    d.find_element(By.ID, "record").click()
+                    record(d)
         except Exception as e:  # noqa: BLE001 — reported by the main thread
             errors.append(e)
 

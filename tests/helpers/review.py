@@ -44,7 +44,19 @@ def browser(profile: Path):
                 f"--user-data-dir={profile}", "--window-size=1300,1800"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver.implicitly_wait(30)  # an element not there yet is waited for (a loaded machine renders slowly)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def record(driver) -> None:
+    """Click "Record verdict" and wait until the next page has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = driver.find_element(By.ID, "record")
+    button.click()
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(button))
