@@ -36,6 +36,9 @@ def check_config(cfg: DictConfig) -> None:
     check_keys(cfg.paths, PATHS, "paths")
     if cfg.get("external") is not None:
         check_keys(cfg.external, EXTERNAL, "external")
+    if cfg.data.get("root") in (None, ""):
+        raise UsageError("data.root is not set: point it at your dataset directory (`data=csv data.root=/path`, "
+                         "docs/dataset.md)")
     check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
     _check_devices(cfg.trainer)
     fold, k = cfg.fold, cfg.data.k
