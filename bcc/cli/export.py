@@ -42,7 +42,7 @@ def task(cfg: DictConfig) -> None:
     check_datasets(a, int8)
     if guarantee_data is not None:
         check_datasets({**a, "data_root": guarantee_data}, False)
-        y, _ = calibration_set(guarantee_data, members, a["epsilon"], a["delta"], batch, a["allow_outside"])
+        y = calibration_set(guarantee_data, members, a["epsilon"], a["delta"], batch, a["allow_outside"])
     if len(members) > 1:
         path = export_ensemble(members, a["output"], tolerance=a["tolerance"], allow_outside=a["allow_outside"])
     else:

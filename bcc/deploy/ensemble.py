@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -143,7 +144,9 @@ def export_ensemble(checkpoints: Sequence[str | Path], output: str | Path | None
     checkpoints = [Path(c) for c in checkpoints]
     if len(checkpoints) < 2:
         raise BadInput("checkpoint=: an ensemble needs two or more checkpoints")
-    output = Path(output) if output else Path(_common_parent(checkpoints)) / "ensemble.onnx"
+    if output is None:  # beside the members: their common folder (the run's <backbone> folder for fold*)
+        output = Path(os.path.commonpath([c.resolve().parent for c in checkpoints])) / "ensemble.onnx"
+    output = Path(output)
     nets, form, why = _members(checkpoints)
     size = int(nets[0].image_size)
     ens = EnsembleNet(nets, form).eval()
@@ -202,16 +205,6 @@ def _stage(checkpoint: Path) -> str:
     return str(dict(read_checkpoint(checkpoint).get("hyper_parameters") or {}).get("stage", ""))
 
 
-def _common_parent(paths: Sequence[Path]) -> Path:
-    parts = [p.resolve().parent.parts for p in paths]
-    common = []
-    for level in zip(*parts):
-        if len(set(level)) > 1:
-            break
-        common.append(level[0])
-    return Path(*common)
-
-
 # ---- the guarantee --------------------------------------------------------------------------------------
 def model_scores(model: str | Path, images: np.ndarray, batch_size: int = 32, threads: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -227,7 +220,7 @@ def model_scores(model: str | Path, images: np.ndarray, batch_size: int = 32, th
 
 
 def calibration_set(data: str | Path, members: Sequence[str | Path], epsilon: float, delta: float,
-                    batch: int | None = None, allow_outside: bool = False) -> tuple[np.ndarray, Path]:
+                    batch: int | None = None, allow_outside: bool = False) -> np.ndarray:
     """The labels (1 = BCC) of ``guarantee_data=``, checked before anything is exported: it has
     ``labels.csv``, none of the `members` (checkpoints) trained on it, and it holds enough BCC cases."""
     data = Path(data)
@@ -237,7 +230,7 @@ def calibration_set(data: str | Path, members: Sequence[str | Path], epsilon: fl
                        f"there are optimistic; calibrate on labelled cases none of them saw")
     y = read_table(data, splits=False, allow_outside=allow_outside)["bcc"].to_numpy().astype(int)
     guaranteed_threshold(y, y.astype(float), epsilon, delta, batch, source=f"guarantee_data={data}")  # enough BCC?
-    return y, data
+    return y
 
 
 def attach_guarantee(model: str | Path, data: str | Path, y: np.ndarray, epsilon: float = 0.05, delta: float = 0.1,

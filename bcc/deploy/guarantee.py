@@ -52,7 +52,7 @@ class Guarantee:
 
     def statement(self) -> str:
         who = ("the sensitivity on new cases" if self.batch is None
-               else f"the sensitivity over any {self.batch} new BCC cases")
+               else f"the sensitivity over a batch of {self.batch} new BCC cases")
         return (f"with probability ≥ {1 - self.delta:.0%} over the calibration set, {who} is ≥ "
                 f"{1 - self.epsilon:.0%} at p(BCC) ≥ {self.threshold:.4f} (Clopper–Pearson / order statistic "
                 f"{self.k} of {self.n_bcc} calibration BCC cases, {self.n_calibration} cases in all)")
