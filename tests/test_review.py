@@ -292,3 +292,36 @@ def test_the_server_binds_to_localhost_only(tmp_path, monkeypatch):
     monkeypatch.setattr("bcc.review.__main__.create_server", fake)
     assert review_main(["serve", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", "8123"]) == 0
     assert asked == {"host": "127.0.0.1", "port": 8123, "ran": True}
+
+
+@pytest.mark.slow
+def test_the_page_places_a_map_on_the_networks_view(tmp_path):
+    """A model that crops (``resize=crop``) saw the centre square of a 4:3 picture: report.html draws each map
+    there, and the map's 0 colour (jet's first) over the strips the network never saw — as
+    ``maps_on_picture`` places it."""
+    from bcc.deploy.report_html import CARD_SIDE, lesion_figures, write_report
+    from bcc.deploy.thresholds import Thresholds
+    from bcc.deploy.triage import Lesion, worklist
+    from bcc.explanation.render import JET_RGB
+
+    grey = np.full((120, 160, 3), 128, np.uint8)  # 4:3, one flat colour: the blend is known exactly
+    cams = np.zeros((8, 2, 2), np.float32)
+    cams[:, 1, 1] = 1.0  # every map hot in its bottom-right cell
+    les = Lesion("wide.png", "", probs=np.full(8, 0.5), figures=lesion_figures(grey), cams=cams,
+                 view=(0.125, 0.0, 0.875, 1.0))
+    table, lesions = worklist([les], Thresholds())
+    write_report(tmp_path / "report.html", table, lesions, {"thresholds": Thresholds().as_dict()})
+    with browser(tmp_path / "profile") as d:
+        d.get((tmp_path / "report.html").as_uri())
+        px = np.array(d.execute_script(
+            "const c = document.querySelector('figure[data-output=bcc] canvas');"
+            "return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]"),
+            dtype=object)
+    w, h = int(px[0]), int(px[1])
+    rgba = np.array(px[2], dtype=float).reshape(h, w, 4)
+    assert (w, h) == (160, 120) and CARD_SIDE >= 160
+    outside = np.floor(0.5 * JET_RGB[0] * 255 + 0.5 * 128 + 0.5)
+    np.testing.assert_allclose(rgba[:, :15, :3], np.broadcast_to(outside, (h, 15, 3)), atol=1)   # left strip
+    np.testing.assert_allclose(rgba[:, -15:, :3], np.broadcast_to(outside, (h, 15, 3)), atol=1)  # right strip
+    hot = np.floor(0.5 * JET_RGB[-1] * 255 + 0.5 * 128 + 0.5)
+    np.testing.assert_allclose(rgba[-1, 139, :3], hot, atol=1)  # the view's bottom-right corner: the map's 1
