@@ -20,6 +20,7 @@ from bcc.core.layout import BEST, THRESHOLDS
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.contract import LESION, load_dataset
 from bcc.data.images import Preprocess
+from bcc.data.table import read_table
 from bcc.evaluation import calibration as cal
 from bcc.evaluation.agreement import summarise_dataset
 from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, roc_auc, table3
@@ -41,6 +42,7 @@ from bcc.evaluation.runs import (
     load_predictions,
     run_facts,
 )
+from bcc.evaluation.seeds import seed_spread
 from bcc.evaluation.sources import source_report
 from bcc.evaluation.within_bcc import within_bcc_auroc
 
@@ -205,6 +207,9 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
     chosen = [r for r in runs if r.backbone == result.backbone and r.stage == ev.stage and r.finished]
     outside = bool(cfg.data.get("allow_outside", False))
     pre = Preprocess.of({"image_size": int(result.facts.get("image_size") or 224), **(result.facts.get("preprocess") or {})})
+    table = read_table(root, splits=False, allow_outside=outside)
+    sources = table.set_index("image_id")["source"].astype(str) if table["source"].nunique() > 1 else None
+    ev.seeds = seed_spread(Path(cfg.output_dir), result.backbone, ev.stage, ev.k, sources)
     if cfg.eval.sources:
         loso = sorted(p for p in (Path(cfg.output_dir) / "loso").glob("*") if p.is_dir())
         ev.sources = source_report(chosen, load_predictions(runs, result.backbone, ev.stage), root, pre, loso,
@@ -314,6 +319,8 @@ def write_tables(ev: Evaluation) -> dict[str, pd.DataFrame]:
         tables.update(ev.sources.tables())
     if ev.ensemble is not None:
         tables["ensemble"] = ev.ensemble
+    if ev.seeds is not None:
+        tables["seeds"] = ev.seeds
     if ev.lesion_focus is not None:
         tables["lesion_focus"] = ev.lesion_focus
     for name, df in tables.items():
