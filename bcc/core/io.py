@@ -63,6 +63,18 @@ def files_digest(*paths: Path, extra: str = "") -> str:
     return h.hexdigest()
 
 
+#: Unicode's bidirectional controls (ALM, LRM, RLM, the embeddings, overrides and isolates): in a file name or
+#: an id they make text display in another order ("gpj.exe" shown as "exe.jpg", or another patient's name).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as ``\\t``, ``\\n``, ``\\r``, ``\\xNN`` and bidirectional controls
+    as ``\\u202e`` …: what is shown is what is stored, in the order stored."""
+    return "".join(ch.encode("unicode_escape").decode() if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in BIDI_CONTROLS
+                   else ch for ch in text)
+
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

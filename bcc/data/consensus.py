@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.inter_rater import fleiss_kappa
 
-from bcc.core.cli import run_command, tool_parser
+from bcc.core.cli import ranged, run_command, tool_parser
+from bcc.core.config import Range
 from bcc.core.io import atomic_path, files_digest, write_csv
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.data.contract import Dataset, load_dataset
@@ -260,8 +261,8 @@ def report(ratings: np.ndarray, raters: list[str], result: EMResult, labels: pd.
 def main(argv: list[str] | None = None) -> int:
     parser = tool_parser("consensus", "Dawid–Skene consensus: writes labels.csv and rater_quality.csv")
     parser.add_argument("dataset", type=Path, help="dataset directory (images.csv, annotations.csv)")
-    parser.add_argument("--tol", type=float, default=1e-6)
-    parser.add_argument("--max-iter", type=int, default=200)
+    parser.add_argument("--tol", type=ranged(Range(float, 0, 1, low_open=True)), default=1e-6)
+    parser.add_argument("--max-iter", type=ranged(Range(int, 1, 1_000_000)), default=200)
     parser.add_argument("--allow-outside", action="store_true",
                         help="read image and mask paths that lead outside the dataset directory")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ file changes. Every path must resolve inside the dataset directory unless the ca
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -437,6 +438,28 @@ def load_dataset(root: Path, check_files: bool = True, allow_outside: bool = Fal
         if write_stamp:
             stamp.save()
     return Dataset(root=root, images=images, annotations=annotations, masks=masks)
+
+
+DATA_FILES = ("images.csv", "annotations.csv", "labels.csv", "splits.csv")
+
+
+def dataset_hash(root: str | Path | None, allow_outside: bool = False) -> str:
+    """``sha256:<hex>`` over the dataset's CSV files (labels and folds included) and the bytes of every image
+    images.csv lists (each inside the dataset folder unless `allow_outside`), or ``unknown``: what a run was
+    trained on, so that runs on different data (a copy with changed ratings) are never averaged together."""
+    if root is None or not (Path(root) / "images.csv").is_file():
+        return "unknown"
+    root = Path(root)
+    h = hashlib.sha256()
+    for name in DATA_FILES:
+        if (root / name).is_file():
+            h.update(name.encode() + b"\0" + (root / name).read_bytes())
+    base = root.resolve()
+    for rel in sorted(pd.read_csv(root / "images.csv", usecols=["image"], dtype=str, keep_default_na=False)["image"]):
+        p = inside(root, rel, f"{root / 'images.csv'}", allow_outside, base=base)
+        if p.is_file():
+            h.update(rel.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return "sha256:" + h.hexdigest()
 
 
 def place_file(src: Path, dst: Path, how: str) -> None:

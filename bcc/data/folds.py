@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-from bcc.core.cli import run_command, tool_parser
+from bcc.core.cli import ranged, run_command, tool_parser
+from bcc.core.config import Range
 from bcc.core.io import atomic_path, files_digest, write_csv
 from bcc.core.patterns import CODES
 from bcc.data.consensus import ensure_labels
@@ -87,8 +88,8 @@ def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False,
 def main(argv: list[str] | None = None) -> int:
     parser = tool_parser("folds", "Multilabel-stratified k-fold split: writes splits.csv")
     parser.add_argument("dataset", type=Path, help="dataset directory (images.csv, annotations.csv)")
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--k", type=ranged(Range(int, 2, 100)), default=5)
+    parser.add_argument("--seed", type=ranged(Range(int, 0, 2**32 - 1)), default=0)
     parser.add_argument("--allow-outside", action="store_true",
                         help="read image and mask paths that lead outside the dataset directory")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from bcc.core.config import Range
 from bcc.core.io import write_csv, write_json
 from bcc.core.layout import BEST, THRESHOLDS
 from bcc.core.patterns import CODES, OUTPUTS
@@ -31,6 +32,7 @@ from bcc.evaluation.runs import (
     MissingRunsError,
     Run,
     check_complete,
+    check_same_training,
     describe_missing,
     discover,
     folds_expected,
@@ -38,6 +40,24 @@ from bcc.evaluation.runs import (
     run_facts,
 )
 from bcc.evaluation.within_bcc import within_bcc_auroc
+
+#: every numeric option of ``conf/eval.yaml`` and what it accepts (checked before anything is read or written)
+RANGES = {
+    "eval.stage": Range(int, 0, 3, why="the training stages are 0, 1, 2 and 3"),
+    "eval.thresholds": Range(float, 0, 1, words=("val",)),
+    "eval.k": Range(int, 1, 100, nullable=True),
+    "eval.target_sensitivity": Range(float, 0, 1, low_open=True),
+    "eval.ece_bins": Range(int, 1, 1000),
+    "eval.linear_probe_c": Range(float, 0, 1e6, low_open=True),
+    "eval.bench_batch": Range(int, 1, 4096),
+    "eval.bench_repeats": Range(int, 1, 1000),
+    "eval.mask_figures": Range(int, 0, 100),
+    "eval.table4_threshold": Range(float, 0, 1),
+    "eval.table4_centre_sigma": Range(float, 0, 10, low_open=True),
+    "eval.table4_seed": Range(int, 0, 2**32 - 1),
+    "eval.table4_road_images": Range(int, 0, 100_000),
+    "eval.table4_max_side": Range(int, 16, 100_000, nullable=True),
+}
 
 
 # ---- per backbone -------------------------------------------------------------------------------------
@@ -210,6 +230,7 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
     if not complete:
         raise MissingRunsError("no backbone has all its folds at stage "
                                f"{stage}:\n" + "\n".join(x for v in ev.missing.values() for x in v))
+    ev.mixed = check_same_training(runs, stage, complete, bool(cfg.eval.allow_mixed))
     figures = report_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     ev.results = [evaluate_backbone(runs, b, cfg, figures) for b in complete]

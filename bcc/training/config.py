@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from omegaconf import DictConfig
 
-from bcc.core.config import CONF_DIR, check_keys, check_targets, normalize_overrides, override_key
+from bcc.core.config import (
+    CONF_DIR,
+    Range,
+    check_keys,
+    check_ranges,
+    check_targets,
+    normalize_overrides,
+    override_key,
+)
 from bcc.core.errors import UsageError
 
 Composer = Callable[[list[str]], DictConfig]
@@ -24,6 +32,26 @@ STAGE = ("name", "trainable", "lr", "last_blocks_lr_scale", "batch_size", "max_e
 BACKBONE = ("name", "timm_name", "pretrained", "weights")
 PATHS = ("data_dir", "output_dir", "job_dir")
 EXTERNAL = ("source", "stage", "batch_size")
+#: every numeric option of a training job and what it accepts (checked with the keys, before a job folder exists)
+RANGES = {
+    "seed": Range(int, 0, 2**32 - 1, why="numpy's seed range"),
+    "stage.lr": Range(float, 0, 1, low_open=True),
+    "stage.last_blocks_lr_scale": Range(float, 0, 1000, low_open=True),
+    "stage.batch_size": Range(int, 1, 65536),
+    "stage.max_epochs": Range(int, 1, 100_000),
+    "stage.gamma": Range(float, 0, 10),
+    "stage.warmup_steps": Range(int, 0, 10_000_000),
+    "data.k": Range(int, 2, 100, why="k-fold cross-validation needs 2 folds or more"),
+    "data.split_seed": Range(int, 0, 2**32 - 1),
+    "data.image_size": Range(int, 16, 4096, why="the network's input side in pixels"),
+    "data.eval_batch_size": Range(int, 1, 65536, nullable=True),
+    "data.val_fraction": Range(float, 0, 0.9, low_open=True,
+                               why="the validation slice selects the checkpoint; it cannot be empty"),
+    "data.num_workers": Range(int, 0, 256),
+    "model.net.dropout": Range(float, 0, 1, high_open=True),
+    "model.bn_recalibration_batches": Range(int, 0, 100_000),
+    "external.batch_size": Range(int, 1, 65536),
+}
 #: what the protocol itself passes to each instantiated node (never set in the yaml)
 GIVEN = {"model": ("net", "loss", "optimizer"), "trainer": ("callbacks", "logger"), "logger": ("config",)}
 
@@ -36,6 +64,7 @@ def check_config(cfg: DictConfig) -> None:
     check_keys(cfg.paths, PATHS, "paths")
     if cfg.get("external") is not None:
         check_keys(cfg.external, EXTERNAL, "external")
+    check_ranges(cfg, RANGES)
     check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
     _check_devices(cfg.trainer)
     fold, k = cfg.fold, cfg.data.k

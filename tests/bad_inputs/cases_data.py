@@ -21,6 +21,7 @@ from tests.bad_inputs.case import Case, Workspace
 
 CONSENSUS, FOLDS = "bcc.data.consensus:main", "bcc.data.folds:main"
 ISIC, MERGE = "bcc.data.isic:main", "bcc.data.merge:main"
+SYNTHETIC = "bcc.data.synthetic.__main__:main"
 DIAGNOSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 Prepare = Callable[[Workspace], None]
 
@@ -345,6 +346,14 @@ CASES: list[Case] = [
     Case("merge/source-path-outside", MERGE, merge_args(), 2,
          r"ds/images\.csv: line 3: image path '\.\./elsewhere/secret\.png' climbs out",
          steps(two_datasets, outside_image, cell(IMG, 3, "image", "../elsewhere/secret.png"))),
+    # numeric options of the dataset tools (argparse names the option, exit 2)
+    Case("consensus/max-iter-zero", CONSENSUS, dataset("--max-iter", "0"), 2,
+         r"argument --max-iter: '0': expected a whole number in \[1, 1e\+06\]"),
+    Case("folds/k-one", FOLDS, dataset("--k", "1"), 2, r"argument --k: '1': expected a whole number in \[2, 100\]"),
+    Case("synthetic/size-too-large", SYNTHETIC, lambda ws: ["--out", str(ws.root / "new"), "--size", "100000"], 2,
+         r"argument --size: '100000': expected a whole number in \[32, 4096\]"),
+    Case("synthetic/n-zero", SYNTHETIC, lambda ws: ["--out", str(ws.root / "new"), "--n", "0"], 2,
+         r"argument --n: '0': expected a whole number in \[1, 1e\+06\]"),
     # said, not refused: statistics that cannot be estimated (exit 0, a warning, labels written)
     Case("consensus/rater-with-one-rating", CONSENSUS, dataset(), 0,
          r"warning: rater 'lone': sensitivity/specificity undefined for every code \(1 rated image, fewer than 2\); "

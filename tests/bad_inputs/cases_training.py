@@ -1,6 +1,7 @@
 """Bad inputs of the training commands (see tests/bad_inputs/__init__.py): caught before any training."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import torch
@@ -8,7 +9,7 @@ import torch
 from tests.bad_inputs.case import Case, Workspace
 from tests.helpers.checkpoints import tampered_copy
 
-TRAIN = "bcc.cli.train:main"
+TRAIN, EVALUATE = "bcc.cli.train:main", "bcc.cli.evaluate:main"
 
 
 def smoke(*extra: str):
@@ -51,7 +52,42 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
+def evaluate(*extra: str):
+    """An evaluation command over the workspace's (empty) output folder: options are checked before runs."""
+    return lambda ws: ["experiment=smoke", f"paths.output_dir={ws.root / 'out'}", "wandb.enabled=false", *extra]
+
+
+def _out_of_range(key: str, value: str, expected: str, shown: str | None = None) -> Case:
+    """`shown`: the value as the message gives it, when YAML reads it otherwise (1e308 → 1e+308)."""
+    return Case(f"train/{key}={value}", TRAIN, smoke(f"{key}={value}"), 2,
+                rf"{re.escape(key)}={re.escape(shown or value)}: expected {expected}", _dataset)
+
+
+def _eval_out_of_range(key: str, value: str, expected: str) -> Case:
+    return Case(f"evaluate/{key}={value}", EVALUATE, evaluate(f"{key}={value}"), 2,
+                rf"{re.escape(key)}={re.escape(value)}: expected {expected}")
+
+
 CASES: list[Case] = [
+    # numeric options outside their range (bcc.training.config.RANGES), refused before a job folder exists
+    _out_of_range("stage.batch_size", "0", r"a whole number in \[1, 65536\]"),
+    _out_of_range("stage.lr", "-1", r"a number in \(0, 1\]"),
+    _out_of_range("stage.lr", "1e308", r"a number in \(0, 1\]", shown="1e+308"),
+    _out_of_range("stage.max_epochs", "-1", r"a whole number in \[1, 100000\]"),
+    _out_of_range("seed", "-1", r"a whole number in \[0, 4\.29497e\+09\]"),
+    _out_of_range("data.image_size", "0", r"a whole number in \[16, 4096\]"),
+    _out_of_range("data.image_size", "100000", r"a whole number in \[16, 4096\]"),
+    _out_of_range("data.val_fraction", "0", r"a number in \(0, 0\.9\] \(the validation slice selects"),
+    _out_of_range("data.val_fraction", "1.5", r"a number in \(0, 0\.9\]"),
+    _out_of_range("data.k", "1", r"a whole number in \[2, 100\] \(k-fold"),
+    _out_of_range("stage.batch_size", "abc", r"a whole number"),
+    _eval_out_of_range("eval.thresholds", "1.5", r"a number in \[0, 1\], or val"),
+    _eval_out_of_range("eval.thresholds", "foo", r"a number in \[0, 1\], or val"),
+    _eval_out_of_range("eval.k", "-1", r"a whole number in \[1, 100\], or null"),
+    _eval_out_of_range("eval.target_sensitivity", "2", r"a number in \(0, 1\]"),
+    _eval_out_of_range("eval.ece_bins", "0", r"a whole number in \[1, 1000\]"),
+    _eval_out_of_range("eval.stage", "7", r"a whole number in \[0, 3\] \(the training stages are 0, 1, 2 and 3\)"),
+
     Case("train/unknown-key-added", TRAIN, smoke("+data.image_sz=64"), 2, r"unknown config key data\.image_sz",
          _dataset),
     Case("train/unknown-key", TRAIN, smoke("data.image_sz=64"), 2, r"data\.image_sz", _dataset),
