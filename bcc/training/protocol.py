@@ -273,7 +273,9 @@ def run_job(cfg: DictConfig, compose: Composer, overrides: Sequence[str]) -> dic
             print(f"[bcc] no ImageNet weights and no {stage0}: training stage 0 (from scratch) first")
             ovr0 = with_override(overrides, "stage", "'0'")
             results[0] = train_stage(compose(ovr0), ovr0, required_resume=False)
+            ddp.barrier()
         results[s] = train_stage(scfg, ovr, required_resume=not whole)
+        ddp.barrier()
     return results
 
 
