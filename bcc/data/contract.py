@@ -45,6 +45,23 @@ _BREAK = re.compile(rb"\r\n|\r|\n")  # the line breaks an editor counts
 DELIMITERS = ";\t|"  # what a CSV written in another convention is separated by
 
 
+#: an image_id becomes part of file names (masks/<id>.png, twins/<id>.png, merged ids): one path component,
+#: no separator, no '..', nothing a terminal or a report would show otherwise than stored
+_ID_UNFIT = re.compile(r"[/\\\x00-\x1f\x7f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+ID_MAX_BYTES = 150
+
+
+def unfit_id(image_id: str) -> str | None:
+    """Why `image_id` cannot name files (None when it can): checked once, at the contract, for every id."""
+    if _ID_UNFIT.search(image_id):
+        return "holds a path separator, a control or a bidirectional character"
+    if image_id.startswith("."):
+        return "starts with '.' (a hidden file, or '..', a parent folder)"
+    if len(image_id.encode()) > ID_MAX_BYTES:
+        return f"is longer than {ID_MAX_BYTES} bytes"
+    return None
+
+
 class DatasetError(BadInput):
     """A dataset file breaks the contract; the message says where and how to fix it."""
 
@@ -307,6 +324,11 @@ def _image_table(root: Path, allow_outside: bool) -> pd.DataFrame:
     if empty.any():
         raise DatasetError(f"{path}: blank image_id on line {_lines(empty)}; give every image an id")
     check_unique(df, ["image_id"], path)
+    for line, image_id in df["image_id"].items():
+        if (why := unfit_id(image_id)) is not None:
+            raise DatasetError(f"{path}: line {line}: image_id {image_id!r} {why}; ids become file names "
+                               f"(masks/<image_id>.png, twins/<image_id>.png): rename it (letters, digits, '-', '_', "
+                               f"'.'; not starting with '.')")
     if "diagnosis" in df.columns:
         _check_binary(df, ("diagnosis",), path)
     if "aspect" in df.columns:

@@ -21,6 +21,7 @@ from scipy.special import expit
 
 from bcc.core.errors import BadInput, UsageError
 from bcc.core.patterns import OUTPUTS
+from bcc.data.images import IMAGE_SIZE
 from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, read_metadata
 from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import CheckpointError, load_network
@@ -104,7 +105,7 @@ class OnnxScorer:
             raise CheckpointError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r} "
                                   f"(a model written by python -m bcc.export), found {names}")
         self.explains = MAPS_NAME in names[1]
-        self.size = int(self.meta.get("input_size") or self.session.get_inputs()[0].shape[-1])
+        self.size = self._input_size(path)
         self.describe = (f"{self.meta.get('backbone', '?')} (ONNX Runtime, {Path(path).name}, "
                          f"{self.meta.get('quantization', 'fp32')})")
         check = json.loads(self.meta.get("int8_check") or "null")
@@ -116,6 +117,24 @@ class OnnxScorer:
         if vs:
             self.maps_source += (f"; int8 maps against fp32 on {vs['data']}: mean |Δ| {vs['mean_abs_diff']:.3f}, "
                                  f"correlation median {vs['median_correlation']:.3f}")
+
+    def _input_size(self, path: str | Path) -> int:
+        """The input side S: the graph's fixed (N, 3, S, S) input and the metadata's ``input_size`` must agree
+        and lie in ``IMAGE_SIZE`` (a model fed at another size would score resized-away images)."""
+        shape = self.session.get_inputs()[0].shape
+        graph = [d for d in shape[-2:] if isinstance(d, int)]
+        said = self.meta.get("input_size")
+        try:
+            size = int(said) if said not in (None, "") else (graph[0] if graph else None)
+        except ValueError:
+            size = None
+        if size is None or not IMAGE_SIZE[0] <= size <= IMAGE_SIZE[1]:
+            raise CheckpointError(f"{path}: bcc.input_size={said!r} is not an input side in pixels "
+                                  f"({IMAGE_SIZE[0]}..{IMAGE_SIZE[1]}); re-export the model with python -m bcc.export")
+        if any(d != size for d in graph):
+            raise CheckpointError(f"{path}: the graph's input is {shape} but its bcc.input_size metadata says {size}; "
+                                  f"re-export the model with python -m bcc.export")
+        return size
 
     def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
         out = self.session.run([OUTPUT_NAME, MAPS_NAME] if maps else [OUTPUT_NAME],

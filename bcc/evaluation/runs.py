@@ -173,13 +173,15 @@ def mixed(runs: list[Run], keys: tuple[tuple[str, str], ...]) -> list[str]:
     """One line per recorded fact the runs disagree on: which run has which value ([] when they agree)."""
     lines = []
     for key, name in keys:
-        values = {}
+        values: dict[str, dict[str, list[str]]] = {}
         for r in runs:
             v = r.trained_on().get(key)
             if v is not None:
-                values.setdefault(str(v), []).append(f"{r.backbone} fold {r.fold}")
+                values.setdefault(str(v), {}).setdefault(r.backbone, []).append(str(r.fold))
         if len(values) > 1:
-            lines.append(f"{name} ({key}) differs: " + "; ".join(f"{', '.join(who)}: {v}" for v, who in values.items()))
+            said = ["; ".join(f"{b} fold{'s' if len(f) > 1 else ''} {', '.join(f)}" for b, f in who.items()) + f": {v}"
+                    for v, who in values.items()]
+            lines.append(f"{name} ({key}) differs: " + " | ".join(said))
     return lines
 
 

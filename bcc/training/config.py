@@ -22,6 +22,8 @@ from bcc.core.config import (
     override_key,
 )
 from bcc.core.errors import UsageError
+from bcc.data.images import IMAGE_SIZE
+from bcc.models.backbones import check_timm_name
 
 Composer = Callable[[list[str]], DictConfig]
 
@@ -43,7 +45,7 @@ RANGES = {
     "stage.warmup_steps": Range(int, 0, 10_000_000),
     "data.k": Range(int, 2, 100, why="k-fold cross-validation needs 2 folds or more"),
     "data.split_seed": Range(int, 0, 2**32 - 1),
-    "data.image_size": Range(int, 16, 4096, why="the network's input side in pixels"),
+    "data.image_size": Range(int, *IMAGE_SIZE, why="the network's input side in pixels"),
     "data.eval_batch_size": Range(int, 1, 65536, nullable=True),
     "data.val_fraction": Range(float, 0, 0.9, low_open=True,
                                why="the validation slice selects the checkpoint; it cannot be empty"),
@@ -65,6 +67,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("external") is not None:
         check_keys(cfg.external, EXTERNAL, "external")
     check_ranges(cfg, RANGES)
+    check_timm_name(str(cfg.backbone.name), cfg.backbone.get("timm_name"))
     check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
     _check_devices(cfg.trainer)
     fold, k = cfg.fold, cfg.data.k

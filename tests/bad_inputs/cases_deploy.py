@@ -38,6 +38,40 @@ def _garbage(ws: Workspace) -> None:
     (ws.root / "model.onnx").write_bytes(b"not a model")
 
 
+def _forged(**network):
+    """``forged.ckpt``: the checkpoint with `network` spec entries replaced (as a tampered file would say)."""
+    def prepare(ws: Workspace) -> None:
+        _ready(ws)
+        raw = torch.load(ws.checkpoint(), map_location="cpu", weights_only=True)
+        raw["hyper_parameters"]["network"].update(network)
+        torch.save(raw, ws.root / "forged.ckpt")
+    return prepare
+
+
+def _thresholds(content: str):
+    """thresholds.json beside the checkpoint copy (where bcc.evaluate writes it) holding `content`."""
+    def prepare(ws: Workspace) -> None:
+        _ready(ws)
+        (ws.checkpoint().parent / "thresholds.json").write_text(content)
+    return prepare
+
+
+def _onnx(input_size):
+    """``m.onnx`` exported from the checkpoint (32 px graph), its ``bcc.input_size`` metadata set to `input_size`."""
+    def prepare(ws: Workspace) -> None:
+        import onnx
+
+        from bcc.deploy.onnx_export import export_onnx
+        from bcc.deploy.onnx_model import read_metadata, set_metadata
+
+        _ready(ws)
+        export_onnx(ws.checkpoint(), ws.root / "m.onnx")
+        model = onnx.load(str(ws.root / "m.onnx"))
+        set_metadata(model, {**read_metadata(ws.root / "m.onnx"), "input_size": str(input_size)})
+        onnx.save(model, str(ws.root / "m.onnx"))
+    return prepare
+
+
 def _output_file(ws: Workspace) -> None:
     _ready(ws)
     (ws.root / "out.txt").write_text("a file where the output folder should go")
@@ -82,6 +116,23 @@ CASES: list[Case] = [
            r"badsize\.ckpt: not a checkpoint as bcc\.train writes it \(ValueError", _garbage),
     *_both("checkpoint-random-bytes", batch(checkpoint="random.ckpt"), 2, r"random\.ckpt: ", _garbage),
     *_both("unreadable-onnx", batch(checkpoint="model.onnx"), 2, r"model\.onnx: not a readable ONNX model", _garbage),
+    *_both("checkpoint-timm-name-from-the-hub", batch(checkpoint="forged.ckpt"), 2,
+           r"forged\.ckpt: network\.timm_name='hf-hub:someone/model': not an architecture timm defines .*never fetched",
+           _forged(timm_name="hf-hub:someone/model")),
+    *_both("checkpoint-image-size-negative", batch(checkpoint="forged.ckpt"), 2,
+           r"forged\.ckpt: network\.image_size=-5 is not an input side in pixels \(16\.\.4096\)", _forged(image_size=-5)),
+    *_both("checkpoint-image-size-huge", batch(checkpoint="forged.ckpt"), 2,
+           r"forged\.ckpt: network\.image_size=100000 is not an input side", _forged(image_size=100000)),
+    Case("export/checkpoint-timm-name-from-the-hub", EXPORT, export(checkpoint="forged.ckpt"), 2,
+         r"forged\.ckpt: network\.timm_name='hf-hub:someone/model'", _forged(timm_name="hf-hub:someone/model")),
+    Case("predict/onnx-input-size-negative", PREDICT, batch(checkpoint="m.onnx"), 2,
+         r"m\.onnx: bcc\.input_size='-5' is not an input side in pixels", _onnx(-5)),
+    Case("predict/onnx-input-size-not-the-graphs", PREDICT, batch(checkpoint="m.onnx"), 2,
+         r"m\.onnx: the graph's input is \['batch', 3, 32, 32\] but its bcc\.input_size metadata says 48", _onnx(48)),
+    Case("predict/thresholds-json-boolean", PREDICT, batch(), 2,
+         r"run/thresholds\.json: bcc = true is not a number", _thresholds('{"bcc": true}')),
+    Case("predict/thresholds-json-patterns-a-list", PREDICT, batch(), 2,
+         r"run/thresholds\.json: patterns = \[0\.5\] is not an object of code", _thresholds('{"patterns": [0.5]}')),
     Case("predict/explain-checkpoint-carrying-pickled-code", PREDICT,
          lambda ws: [*batch()(ws), f"explain_checkpoint={ws.root / 'evil.ckpt'}"], 2, r"evil\.ckpt: refused to load",
          _evil),

@@ -1,13 +1,17 @@
 """Bad inputs of the training commands (see tests/bad_inputs/__init__.py): caught before any training."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
 import torch
 
+from bcc.core.layout import BEST, LOCK, METRICS
+from bcc.training.jobs import file_sha256
 from tests.bad_inputs.case import Case, Workspace
 from tests.helpers.checkpoints import tampered_copy
+from tests.helpers.runs import write_runs
 
 TRAIN, EVALUATE = "bcc.cli.train:main", "bcc.cli.evaluate:main"
 
@@ -53,8 +57,48 @@ class _Payload:
 
 
 def evaluate(*extra: str):
-    """An evaluation command over the workspace's (empty) output folder: options are checked before runs."""
-    return lambda ws: ["experiment=smoke", f"paths.output_dir={ws.root / 'out'}", "wandb.enabled=false", *extra]
+    """An evaluation command over the workspace's output folder (empty, or hand-made runs: ``_runs``)."""
+    return lambda ws: ["experiment=smoke", f"paths.output_dir={ws.root / 'out'}", "wandb.enabled=false",
+                       "eval.complexity=false", "eval.linear_probe=false", *extra]
+
+
+def _runs(edit=None):
+    """Five folds of hand-made stage 2 and 3 runs (tests.helpers.runs), each recording what it trained on;
+    `edit(ws, out)` then spoils them."""
+    def prepare(ws: Workspace) -> None:
+        out = write_runs(ws.root / "out", stages=(2, 3), experiment="smoke")
+        for job in out.glob("mobilenet/fold*/stage*"):
+            m = json.loads((job / METRICS).read_text())
+            m["trained_on"] = {"fold": m["fold"], "stage": m["stage"], "image_size": 32, "k": 5, "split_seed": 0,
+                               "dataset_hash": "sha256:aaaa", "start_sha256": None}
+            (job / METRICS).write_text(json.dumps(m))
+        if edit:
+            edit(ws, out)
+    return prepare
+
+
+def _trained_on(fold: int, **changes):
+    def edit(ws: Workspace, out) -> None:
+        path = out / "mobilenet" / f"fold{fold}" / "stage3" / METRICS
+        m = json.loads(path.read_text())
+        m["trained_on"].update(changes)
+        path.write_text(json.dumps(m))
+    return edit
+
+
+def _unfinished(ws: Workspace, out) -> None:
+    """Fold 2's stage 3 has its predictions but no metrics.json, and the lock record of a killed job."""
+    job = out / "mobilenet" / "fold2" / "stage3"
+    (job / METRICS).unlink()
+    (job / LOCK).write_text(json.dumps({"pid": 999999, "host": "h", "started": "2026-01-01T00:00:00"}))
+
+
+def _stale(ws: Workspace, out) -> None:
+    """Fold 1's stage 3 was trained from a stage 2 checkpoint that has been replaced since (another seed)."""
+    prev = out / "mobilenet" / "fold1" / "stage2" / BEST
+    prev.write_bytes(b"the stage 2 trained first")
+    _trained_on(1, start_sha256=file_sha256(prev))(ws, out)
+    prev.write_bytes(b"stage 2 trained again with seed 1")
 
 
 def _out_of_range(key: str, value: str, expected: str, shown: str | None = None) -> Case:
@@ -86,6 +130,18 @@ CASES: list[Case] = [
     _eval_out_of_range("eval.k", "-1", r"a whole number in \[1, 100\], or null"),
     _eval_out_of_range("eval.target_sensitivity", "2", r"a number in \(0, 1\]"),
     _eval_out_of_range("eval.ece_bins", "0", r"a whole number in \[1, 1000\]"),
+    # runs that are not what they say
+    Case("evaluate/runs-on-other-data-and-size", EVALUATE, evaluate(), 2,
+         r"(?s)stage 3: the runs to average were not trained alike —\n  mobilenet: dataset content \(dataset_hash\) "
+         r"differs: mobilenet folds 0, 2, 3, 4: sha256:aaaa \| mobilenet fold 1: sha256:bbbb\n  mobilenet: input size "
+         r"\(image_size\) differs: mobilenet folds 0, 2, 3, 4: 32 \| mobilenet fold 1: 48\n.*eval\.allow_mixed=true",
+         _runs(_trained_on(1, image_size=48, dataset_hash="sha256:bbbb"))),
+    Case("evaluate/predictions-without-metrics", EVALUATE, evaluate(), 2,
+         r"mobilenet fold 2 stage 3: .*fold2/stage3 has no metrics\.json \(unfinished: the job did not end; pid 999999",
+         _runs(_unfinished)),
+    Case("evaluate/stage-3-from-a-replaced-stage-2", EVALUATE, evaluate(), 2,
+         r"mobilenet fold 1 stage 3: stale: .*fold1/stage3 was trained from an earlier stage2 .*has changed since",
+         _runs(_stale)),
     _eval_out_of_range("eval.stage", "7", r"a whole number in \[0, 3\] \(the training stages are 0, 1, 2 and 3\)"),
 
     Case("train/unknown-key-added", TRAIN, smoke("+data.image_sz=64"), 2, r"unknown config key data\.image_sz",
