@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bcc.core.io import csv_safe, write_csv
+from bcc.core.io import OutputSet, csv_safe, write_csv
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule
 from bcc.data.images import UnreadableImage, shrink, to_input
 from bcc.deploy.options import flag, input_and_output, positive, whole
@@ -48,6 +48,7 @@ from bcc.deploy.thresholds import Thresholds, load_thresholds
 from bcc.explanation.batch import input_name, list_inputs, read_input, shown
 
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
+SHRINK_WARNING = 8   # an image this many times larger than the model's input is said to lose its fine detail
 VERDICTS = {1: "BCC", 0: "non-BCC"}
 
 
@@ -55,6 +56,9 @@ def read_lesion(path: Path, size: int, max_megapixels: float) -> tuple[np.ndarra
     """``(network input, RGB for the report (≤ DISPLAY_SIDE), note)``; raises UnreadableImage."""
     rgb, note = read_input(path, max_megapixels)
     x = to_input(rgb, size).numpy()
+    if max(rgb.shape[:2]) >= SHRINK_WARNING * size:
+        note += (f"; {rgb.shape[1]}x{rgb.shape[0]} scored at the model's {size}x{size} px input "
+                 f"({max(rgb.shape[:2]) / size:.0f}x smaller: finer detail is lost)")
     small = shrink(rgb, DISPLAY_SIDE)
     if small is not rgb:
         note += f"; {rgb.shape[1]}x{rgb.shape[0]} reduced to {small.shape[1]}x{small.shape[0]} for the report"
@@ -177,7 +181,6 @@ def worklist(lesions: list[Lesion], th: Thresholds) -> tuple[pd.DataFrame, list[
 
 def write_worklist(out: Path, table: pd.DataFrame, lesions: list[Lesion], info: Mapping[str, Any] | None) -> None:
     """``triage.csv`` (formula-leading text cells neutralised) and, given the report's `info`, ``report.html``."""
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(csv_safe(table), out / "triage.csv", float_format="%.4f")
     if info is not None:
         write_report(out / "report.html", table, lesions, info)
@@ -189,7 +192,8 @@ def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
     (``triage.csv`` holds it with formula-leading text cells neutralised)."""
     opts = {"batch_size": whole(a, "batch_size"), "threads": whole(a, "threads"),
             "max_megapixels": positive(a, "max_megapixels"), "explain": flag(a, "explain"),
-            "report": flag(a, "report"), "progress": flag(a, "progress", nullable=True)}
+            "report": flag(a, "report"), "progress": flag(a, "progress", nullable=True),
+            "overwrite": flag(a, "overwrite")}
     return _run({**a, **opts}, log)
 
 
@@ -197,6 +201,7 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
     t0 = time.perf_counter()
     inp, out = input_and_output(a)
     root, files = list_inputs(inp)
+    outputs = OutputSet(out, "bcc.predict", ["triage.csv", *(["report.html"] if a["report"] else [])], a["overwrite"])
     scorer = make_scorer(a["checkpoint"], a["threads"])
     pats = {c: a["pattern_threshold"] for c in CODES} if a["pattern_threshold"] is not None else {}
     pats.update({c: v for c, v in dict(a["pattern_thresholds"] or {}).items() if v is not None})
@@ -212,9 +217,14 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
     table, lesions = triage(files, root, scorer, th, ex, a["batch_size"], a["max_megapixels"], log,
                             render=a["report"], progress=a["progress"])
     seconds = time.perf_counter() - t0
-    info = {"model": scorer.describe, "input": shown(inp), "thresholds": th.as_dict(), "explanations": explain_note,
+    shrunk = int(table["note"].str.contains("scored at the model's", regex=False).sum())
+    if shrunk:
+        log(f"[bcc.predict] warning: {shrunk} image(s) are {SHRINK_WARNING}x or more larger than the model's "
+            f"{scorer.size} px input (what it was trained at): their fine detail is lost (note in triage.csv)")
+    info = {"model": f"{scorer.describe}, input {scorer.size}x{scorer.size} px", "input": shown(inp), "thresholds": th.as_dict(), "explanations": explain_note,
             "seconds": seconds}
-    write_worklist(out, table, lesions, info if a["report"] else None)
+    with outputs.staging() as staged:
+        write_worklist(staged, table, lesions, info if a["report"] else None)
     ok = table["status"].eq("ok")
     log(f"[bcc.predict] {int(ok.sum())} scored, {int((~ok).sum())} skipped (reasons in triage.csv), "
         f"{int((table['diagnosis_verdict'] == 'BCC').sum())} likely BCC, {int(table['review'].eq(1).sum())} "

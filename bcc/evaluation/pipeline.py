@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from bcc.core.config import Range
-from bcc.core.io import write_csv, write_json
+from bcc.core.io import staged_folder, write_csv, write_json
 from bcc.core.layout import BEST, THRESHOLDS
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.evaluation import calibration as cal
@@ -231,19 +231,28 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
         raise MissingRunsError("no backbone has all its folds at stage "
                                f"{stage}:\n" + "\n".join(x for v in ev.missing.values() for x in v))
     ev.mixed = check_same_training(runs, stage, complete, bool(cfg.eval.allow_mixed))
-    figures = report_dir / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    ev.results = [evaluate_backbone(runs, b, cfg, figures) for b in complete]
+    with staged_folder(report_dir, "bcc.evaluate", "report_dir=") as staged:  # an interrupted run leaves the old one
+        ev.report_dir = staged
+        figures = staged / "figures"
+        figures.mkdir(parents=True, exist_ok=True)
+        ev.results = [evaluate_backbone(runs, b, cfg, figures) for b in complete]
+        ev.table5 = table5(ev.results, cfg)
+        ev.stages = stages_table(runs, experiment, k, out)
+        ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
+        table4(ev, runs, cfg)
+        tables = write_tables(ev)
+        write_report(ev)
+        if cfg.wandb.enabled:
+            log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))
+    ev.report_dir = report_dir
+
+    def moved(p: Path | None) -> Path | None:
+        return None if p is None else report_dir / Path(p).relative_to(staged)
+
     for r in ev.results:
+        r.figures = {k: moved(p) for k, p in r.figures.items()}
         write_model_thresholds(runs, r, stage)
-    ev.table5 = table5(ev.results, cfg)
-    ev.stages = stages_table(runs, experiment, k, out)
-    ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
-    table4(ev, runs, cfg)
-    tables = write_tables(ev)
-    write_report(ev)
-    if cfg.wandb.enabled:
-        log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))
+    ev.table4_figures = [moved(p) for p in ev.table4_figures]
     return ev
 
 

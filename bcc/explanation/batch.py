@@ -104,6 +104,13 @@ def output_name(path: Path, root: Path) -> str:
     return name
 
 
+def output_names(files: Sequence[Path], root: Path, save_raw: bool) -> list[str]:
+    """Every file :func:`explain_files` may write for `files` (checked against ``output=`` before any work)."""
+    stems = [output_name(p, root) for p in files]
+    return ["explanations.csv", *(f"{s}_{o}.png" for s in stems for o in OUTPUTS),
+            *((f"{s}_maps.npy" for s in stems) if save_raw else ())]
+
+
 def not_a_file(path: Path) -> str | None:
     """Why an entry is not a regular file to open (None when it is one)."""
     if path.is_file():
