@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
-from bcc.deploy.int8 import int8_inputs, quantize_int8
-from bcc.deploy.onnx_export import allow_outside_of, check_datasets, export_onnx
+from bcc.deploy.int8 import int8_inputs, quantize_int8, require_check
+from bcc.deploy.onnx_export import allow_outside_of, check_datasets, check_output, export_onnx
 from bcc.deploy.options import choice, existing_folder, flag, fraction, onnx_output, positive, whole
 
 
@@ -28,13 +29,18 @@ def task(cfg: DictConfig) -> None:
     allow = flag(a, "allow_outside", nullable=True)
     a["allow_outside"] = allow_outside_of(a["checkpoint"]) if allow is None else allow
     check_datasets(a, int8)
+    fp32 = a["output"] or Path(a["checkpoint"]).with_suffix(".onnx")
+    check_output(fp32)
+    if int8:
+        require_check(a)
+        check_output(fp32.with_suffix(".int8.onnx"))
     path = export_onnx(a["checkpoint"], a["output"], data_root=a["data_root"], tolerance=a["tolerance"],
                        allow_outside=a["allow_outside"])
     if int8:
         calib, source, check = int8_inputs(a, path)
         if check is None:
-            print("[bcc.export] WARNING: int8 accuracy NOT checked: no dataset and test fold found for this "
-                  "checkpoint (pass check_data=<dataset dir> check_fold=<k>)")
+            print("[bcc.export] WARNING: int8 accuracy NOT checked (force=true): no dataset and test fold found for "
+                  "this checkpoint (pass check_data=<dataset dir> check_fold=<k>)")
         quantize_int8(path, calibration=calib, n_calibration=a["n_calibration"], check=check, force=a["force"],
                       calibration_source=source)
 

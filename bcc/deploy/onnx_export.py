@@ -36,6 +36,7 @@ Writes are atomic (a temporary file renamed into place only after the checks pas
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -47,10 +48,12 @@ from omegaconf.errors import OmegaConfBaseException
 from timm.layers import LayerNorm2d
 from torch import nn
 
+from bcc.core.errors import UsageError
+from bcc.core.io import clear_stale, temp_prefix
 from bcc.core.layout import read_job_config
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.contract import dataset_hash, load_image_table
-from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, set_metadata
+from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, read_metadata, set_metadata
 from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
 from bcc.explanation.gradcam import logits_from_pooled, raw_cams
@@ -94,6 +97,20 @@ def allow_outside_of(checkpoint: str | Path) -> bool:
         return bool(cfg is not None and OmegaConf.select(cfg, "data.allow_outside", default=False))
     except (OmegaConfBaseException, OSError, ValueError):
         return False
+
+
+def check_output(path: Path) -> None:
+    """An existing file at an export's output is replaced only if it is a model ``bcc.export`` wrote (its
+    ``bcc.source_checkpoint`` metadata): never a file of the user's that happens to have that name."""
+    if not os.path.lexists(path):
+        return
+    try:
+        ours = path.is_file() and not path.is_symlink() and "source_checkpoint" in read_metadata(path)
+    except Exception:  # noqa: BLE001 — onnx raises its own types on a file that is no model
+        ours = False
+    if not ours:
+        raise UsageError(f"output={path} exists and is not a model bcc.export wrote; choose another output= "
+                         f"(an export replaces only its own earlier models)")
 
 
 def check_datasets(a: dict, int8: bool) -> None:
@@ -184,7 +201,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
     form, why = closed_form(net)
     dummy = torch.rand(2, 3, size, size)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
+    clear_stale(output.parent, output.name)  # what a killed export left
+    tmp = output.with_name(f"{temp_prefix(output.name)}.onnx")
     hp = dict(read_checkpoint(checkpoint).get("hyper_parameters") or {})
     th = thresholds if thresholds is not None else load_thresholds(checkpoint).as_dict()
     root = Path(data_root) if data_root else dataset_root_of(checkpoint)

@@ -22,7 +22,14 @@ from scipy.special import expit
 from bcc.core.errors import BadInput, UsageError
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import IMAGE_SIZE
-from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, read_metadata
+from bcc.deploy.onnx_model import (
+    INPUT_NAME,
+    MAPS_NAME,
+    OUTPUT_NAME,
+    correlation_words,
+    ort_session,
+    read_metadata,
+)
 from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import CheckpointError, load_network
 from bcc.models.network import MultitaskNet
@@ -116,7 +123,7 @@ class OnnxScorer:
         vs = self.maps.get("int8_vs_fp32")
         if vs:
             self.maps_source += (f"; int8 maps against fp32 on {vs['data']}: mean |Δ| {vs['mean_abs_diff']:.3f}, "
-                                 f"correlation median {vs['median_correlation']:.3f}")
+                                 f"{correlation_words(vs)}")
 
     def _input_size(self, path: str | Path) -> int:
         """The input side S: the graph's fixed (N, 3, S, S) input and the metadata's ``input_size`` must agree

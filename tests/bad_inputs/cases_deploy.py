@@ -6,6 +6,9 @@ file names, links, FIFOs — is tested in tests/test_predict.py and tests/test_e
 """
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import torch
 
@@ -70,6 +73,25 @@ def _onnx(input_size):
         set_metadata(model, {**read_metadata(ws.root / "m.onnx"), "input_size": str(input_size)})
         onnx.save(model, str(ws.root / "m.onnx"))
     return prepare
+
+
+def _earlier_run(command: str, *names: str, listed: bool = True):
+    """output= ``out`` holding `names` (as an earlier run of `command` left them, listed in its manifest, or not)."""
+    def prepare(ws: Workspace) -> None:
+        _ready(ws)
+        out = ws.root / "out"
+        out.mkdir()
+        for n in names:
+            (out / n).write_text("an earlier result")
+        if listed:
+            (out / f".bcc-{command}.json").write_text(json.dumps({"command": f"bcc.{command}", "files": list(names)}))
+    return prepare
+
+
+def _lone_checkpoint(ws: Workspace) -> None:
+    """The checkpoint file alone, outside its job folder (no training config beside it)."""
+    _ready(ws)
+    shutil.copy(ws.checkpoint(), ws.root / "lone.ckpt")
 
 
 def _output_file(ws: Workspace) -> None:
@@ -143,6 +165,20 @@ CASES: list[Case] = [
     *_both("output-inside-the-input-folder", batch(output="lesions/triage"), 2,
            r"output=.*lesions/triage is inside the input folder"),
     *_both("output-is-a-file", batch(output="out.txt"), 2, r"output=.*out\.txt is a file", _output_file),
+    *_both("output-below-a-file", batch(output="out.txt/triage"), 2,
+           r"output=.*out\.txt/triage lies below .*out\.txt, which is a file", _output_file),
+    Case("predict/output-of-an-earlier-run", PREDICT, batch(), 2,
+         r"output=.*out already holds report\.html, triage\.csv from an earlier run of bcc\.predict; .*overwrite=true",
+         _earlier_run("predict", "triage.csv", "report.html")),
+    Case("predict/output-holding-the-users-triage-csv", PREDICT, batch("overwrite=true"), 2,
+         r"output=.*out already holds triage\.csv, which bcc\.predict did not write",
+         _earlier_run("predict", "triage.csv", listed=False)),
+    Case("explain/output-of-an-earlier-run", EXPLAIN, batch(), 2,
+         r"output=.*out already holds explanations\.csv from an earlier run of bcc\.explain",
+         _earlier_run("explain", "explanations.csv", "old_bcc.png")),
+    Case("explain/output-holding-an-overlay-name", EXPLAIN, batch(), 2,
+         r"output=.*out already holds syn_00000\.png_bcc\.png, which bcc\.explain did not write",
+         _earlier_run("explain", "syn_00000.png_bcc.png", listed=False)),
     Case("explain/empty-folder", EXPLAIN, batch(input="empty"), 2, r"input=.*empty: no files in it", _empty),
     # options
     *_both("typo-option", batch("treshold=0.3"), 2, r"treshold"),
@@ -185,6 +221,13 @@ CASES: list[Case] = [
          r"max_accuracy_drop=5: expected a number in \[0, 1\]", _ready),
     Case("export/check-fold-negative", EXPORT, export("check_fold=-1"), 2, r"check_fold=-1: expected a whole number ≥ 0",
          _ready),
+    Case("export/output-an-unrelated-file", EXPORT, lambda ws: [f"checkpoint={ws.checkpoint()}",
+                                                                 f"output={ws.root / 'notes.onnx'}"], 2,
+         r"output=.*notes\.onnx exists and is not a model bcc\.export wrote",
+         lambda ws: (_ready(ws), (ws.root / "notes.onnx").write_text("the user's notes"))),
+    Case("export/int8-unchecked-without-force", EXPORT, export("quantize=int8", checkpoint="lone.ckpt"), 2,
+         r"quantize=int8: no dataset and test fold to check .*lone\.ckpt.*check_data=<dataset dir> check_fold=<k>, "
+         r"or force=true", _lone_checkpoint),
     Case("export/calibration-folder-missing", EXPORT, export("quantize=int8", "calibration=/nonexistent/data"), 2,
          r"calibration=/nonexistent/data: no such folder", _ready),
 ]

@@ -142,6 +142,10 @@ CASES: list[Case] = [
     Case("evaluate/stage-3-from-a-replaced-stage-2", EVALUATE, evaluate(), 2,
          r"mobilenet fold 1 stage 3: stale: .*fold1/stage3 was trained from an earlier stage2 .*has changed since",
          _runs(_stale)),
+    Case("evaluate/report-dir-holding-the-users-files", EVALUATE,
+         lambda ws: [*evaluate()(ws), f"report_dir={ws.root / 'mine'}"], 2,
+         r"report_dir= .*mine exists and holds files bcc\.evaluate did not write",
+         _runs(lambda ws, out: ((ws.root / "mine").mkdir(), (ws.root / "mine" / "thesis.md").write_text("mine")))),
     _eval_out_of_range("eval.stage", "7", r"a whole number in \[0, 3\] \(the training stages are 0, 1, 2 and 3\)"),
 
     Case("train/unknown-key-added", TRAIN, smoke("+data.image_sz=64"), 2, r"unknown config key data\.image_sz",
