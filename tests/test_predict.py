@@ -343,27 +343,34 @@ def test_output_folder_may_hold_the_input_folder(ckpt, lesions, tmp_path):
     shutil.copytree(lesions / "sub", work / "photos")
     args = ["explain=false", "progress=false", "threads=1", f"checkpoint={ckpt}"]
     assert main([*args, f"input={work / 'photos'}", f"output={work}"]) == 0
-    assert sorted(p.name for p in work.iterdir()) == ["photos", "report.html", "triage.csv"]
+    assert sorted(p.name for p in work.iterdir()) == [".bcc-predict.json", "photos", "report.html", "triage.csv"]
     assert [p.name for p in (work / "photos").iterdir()] == ["good_3.png"]
     assert main([*args, f"input={work / 'photos' / 'good_3.png'}", f"output={work / 'photos'}"]) == 0
     assert pd.read_csv(work / "photos" / "triage.csv").image.tolist() == ["good_3.png"]
 
 
 def test_outputs_are_replaced_atomically(ckpt, lesions, tmp_path, monkeypatch, capsys):
-    """A run that fails while writing the report leaves the previous report whole and no temporary file."""
+    """A second run into the same output= replaces the first's outputs only with overwrite=true; one that fails
+    while writing the report leaves the previous triage.csv and report whole and no temporary file; a
+    temporary left by a killed run (its process gone) is cleared by the next run."""
     args = [f"checkpoint={ckpt}", f"input={lesions / 'sub'}", f"output={tmp_path}", "explain=false",
             "progress=false", "threads=1"]
     assert main(args) == 0
-    before = (tmp_path / "report.html").read_bytes()
+    before = {n: (tmp_path / n).read_bytes() for n in ("report.html", "triage.csv")}
+    assert main(args) == 2 and "from an earlier run of bcc.predict" in capsys.readouterr().err
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr("bcc.deploy.report_html.render_html", broken)
-    assert main(args) == 1  # a failure while running
+    (tmp_path / ".bcc-predict.tmp-999999999-killed").mkdir()  # no such pid: a SIGKILLed run's staging
+    assert main([*args, "overwrite=true"]) == 1  # a failure while running
     assert "disk full" in capsys.readouterr().err
-    assert (tmp_path / "report.html").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "triage.csv"]
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-predict.json", "report.html", "triage.csv"]
+    monkeypatch.undo()
+    assert main([*args, "overwrite=true", "report=false"]) == 0  # the earlier report.html goes with its run
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-predict.json", "triage.csv"]
 
 
 # ---- the report in a real browser ----------------------------------------------------------------------

@@ -152,8 +152,9 @@ class OutputSet:
     @contextmanager
     def staging(self) -> Iterator[Path]:
         self.folder.mkdir(parents=True, exist_ok=True)
-        clear_stale(self.folder, self.manifest.name)
-        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(self.manifest.name), dir=self.folder))
+        name = self.manifest.stem.lstrip(".")  # staging: .bcc-<command>.tmp-<pid>-…, hidden from input listings
+        clear_stale(self.folder, name)
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(name), dir=self.folder))
         try:
             yield tmp
             written = sorted(p.name for p in tmp.iterdir())
