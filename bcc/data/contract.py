@@ -222,7 +222,7 @@ class DecodeStamp:
 
     def __init__(self, root: Path):
         self.path = root / ".cache" / "decoded.json"
-        self.reader = f"read_rgb/read_mask, Pillow {PIL.__version__}"  # another decoder may judge anew
+        self.reader = f"read_rgb/read_mask, one frame, Pillow {PIL.__version__}"  # another decoder may judge anew
         try:
             stored = json.loads(self.path.read_text())
             self.known = stored["files"] if stored.get("reader") == self.reader else {}
@@ -276,7 +276,7 @@ def _decoded_size(kind: str, path: Path, where: str) -> tuple[int, int]:
         raise DatasetError(f"{where}: file {path} is empty (0 bytes); replace it or drop its row")
     try:
         if kind == "image":
-            rgb, _ = read_rgb(path)
+            rgb, _ = read_rgb(path, frames_ok=False)
             return rgb.shape[1], rgb.shape[0]
         mask = read_mask(path)
         return mask.shape[1], mask.shape[0]

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bcc.core.cli import run_command, tool_parser
+from bcc.core.io import clear_stale, temp_prefix
 from bcc.core.patterns import CODES
 from bcc.data.contract import LINK_MODES, DatasetError, check_unique, place_file, read_csv
 
@@ -62,6 +63,10 @@ def _find_image(files: dict[str, list[Path]], images_dir: Path, name: str, line:
     if len(found) > 1:
         raise DatasetError(f"{path}: line {line}: {name!r} has {len(found)} image files in {images_dir} "
                            f"({', '.join(p.name for p in found)}); keep one")
+    if found[0].is_symlink() or not found[0].is_file():
+        what = "a symbolic link" if found[0].is_symlink() else "not a regular file (a folder?)"
+        raise DatasetError(f"{path}: line {line}: {found[0]} is {what}; the conversion places the image files "
+                           f"themselves into the dataset: put the file there instead")
     return found[0]
 
 
@@ -90,7 +95,8 @@ def convert(ground_truth: Path, images_dir: Path, out: Path, metadata: Path | No
         table.insert(3, "group", np.where(lesion == "", table["image_id"], lesion))  # no lesion id: its own group
     annotations = pd.DataFrame({"image_id": table["image_id"], "rater": RATER, **{c: "" for c in CODES}})
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    clear_stale(out.parent, out.name)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     try:
         for src in sources:
             place_file(src, tmp / "images" / src.name, how)

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from bcc.core.cli import run_command, tool_parser
+from bcc.core.io import clear_stale, temp_prefix
 from bcc.data.contract import LINK_MODES, DatasetError, load_dataset, place_file
 
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -52,7 +53,8 @@ def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, 
     # every source valid before anything is written, and the sources left untouched (no decode stamp)
     sources = [load_dataset(root, allow_outside=allow_outside, write_stamp=False) for root in roots]
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    clear_stale(out.parent, out.name)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     try:
         images, annotations = [], []
         for ds, name in zip(sources, names):

@@ -94,6 +94,13 @@ def truncated_jpeg(ws: Workspace) -> None:
     cell("images.csv", 3, "image", "images/syn_00001.jpg")(ws)
 
 
+def animated_gif(ws: Workspace) -> None:
+    """images/syn_00001.gif: a two-frame animation of the image."""
+    with Image.open(ws.dataset() / "images/syn_00001.png") as im:
+        frames = [im.convert("RGB"), im.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    frames[0].save(ws.root / "ds/images/syn_00001.gif", save_all=True, append_images=frames[1:], duration=100)
+
+
 def outside_image(ws: Workspace) -> Path:
     """A valid image outside the dataset: what a path leaving it would have bcc read."""
     out = ws.root / "elsewhere" / "secret.png"
@@ -288,6 +295,9 @@ CASES: list[Case] = [
     Case("consensus/image-not-an-image", CONSENSUS, dataset(), 2,
          FILE_LINE_FIX + r"cannot read image .*syn_00001\.png \(not an image",
          file("images/syn_00001.png", lambda p: b"id,name\n1,x\n")),
+    Case("consensus/image-animated-gif", CONSENSUS, dataset(), 2,
+         FILE_LINE_FIX + r"cannot read image .*syn_00001\.gif \(an animated or multi-frame image \(2 frames\)",
+         steps(animated_gif, cell(IMG, 3, "image", "images/syn_00001.gif"))),
     # paths leaving the dataset
     Case("consensus/image-path-dotdot", CONSENSUS, dataset(), 2,
          FILE_LINE_FIX + r"image path '\.\./elsewhere/secret\.png' climbs out of the dataset with '\.\.' "
@@ -341,6 +351,14 @@ CASES: list[Case] = [
     Case("isic/image-missing", ISIC, isic_args(), 2,
          r"GroundTruth\.csv: line 5: no image file for 'ISIC_0000003' in .*Input \(tried \.jpg/\.jpeg/\.png, any case\)",
          steps(isic, lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").unlink())),
+    Case("isic/image-a-symlink", ISIC, isic_args(), 2,
+         r"GroundTruth\.csv: line 5: .*ISIC_0000003\.jpg is a symbolic link; .*put the file there instead",
+         steps(isic, outside_image, lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").unlink(),
+               lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").symlink_to(ws.root / "elsewhere/secret.png"))),
+    Case("isic/folder-named-like-an-image", ISIC, isic_args(), 2,
+         r"GroundTruth\.csv: line 5: .*ISIC_0000003\.jpg is not a regular file \(a folder\?\)",
+         steps(isic, lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").unlink(),
+               lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").mkdir())),
     # merging datasets
     Case("merge/out-exists", MERGE, merge_args(), 2, r"out exists: choose a new --out \(merging never overwrites",
          steps(two_datasets, existing_out)),
