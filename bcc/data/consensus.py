@@ -26,7 +26,7 @@ from bcc.core.cli import ranged, run_command, tool_parser
 from bcc.core.config import Range
 from bcc.core.io import atomic_path, files_digest, write_csv
 from bcc.core.patterns import CODES, clinical_rule
-from bcc.data.contract import Dataset, load_dataset
+from bcc.data.contract import Dataset, DatasetWarning, describe_duplicates, load_dataset
 
 EPS = 1e-6
 #: A rater needs this many rated images of a code for its sensitivity/specificity (and its place in that
@@ -226,6 +226,9 @@ def ensure_labels(root: Path, tol: float = 1e-6, max_iter: int = 200, verbose: b
         tmp.write_text(json.dumps({"digest": digest}))
     if verbose:
         print(report(ratings, raters, result, labels, quality))
+    if dataset.duplicates:
+        note = describe_duplicates(root, dataset.duplicates)
+        print(f"warning: {note}", file=sys.stderr) if verbose else warnings.warn(note, DatasetWarning, stacklevel=2)
     for note in undefined_notes(ratings, quality):
         if verbose:
             print(f"warning: {note}", file=sys.stderr)

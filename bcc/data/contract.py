@@ -66,6 +66,10 @@ class DatasetError(BadInput):
     """A dataset file breaks the contract; the message says where and how to fix it."""
 
 
+class DatasetWarning(UserWarning):
+    """Something about a dataset that is allowed but worth knowing (the same picture under two ids)."""
+
+
 def _lines(mask: pd.Series, limit: int = 5) -> str:
     """The CSV lines of the rows where `mask` holds (a contract table is indexed by line)."""
     lines = mask.index[mask.to_numpy()]
@@ -242,7 +246,7 @@ class DecodeStamp:
         except OSError:
             return None  # missing: size() says so
         entry = self.known.get(f"{kind}:{rel}")
-        if not isinstance(entry, list) or len(entry) != 7 or entry[:5] != key:
+        if not isinstance(entry, list) or len(entry) != 8 or entry[:5] != key:
             return None
         self.seen[f"{kind}:{rel}"] = entry
         return entry[5], entry[6]
@@ -258,8 +262,13 @@ class DecodeStamp:
             raise DatasetError(f"{where}: file {path} {problem}; fix the path or add the file")
         key = self._key(path)
         w, h = _decoded_size(kind, path, where)
-        self.seen[f"{kind}:{rel}"] = key + [w, h]
+        self.seen[f"{kind}:{rel}"] = key + [w, h, _sha256(path)]
         return w, h
+
+    def digest(self, rel: str, path: Path) -> str:
+        """SHA-256 of image `rel`'s bytes: stored when it was decoded, else read now."""
+        entry = self.seen.get(f"image:{rel}")
+        return entry[7] if entry is not None else _sha256(path)
 
     def save(self) -> None:
         if self.seen == self.known:
@@ -268,6 +277,10 @@ class DecodeStamp:
             write_text(json.dumps({"reader": self.reader, "files": self.seen}, sort_keys=True), self.path)
         except OSError:
             pass  # a read-only dataset: decoded again next time
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _decoded_size(kind: str, path: Path, where: str) -> tuple[int, int]:
@@ -296,6 +309,7 @@ class Dataset:
     images: pd.DataFrame
     annotations: pd.DataFrame
     masks: dict[str, dict[str, Path]] = field(default_factory=dict)
+    duplicates: list[list[str]] = field(default_factory=list)  # image_ids showing the same picture (same bytes)
 
     def image_path(self, image_id: str) -> Path:
         return self.root / self.images.set_index("image_id").at[image_id, "image"]
@@ -453,13 +467,36 @@ def load_dataset(root: Path, check_files: bool = True, allow_outside: bool = Fal
     images = _image_table(root, allow_outside)
     annotations = load_annotations(root, images["image_id"])
     _check_labelled(root, images, annotations)
-    masks = {}
+    masks, duplicates = {}, []
     if check_files:
         stamp = DecodeStamp(root)
         masks = find_masks(root, images, _image_sizes(root, images, stamp), stamp, allow_outside)
+        duplicates = duplicate_images(root, images, stamp)
         if write_stamp:
             stamp.save()
-    return Dataset(root=root, images=images, annotations=annotations, masks=masks)
+    return Dataset(root=root, images=images, annotations=annotations, masks=masks, duplicates=duplicates)
+
+
+def duplicate_images(root: Path, images: pd.DataFrame, stamp: DecodeStamp | None = None) -> list[list[str]]:
+    """The image_ids that show the same picture, as lists (two rows naming one file, or byte-identical files
+    under two ids): one picture must never be in a training fold and a test fold at once, so ``bcc.folds``
+    keeps each list in one fold. Hashes come from the decode stamp where it has them."""
+    stamp = stamp or DecodeStamp(Path(root))
+    by_digest: dict[str, list[str]] = {}
+    for image_id, rel in zip(images["image_id"], images["image"]):
+        path = Path(root) / rel
+        if path.is_file():
+            by_digest.setdefault(stamp.digest(rel, path), []).append(image_id)
+    return [ids for ids in by_digest.values() if len(ids) > 1]
+
+
+def describe_duplicates(root: Path, duplicates: list[list[str]], limit: int = 3) -> str:
+    """One line about the duplicates: how many pictures, a few examples, what is done about them."""
+    shown = "; ".join(", ".join(ids) for ids in duplicates[:limit])
+    more = f" (+{len(duplicates) - limit} more)" if len(duplicates) > limit else ""
+    return (f"{Path(root) / 'images.csv'}: {len(duplicates)} picture(s) appear under more than one image_id (the same "
+            f"file, or the same bytes): {shown}{more}; each set is kept in one fold by bcc.folds (drop the copies "
+            f"unless they are meant)")
 
 
 DATA_FILES = ("images.csv", "annotations.csv", "labels.csv", "splits.csv")

@@ -387,6 +387,17 @@ CASES: list[Case] = [
          r"argument --size: '100000': expected a whole number in \[32, 4096\]"),
     Case("synthetic/n-zero", SYNTHETIC, lambda ws: ["--out", str(ws.root / "new"), "--n", "0"], 2,
          r"argument --n: '0': expected a whole number in \[1, 1e\+06\]"),
+    # said, not refused: the same picture under two ids (kept in one fold: tests/test_folds.py)
+    Case("consensus/two-ids-one-file", CONSENSUS, dataset(), 0,
+         r"warning: .*images\.csv: 1 picture\(s\) appear under more than one image_id \(the same file, or the same "
+         r"bytes\): syn_00001, syn_00002; each set is kept in one fold by bcc\.folds",
+         cell(IMG, 4, "image", "images/syn_00001.png"), writes_nothing=False),
+    Case("folds/same-bytes-under-two-ids", FOLDS, dataset(), 0,
+         r"warning: .*1 picture\(s\) appear under more than one image_id .*: syn_00001, syn_00002",
+         file("images/syn_00002.png", lambda p: (p.parent / "syn_00001.png").read_bytes()), writes_nothing=False),
+    Case("merge/the-same-images-twice", MERGE, merge_args(), 0,
+         r"warning: .*out/images\.csv: 100 picture\(s\) appear under more than one image_id .*: ds_syn_00000, "
+         r"ds2_syn_00000", two_datasets, writes_nothing=False),
     # said, not refused: statistics that cannot be estimated (exit 0, a warning, labels written)
     Case("consensus/rater-with-one-rating", CONSENSUS, dataset(), 0,
          r"warning: rater 'lone': sensitivity/specificity undefined for every code \(1 rated image, fewer than 2\); "
