@@ -123,7 +123,7 @@ def _check_origin(path: Path, ckpt: dict, record: dict, what: str) -> None:
         except OmegaConfBaseException:
             origin = {}
     diffs = [f"{k} {origin[k]} (this job: {record[k]})" for k in ORIGIN_KEYS
-             if origin.get(k) is not None and str(origin[k]) != str(record[k])]
+             if origin.get(k) is not None and record.get(k) is not None and str(origin[k]) != str(record[k])]
     if diffs:
         raise UsageError(f"{what}: {path} was trained with {', '.join(diffs)}; a job resumes only from its own "
                          f"checkpoint (ckpt_path=last), else drop ckpt_path to train it afresh")
@@ -152,13 +152,15 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
         read_checkpoint(start)  # a predecessor carrying pickled code is refused before anything is written
     if stage == 1 and start is None and cfg.backbone.weights:
         safe_load(cfg.backbone.weights, what="backbone.weights")  # likewise for the ImageNet weights file
+    record = jobs.trained_on(cfg.backbone.name, fold, stage, start, image_size=int(cfg.data.image_size),
+                             k=int(cfg.data.k), split_seed=int(cfg.data.split_seed))
+    resume = _resume_path(cfg.ckpt_path, job, required_resume, record)  # before the dataset is touched
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm: BCCDataModule = instantiate(cfg.data)
     dm.prepare_data()
-    record = jobs.trained_on(cfg.backbone.name, fold, stage, start, image_size=int(cfg.data.image_size),
-                             dataset=str(dm.root.resolve()), dataset_hash=dataset_hash(dm.root, dm.allow_outside),
-                             k=int(cfg.data.k), split_seed=int(cfg.data.split_seed))
-    resume = _resume_path(cfg.ckpt_path, job, required_resume, record)
+    record.update(dataset=str(dm.root.resolve()), dataset_hash=dataset_hash(dm.root, dm.allow_outside))
+    if resume is not None:
+        _check_origin(Path(resume), read_checkpoint(resume), record, f"ckpt_path={cfg.ckpt_path}")
     dm.setup("fit")
     first = ddp.rank() == 0
     with jobs.locked(job) if first else nullcontext({}) as stale:

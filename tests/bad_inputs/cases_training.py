@@ -29,6 +29,11 @@ def _dataset(ws: Workspace) -> None:
     ws.dataset("data/synthetic-smoke")
 
 
+def _dataset_and_checkpoint(ws: Workspace) -> None:
+    _dataset(ws)
+    ws.checkpoint()
+
+
 def _finished_stage0(ws: Workspace, tamper: bool = False) -> None:
     """The smoke dataset and a finished stage 0 of fold 0 in the output folder (its best.ckpt tampered)."""
     _dataset(ws)
@@ -161,6 +166,15 @@ CASES: list[Case] = [
          r"ckpt_path=/nonexistent/last\.ckpt: .*does not exist", _dataset),
     Case("train/resume-without-last", TRAIN, smoke("stage=0", "ckpt_path=last"), 2,
          r"ckpt_path=last: .*last\.ckpt does not exist", _dataset),
+    Case("train/resume-from-another-folds-checkpoint", TRAIN,
+         lambda ws: smoke("stage=0", "fold=1", f"ckpt_path={ws.checkpoint().parent / 'last.ckpt'}")(ws), 2,
+         r"ckpt_path=.*run/last\.ckpt: .*last\.ckpt was trained with fold 0 \(this job: 1\); a job resumes only from "
+         r"its own checkpoint", _dataset_and_checkpoint),
+    Case("train/resume-at-another-input-size", TRAIN,
+         lambda ws: smoke("stage=0", "fold=0", "data.image_size=48", f"ckpt_path={ws.checkpoint()}")(ws), 2,
+         r"was trained with image_size 32 \(this job: 48\)", _dataset_and_checkpoint),
+    Case("train/backbone-timm-name-from-the-hub", TRAIN, smoke("backbone.timm_name=hf-hub:someone/model"), 2,
+         r"backbone\.timm_name='hf-hub:someone/model': not an architecture timm defines", _dataset),
     Case("train/missing-predecessor", TRAIN, smoke("stage=3", "fold=2"), 2,
          r"stage 3 of fold 2 starts from .*stage2/best\.ckpt, which does not exist.*stage=2 fold=2", _dataset),
     Case("train/stage-handover-pickled-code", TRAIN, smoke("stage=1", "fold=0"), 2,
