@@ -402,3 +402,18 @@ def test_report_renders_in_headless_browser(predicted, tmp_path):
     assert px.shape[:2] == (2000, 1200)
     assert len(np.unique(px.reshape(-1, 3), axis=0)) > 200, "screenshot is blank"
     assert px[:80].mean() < 100, "the dark header band is drawn at the top"
+
+
+def test_images_far_larger_than_the_model_input_are_said(ckpt, data_dir, tmp_path, capsys):
+    """A 1024 px photograph on the 32 px smoke model is scored, with a note and a warning that its fine detail
+    is lost, and report.html states the model's input size."""
+    src = min((data_dir / "synthetic-smoke" / "images").glob("*.png"))
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.open(src).convert("RGB").resize((1024, 1024)).save(d / "photo.jpg", "JPEG")
+    out = tmp_path / "out"
+    assert main([f"checkpoint={ckpt}", f"input={d}", f"output={out}", "progress=false", "threads=1"]) == 0
+    assert "1 image(s) are 8x or more larger than the model's 32 px input" in capsys.readouterr().out
+    note = pd.read_csv(out / "triage.csv")["note"][0]
+    assert "1024x1024 scored at the model's 32x32 px input (32x smaller" in note
+    assert "input 32x32 px" in (out / "report.html").read_text()
