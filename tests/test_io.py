@@ -34,9 +34,9 @@ def test_staged_folder_never_replaces_a_folder_it_did_not_write(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.md").write_text("precious")
-    with pytest.raises(UsageError, match=r"holds files bcc\.evaluate did not write"):
-        with staged_folder(mine, "bcc.evaluate", "report_dir="):
-            pass
+    with pytest.raises(UsageError, match=r"holds files bcc\.evaluate did not write"), \
+            staged_folder(mine, "bcc.evaluate", "report_dir="):
+        pass
     assert (mine / "thesis.md").read_text() == "precious"
 
 

@@ -143,13 +143,16 @@ class Range:
     why: str = ""
 
     def describe(self) -> str:
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
         what = "a whole number" if self.kind is int else "a number"
         if self.low > -math.inf and self.high < math.inf:
-            what += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            what += f" in {'(' if self.low_open else '['}{num(self.low)}, {num(self.high)}{')' if self.high_open else ']'}"
         elif self.low > -math.inf:
-            what += f" {'>' if self.low_open else '≥'} {self.low:g}"
+            what += f" {'>' if self.low_open else '≥'} {num(self.low)}"
         elif self.high < math.inf:
-            what += f" {'<' if self.high_open else '≤'} {self.high:g}"
+            what += f" {'<' if self.high_open else '≤'} {num(self.high)}"
         extra = [*(repr(w).strip("'") for w in self.words), *(["null"] if self.nullable else [])]
         return what + (f", or {' or '.join(extra)}" if extra else "") + (f" ({self.why})" if self.why else "")
 

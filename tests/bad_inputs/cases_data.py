@@ -375,7 +375,7 @@ CASES: list[Case] = [
          steps(two_datasets, outside_image, cell(IMG, 3, "image", "../elsewhere/secret.png"))),
     # numeric options of the dataset tools (argparse names the option, exit 2)
     Case("consensus/max-iter-zero", CONSENSUS, dataset("--max-iter", "0"), 2,
-         r"argument --max-iter: '0': expected a whole number in \[1, 1e\+06\]"),
+         r"argument --max-iter: '0': expected a whole number in \[1, 1000000\]"),
     Case("folds/k-one", FOLDS, dataset("--k", "1"), 2, r"argument --k: '1': expected a whole number in \[2, 100\]"),
     Case("synthetic/out-holding-the-users-files", SYNTHETIC, lambda ws: ["--out", str(ws.root / "out")], 2,
          r"--out .*out exists and holds files bcc\.data\.synthetic did not write", existing_out),
@@ -386,7 +386,7 @@ CASES: list[Case] = [
     Case("synthetic/size-too-large", SYNTHETIC, lambda ws: ["--out", str(ws.root / "new"), "--size", "100000"], 2,
          r"argument --size: '100000': expected a whole number in \[32, 4096\]"),
     Case("synthetic/n-zero", SYNTHETIC, lambda ws: ["--out", str(ws.root / "new"), "--n", "0"], 2,
-         r"argument --n: '0': expected a whole number in \[1, 1e\+06\]"),
+         r"argument --n: '0': expected a whole number in \[1, 1000000\]"),
     # said, not refused: the same picture under two ids (kept in one fold: tests/test_folds.py)
     Case("consensus/two-ids-one-file", CONSENSUS, dataset(), 0,
          r"warning: .*images\.csv: 1 picture\(s\) appear under more than one image_id \(the same file, or the same "
