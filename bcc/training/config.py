@@ -52,6 +52,18 @@ RANGES = {
     "data.num_workers": Range(int, 0, 256),
     "model.net.dropout": Range(float, 0, 1, high_open=True),
     "model.bn_recalibration_batches": Range(int, 0, 100_000),
+    "stage.loss_weights.diagnosis": Range(float, 0, 1000),
+    "stage.loss_weights.negative": Range(float, 0, 1000),
+    "stage.loss_weights.patterns": Range(float, 0, 1000),
+    "data.augment.rotate": Range(float, 0, 180, why="degrees"),
+    **{f"data.augment.{p}": Range(float, 0, 1, why="a probability") for p in
+       ("rotate_p", "perspective_p", "blur_p", "hflip", "vflip", "jitter_p")},
+    "data.augment.jitter": Range(float, 0, 1),
+    "data.augment.hue": Range(float, 0, 0.5),
+    "trainer.check_val_every_n_epoch": Range(int, 1, 100_000),
+    "trainer.log_every_n_steps": Range(int, 1, 1_000_000),
+    "trainer.gradient_clip_val": Range(float, 0, 1e6, low_open=True, nullable=True),
+    "external.stage": Range(int, 0, 3),
     "external.batch_size": Range(int, 1, 65536),
 }
 #: what the protocol itself passes to each instantiated node (never set in the yaml)
