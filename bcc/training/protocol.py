@@ -108,7 +108,9 @@ def _resume_path(ckpt_path, job: Path, required: bool, record: dict) -> str | No
 ORIGIN_KEYS = ("fold", "stage", "backbone", "image_size", "dataset_hash")
 
 
-def _check_origin(path: Path, ckpt: dict, record: dict, what: str) -> None:
+def _check_origin(path: Path, ckpt: dict, record: dict, what: str, keys: Sequence[str] = ORIGIN_KEYS,
+                  fix: str = "a job resumes only from its own checkpoint (ckpt_path=last), else drop ckpt_path to "
+                             "train it afresh") -> None:
     """A resumed checkpoint must come from this very job: same fold, stage, backbone, input size and data.
     Its own record (``hyper_parameters.trained_on``) says; a checkpoint from before it was kept is judged by
     the config saved beside it. Resuming fold 1 from fold 0's checkpoint would train on fold 1's test images."""
@@ -122,11 +124,10 @@ def _check_origin(path: Path, ckpt: dict, record: dict, what: str) -> None:
                 "image_size": OmegaConf.select(saved, "data.image_size")}
         except OmegaConfBaseException:
             origin = {}
-    diffs = [f"{k} {origin[k]} (this job: {record[k]})" for k in ORIGIN_KEYS
+    diffs = [f"{k} {origin[k]} (this job: {record[k]})" for k in keys
              if origin.get(k) is not None and record.get(k) is not None and str(origin[k]) != str(record[k])]
     if diffs:
-        raise UsageError(f"{what}: {path} was trained with {', '.join(diffs)}; a job resumes only from its own "
-                         f"checkpoint (ckpt_path=last), else drop ckpt_path to train it afresh")
+        raise UsageError(f"{what}: {path} was trained with {', '.join(diffs)}; {fix}")
 
 
 def _save_config(cfg: DictConfig, job: Path, overrides: Sequence[str]) -> None:
@@ -161,6 +162,11 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
     record.update(dataset=str(dm.root.resolve()), dataset_hash=dataset_hash(dm.root, dm.allow_outside))
     if resume is not None:
         _check_origin(Path(resume), read_checkpoint(resume), record, f"ckpt_path={cfg.ckpt_path}")
+    if start is not None:  # a stage continues its predecessor on the same fold and data, never another's
+        _check_origin(start, read_checkpoint(start), record, f"stage {stage} of fold {fold} starts from stage "
+                      f"{stage - 1}", ("fold", "backbone", "dataset_hash"),
+                      f"train stage {stage - 1} on this data first: `python -m bcc.train stage={stage - 1} "
+                      f"fold={fold} {hint(overrides)}`")
     dm.setup("fit")
     first = ddp.rank() == 0
     with jobs.locked(job) if first else nullcontext({}) as stale:

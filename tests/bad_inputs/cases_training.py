@@ -43,6 +43,17 @@ def _finished_stage0(ws: Workspace, tamper: bool = False) -> None:
         tampered_copy(job / "best.ckpt", job / "best.ckpt", ws.root / "code-ran")
 
 
+def _rerated(ws: Workspace) -> None:
+    """A rater of the dataset copy changes 40 ratings (the data is no longer what the checkpoints saw)."""
+    path = ws.root / "data" / "synthetic-smoke" / "annotations.csv"
+    lines = path.read_text().splitlines()
+    for i in range(1, 41):
+        fields = lines[i].split(",")
+        fields[2] = {"1": "0", "0": "1"}.get(fields[2], "1")
+        lines[i] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _tampered_file(ws: Workspace) -> None:
     _dataset(ws)
     tampered_copy(ws.checkpoint(), ws.root / "evil.ckpt", ws.root / "code-ran")
@@ -177,6 +188,10 @@ CASES: list[Case] = [
          r"backbone\.timm_name='hf-hub:someone/model': not an architecture timm defines", _dataset),
     Case("train/missing-predecessor", TRAIN, smoke("stage=3", "fold=2"), 2,
          r"stage 3 of fold 2 starts from .*stage2/best\.ckpt, which does not exist.*stage=2 fold=2", _dataset),
+    Case("train/predecessor-trained-on-other-data", TRAIN, smoke("stage=1", "fold=0"), 2,
+         r"stage 1 of fold 0 starts from stage 0: .*stage0/best\.ckpt was trained with dataset_hash sha256:\w+ \(this "
+         r"job: sha256:\w+\); train stage 0 on this data first: `python -m bcc\.train stage=0 fold=0",
+         lambda ws: (_finished_stage0(ws), _rerated(ws)), writes_nothing=False),  # labels.csv is derived anew
     Case("train/stage-handover-pickled-code", TRAIN, smoke("stage=1", "fold=0"), 2,
          r"stage0/best\.ckpt: refused to load .*pickled objects", lambda ws: _finished_stage0(ws, tamper=True)),
     Case("train/resume-file-pickled-code", TRAIN, lambda ws: smoke("stage=0", f"ckpt_path={ws.root / 'evil.ckpt'}")(ws),
