@@ -63,7 +63,6 @@ class Run:
         """What the job trained on: its record (``metrics.json`` ``trained_on``), else what its config says."""
         rec = dict(self.metrics.get("trained_on") or {})
         rec.setdefault("image_size", self.metrics.get("image_size") or self.config.get("data", {}).get("image_size"))
-        rec.setdefault("dataset", self.config.get("data", {}).get("root"))
         return rec
 
     @property
