@@ -83,7 +83,7 @@ def test_twins_are_optional(tmp_path, ds):
 
 def test_files_and_columns(ds):
     assert {p.name for p in ds.iterdir()} == {"images.csv", "annotations.csv", "truth.csv", "raters.csv",
-                                             "images", "masks", "twins"}
+                                             "images", "masks", "twins", ".bcc-owner.json"}
     cols, images = _rows(ds / "images.csv")
     assert cols == ["image_id", "image", "source"]
     assert len(images) == N and len({r["image_id"] for r in images}) == N

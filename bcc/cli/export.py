@@ -30,7 +30,8 @@ def task(cfg: DictConfig) -> None:
     a["allow_outside"] = allow_outside_of(a["checkpoint"]) if allow is None else allow
     check_datasets(a, int8)
     fp32 = a["output"] or Path(a["checkpoint"]).with_suffix(".onnx")
-    check_output(fp32)
+    if fp32 != Path(a["checkpoint"]):  # an .onnx given as the checkpoint is refused as such by export_onnx
+        check_output(fp32)
     if int8:
         require_check(a)
         check_output(fp32.with_suffix(".int8.onnx"))
