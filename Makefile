@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo train eval localization test test-fast bench lint clean
+.PHONY: install demo train eval localization real test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -35,6 +35,17 @@ eval: install
 localization: install
 	$(BIN)/python -m bcc.train experiment=localization $(ARGS)
 	$(BIN)/python -m bcc.evaluate experiment=localization eval.k=1
+
+# The real-data run (docs/real-data.md): HAM10000, Derm7pt and PH2 in their official layouts under DATA,
+# merged once into data/real (python -m bcc.data.public), then consensus, folds, the protocol on every fold,
+# the leave-one-source-out runs and the report (outputs/real/report).
+REAL := data/real
+real: install
+	@test -n "$(DATA)" || test -f $(REAL)/merged/images.csv || \
+		{ echo "usage: make real DATA=<folder holding HAM10000, Derm7pt and PH2 as downloaded>" >&2; exit 2; }
+	@if test -f $(REAL)/merged/images.csv; then echo "[bcc] reusing $(REAL) (delete it to merge DATA afresh)"; \
+		else $(BIN)/python -m bcc.data.public "$(DATA)" --out $(REAL); fi
+	$(BIN)/python -m bcc.real $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

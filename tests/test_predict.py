@@ -416,4 +416,4 @@ def test_images_far_larger_than_the_model_input_are_said(ckpt, data_dir, tmp_pat
     assert "1 image(s) are 8x or more larger than the model's 32 px input" in capsys.readouterr().out
     note = pd.read_csv(out / "triage.csv")["note"][0]
     assert "1024x1024 scored at the model's 32x32 px input (32x smaller" in note
-    assert "input 32x32 px" in (out / "report.html").read_text()
+    assert "Model input: 32 px" in (out / "report.html").read_text()

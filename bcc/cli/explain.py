@@ -35,8 +35,8 @@ def task(cfg: DictConfig) -> None:
         raise CheckpointError(f"{a['checkpoint']}: has no Grad-CAM maps ({scorer.why_no_maps()}); pass the torch "
                               f"checkpoint it was exported from ({scorer.meta.get('source_checkpoint')})")
     with outputs.staging() as staged:
-        table = explain_files(lambda x: scorer(x, maps=True), scorer.size, files, staged, root, save_raw=save_raw,
-                              batch_size=batch_size, max_megapixels=megapixels)
+        table = explain_files(lambda x: scorer(x, maps=True), scorer.preprocess, files, staged, root,
+                              save_raw=save_raw, batch_size=batch_size, max_megapixels=megapixels)
     ok = table["status"].eq("ok")
     print(f"[bcc.explain] explained {int(ok.sum())} image(s) x {len(OUTPUTS)} outputs ({', '.join(OUTPUTS)}), "
           f"skipped {int((~ok).sum())} → {shown(out)} (explanations.csv lists every input)")

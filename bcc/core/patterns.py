@@ -35,26 +35,39 @@ HEAD_COLUMNS: dict[str, list[int]] = {h: [OUTPUTS.index(o) for o in outs] for h,
 assert [o for outs in HEADS.values() for o in outs] == list(OUTPUTS), "heads must cover OUTPUTS in order"
 
 
-def clinical_rule(patterns: np.ndarray) -> np.ndarray:
+def clinical_rule(patterns: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
     """BCC verdict from a (n, 7) 0/1 array in CODES order.
 
-    PN present ⇒ non-BCC; otherwise any BCC pattern ⇒ BCC; none ⇒ non-BCC.
+    PN present ⇒ non-BCC; otherwise any BCC pattern ⇒ BCC; none ⇒ non-BCC. `known` ((7,) bool, default all)
+    restricts the rule to the codes that can be read — a model's trained outputs, a dataset's labelled
+    codes: an unknown PN is not applied, an unknown BCC pattern never fires. Use :func:`rule_defined` to
+    ask whether the rule can say anything at all.
     """
     patterns = np.asarray(patterns)
     if patterns.ndim != 2 or patterns.shape[1] != len(CODES):
         raise ValueError(f"expected an (n, {len(CODES)}) array in order {CODES}, got shape {patterns.shape}")
-    pn = patterns[:, CODES.index(NEGATIVE_CODE)] > 0
-    any_bcc = (patterns[:, [CODES.index(c) for c in BCC_CODES]] > 0).any(axis=1)
+    use = np.ones(len(CODES), bool) if known is None else np.asarray(known, bool)
+    present = (patterns > 0) & use
+    pn = present[:, CODES.index(NEGATIVE_CODE)]
+    any_bcc = present[:, [CODES.index(c) for c in BCC_CODES]].any(axis=1)
     return (~pn & any_bcc).astype(np.int64)
 
 
-def clinical_rule_torch(patterns: torch.Tensor) -> torch.Tensor:
+def rule_defined(known: np.ndarray) -> bool:
+    """Whether the rule over the `known` codes ((7,) bool) can call anything BCC: some BCC pattern is known."""
+    known = np.asarray(known, bool)
+    return bool(known[[CODES.index(c) for c in BCC_CODES]].any())
+
+
+def clinical_rule_torch(patterns: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
     """``clinical_rule`` on a (n, 7) bool/0-1 tensor (for metrics computed on the device): bool (n,)."""
     present = patterns > 0
+    if known is not None:
+        present = present & known.to(present.device)
     pn = present[:, CODES.index(NEGATIVE_CODE)]
     return ~pn & present[:, [CODES.index(c) for c in BCC_CODES]].any(dim=1)
 
 
-def rule_verdict(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def rule_verdict(probs: np.ndarray, threshold: float = 0.5, known: np.ndarray | None = None) -> np.ndarray:
     """The clinical rule over the pattern outputs (columns 1..7 of OUTPUTS) at `threshold`."""
-    return clinical_rule((np.asarray(probs)[:, 1:] >= threshold).astype(np.int64))
+    return clinical_rule((np.asarray(probs)[:, 1:] >= threshold).astype(np.int64), known)

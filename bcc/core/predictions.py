@@ -1,7 +1,8 @@
 """The prediction table every job writes and every report reads: ``image_id, fold, y_<output>…, p_<output>…``.
 
 ``y_<output>`` is the reference label (0/1, blank where unknown) and ``p_<output>`` the predicted
-probability, for every output of ``OUTPUTS`` (bcc, PN, U, ON, MG, ML, SW, AT). Test folds go to
+probability (blank where the model's head for that output was never trained on its label: no
+prediction, rather than an untrained head's noise), for every output of ``OUTPUTS`` (bcc, PN, U, ON, MG, ML, SW, AT). Test folds go to
 ``predictions.csv``, the validation slice of training to ``val_predictions.csv`` (``bcc.core.layout``).
 """
 from __future__ import annotations

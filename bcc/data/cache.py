@@ -1,10 +1,11 @@
 """Decoded, resized images held as one uint8 array, so no image is decoded twice.
 
-``decoded_images(root, rel_paths, size)`` returns an (N, size, size, 3) uint8 array. It is memoised in the
-process (a multirun or ``stage=all`` decodes once) and stored beside the dataset as
+``decoded_images(root, rel_paths, preprocess, aspects)`` returns an (N, size, size, 3) uint8 array. It is
+memoised in the process (a multirun or ``stage=all`` decodes once) and stored beside the dataset as
 ``<root>/.cache/images-<size>px-<digest>.npy`` (written atomically; the digest covers the image list,
-sizes and modification times, so an edited dataset is decoded afresh). Each image is read by
-``bcc.data.images`` (EXIF orientation applied) and resized as the network sees it (``resize_square``).
+sizes, modification times, aspects and the preprocessing, so an edited dataset is decoded afresh). Each
+image is read by ``bcc.data.images`` (EXIF orientation applied) and made into the network's view
+(``network_view``: the spec's resize and colour constancy).
 Every path must resolve inside `root` unless ``allow_outside`` (the dataset contract's rule), and a file
 that cannot be read is a :class:`~bcc.data.contract.DatasetError` naming it.
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from bcc.core.io import atomic_path
 from bcc.data.contract import DatasetError, inside
-from bcc.data.images import UnreadableImage, read_rgb, resize_square
+from bcc.data.images import Preprocess, UnreadableImage, network_view, read_rgb
 
 _MEMORY: dict[tuple[str, int, str], np.ndarray] = {}
 _MAX_MEMORY = 4  # datasets kept in memory at once
@@ -28,17 +29,19 @@ _MAX_MEMORY = 4  # datasets kept in memory at once
 FIX = "replace the file or drop its row from images.csv"
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
+def _decode(path: Path, preprocess: Preprocess, aspect: float | None) -> np.ndarray:
     try:
-        return resize_square(read_rgb(path)[0], size)
+        return network_view(read_rgb(path)[0], preprocess, aspect)
     except UnreadableImage as e:
         raise DatasetError(f"{path}: cannot read image ({e}); {FIX}") from None
     except OSError as e:  # gone or unreadable since the dataset was validated
         raise DatasetError(f"{path}: cannot read image ({e.strerror or e}); {FIX}") from None
 
 
-def _digest(root: Path, rel_paths: Sequence[str], size: int) -> str:
-    h = hashlib.sha256(f"{size}/upright".encode())  # "upright": EXIF orientation applied
+def _digest(root: Path, rel_paths: Sequence[str], preprocess: Preprocess, aspects: Sequence[float | None]) -> str:
+    h = hashlib.sha256(f"{preprocess.size}/upright".encode())  # "upright": EXIF orientation applied
+    if (preprocess.resize, preprocess.colour) != ("square", "none") or any(aspects):
+        h.update(f"{preprocess.resize}/{preprocess.colour}/{list(aspects)}".encode())
     for rel in rel_paths:
         try:
             st = (root / rel).stat()
@@ -48,13 +51,18 @@ def _digest(root: Path, rel_paths: Sequence[str], size: int) -> str:
     return h.hexdigest()[:16]
 
 
-def decoded_images(root: Path, rel_paths: Sequence[str], size: int, disk_cache: bool = True,
-                   workers: int = 2, allow_outside: bool = False) -> np.ndarray:
-    """(N, size, size, 3) uint8: the images `rel_paths` (relative to `root`), from memory, disk cache or decoded."""
+def decoded_images(root: Path, rel_paths: Sequence[str], preprocess: Preprocess | int, disk_cache: bool = True,
+                   workers: int = 2, allow_outside: bool = False,
+                   aspects: Sequence[float | None] | None = None) -> np.ndarray:
+    """(N, size, size, 3) uint8: the network's view of the images `rel_paths` (relative to `root`; `aspects`:
+    images.csv's ``aspect`` per image, None = the file's own), from memory, disk cache or decoded."""
     root = Path(root).resolve()
+    pre = Preprocess.of(preprocess)
+    size = pre.size
+    aspects = list(aspects) if aspects is not None else [None] * len(rel_paths)
     for rel in rel_paths:
         inside(root, rel, f"{root / 'images.csv'}", allow_outside, base=root)
-    digest = _digest(root, rel_paths, size)
+    digest = _digest(root, rel_paths, pre, aspects)
     key = (str(root), int(size), digest)
     if key in _MEMORY:
         return _MEMORY[key]
@@ -69,7 +77,7 @@ def decoded_images(root: Path, rel_paths: Sequence[str], size: int, disk_cache: 
             arr = None
     if arr is None:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            arr = np.stack(list(pool.map(lambda rel: _decode(root / rel, size), rel_paths)))
+            arr = np.stack(list(pool.map(lambda ra: _decode(root / ra[0], pre, ra[1]), zip(rel_paths, aspects))))
         if disk_cache:
             try:
                 with atomic_path(path) as tmp, open(tmp, "wb") as f:

@@ -184,15 +184,23 @@ def rater_quality(raters: list[str], result: EMResult, ratings: np.ndarray) -> p
 
 
 def undefined_notes(ratings: np.ndarray, quality: pd.DataFrame) -> list[str]:
-    """What cannot be estimated, and why: one line per reason a code's Fleiss kappa is undefined, one per
-    rater with an undefined statistic (from :func:`rater_quality`)."""
+    """What cannot be estimated, and why: one line for the codes nobody rated (a public dataset labels few
+    of the seven: said once, not once per rater), one per reason a rated code's Fleiss kappa is undefined,
+    one per rater with an undefined statistic of a rated code (from :func:`rater_quality`)."""
+    unrated = [code for c, code in enumerate(CODES) if np.isnan(ratings[:, :, c]).all()]
+    out = [(f"{', '.join(unrated)}: rated by nobody, unknown for every image (masked out of training and of the "
+           f"metrics; their heads stay untrained)")] if unrated else []
     by_reason: dict[str, list[str]] = {}
     for code, why in kappa_undefined(ratings).items():
-        by_reason.setdefault(why, []).append(code)
-    out = [f"Fleiss kappa undefined for {', '.join(codes)}: {why}" for why, codes in by_reason.items()]
-    for rater, rows in quality[quality["note"].ne("")].groupby("rater", sort=False):
-        if len(rows) == len(CODES) and rows["note"].nunique() == 1:
-            what = f"every code ({rows['note'].iloc[0]})"
+        if code not in unrated:
+            by_reason.setdefault(why, []).append(code)
+    out += [f"Fleiss kappa undefined for {', '.join(codes)}: {why}" for why, codes in by_reason.items()]
+    if len(unrated) == len(CODES):
+        return out
+    noted = quality[quality["note"].ne("") & ~quality["code"].isin(unrated)]
+    for rater, rows in noted.groupby("rater", sort=False):
+        if len(rows) == len(CODES) - len(unrated) and rows["note"].nunique() == 1:
+            what = f"every {'rated ' if unrated else ''}code ({rows['note'].iloc[0]})"
         else:
             what = ", ".join(f"{code} ({note})" for code, note in zip(rows["code"], rows["note"]))
         out.append(f"rater {rater!r}: sensitivity/specificity undefined for {what}; NaN in rater_quality.csv")

@@ -314,6 +314,13 @@ class Dataset:
     def image_path(self, image_id: str) -> Path:
         return self.root / self.images.set_index("image_id").at[image_id, "image"]
 
+    def aspect(self, image_id: str) -> float | None:
+        """images.csv's ``aspect`` of an image (None: blank or no such column: the file's own proportions)."""
+        if "aspect" not in self.images.columns:
+            return None
+        value = self.images.set_index("image_id").at[image_id, "aspect"]
+        return float(value) if value else None
+
     @property
     def image_paths(self) -> list[Path]:
         return [self.root / p for p in self.images["image"]]

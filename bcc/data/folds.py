@@ -2,9 +2,11 @@
 
 Uses iterative stratification (Sechidis et al.) from `iterative-stratification`. When images.csv has a
 `group` column (e.g. one patient or lesion photographed several times), whole groups are stratified as
-units — their labels OR-ed — so a group never spans two folds.
+units — their labels OR-ed — so a group never spans two folds. With ``by_source`` (``--by-source``), each
+source and its BCC images are strata too: a merged set of several datasets (HAM10000, Derm7pt, PH2)
+then has every source, and the BCC of each, in every fold — what a per-source AUROC needs.
 
-    python -m bcc.folds DATASET_DIR [--k 5] [--seed 0] [--allow-outside]
+    python -m bcc.folds DATASET_DIR [--k 5] [--seed 0] [--by-source] [--allow-outside]
 """
 from __future__ import annotations
 
@@ -26,12 +28,28 @@ from bcc.data.contract import DatasetError, describe_duplicates, duplicate_image
 STRATA = list(CODES) + ["bcc"]
 
 
-def assign_folds(labels: pd.DataFrame, k: int = 5, seed: int = 0, groups: pd.Series | None = None) -> np.ndarray:
-    """Fold index per row of `labels` (columns STRATA), stratified on all of them at once."""
+def strata(labels: pd.DataFrame, sources: pd.Series | None = None) -> pd.DataFrame:
+    """The 0/1 columns folds (and the validation slice) are stratified on: the labelled STRATA, and with
+    `sources` one column per source and one per source's BCC images."""
+    known = [c for c in STRATA if labels[c].notna().any()]  # e.g. ISIC: only `bcc` is labelled
+    y = labels[known].fillna(0).astype(int).reset_index(drop=True)
+    if sources is not None and sources.nunique() > 1:
+        src = sources.reset_index(drop=True).astype(str)
+        for name in sorted(src.unique()):
+            y[f"source={name}"] = src.eq(name).astype(int)
+            if y["bcc"][src.eq(name)].any():
+                y[f"bcc|source={name}"] = (src.eq(name) & y["bcc"].eq(1)).astype(int)
+    return y
+
+
+def assign_folds(labels: pd.DataFrame, k: int = 5, seed: int = 0, groups: pd.Series | None = None,
+                 sources: pd.Series | None = None) -> np.ndarray:
+    """Fold index per row of `labels` (columns STRATA), stratified on all of them at once (and on each
+    source and its BCC when `sources` is given)."""
     if k < 2:
         raise DatasetError(f"--k must be at least 2, got {k}")
-    known = [c for c in STRATA if labels[c].notna().any()]  # e.g. ISIC: only `bcc` is labelled
-    y = labels[known].fillna(0).to_numpy().astype(int)
+    table = strata(labels, sources)
+    known, y = list(table.columns), table.to_numpy()
     positives = y.sum(axis=0)
     rare = [f"{c} ({n})" for c, n in zip(known, positives) if n < k]
     if rare:
@@ -82,16 +100,17 @@ def fold_table(labels: pd.DataFrame, folds: np.ndarray) -> pd.DataFrame:
 
 
 def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False,
-                  allow_outside: bool = False) -> pd.DataFrame:
+                  allow_outside: bool = False, by_source: bool = False) -> pd.DataFrame:
     """Write (or reuse, when labels and parameters are unchanged) splits.csv with `image_id,fold`; the
-    dataset is validated first (`consensus.ensure_labels`)."""
+    dataset is validated first (`consensus.ensure_labels`). `by_source`: stratify on the sources too."""
     root = Path(root)
     labels = ensure_labels(root, allow_outside=allow_outside)
     images = load_image_table(root, check_files=False, allow_outside=allow_outside)
     duplicates = duplicate_images(root, images)
     path, stamp = root / "splits.csv", root / ".splits.inputs.json"
     digest = files_digest(root / "labels.csv", root / "images.csv",
-                          extra=f"k={k}/seed={seed}" + (f"/same={duplicates}" if duplicates else ""))
+                          extra=f"k={k}/seed={seed}" + ("/by_source" if by_source else "")
+                          + (f"/same={duplicates}" if duplicates else ""))
     if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest and not verbose:
         return pd.read_csv(path, dtype={"image_id": str})
     groups = None  # every image its own unit, in file order (the folds of a dataset without groups or copies)
@@ -99,7 +118,8 @@ def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False,
         groups = units(images, duplicates).reindex(labels["image_id"]).reset_index(drop=True)
     if verbose and duplicates:
         print(f"warning: {describe_duplicates(root, duplicates)}", file=sys.stderr)
-    folds = assign_folds(labels, k=k, seed=seed, groups=groups)
+    sources = images.set_index("image_id")["source"].reindex(labels["image_id"]) if by_source else None
+    folds = assign_folds(labels, k=k, seed=seed, groups=groups, sources=sources)
     splits = pd.DataFrame({"image_id": labels["image_id"], "fold": folds})
     write_csv(splits, path)
     with atomic_path(stamp) as tmp:
@@ -107,6 +127,11 @@ def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False,
     if verbose:
         print(f"{k}-fold multilabel-stratified split (seed {seed}) → {path}\n")
         print(fold_table(labels, folds).to_string())
+        if by_source:
+            src = images.set_index("image_id")["source"].reindex(labels["image_id"]).to_numpy()
+            per = pd.crosstab(folds, [src, labels["bcc"].fillna(0).astype(int).to_numpy()],
+                              rownames=["fold"], colnames=["source", "bcc"])
+            print("\nper source (bcc 0 / 1):\n" + per.to_string())
     return splits
 
 
@@ -115,11 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", type=Path, help="dataset directory (images.csv, annotations.csv)")
     parser.add_argument("--k", type=ranged(Range(int, 2, 100)), default=5)
     parser.add_argument("--seed", type=ranged(Range(int, 0, 2**32 - 1)), default=0)
+    parser.add_argument("--by-source", action="store_true",
+                        help="stratify on images.csv's source (and each source's BCC images) as well")
     parser.add_argument("--allow-outside", action="store_true",
                         help="read image and mask paths that lead outside the dataset directory")
     args = parser.parse_args(argv)
 
     def body() -> None:
-        ensure_splits(args.dataset, k=args.k, seed=args.seed, verbose=True, allow_outside=args.allow_outside)
+        ensure_splits(args.dataset, k=args.k, seed=args.seed, verbose=True, allow_outside=args.allow_outside,
+                      by_source=args.by_source)
 
     return run_command("bcc.folds", body, args.debug)

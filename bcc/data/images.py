@@ -3,12 +3,22 @@
 :func:`read_rgb` decodes a file to 8-bit RGB at its own resolution with the EXIF orientation applied
 (a phone photo taken sideways is seen upright in training and in triage alike), CMYK, greyscale,
 palette, alpha and 16-bit images converted, and refuses empty, unrecognised, corrupt, truncated or
-oversized files with :class:`UnreadableImage` naming the reason. :func:`to_input` makes the network's
-input from it: a square bilinear resize (antialiased, as the paper's framework does) scaled to [0, 1].
+oversized files with :class:`UnreadableImage` naming the reason. :func:`network_view` makes the network's
+view of it as a :class:`Preprocess` says — the one place a picture becomes the network's input, for
+training's cache, evaluation, Grad-CAM and triage alike — and :func:`to_input` scales that view to [0, 1].
+
+Why a preprocessing spec and not just a size: real dermoscopy mixes 4:3 photographs (HAM10000), square
+crops (Derm7pt) and 1.37:1 frames (PH2). A square resize distorts each source differently, so lesion shape
+becomes a cue for the source; ``resize="crop"`` keeps the proportions (centre square of the picture as it
+was taken — ``aspect`` undoes a squeeze a distributed copy already applied). Colour constancy
+(``colour="shades_of_grey"``) removes the camera's and light's colour cast, the other source cue the
+literature reports. The spec travels in the checkpoint, so triage repeats exactly what training saw.
 """
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -107,23 +117,115 @@ def _to_rgb(im: Image.Image, notes: list[str]) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
-    """(size, size, 3) uint8: bilinear, antialiased (PIL ``reducing_gap=2``); the network's view of an image."""
+RESIZE_MODES = ("square", "crop")
+COLOUR_MODES = ("none", "shades_of_grey")
+SIZE_RANGE = (8, 2048)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a picture becomes the network's (size, size) input; stored in the checkpoint's network spec.
+
+    `resize`: ``square`` stretches the whole picture to a square (the paper's framework; fine when every
+    picture has the same proportions); ``crop`` keeps the proportions: the centre square of the picture as
+    taken (its ``aspect``, when a distributed copy was squeezed), resized in one step. `colour`: ``none``, or
+    ``shades_of_grey`` colour constancy (Finlayson & Trezzi 2004, p = 6; the ISIC 2019 winners' choice).
+    """
+
+    size: int = DEFAULT_IMAGE_SIZE
+    resize: str = "square"
+    colour: str = "none"
+
+    def __post_init__(self) -> None:
+        low, high = SIZE_RANGE
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or not low <= self.size <= high:
+            raise BadInput(f"image size {self.size!r}: give a whole number of pixels in [{low}, {high}]")
+        if self.resize not in RESIZE_MODES:
+            raise BadInput(f"resize={self.resize!r}: choose one of {list(RESIZE_MODES)}")
+        if self.colour not in COLOUR_MODES:
+            raise BadInput(f"colour={self.colour!r}: choose one of {list(COLOUR_MODES)}")
+
+    @classmethod
+    def of(cls, spec: Preprocess | int | Mapping) -> Preprocess:
+        """From a Preprocess, a bare size (square, no colour change: what checkpoints before the spec meant)
+        or a network spec / config mapping (``image_size``, ``resize``, ``colour``)."""
+        if isinstance(spec, Preprocess):
+            return spec
+        if isinstance(spec, Mapping):
+            return cls(int(spec.get("image_size") or DEFAULT_IMAGE_SIZE), str(spec.get("resize") or "square"),
+                       str(spec.get("colour") or "none"))
+        return cls(int(spec))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def view_box(width: int, height: int, resize: str = "square", aspect: float | None = None) -> tuple[float, ...]:
+    """``(left, top, right, bottom)`` in file pixels: the part of a `width` x `height` file the network sees.
+
+    ``square``: all of it. ``crop``: the centre square of the picture as it was taken — `aspect` (its true
+    width / height, when the file was squeezed) or the file's own proportions.
+    """
+    if resize == "square":
+        return 0.0, 0.0, float(width), float(height)
+    true_w = height * (aspect if aspect else width / height)  # the picture's width in units of file rows
+    side = min(true_w, float(height))
+    x_scale = width / true_w  # file columns per true column
+    left = (true_w - side) / 2 * x_scale
+    top = (height - side) / 2
+    return left, top, left + side * x_scale, top + side
+
+
+def view_region(shape: tuple[int, int], preprocess: Preprocess, aspect: float | None = None) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)``: :func:`view_box` rounded to whole pixels of an (H, W) image — where a
+    map of the network's view lies on the picture (Grad-CAM overlays, Table 4's masks)."""
+    left, top, right, bottom = view_box(shape[1], shape[0], preprocess.resize, aspect)
+    t, lft = round(top), round(left)
+    return t, lft, max(1, round(bottom) - t), max(1, round(right) - lft)
+
+
+def shades_of_grey(rgb: np.ndarray, power: float = 6.0) -> np.ndarray:
+    """Colour constancy: each channel scaled so that the picture's Minkowski p-mean is grey (uint8 in and out).
+
+    p = 1 is grey world, p = inf white patch; 6 is the value Finlayson & Trezzi found best and the ISIC
+    challenge winners used. No maintained library ships it (it is these few lines).
+    """
+    x = rgb.astype(np.float32)
+    illuminant = np.power(np.mean(np.power(x, power), axis=(0, 1)), 1.0 / power)
+    norm = float(np.linalg.norm(illuminant))
+    if norm == 0.0:
+        return rgb  # a black picture has no colour cast
+    gains = 1.0 / (illuminant / norm * np.sqrt(3.0))
+    return np.clip(x * np.where(np.isfinite(gains), gains, 1.0) + 0.5, 0, 255).astype(np.uint8)
+
+
+def network_view(rgb: np.ndarray, preprocess: Preprocess | int, aspect: float | None = None) -> np.ndarray:
+    """(size, size, 3) uint8: the picture as the network sees it — the :func:`view_box` resized in one
+    bilinear, antialiased step (PIL ``reducing_gap=2``), then colour constancy when asked."""
+    pre = Preprocess.of(preprocess)
+    size = pre.size
     im = Image.fromarray(rgb)
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(im, dtype=np.uint8)
+    box = view_box(im.width, im.height, pre.resize, aspect)
+    if im.size != (size, size) or box != (0.0, 0.0, float(size), float(size)):
+        im = im.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
+    out = np.asarray(im, dtype=np.uint8)
+    return shades_of_grey(out) if pre.colour == "shades_of_grey" else out
 
 
-def to_input(rgb: np.ndarray, size: int) -> torch.Tensor:
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """(size, size, 3) uint8: the whole picture stretched to a square (``Preprocess(size)``'s view)."""
+    return network_view(rgb, Preprocess(int(size)))
+
+
+def to_input(rgb: np.ndarray, preprocess: Preprocess | int, aspect: float | None = None) -> torch.Tensor:
     """(3, size, size) float32 in [0, 1] from an (H, W, 3) uint8 RGB image: the network's input."""
-    return torch.from_numpy(resize_square(rgb, size).copy()).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(network_view(rgb, preprocess, aspect).copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def read_image(path: str | Path, size: int = DEFAULT_IMAGE_SIZE) -> tuple[torch.Tensor, np.ndarray]:
+def read_image(path: str | Path, preprocess: Preprocess | int = DEFAULT_IMAGE_SIZE) -> tuple[torch.Tensor, np.ndarray]:
     """``(input tensor (3, size, size) in [0, 1], RGB uint8 (H, W, 3))`` for one image file."""
     rgb, _ = read_rgb(path)
-    return to_input(rgb, size), rgb
+    return to_input(rgb, preprocess), rgb
 
 
 def shrink(rgb: np.ndarray, side: int) -> np.ndarray:

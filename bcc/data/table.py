@@ -34,3 +34,12 @@ def read_table(root: str | Path, splits: bool = True, allow_outside: bool = Fals
         raise DatasetError(f"{root}: {' / '.join(names)} do not cover images.csv ({len(table)} images joined); "
                            f"delete them to have them rebuilt")
     return table.reset_index(drop=True)
+
+
+def aspects(table: pd.DataFrame) -> list[float | None]:
+    """images.csv's ``aspect`` per row (None where blank or without the column): what a squeezed copy's
+    picture looked like, for the aspect-preserving crop (``bcc.data.images.view_box``)."""
+    if "aspect" not in table.columns:
+        return [None] * len(table)
+    values = pd.to_numeric(table["aspect"].replace("", None), errors="coerce")
+    return [None if pd.isna(v) else float(v) for v in values]

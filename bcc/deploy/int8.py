@@ -36,9 +36,9 @@ from bcc.core.io import clear_stale, temp_prefix
 from bcc.core.patterns import CODES
 from bcc.data.cache import decoded_images
 from bcc.data.contract import load_image_table
-from bcc.data.images import to_input
+from bcc.data.images import Preprocess, to_input
 from bcc.data.synthetic import render
-from bcc.data.table import read_table
+from bcc.data.table import aspects, read_table
 from bcc.deploy.onnx_export import ExportError, dataset_root_of, test_fold_of
 from bcc.deploy.onnx_model import (
     INPUT_NAME,
@@ -52,7 +52,7 @@ from bcc.deploy.onnx_model import (
 from bcc.explanation.gradcam import postprocess
 
 
-def fold_data(root: str | Path, fold: int, size: int, n_train: int = 64, allow_outside: bool = False
+def fold_data(root: str | Path, fold: int, size: Preprocess | int, n_train: int = 64, allow_outside: bool = False
               ) -> dict[str, np.ndarray]:
     """``test`` images (fold `fold`) with their consensus ``y_bcc`` (labels.csv), and up to `n_train`
     ``train`` images (other folds, spread evenly; for calibration), as float32 (n, 3, size, size) arrays
@@ -62,7 +62,7 @@ def fold_data(root: str | Path, fold: int, size: int, n_train: int = 64, allow_o
     if not test.any():
         raise BadInput(f"{Path(root) / 'splits.csv'}: no image in fold {fold}")
     u8 = decoded_images(Path(root), list(table["image"].astype(str)), size,  # (n, S, S, 3) uint8
-                        allow_outside=allow_outside)
+                        allow_outside=allow_outside, aspects=aspects(table))
 
     def floats(idx: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(u8[idx].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
@@ -73,25 +73,34 @@ def fold_data(root: str | Path, fold: int, size: int, n_train: int = 64, allow_o
             "train": floats(train)}
 
 
-def synthetic_calibration_images(n: int, size: int, seed: int = 1) -> np.ndarray:
+def synthetic_calibration_images(n: int, preprocess: Preprocess | int, seed: int = 1) -> np.ndarray:
     """(n, 3, size, size) float32 synthetic lesions (random pattern sets), never from the training files."""
+    preprocess = Preprocess.of(preprocess)
+    size = preprocess.size
     rng = np.random.default_rng(seed)
     out = np.empty((n, 3, size, size), dtype=np.float32)
     for i in range(n):
         patterns = (rng.random(len(CODES)) < 0.25).astype(int)
         rgb = render(rng, patterns, size=max(size, 64))[0]
-        out[i] = to_input(rgb, size).numpy()
+        out[i] = to_input(rgb, preprocess).numpy()
     return out
 
 
-def dataset_images(root: str | Path, size: int, n: int | None = None, rows: Sequence[int] | None = None,
+def dataset_images(root: str | Path, size: Preprocess | int, n: int | None = None, rows: Sequence[int] | None = None,
                    allow_outside: bool = False) -> np.ndarray:
     """(n, 3, size, size) float32 in [0, 1]: the dataset's images (``images.csv`` order, the first `n` or
     `rows`), resized and cached as in training (``bcc.image_cache``)."""
-    rels = list(load_image_table(Path(root), check_files=False, allow_outside=allow_outside)["image"])
+    table = load_image_table(Path(root), check_files=False, allow_outside=allow_outside)
+    rels, ratios = list(table["image"]), aspects(table)
     rows = list(rows) if rows is not None else list(range(len(rels)))[: n or len(rels)]
-    imgs = decoded_images(Path(root), [rels[i] for i in rows], size, allow_outside=allow_outside)
+    imgs = decoded_images(Path(root), [rels[i] for i in rows], size, allow_outside=allow_outside,
+                          aspects=[ratios[i] for i in rows])
     return np.ascontiguousarray(imgs.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+def model_preprocess(meta: dict[str, str]) -> Preprocess:
+    """How the exported model's inputs are made (its ``bcc.input_size`` and ``bcc.preprocess`` metadata)."""
+    return Preprocess.of({"image_size": int(meta.get("input_size", 224)), **json.loads(meta.get("preprocess") or "{}")})
 
 
 class ArrayReader(CalibrationDataReader):
@@ -170,7 +179,7 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
     fp32 = Path(fp32)
     output = Path(output) if output else fp32.with_suffix(".int8.onnx")
     meta = read_metadata(fp32)
-    size = int(meta.get("input_size", 224))
+    size = model_preprocess(meta)
     source = "synthetic lesions (bcc.data.synthetic.render)" if calibration is None else calibration_source
     if calibration is None:
         calibration = synthetic_calibration_images(n_calibration, size)
@@ -243,7 +252,7 @@ def int8_inputs(a: dict, fp32: Path) -> tuple[np.ndarray | None, str, AccuracyCh
     from the options, else from the checkpoint's own Hydra config (its training folds calibrate, its test
     fold checks)."""
     meta = read_metadata(fp32)
-    size = int(meta["input_size"])
+    size = model_preprocess(meta)
     root, fold = check_source(a)
     calib, source = None, ""
     if a["calibration"]:

@@ -59,7 +59,7 @@ from bcc.deploy.thresholds import load_thresholds
 from bcc.explanation.gradcam import logits_from_pooled, raw_cams
 from bcc.models.backbones import spec
 from bcc.models.checkpoint import read_checkpoint
-from bcc.models.network import MultitaskNet
+from bcc.models.network import MultitaskNet, untrained_note
 
 OPSET = 17
 
@@ -210,6 +210,11 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
     meta = {
         "backbone": net.backbone_name, "timm_name": str(net.spec.get("timm_name") or ""),
         "input_size": str(size), "input": "float32 NCHW RGB in [0, 1], dynamic batch",
+        "preprocess": {"resize": net.preprocess.resize, "colour": net.preprocess.colour,
+                       "how": "bcc.data.images.network_view: the picture's view box resized to input_size, then the "
+                              "colour constancy"},
+        "trained_outputs": [o for o, t in zip(OUTPUTS, net.trained) if t],
+        "not_trained": untrained_note(net.spec) or "none",
         "normalisation": {"mean": net.mean.flatten().tolist(), "std": net.std.flatten().tolist(),
                           "applied": "inside the model"},
         "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": th,

@@ -27,7 +27,8 @@ from PIL import Image
 
 from bcc.core.io import atomic_path, printable
 from bcc.core.patterns import CODES, NAMES, OUTPUTS
-from bcc.explanation.gradcam import postprocess
+from bcc.data.images import Preprocess
+from bcc.explanation.gradcam import maps_on_picture
 from bcc.explanation.render import overlay
 
 CARD_SIDE = 320     # lesion image, longest side in px
@@ -100,6 +101,11 @@ def _pattern_table(row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
     rows = []
     for c in CODES:
         p = float(row[f"p_{c}"])
+        if not np.isfinite(p):  # the model's head for this code was never trained on its label
+            rows.append(f'<tr class="untrained"><td>{c}</td><td>{_e(NAMES[c])}'
+                        f'{" (negative criterion)" if c == "PN" else ""}</td><td>–</td><td></td>'
+                        f'<td>not trained</td></tr>')
+            continue
         on = p >= float(pt.get(c, 0.5))
         rows.append(f'<tr class="{"on" if on else "off"}"><td>{c}</td><td>{_e(NAMES[c])}'
                     f'{" (negative criterion)" if c == "PN" else ""}</td><td>{p:.2f}</td>'
@@ -108,7 +114,8 @@ def _pattern_table(row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
     return '<table class="pat">' + "".join(rows) + "</table>"
 
 
-def lesion_figures(rgb: np.ndarray, cams=None, shown: Sequence[str] = ("bcc",)) -> dict[str, str]:
+def lesion_figures(rgb: np.ndarray, cams=None, shown: Sequence[str] = ("bcc",),
+                   preprocess: Preprocess | None = None) -> dict[str, str]:
     """The card's pictures as data URIs: ``"image"`` (longest side ``CARD_SIDE``) and, with `cams` (raw
     Grad-CAM (8, h, w) from ``bcc.explanation.gradcam.raw_cams``), one overlay per output in `shown` (OUTPUTS names),
     each map post-processed straight to the overlay's size (longest side ``OVERLAY_SIDE``). Up to eight
@@ -120,7 +127,7 @@ def lesion_figures(rgb: np.ndarray, cams=None, shown: Sequence[str] = ("bcc",)) 
     if cams is None:
         return figures
     base = np.asarray(_fit(card, OVERLAY_SIDE))
-    maps = postprocess(cams[None], base.shape[:2])[0].numpy()
+    maps = maps_on_picture(cams[None], base.shape[:2], preprocess or Preprocess())[0].numpy()
     for name in shown:
         figures[name] = data_uri(overlay(base, maps[OUTPUTS.index(name)]), OVERLAY_SIDE, optimize=False)
     return figures
@@ -154,6 +161,21 @@ def _card(lesion, row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
     )
 
 
+def _input_words(info: Mapping[str, Any]) -> str:
+    """What the model sees (its input size and preprocessing) and which of its outputs were never trained."""
+    pre = info.get("preprocess") or {}
+    text = ""
+    if info.get("input_size"):
+        text = (f"<p>Model input: {int(info['input_size'])} px, {_e(pre.get('resize', 'square'))} resize, colour "
+                f"constancy {_e(pre.get('colour', 'none'))}: every image is reduced to this before it is scored.</p>")
+    untrained = list(info.get("not_trained") or [])
+    if untrained:
+        text += (f'<p class="untrained-note">Not trained (the training data labelled none of them): '
+                 f"{_e(', '.join(untrained))} — shown as “not trained”, never as findings, and left out of the "
+                 f"clinical rule.</p>")
+    return text
+
+
 def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any]) -> str:
     """The page; `lesions` in the table's row order (``bcc.deploy.triage.worklist`` gives them so: two
     inputs may be shown under the same name, e.g. when their file names differ only in non-UTF-8 bytes)."""
@@ -184,7 +206,7 @@ def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any])
         f"<title>BCC triage worklist</title><style>{CSS}</style></head><body>"
         f"<header><h1>BCC triage worklist</h1><p>Model: {_e(info.get('model', '?'))}</p>"
         f"<p>Input: {_e(info.get('input', '?'))}</p><p>Thresholds: {_e(th_text)}</p>"
-        f"<p>Grad-CAM: {_e(info.get('explanations', ''))}</p>"
+        f"<p>Grad-CAM: {_e(info.get('explanations', ''))}</p>{_input_words(info)}"
         "<p>Decision support only: ranked by p(BCC), highest first; every lesion still needs a clinician. "
         "Pictures are re-encoded from pixels: no EXIF, GPS, ICC or text metadata of the inputs is in this file.</p>"
         f'</header><div class="summary" id="summary">{summary}</div>'

@@ -21,7 +21,7 @@ from scipy.special import expit
 
 from bcc.core.errors import BadInput, UsageError
 from bcc.core.patterns import OUTPUTS
-from bcc.data.images import IMAGE_SIZE
+from bcc.data.images import IMAGE_SIZE, Preprocess
 from bcc.deploy.onnx_model import (
     INPUT_NAME,
     MAPS_NAME,
@@ -73,6 +73,8 @@ class TorchScorer:
         self.net = load_torch_network(checkpoint, device=device)
         self.threads = int(threads or torch.get_num_threads())
         self.size = int(self.net.image_size)
+        self.preprocess: Preprocess = self.net.preprocess
+        self.trained: np.ndarray = self.net.trained  # (8,) bool: outputs whose head saw labels of both classes
         self.describe = f"{self.net.backbone_name} (torch, {Path(checkpoint).name})"
         self.maps_source = f"Grad-CAM (torch) from {checkpoint}"
 
@@ -113,6 +115,15 @@ class OnnxScorer:
                                   f"(a model written by python -m bcc.export), found {names}")
         self.explains = MAPS_NAME in names[1]
         self.size = self._input_size(path)
+        try:
+            pre = json.loads(self.meta.get("preprocess") or "null") or {}
+            trained = json.loads(self.meta.get("trained_outputs") or "null")
+            self.preprocess = Preprocess.of({"image_size": self.size, **pre})
+        except (ValueError, TypeError, BadInput) as e:
+            raise CheckpointError(f"{path}: its bcc.preprocess or bcc.trained_outputs metadata is unusable ({e})"
+                                  ) from None
+        self.trained = np.array([o in trained for o in OUTPUTS]) if isinstance(trained, list) else \
+            np.ones(len(OUTPUTS), bool)  # exported before the record: every output counted as trained
         self.describe = (f"{self.meta.get('backbone', '?')} (ONNX Runtime, {Path(path).name}, "
                          f"{self.meta.get('quantization', 'fp32')})")
         check = json.loads(self.meta.get("int8_check") or "null")
@@ -173,9 +184,9 @@ def explainer(scorer: TorchScorer | OnnxScorer, explain_checkpoint: str | Path |
         if not ex.explains:
             raise CheckpointError(f"explain_checkpoint={explain_checkpoint}: has no Grad-CAM maps "
                                   f"({ex.why_no_maps()}); pass its torch checkpoint")
-        if ex.size != scorer.size:
-            raise UsageError(f"explain_checkpoint={explain_checkpoint}: input size {ex.size}, the model's is "
-                             f"{scorer.size}; pass the checkpoint the model was exported from")
+        if ex.preprocess != scorer.preprocess:
+            raise UsageError(f"explain_checkpoint={explain_checkpoint}: input {ex.preprocess}, the model's is "
+                             f"{scorer.preprocess}; pass the checkpoint the model was exported from")
         return ex, ex.maps_source
     if scorer.explains:
         return scorer, scorer.maps_source

@@ -39,8 +39,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from bcc.core.io import OutputSet, csv_safe, write_csv
-from bcc.core.patterns import CODES, OUTPUTS, clinical_rule
-from bcc.data.images import UnreadableImage, shrink, to_input
+from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
+from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input
 from bcc.deploy.options import flag, input_and_output, positive, whole
 from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
@@ -50,12 +50,14 @@ from bcc.explanation.batch import input_name, list_inputs, read_input, shown
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
 SHRINK_WARNING = 8   # an image this many times larger than the model's input is said to lose its fine detail
 VERDICTS = {1: "BCC", 0: "non-BCC"}
+RULE_UNAVAILABLE = "n/a (no BCC pattern trained)"
 
 
-def read_lesion(path: Path, size: int, max_megapixels: float) -> tuple[np.ndarray, np.ndarray, str]:
+def read_lesion(path: Path, preprocess: Preprocess, max_megapixels: float) -> tuple[np.ndarray, np.ndarray, str]:
     """``(network input, RGB for the report (≤ DISPLAY_SIDE), note)``; raises UnreadableImage."""
     rgb, note = read_input(path, max_megapixels)
-    x = to_input(rgb, size).numpy()
+    x = to_input(rgb, preprocess).numpy()
+    size = preprocess.size
     if max(rgb.shape[:2]) >= SHRINK_WARNING * size:
         note += (f"; {rgb.shape[1]}x{rgb.shape[0]} scored at the model's {size}x{size} px input "
                  f"({max(rgb.shape[:2]) / size:.0f}x smaller: finer detail is lost)")
@@ -67,7 +69,8 @@ def read_lesion(path: Path, size: int, max_megapixels: float) -> tuple[np.ndarra
 
 # ---- the worklist ---------------------------------------------------------------------------------------
 def verdicts(probs: np.ndarray, th: Thresholds) -> pd.DataFrame:
-    """Per image: verdicts, review flag and reason, detected patterns. `probs` (N, 8) in OUTPUTS order.
+    """Per image: verdicts, review flag and reason, detected patterns. `probs` (N, 8) in OUTPUTS order,
+    NaN for an output the model was not trained on (never detected, left out of the rule).
 
     ``review`` is 1 where the diagnosis head (p_bcc ≥ th.bcc) and the clinical rule over the detected
     patterns disagree, or where |p_bcc − th.bcc| < th.band (the uncertainty band).
@@ -76,11 +79,13 @@ def verdicts(probs: np.ndarray, th: Thresholds) -> pd.DataFrame:
     p_bcc = probs[:, 0]
     detected = detect(probs, th)
     diag = (p_bcc >= th.bcc).astype(int)
-    rule = clinical_rule(detected.astype(int))
+    known = np.isfinite(probs[:, 1:]).all(axis=0) if len(probs) else np.ones(len(CODES), bool)
+    has_rule = rule_defined(known)
+    rule = clinical_rule(detected.astype(int), known)
     rows = []
     for i in range(len(probs)):
         reasons = []
-        if diag[i] != rule[i]:
+        if has_rule and diag[i] != rule[i]:
             reasons.append(f"diagnosis head says {VERDICTS[diag[i]]} but the clinical rule over the patterns "
                            f"says {VERDICTS[rule[i]]}")
         if abs(p_bcc[i] - th.bcc) < th.band:
@@ -88,7 +93,7 @@ def verdicts(probs: np.ndarray, th: Thresholds) -> pd.DataFrame:
         order = np.argsort(-probs[i, 1:], kind="stable")
         pats = [f"{CODES[j]} {probs[i, 1 + j]:.2f}" for j in order if detected[i, j]]
         rows.append({"p_bcc": float(p_bcc[i]), "diagnosis_verdict": VERDICTS[diag[i]],
-                     "rule_verdict": VERDICTS[rule[i]], "review": int(bool(reasons)),
+                     "rule_verdict": VERDICTS[rule[i]] if has_rule else RULE_UNAVAILABLE, "review": int(bool(reasons)),
                      "review_reason": "; ".join(reasons), "patterns": "; ".join(pats),
                      **{f"p_{c}": float(probs[i, 1 + j]) for j, c in enumerate(CODES)}})
     return pd.DataFrame(rows, columns=COLUMNS[2:-2])
@@ -138,7 +143,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
             for p in files[start:start + batch_size]:
                 name, remark = input_name(p, root)
                 try:
-                    x, rgb, note = read_lesion(p, scorer.size, max_megapixels)
+                    x, rgb, note = read_lesion(p, scorer.preprocess, max_megapixels)
                     batch.append((Lesion(name, "; ".join(filter(None, [note, remark]))), x, rgb))
                 except UnreadableImage as e:
                     lesions.append(Lesion(name, "; ".join(filter(None, [str(e), remark]))))
@@ -147,6 +152,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
                 x = np.stack([x for _, x, _ in batch])
                 explain = render and explainer is not None
                 probs, cams = scorer(x, maps=explain and explainer is scorer)
+                probs = np.where(scorer.trained, probs, np.nan)  # an untrained head's output is no finding
                 if explain and explainer is not scorer:
                     cams = explainer(x, maps=True)[1]
                 drawn = np.column_stack([np.ones(len(probs), bool), detect(probs, th)])  # bcc + detected codes
@@ -154,7 +160,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
                     les.probs = np.asarray(probs[i], dtype=np.float64)
                     if render:
                         les.figures = lesion_figures(rgb, None if cams is None else cams[i],
-                                                     [o for o, d in zip(OUTPUTS, drawn[i]) if d])
+                                                     [o for o, d in zip(OUTPUTS, drawn[i]) if d], scorer.preprocess)
                     lesions.append(les)
             bar.update(min(batch_size, len(files) - start))
     return worklist(lesions, th)
@@ -220,9 +226,12 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
     shrunk = int(table["note"].str.contains("scored at the model's", regex=False).sum())
     if shrunk:
         log(f"[bcc.predict] warning: {shrunk} image(s) are {SHRINK_WARNING}x or more larger than the model's "
-            f"{scorer.size} px input (what it was trained at): their fine detail is lost (note in triage.csv)")
-    info = {"model": f"{scorer.describe}, input {scorer.size}x{scorer.size} px", "input": shown(inp), "thresholds": th.as_dict(), "explanations": explain_note,
-            "seconds": seconds}
+            f"{scorer.preprocess.size} px input (what it was trained at): their fine detail is lost (note in "
+            f"triage.csv)")
+    untrained = [o for o, t in zip(OUTPUTS, scorer.trained) if not t]
+    info = {"model": scorer.describe, "input": shown(inp), "thresholds": th.as_dict(), "explanations": explain_note,
+            "seconds": seconds, "input_size": scorer.preprocess.size, "preprocess": scorer.preprocess.as_dict(),
+            "not_trained": untrained}
     with outputs.staging() as staged:
         write_worklist(staged, table, lesions, info if a["report"] else None)
     ok = table["status"].eq("ok")

@@ -29,7 +29,10 @@ Rows (section → row):
     is our precise reading, stated in the report.
 
 A metric whose denominator is 0 in a fold (e.g. no SW lesion in it) is NaN for that fold; the summary
-then says over how many folds it was defined (``folds`` column), never hiding it.
+then says over how many folds it was defined (``folds`` column), never hiding it. An output the model
+was not trained on (``p_<output>`` blank in the predictions) is a row marked ``not trained``, and the
+clinical rule runs over the trained codes only (``clinical_rule(known=...)``); with no BCC pattern
+trained it is ``not trained`` too.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from bcc.core.patterns import BCC_CODES, CODES, OUTPUTS, PAPER_NAMES, clinical_rule
+from bcc.core.patterns import BCC_CODES, CODES, OUTPUTS, PAPER_NAMES, clinical_rule, rule_defined
 
 METRICS = ("recall", "specificity", "precision", "accuracy")
 BINARY, PATTERNS, CLINICAL = "BCC/Non-BCC", "Pattern detection", "Clinically-inspired XAI"
@@ -84,21 +87,34 @@ def _observed(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
     return df[cols].notna().all(axis=1).to_numpy()
 
 
+NOT_TRAINED = "not trained"
+
+
+def trained_codes(df: pd.DataFrame) -> np.ndarray:
+    """(7,) bool: the codes the model predicted (a blank ``p_<code>`` column: its head was not trained)."""
+    return df[[f"p_{c}" for c in CODES]].notna().all(axis=0).to_numpy()
+
+
 def fold_rows(df: pd.DataFrame, thresholds: Mapping[str, float]) -> list[dict]:
     """Table 3's rows for one fold's predictions (columns y_<output>, p_<output>)."""
     hat = hard_predictions(df, thresholds)
+    known = trained_codes(df)
     rows: list[dict] = []
 
-    def add(section: str, row: str, mask: np.ndarray, y, p, **extra) -> None:
+    def add(section: str, row: str, mask: np.ndarray, y, p, trained: bool = True, **extra) -> None:
+        if not trained:
+            mask = np.zeros(len(df), bool)
+            extra["note"] = NOT_TRAINED
         rows.append({"section": section, "row": row, **binary_metrics(np.asarray(y)[mask], np.asarray(p)[mask]),
                      **extra})
 
     ok = _observed(df, ["y_bcc"])
-    add(BINARY, ROW_BCC, ok, df["y_bcc"].fillna(0), hat["yhat_bcc"])
-    rule = clinical_rule(hat[[f"yhat_{c}" for c in CODES]].to_numpy())
-    add(BINARY, ROW_RULE, ok, df["y_bcc"].fillna(0), rule)
-    for c in CODES:
-        add(PATTERNS, PAPER_NAMES[c], _observed(df, [f"y_{c}"]), df[f"y_{c}"].fillna(0), hat[f"yhat_{c}"])
+    add(BINARY, ROW_BCC, ok, df["y_bcc"].fillna(0), hat["yhat_bcc"], trained=bool(df["p_bcc"].notna().all()))
+    rule = clinical_rule(hat[[f"yhat_{c}" for c in CODES]].to_numpy(), known)
+    add(BINARY, ROW_RULE, ok, df["y_bcc"].fillna(0), rule, trained=rule_defined(known))
+    for c, trained in zip(CODES, known):
+        add(PATTERNS, PAPER_NAMES[c], _observed(df, [f"y_{c}"]), df[f"y_{c}"].fillna(0), hat[f"yhat_{c}"],
+            trained=bool(trained))
 
     all_codes = _observed(df, [f"y_{c}" for c in CODES])
     ref = df[[f"y_{c}" for c in CODES]].fillna(0).to_numpy().astype(int)
@@ -151,6 +167,8 @@ def aggregate(per_fold: pd.DataFrame) -> pd.DataFrame:
     for (section, row), g in per_fold.groupby(["section", "row"], sort=False):
         r = {"section": section, "row": row, "n": int(g["n"].sum()), "folds": int(g[list(METRICS)].notna()
                                                                                    .all(axis=1).sum())}
+        if "note" in g and g["note"].notna().all():
+            r["note"] = g["note"].iloc[0]
         for m in METRICS:
             v = g[m].dropna().to_numpy()
             r[f"{m}_mean"] = float(v.mean()) if len(v) else float("nan")
@@ -176,6 +194,9 @@ def format_table3(summary: pd.DataFrame, k: int | None = None) -> str:
     for section, g in summary.groupby("section", sort=False):
         lines.append(f"| **{section}** | | | | | |")
         for _, r in g.iterrows():
+            if isinstance(r.get("note"), str):
+                lines.append(f"| {r['row']} | – | " + " | ".join([f"*{r['note']}*"] * len(METRICS)) + " |")
+                continue
             cells = []
             for m in METRICS:
                 mean, var = r[f"{m}_mean"], r[f"{m}_var"]

@@ -26,7 +26,7 @@ from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import predictions_frame, write_predictions
 from bcc.data.cache import decoded_images
 from bcc.data.consensus import ensure_labels
-from bcc.data.table import read_table
+from bcc.data.table import aspects, read_table
 from bcc.models.checkpoint import load_network
 from bcc.models.metrics import OutputMetrics, nested
 
@@ -64,8 +64,11 @@ def evaluate_external(cfg: DictConfig) -> dict[int, dict]:
     results = {}
     for fold, ckpt in checkpoints.items():
         net = load_network(ckpt)
-        p = score(net, decoded_images(root, list(table["image"]), net.image_size, allow_outside=outside), int(cfg.external.batch_size))
+        images = decoded_images(root, list(table["image"]), net.preprocess, allow_outside=outside,
+                                aspects=aspects(table))
+        p = np.where(net.trained, score(net, images, int(cfg.external.batch_size)), np.nan)  # untrained: no output
         metrics = OutputMetrics("test")
+        metrics.use_trained(net.trained)
         metrics.update(torch.from_numpy(p), torch.from_numpy(y))
         job = stage_dir(out, backbone, fold, stage)
         (job / JOB_CONFIG).parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, roc_curve
 
-from bcc.core.patterns import CODES, OUTPUTS, PAPER_NAMES, clinical_rule
+from bcc.core.patterns import CODES, OUTPUTS, PAPER_NAMES, clinical_rule, rule_defined
 from bcc.evaluation.clinical_metrics import (
     METRICS,
     PATTERNS,
@@ -22,6 +22,7 @@ from bcc.evaluation.clinical_metrics import (
     hard_predictions,
     roc_auc,
     thresholds_for,
+    trained_codes,
 )
 
 
@@ -79,13 +80,20 @@ def confusion_figure(predictions: pd.DataFrame, path: Path, thresholds=0.5) -> P
     hat = pd.concat(hats).loc[predictions.index]
     seen = predictions["y_bcc"].notna()
     panels.append(("BCC (diagnosis head)", predictions.loc[seen, "y_bcc"], hat.loc[seen, "yhat_bcc"]))
-    rule = clinical_rule(hat[[f"yhat_{c}" for c in CODES]].to_numpy())
-    panels.append(("BCC (clinical rule)", predictions.loc[seen, "y_bcc"], rule[seen.to_numpy()]))
-    for c in CODES:
+    known = trained_codes(predictions)
+    rule = clinical_rule(hat[[f"yhat_{c}" for c in CODES]].to_numpy(), known)
+    panels.append(("BCC (clinical rule)", predictions.loc[seen, "y_bcc"], rule[seen.to_numpy()])
+                  if rule_defined(known) else ("BCC (clinical rule): not trained", None, None))
+    for c, trained in zip(CODES, known):
         s = predictions[f"y_{c}"].notna()
-        panels.append((f"{PAPER_NAMES[c]} ({c})", predictions.loc[s, f"y_{c}"], hat.loc[s, f"yhat_{c}"]))
+        panels.append((f"{PAPER_NAMES[c]} ({c})", predictions.loc[s, f"y_{c}"], hat.loc[s, f"yhat_{c}"])
+                      if trained else (f"{PAPER_NAMES[c]} ({c}): not trained", None, None))
     fig, axes = plt.subplots(3, 3, figsize=(9, 9))
     for ax, (name, y, yh) in zip(axes.ravel(), panels):
+        if y is None:
+            ax.set_title(name, fontsize=9)
+            ax.axis("off")
+            continue
         m = confusion_matrix(np.asarray(y, int), np.asarray(yh, int), labels=[0, 1])
         ax.imshow(m / max(m.sum(), 1), cmap="Blues", vmin=0, vmax=1)
         for (i, j), v in np.ndenumerate(m):

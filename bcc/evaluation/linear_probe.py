@@ -27,7 +27,8 @@ from sklearn.preprocessing import StandardScaler
 from bcc.core.layout import BEST
 from bcc.core.patterns import BCC_CODES
 from bcc.data.cache import decoded_images
-from bcc.data.table import read_table
+from bcc.data.images import Preprocess
+from bcc.data.table import aspects, read_table
 from bcc.evaluation.clinical_metrics import roc_auc
 from bcc.models.checkpoint import load_network
 from bcc.models.network import MultitaskNet
@@ -65,11 +66,12 @@ def probe_run(run_dir: Path, table: pd.DataFrame, images: np.ndarray, fold: int,
             for code in BCC_CODES}
 
 
-def linear_probe(runs: Sequence, dataset_root: str | Path, image_size: int, c: float = 0.1,
+def linear_probe(runs: Sequence, dataset_root: str | Path, preprocess: Preprocess | int, c: float = 0.1,
                  allow_outside: bool = False) -> pd.DataFrame:
     """Per BCC code (and their mean): the probe's within-BCC AUROC, mean and sd over `runs` (one per fold)."""
     table = read_table(dataset_root, allow_outside=allow_outside)
-    images = decoded_images(Path(dataset_root), list(table["image"]), int(image_size), allow_outside=allow_outside)
+    images = decoded_images(Path(dataset_root), list(table["image"]), preprocess, allow_outside=allow_outside,
+                            aspects=aspects(table))
     per_fold = pd.DataFrame([probe_run(r.path, table, images, r.fold, c) for r in runs])
     rows = [{"code": code, "auroc_probe": per_fold[code].mean(),
              "auroc_probe_sd": per_fold[code].std(ddof=1) if per_fold[code].count() > 1 else np.nan}

@@ -28,7 +28,7 @@ from bcc.evaluation.mask_baselines import centre_map, fit_mask, shuffled_pairs, 
 from bcc.evaluation.mask_faithfulness import road_scores, twin_path, twin_probabilities
 from bcc.evaluation.mask_localisation import localisation
 from bcc.evaluation.mask_statistics import placements, region_stats
-from bcc.explanation.gradcam import postprocess, raw_cams
+from bcc.explanation.gradcam import maps_on_picture, postprocess, raw_cams
 from bcc.models.checkpoint import load_network
 
 BCC = OUTPUTS.index("bcc")
@@ -102,11 +102,12 @@ def signed_cams(cams: torch.Tensor, signs: np.ndarray) -> torch.Tensor:
     return cams * torch.as_tensor(signs, dtype=cams.dtype, device=cams.device)[..., None, None]
 
 
-def predicted_class_cams(net, rgbs: list[np.ndarray], p: np.ndarray, threshold: float
-                         ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def predicted_class_cams(net, rgbs: list[np.ndarray], p: np.ndarray, threshold: float,
+                         aspects: list[float | None] | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """``(inputs (N, 3, S, S), raw maps of the predicted classes (N, 8, h, w), signs (N, 8))`` for images
-    whose predicted probabilities are `p` (N, 8, OUTPUTS order); ``postprocess`` makes them [0, 1] maps."""
-    x = torch.stack([to_input(rgb, net.image_size) for rgb in rgbs])
+    whose predicted probabilities are `p` (N, 8, OUTPUTS order); ``maps_on_picture`` makes them [0, 1] maps."""
+    aspects = aspects or [None] * len(rgbs)
+    x = torch.stack([to_input(rgb, net.preprocess, a) for rgb, a in zip(rgbs, aspects)])
     signs = predicted_signs(p, threshold)
     return x, signed_cams(raw_cams(net, x)[0], signs), signs
 
@@ -180,8 +181,8 @@ def _twin_records(net, preds: pd.DataFrame, batch_size: int) -> pd.DataFrame:
     rows = []
     for start in range(0, len(preds), batch_size):
         chunk = preds.iloc[start:start + batch_size]
-        x = torch.stack([to_input(read_image(p), net.image_size) for p in chunk["image_path"]])
-        t = torch.stack([to_input(read_image(p), net.image_size) for p in chunk["twin_path"]])
+        x = torch.stack([to_input(read_image(p), net.preprocess) for p in chunk["image_path"]])
+        t = torch.stack([to_input(read_image(p), net.preprocess) for p in chunk["twin_path"]])
         p_image, p_twin = twin_probabilities(net, x, t)
         rows += [{"image_id": i, "y_bcc": y, "p_image": a, "p_twin": b}
                  for i, y, a, b in zip(chunk["image_id"], chunk["y_bcc"], p_image, p_twin)]
@@ -236,10 +237,12 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
     for start in range(0, len(masked), settings.batch_size):
         chunk = masked.iloc[start:start + settings.batch_size]
         rgbs = [read_image(dataset.image_path(i)) for i in chunk["image_id"]]
-        x, cams, signs = predicted_class_cams(net, rgbs, chunk[PROB_COLUMNS].to_numpy(np.float64), settings.threshold)
+        aspects = [dataset.aspect(i) for i in chunk["image_id"]]
+        x, cams, signs = predicted_class_cams(net, rgbs, chunk[PROB_COLUMNS].to_numpy(np.float64), settings.threshold,
+                                              aspects)
         for k, ((_, row), rgb) in enumerate(zip(chunk.iterrows(), rgbs)):
             image_id, shape = str(row["image_id"]), working_shape(rgb.shape[:2], settings.max_side)
-            maps = postprocess(cams[k:k + 1], shape)[0].numpy()
+            maps = maps_on_picture(cams[k:k + 1], shape, net.preprocess, aspects[k])[0].numpy()
             shuffled = {o: (fit_mask(masks[j][o], shape), None if lesions[j] is None else fit_mask(lesions[j], shape), j)
                         for o, pr in pairs.items() if (j := pr.get(image_id))}
             for rec in image_records(maps, masks[image_id], lesions[image_id], shuffled, settings.centre_sigma):

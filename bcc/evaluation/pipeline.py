@@ -19,11 +19,14 @@ from bcc.core.config import Range
 from bcc.core.io import staged_folder, write_csv, write_json
 from bcc.core.layout import BEST, THRESHOLDS
 from bcc.core.patterns import CODES, OUTPUTS
+from bcc.data.contract import load_dataset
+from bcc.data.images import Preprocess
 from bcc.evaluation import calibration as cal
 from bcc.evaluation.agreement import summarise_dataset
 from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, table3
 from bcc.evaluation.complexity import complexity
 from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
+from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
 from bcc.evaluation.mask_agreement import describe, mask_report
 from bcc.evaluation.mask_records import Table4Settings
@@ -39,6 +42,7 @@ from bcc.evaluation.runs import (
     load_predictions,
     run_facts,
 )
+from bcc.evaluation.sources import source_report
 from bcc.evaluation.within_bcc import within_bcc_auroc
 
 #: every numeric option of ``conf/eval.yaml`` and what it accepts (checked before anything is read or written)
@@ -84,7 +88,8 @@ def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: 
     result.calibration_outputs = cal.calibration_per_output(preds, scaled, n_bins)
     result.within_bcc = within_bcc_auroc(preds)
     result.within_bcc, result.probe_note = with_probe(result.within_bcc, chosen, cfg, cfg.eval.dataset or
-                                                     result.facts.get("dataset"), result.facts.get("image_size"))
+                                                     result.facts.get("dataset"), result.facts.get("image_size"),
+                                                     result.facts.get("preprocess"))
     result.figures = {
         "roc": roc_figure(preds, figures / f"{backbone}_roc.png", f"ROC per output — {backbone}, stage {stage}"),
         "confusion": confusion_figure(preds, figures / f"{backbone}_confusion.png", thresholds),
@@ -100,7 +105,7 @@ def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: 
 
 
 def with_probe(within: pd.DataFrame, runs: list[Run], cfg: DictConfig, dataset: str | None,
-               image_size) -> tuple[pd.DataFrame, str]:
+               image_size, preprocess: dict | None = None) -> tuple[pd.DataFrame, str]:
     """The within-BCC table with the linear probe's columns (``bcc.evaluation.linear_probe``), or unchanged and
     the reason it was not computed."""
     if not cfg.eval.linear_probe:
@@ -115,7 +120,8 @@ def with_probe(within: pd.DataFrame, runs: list[Run], cfg: DictConfig, dataset: 
     if root is None or not all(p.is_file() for p in needed):
         return within, (f"not computed: the runs' dataset {root} is not at hand (it needs images.csv, labels.csv, "
                         "splits.csv; `eval.dataset=DIR` points at it).")
-    probe = linear_probe(runs, root, int(image_size), c=float(cfg.eval.linear_probe_c),
+    probe = linear_probe(runs, root, Preprocess.of({"image_size": int(image_size), **(preprocess or {})}),
+                         c=float(cfg.eval.linear_probe_c),
                          allow_outside=bool(cfg.data.get("allow_outside", False)))
     return within.merge(probe, on="code", how="left"), ""
 
@@ -206,6 +212,31 @@ def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
                       f"masks (per map: `gradcam_per_image.csv`). " + describe(result))
 
 
+# ---- real data: sources as confounders, Grad-CAM on whole-lesion masks --------------------------------
+def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
+    """Per source AUROC, shortcut baselines, the source probe, held-out sources (``bcc.evaluation.sources``)
+    for a dataset with several sources; Grad-CAM mass on the lesion (``bcc.evaluation.lesion_focus``) where
+    test pictures have lesion masks. Settings: ``eval.sources``, ``eval.source_probe``, ``eval.shortcuts``,
+    ``eval.lesion_focus``."""
+    if ev.dataset is None or not ev.dataset.root or not ev.results:
+        return
+    root, result = Path(ev.dataset.root), ev.results[0]
+    chosen = [r for r in runs if r.backbone == result.backbone and r.stage == ev.stage and r.finished]
+    outside = bool(cfg.data.get("allow_outside", False))
+    pre = Preprocess.of({"image_size": int(result.facts.get("image_size") or 224), **(result.facts.get("preprocess") or {})})
+    if cfg.eval.sources:
+        loso = sorted(p for p in (Path(cfg.output_dir) / "loso").glob("*") if p.is_dir())
+        ev.sources = source_report(chosen, load_predictions(runs, result.backbone, ev.stage), root, pre, loso,
+                                   result.backbone, probe=bool(cfg.eval.source_probe),
+                                   shortcuts=bool(cfg.eval.shortcuts), allow_outside=outside)
+    if cfg.eval.lesion_focus and ev.dataset.has_masks:
+        dataset = load_dataset(root, allow_outside=outside)
+        found = lesion_report([r.path for r in chosen], dataset, ev.report_dir / "figures" / "lesion_focus_worst.png")
+        if found is not None:
+            ev.lesion_focus, records, ev.lesion_focus_figure = found
+            write_csv(records, ev.report_dir / "lesion_focus_per_image.csv")
+
+
 # ---- main ---------------------------------------------------------------------------------------------
 def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evaluation:
     out, report_dir = Path(cfg.output_dir), Path(cfg.report_dir)
@@ -240,6 +271,7 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
         ev.stages = stages_table(runs, experiment, k, out)
         ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
         table4(ev, runs, cfg)
+        real_data_checks(ev, runs, cfg)
         tables = write_tables(ev)
         write_report(ev)
         if cfg.wandb.enabled:
@@ -253,6 +285,7 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
         r.figures = {k: moved(p) for k, p in r.figures.items()}
         write_model_thresholds(runs, r, stage)
     ev.table4_figures = [moved(p) for p in ev.table4_figures]
+    ev.lesion_focus_figure = moved(ev.lesion_focus_figure)
     return ev
 
 
@@ -277,6 +310,10 @@ def write_tables(ev: Evaluation) -> dict[str, pd.DataFrame]:
     val = [tag(r.table3_val, r).assign(thresholds="val") for r in ev.results if r.table3_val is not None]
     if val:
         tables["table3_val_thresholds"] = pd.concat(val, ignore_index=True)
+    if ev.sources is not None:
+        tables.update(ev.sources.tables())
+    if ev.lesion_focus is not None:
+        tables["lesion_focus"] = ev.lesion_focus
     for name, df in tables.items():
         write_csv(df, ev.report_dir / f"{name}.csv")
     if ev.table4 is not None:

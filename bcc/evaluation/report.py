@@ -18,6 +18,7 @@ from bcc.evaluation.agreement import DatasetSummary, format_dataset
 from bcc.evaluation.clinical_metrics import format_table3
 from bcc.evaluation.markdown import markdown_table, markdown_text
 from bcc.evaluation.mask_agreement import FILES, REPORT_COLUMNS, read_tables
+from bcc.evaluation.sources import SourceReport
 
 
 @dataclass
@@ -54,6 +55,9 @@ class Evaluation:
     table4_note: str = ""
     table4_figures: list[Path] = field(default_factory=list)
     dataset: DatasetSummary | None = None
+    sources: SourceReport | None = None             # several sources: per-source AUROC, shortcuts, probe
+    lesion_focus: pd.DataFrame | None = None        # Grad-CAM mass on whole-lesion masks, per output
+    lesion_focus_figure: Path | None = None
 
 
 def _start_words(start: str) -> str:
@@ -251,9 +255,65 @@ def _table4(ev: Evaluation) -> list[str]:
     return lines
 
 
+def _sources(ev: Evaluation) -> list[str]:
+    s = ev.sources
+    if s is None:
+        return []
+    lines = ["", "## Sources: is the AUROC about BCC or about the dataset a picture came from?", "",
+             ("A merged set is a confounder trap: a model that only recognised the source scores a pooled AUROC "
+              "without seeing BCC. Within a source, a source cue is worth nothing."), "",
+             "**p(BCC) per source** (`sources_bcc.csv`: per test fold mean ± sd, and pooled over the folds)", "",
+             markdown_table(s.per_source.set_index(["output", "source"]).reset_index(), index=False), ""]
+    if s.baselines is not None and not s.baselines.empty:
+        b = s.baselines.pivot_table(index="source", columns="baseline", values="auroc_mean", sort=False)
+        model = s.per_source.set_index("source")["auroc_mean"].rename("model")
+        lines += ["**The model beside what shortcuts score** (AUROC, mean over test folds; `sources_shortcuts.csv`)", "",
+                  markdown_table(pd.concat([model, b], axis=1)), "",
+                  ("*source prior*: p(BCC) = the BCC rate of the picture's source in the training folds — a perfect "
+                   "source detector that knows nothing of BCC (0.5 within a source by construction). *colour "
+                   "statistics*: a logistic regression on whole-picture colour statistics of the network's input, "
+                   "fitted on the training folds. Both fold by fold, as the model."), ""]
+    if s.probe is not None and not s.probe.empty:
+        p = s.probe
+        lines += [("**Source probe** (`sources_probe.csv`): a logistic regression on each fold model's frozen features "
+                   f"names the source of its test pictures with balanced accuracy {p['balanced_accuracy'].mean():.3f} "
+                   f"± {p['balanced_accuracy'].std(ddof=1) if len(p) > 1 else 0:.3f} (chance {p['chance'].iloc[0]:.3f})"
+                   " — the features know the source; the within-source AUROCs above say how much the BCC call rests "
+                   "on it."), ""]
+    if s.held_out is not None and not s.held_out.empty:
+        lines += [("**Leave one source out** (`sources_held_out.csv`): trained without the source, scored on all of "
+                  "it (stage 0)"), "", markdown_table(s.held_out, index=False), ""]
+    if s.heads is not None and not s.heads.empty:
+        lines += ["**Labelled pattern heads per source** (`sources_heads.csv`)", "",
+                  markdown_table(s.heads, index=False), ""]
+    if s.rule is not None and not s.rule.empty:
+        lines += [("**The clinical rule over the codes a source labels** (consensus labels against the biopsy; "
+                   "`sources_rule_on_labels.csv`): the ceiling of the rule with those codes alone"), "",
+                  markdown_table(s.rule[["source", "codes", "n", "recall", "specificity", "precision", "accuracy"]],
+                                 index=False), ""]
+    lines += [f"- {n}" for n in s.notes]
+    return lines
+
+
+def _lesion_focus(ev: Evaluation) -> list[str]:
+    if ev.lesion_focus is None:
+        return []
+    lines = ["", "## Grad-CAM on real lesions (whole-lesion masks)", "",
+             markdown_table(ev.lesion_focus, index=False), "",
+             ("Per test picture with a dermatologist's lesion mask, the share of the map's mass inside the lesion, "
+              "beside three maps that know nothing of the picture: flat over the network's view (*uniform*: the "
+              "lesion's area share), a centred Gaussian (*centre*: lesions are photographed in the middle) and flat "
+              "over the lesion (the ceiling, 1). *beats_centre*: pictures where the map holds more mass on the lesion "
+              "than the centre map; *peaks_off_lesion*: maps whose maximum lies off the lesion — rulers, ink, hair, "
+              "the vignette's corners (`lesion_focus_per_image.csv`)."), ""]
+    if ev.lesion_focus_figure is not None:
+        lines.append(_fig(ev, ev.lesion_focus_figure, "least mass on the lesion"))
+    return lines
+
+
 def write_report(ev: Evaluation) -> Path:
-    lines = [*_header(ev), *_table3(ev), *_within_bcc(ev), *_table5(ev), *_calibration(ev), *_figures(ev),
-             *_stages(ev),
+    lines = [*_header(ev), *_table3(ev), *_sources(ev), *_within_bcc(ev), *_table5(ev), *_calibration(ev),
+             *_figures(ev), *_stages(ev), *_lesion_focus(ev),
              *_table4(ev), "", "## Dataset and inter-rater agreement", ""]
     lines.append(format_dataset(ev.dataset) if ev.dataset else "- not available")
     lines += ["", "## Files", "",

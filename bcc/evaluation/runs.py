@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bcc.core.errors import BadInput
 from bcc.core.layout import CALIBRATION, METRICS, PREDICTIONS, read_job_config
 from bcc.core.machine import describe
+from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import read_predictions
 from bcc.training import jobs
 
@@ -202,10 +203,17 @@ def check_same_training(runs: list[Run], stage: int, backbones: list[str], allow
 
 
 def load_predictions(runs: list[Run], backbone: str, stage: int) -> pd.DataFrame:
-    """All test-fold predictions of one backbone at one stage, one ``fold`` column."""
+    """All test-fold predictions of one backbone at one stage, one ``fold`` column. Where a model made no
+    prediction (``p_<output>`` blank: that head was not trained) the label is blanked too, so every metric
+    leaves the output out instead of scoring noise."""
     frames = [read_predictions(r.predictions, r.fold) for r in runs
               if r.backbone == backbone and r.stage == stage and r.finished]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    for o in OUTPUTS:
+        df.loc[df[f"p_{o}"].isna(), f"y_{o}"] = pd.NA
+    return df
 
 
 def run_facts(runs: list[Run], backbone: str, stage: int) -> dict:
@@ -223,6 +231,7 @@ def run_facts(runs: list[Run], backbone: str, stage: int) -> dict:
         "backbone": backbone,
         "timm_name": (first.metrics.get("timm_name") if first else None) or cfg.get("backbone", {}).get("timm_name"),
         "image_size": (first.metrics.get("image_size") if first else None) or cfg.get("data", {}).get("image_size"),
+        "preprocess": {k: cfg.get("data", {}).get(k) for k in ("resize", "colour") if cfg.get("data", {}).get(k)},
         "dataset": cfg.get("data", {}).get("root"),
         "start": ", ".join(starts) if starts else "unknown",
         "stage0": stage0,

@@ -41,8 +41,8 @@ from PIL import Image
 from bcc.core.errors import BadInput
 from bcc.core.io import BIDI_CONTROLS, atomic_path, csv_safe, printable, write_csv
 from bcc.core.patterns import OUTPUTS
-from bcc.data.images import UnreadableImage, read_rgb, to_input
-from bcc.explanation.gradcam import postprocess
+from bcc.data.images import Preprocess, UnreadableImage, read_rgb, to_input
+from bcc.explanation.gradcam import maps_on_picture
 from bcc.explanation.render import overlay
 
 #: An output name's longest form in UTF-8 bytes, leaving room for ``_<output>.png`` in the usual 255.
@@ -139,12 +139,12 @@ def read_input(path: Path, max_megapixels: float) -> tuple[np.ndarray, str]:
 Explainer = Callable[[np.ndarray], tuple[np.ndarray, torch.Tensor]]
 
 
-def explain_files(explainer: Explainer, size: int, files: Sequence[Path], out_dir: Path, root: Path,
+def explain_files(explainer: Explainer, preprocess: Preprocess | int, files: Sequence[Path], out_dir: Path, root: Path,
                   save_raw: bool = False, batch_size: int = 16, max_megapixels: float = 100.0,
                   log=print) -> pd.DataFrame:
     """Write overlays (and raw maps) for `files`; returns the table written as ``explanations.csv``.
 
-    `explainer` maps (N, 3, `size`, `size`) float32 images in [0, 1] to (probabilities (N, 8), raw
+    `explainer` maps (N, 3, S, S) float32 images (made as `preprocess` says) in [0, 1] to (probabilities (N, 8), raw
     Grad-CAM (N, 8, h, w) as ``bcc.explanation.gradcam.raw_cams`` gives them). Unreadable inputs are
     skipped (a row with their reason); the rest of the batch completes.
     """
@@ -166,10 +166,10 @@ def explain_files(explainer: Explainer, size: int, files: Sequence[Path], out_di
                 row.update(status="skipped", note="; ".join(filter(None, [str(e), remark])))
         if not chunk:
             continue
-        probs, cams = explainer(np.stack([to_input(rgb, size).numpy() for _, rgb in chunk]))
+        probs, cams = explainer(np.stack([to_input(rgb, preprocess).numpy() for _, rgb in chunk]))
         for i, (row, rgb) in enumerate(chunk):
             row.update({f"p_{o}": float(probs[i, k]) for k, o in enumerate(OUTPUTS)})
-            maps = postprocess(cams[i:i + 1], rgb.shape[:2])[0].cpu().numpy()
+            maps = maps_on_picture(cams[i:i + 1], rgb.shape[:2], Preprocess.of(preprocess))[0].cpu().numpy()
             for k, output in enumerate(OUTPUTS):
                 with atomic_path(out_dir / f"{row['name']}_{output}.png") as tmp:
                     Image.fromarray(overlay(rgb, maps[k])).save(tmp, "PNG")

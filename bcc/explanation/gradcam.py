@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bcc.core.patterns import OUTPUTS
+from bcc.data.images import Preprocess, view_region
 from bcc.models.backbones import spec
 from bcc.models.network import MultitaskNet
 
@@ -208,6 +209,19 @@ def postprocess(cams: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     c = (c - lo) / (EPS + hi - lo)
     up = F.interpolate(c, size=size, mode="bilinear", align_corners=False)
     return up.clamp_(0.0, 1.0)
+
+
+def maps_on_picture(cams: torch.Tensor, shape: Sequence[int], preprocess: Preprocess,
+                    aspect: float | None = None) -> torch.Tensor:
+    """Raw maps (N, 8, h, w) post-processed onto an (H, W) picture: over the part the network saw
+    (``bcc.data.images.view_region``: all of it for ``square``, the centre square for ``crop``), 0 outside."""
+    top, left, height, width = view_region(tuple(shape), preprocess, aspect)
+    region = postprocess(cams, (height, width))
+    if (height, width) == tuple(int(s) for s in shape):
+        return region
+    out = region.new_zeros((*region.shape[:2], int(shape[0]), int(shape[1])))
+    out[..., top:top + height, left:left + width] = region
+    return out
 
 
 def gradcam_maps(net: MultitaskNet, x: torch.Tensor, size: Sequence[int] | None = None

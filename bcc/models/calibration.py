@@ -68,7 +68,7 @@ def fit_calibration(val: pd.DataFrame) -> dict[str, dict]:
     """Per output: threshold, temperature and what they were fitted on, from a validation prediction table."""
     out = {}
     for o in OUTPUTS:
-        seen = val[f"y_{o}"].notna().to_numpy()
+        seen = (val[f"y_{o}"].notna() & val[f"p_{o}"].notna()).to_numpy()  # p blank: the output was not trained
         y, p = val.loc[seen, f"y_{o}"].to_numpy(float), val.loc[seen, f"p_{o}"].to_numpy(float)
         both = len(y) > 0 and 0 < y.sum() < len(y)
         out[o] = {"threshold": youden_threshold(y, p) if both else 0.5,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bcc.core.errors import BadInput
-from bcc.data.images import DEFAULT_IMAGE_SIZE, IMAGE_SIZE
+from bcc.data.images import IMAGE_SIZE, Preprocess
 from bcc.models.backbones import check_timm_name
 from bcc.models.network import MultitaskNet
 from bcc.models.serialization import CheckpointError, UnsafeCheckpointError, safe_load
@@ -60,14 +60,20 @@ def _net_state(state: Mapping[str, torch.Tensor], prefix: str = "net.") -> dict[
 
 
 def load_weights(net: MultitaskNet, path: str | Path, backbone_only: bool = False) -> None:
-    """Fill `net` with a checkpoint's network weights (all, or only the backbone's: the stage 0 → 1 handover)."""
-    state = _net_state(read_checkpoint(path)["state_dict"], "net.backbone." if backbone_only else "net.")
+    """Fill `net` with a checkpoint's network weights (all, or only the backbone's: the stage 0 → 1 handover),
+    and take over its record of what the heads were trained on (none, with the backbone only)."""
+    ckpt = read_checkpoint(path)
+    state = _net_state(ckpt["state_dict"], "net.backbone." if backbone_only else "net.")
     target = net.backbone if backbone_only else net
     try:
         target.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit this network ({net.backbone_name}): "
                               f"{str(e).splitlines()[0]}") from None
+    if backbone_only:
+        net.forget_heads()
+    elif "trained" in (spec := network_spec(path, ckpt)):
+        net.spec["trained"] = dict(spec["trained"])
 
 
 def load_network(checkpoint_path: str | Path, device: str | torch.device = "cpu",
@@ -75,17 +81,25 @@ def load_network(checkpoint_path: str | Path, device: str | torch.device = "cpu"
     """The checkpoint's ``MultitaskNet`` in eval mode: float images in [0, 1] (N, 3, S, S) → (N, 8) logits.
 
     The returned net carries ``image_size`` (the training input size S; 224 where the checkpoint does
-    not say) and ``checkpoint_path``. No weights are downloaded: the architecture is built bare and
+    not say), ``preprocess`` (how a picture becomes its input), ``trained`` (which outputs were trained
+    with labels) and ``checkpoint_path``. No weights are downloaded: the architecture is built bare and
     filled from the checkpoint. `channels_last` defaults to what the model was trained with.
     """
     path = Path(checkpoint_path)
     ckpt = read_checkpoint(path)
     spec = network_spec(path, ckpt)
-    image_size = int(spec.get("image_size") or DEFAULT_IMAGE_SIZE)
+    try:
+        pre = Preprocess.of(spec)
+    except (BadInput, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: hyper_parameters.network: {e}") from None
+    image_size = pre.size
     try:
         net = MultitaskNet.build(spec["backbone"], spec.get("timm_name"), pretrained=False,
-                                 dropout=float(spec.get("dropout", 0.3)), image_size=image_size)
+                                 dropout=float(spec.get("dropout", 0.3)), image_size=image_size,
+                                 resize=pre.resize, colour=pre.colour)
         net.load_state_dict(_net_state(ckpt["state_dict"]), strict=True)
+        if "trained" in spec:
+            net.spec["trained"] = dict(spec["trained"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: weights do not fit backbone {spec['backbone']!r} "
                               f"({spec.get('timm_name')}): {str(e).splitlines()[0]}") from None

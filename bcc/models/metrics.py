@@ -3,7 +3,9 @@
 One ``MetricCollection`` per output of ``OUTPUTS`` (prefix ``<split>/<output>/``), updated per batch with
 that output's observed labels only (NaN = missing), computed per epoch. ``<split>/rule/*`` scores the
 clinical rule applied to the pattern outputs against the BCC label, and ``<split>/patterns/<metric>``
-averages a metric over the seven codes.
+averages a metric over the seven codes. ``trained`` ((8,) bool, the network's record) keeps outputs whose
+head never saw both classes out of the rule — the rule over untrained heads is noise, not a verdict —
+and out of the pattern averages; it is not computed when no BCC pattern is trained.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from torchmetrics.classification import (
     BinarySpecificity,
 )
 
-from bcc.core.patterns import CODES, OUTPUTS, clinical_rule_torch
+from bcc.core.patterns import CODES, OUTPUTS, clinical_rule_torch, rule_defined
 
 METRICS = ("auroc", "recall", "specificity", "precision", "accuracy", "f1")
 RULE = "rule"
@@ -48,16 +50,24 @@ class OutputMetrics(nn.Module):
         self.outputs = nn.ModuleDict({o: _collection(f"{split}/{o}/") for o in OUTPUTS})
         self.rule = _collection(f"{split}/{RULE}/", with_auroc=False)
         self._seen: set[str] = set()  # collections updated since the last reset
+        self.trained = torch.ones(len(OUTPUTS), dtype=torch.bool)
+
+    def use_trained(self, trained) -> None:
+        """Restrict the rule and the pattern averages to these outputs ((8,) bool in OUTPUTS order)."""
+        self.trained = torch.as_tensor(trained, dtype=torch.bool)
 
     @torch.no_grad()
     def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
         """probs, labels: (N, 8) in OUTPUTS order; labels 0/1 or NaN."""
         for j, o in enumerate(OUTPUTS):
             seen = torch.isfinite(labels[:, j])
-            if seen.any():
+            if seen.any() and self.trained[j]:
                 self.outputs[o].update(probs[seen, j], labels[seen, j].long())
                 self._seen.add(o)
-        verdict = clinical_rule_torch(probs[:, 1:] >= 0.5)
+        known = self.trained[1:]
+        if not rule_defined(known.numpy()):
+            return
+        verdict = clinical_rule_torch(probs[:, 1:] >= 0.5, known)
         seen = torch.isfinite(labels[:, 0])
         if seen.any():
             self.rule.update(verdict[seen].float(), labels[seen, 0].long())

@@ -6,16 +6,23 @@ Output: (N, 8) logits in ``bcc.core.patterns.OUTPUTS`` order ``bcc, PN, U, ON, M
 heads of ``HEADS`` — diagnosis (bcc), negative criterion (PN), BCC patterns (U..AT) — side by side.
 ``head_weights()`` / ``head_bias()`` are the one accessor of the stacked head parameters (Grad-CAM's
 closed form and the ONNX export read them).
+
+``spec["trained"]`` records, per output, the labels its head was last trained on (stage, labelled images,
+positives): a head that never saw both classes — U, ON, MG, ML and SW on every public dataset — outputs
+its initialisation's noise, and every consumer (metrics, the clinical rule, Table 3, triage, the export)
+asks :meth:`MultitaskNet.trained` before it shows or uses an output.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from bcc.core.patterns import HEADS
+from bcc.core.patterns import HEADS, OUTPUTS
+from bcc.data.images import Preprocess
 from bcc.models.backbones import create_backbone, last_blocks, spec
 
 #: Parts of the network a stage can train (conf/stage/*.yaml `trainable`).
@@ -39,12 +46,41 @@ class MultitaskNet(nn.Module):
 
     @classmethod
     def build(cls, backbone: str, timm_name: str | None = None, pretrained: bool = False, weights=None,
-              dropout: float = 0.3, image_size: int | None = None) -> MultitaskNet:
-        """The network for backbone name `backbone` (``conf/model/multitask.yaml`` instantiates this)."""
+              dropout: float = 0.3, image_size: int | None = None, resize: str = "square",
+              colour: str = "none") -> MultitaskNet:
+        """The network for backbone name `backbone` (``conf/model/multitask.yaml`` instantiates this).
+
+        `resize` and `colour` are how its input is made (``bcc.data.images.Preprocess``): kept in the spec,
+        so a checkpoint carries them to every consumer."""
         net = cls(create_backbone(backbone, timm_name, pretrained=pretrained, weights=weights,
                                   image_size=image_size), backbone, dropout)
-        net.spec.update(timm_name=timm_name or spec(backbone).timm_name, image_size=image_size)  # what a checkpoint needs to rebuild it
+        # what a checkpoint needs to rebuild it and to make its input
+        net.spec.update(timm_name=timm_name or spec(backbone).timm_name, image_size=image_size, resize=resize,
+                        colour=colour)
         return net
+
+    def record_training(self, heads: Iterable[str], counts: Mapping[str, Mapping[str, int]], stage: int) -> None:
+        """Note that `heads` were trained at `stage` on the labels `counts` (per output: labelled, positive)."""
+        record = dict(self.spec.get("trained") or {})
+        for h in heads:
+            for o in HEADS[h]:
+                record[o] = {"stage": int(stage), "labelled": int(counts[o]["labelled"]),
+                             "positive": int(counts[o]["positive"])}
+        self.spec["trained"] = record
+
+    def forget_heads(self) -> None:
+        """The heads were drawn afresh: nothing they output has been trained yet."""
+        self.spec["trained"] = {}
+
+    @property
+    def trained(self) -> np.ndarray:
+        """(8,) bool in OUTPUTS order (:func:`trained_outputs` of the spec)."""
+        return trained_outputs(self.spec)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """How a picture becomes this network's input (size, resize, colour constancy)."""
+        return Preprocess.of(self.spec)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone((x - self.mean) / self.std)
@@ -108,3 +144,27 @@ class MultitaskNet(nn.Module):
         for m in self._held_in_eval:
             m.training = False
         return self
+
+
+def trained_outputs(spec: Mapping[str, Any]) -> np.ndarray:
+    """(8,) bool in OUTPUTS order: the outputs whose head was trained on both classes of their label.
+
+    A spec without the record (checkpoints before it) counts every output as trained, as it was used."""
+    record = spec.get("trained")
+    if record is None:
+        return np.ones(len(OUTPUTS), bool)
+    return np.array([bool(r) and r.get("positive", 0) > 0 and r.get("labelled", 0) > r.get("positive", 0)
+                     for r in (record.get(o) for o in OUTPUTS)])
+
+
+def untrained_note(spec: Mapping[str, Any]) -> str:
+    """'U, ON: not trained (no labels)' — which outputs a report must not show as findings, and why."""
+    record, mask = spec.get("trained") or {}, trained_outputs(spec)
+    parts = []
+    for o, ok in zip(OUTPUTS, mask):
+        if not ok:
+            r = record.get(o) or {}
+            why = ("no labels" if not r or not r.get("labelled") else
+                   f"{r['labelled']} labels, {r.get('positive', 0)} positive")
+            parts.append(f"{o} ({why})")
+    return "not trained: " + ", ".join(parts) if parts else ""

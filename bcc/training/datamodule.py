@@ -1,12 +1,17 @@
 """LightningDataModule over the dataset contract: images.csv + labels.csv + splits.csv.
 
-Splits for ``fold=k``: the images of fold k are the **test** set; the other folds form the training pool,
+Splits for ``fold=k``: the images of fold k are the **test** set (or, with ``test_source``, every image of
+that source: leave one source out); the other folds form the training pool,
 from which a **validation** slice (``val_fraction``, default 15 %) is drawn, multilabel-stratified on the
 seven codes and ``bcc`` (iterative stratification, seed ``split_seed + k``), so validation never sees the
 test fold and has every code's prevalence. Checkpoint selection uses validation only.
 
-Images are decoded and resized once (``bcc.data.cache``) and served as uint8 (C, H, W) tensors; the
-model scales them to [0, 1]. Training transforms (albumentations, on the cached uint8 image): rotation,
+Images are decoded and made into the network's view once (``bcc.data.cache``; ``resize`` and ``colour``
+are ``bcc.data.images.Preprocess``'s: the network records them, so triage repeats them) and served as
+uint8 (C, H, W) tensors; the model scales them to [0, 1]. ``sampler="balanced"`` draws each epoch's
+training images with replacement, weighting an image by its class frequency to the power
+``-sampler_power`` (1: BCC and non-BCC equally often; 0.5: square-root balancing) — the other answer to a
+rare class beside the loss's ``alpha``. Training transforms (albumentations, on the cached uint8 image): rotation,
 random perspective and Gaussian blur as in the paper (§2.4), plus flips and a mild colour jitter.
 Evaluation transforms are the identity on the cached resize (deterministic). With the cache, a batch
 costs about a millisecond per image here, so ``num_workers=0`` (the main process) is the default on a
@@ -31,9 +36,12 @@ from bcc.core.errors import UsageError
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.cache import decoded_images
 from bcc.data.consensus import ensure_labels
-from bcc.data.folds import ensure_splits
+from bcc.data.folds import ensure_splits, strata
+from bcc.data.images import Preprocess
 from bcc.data.synthetic import generate
-from bcc.data.table import read_table
+from bcc.data.table import aspects, read_table
+
+SAMPLERS = ("shuffle", "balanced")
 
 DEFAULT_AUGMENT = {"rotate": 30, "rotate_p": 0.7, "perspective": [0.02, 0.06], "perspective_p": 0.3,
                    "blur_p": 0.2, "blur_sigma": [0.1, 1.0], "hflip": 0.5, "vflip": 0.5,
@@ -75,14 +83,15 @@ class LesionDataset(Dataset):
 
 
 class EpochSeededSampler(Sampler[int]):
-    """Shuffles with a generator seeded by (seed, epoch) and reseeds the augmentation and torch's global
+    """Shuffles (or, with `weights`, draws with replacement) with a generator seeded by (seed, epoch) and reseeds the augmentation and torch's global
     RNG (dropout) when an epoch's iteration starts, so each epoch depends only on (seed, epoch) and the
     weights it starts from: a run resumed from ``last.ckpt`` replays what an uninterrupted run does.
     Lightning calls ``set_epoch`` before every epoch; ``epoch`` at construction covers a resumed fit,
     whose first iterator is created before that call."""
 
-    def __init__(self, dataset: LesionDataset, seed: int, epoch: int = 0):
+    def __init__(self, dataset: LesionDataset, seed: int, epoch: int = 0, weights: np.ndarray | None = None):
         self.dataset, self.seed, self.epoch = dataset, int(seed), int(epoch)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -95,14 +104,28 @@ class EpochSeededSampler(Sampler[int]):
         torch.manual_seed(s)
         if self.dataset.transform is not None:
             self.dataset.transform.set_random_seed(s)
-        yield from torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(s)).tolist()
+        g = torch.Generator().manual_seed(s)
+        if self.weights is None:
+            yield from torch.randperm(len(self.dataset), generator=g).tolist()
+        else:
+            yield from torch.multinomial(self.weights, len(self.dataset), replacement=True, generator=g).tolist()
 
 
-def validation_rows(pool: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask over `pool`: the stratified validation slice."""
+def balancing_weights(y: np.ndarray, power: float) -> np.ndarray:
+    """Per image: its class frequency (BCC or not; an unknown label counts as its own class) to the power
+    -`power`, so each class is drawn in proportion to frequency^(1 - power)."""
+    cls = np.where(np.isfinite(y), y, -1.0)
+    _, inverse, counts = np.unique(cls, return_inverse=True, return_counts=True)
+    return (counts / counts.sum())[inverse] ** -float(power)
+
+
+def validation_rows(pool: pd.DataFrame, fraction: float, seed: int, by_source: bool = False) -> np.ndarray:
+    """Boolean mask over `pool`: the validation slice, stratified as the folds are (``bcc.data.folds.strata``)."""
     if fraction <= 0:
         return np.zeros(len(pool), bool)
-    y = pool[list(CODES) + ["bcc"]].fillna(0).to_numpy().astype(int)
+    y = strata(pool, pool["source"] if by_source else None).to_numpy()
+    if y.shape[1] == 1:
+        y = np.hstack([y, 1 - y])
     split = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     _, val = next(split.split(np.zeros(len(pool)), y))
     mask = np.zeros(len(pool), bool)
@@ -117,8 +140,18 @@ class BCCDataModule(L.LightningDataModule):
                  batch_size: int = 32, eval_batch_size: int | None = None, val_fraction: float = 0.15,
                  num_workers: int = 0, seed: int = 0, soft_targets: bool = False,
                  augment: Mapping[str, Any] | None = None, generate: Mapping[str, Any] | None = None,
-                 disk_cache: bool = True, allow_outside: bool = False):
+                 disk_cache: bool = True, allow_outside: bool = False, resize: str = "square", colour: str = "none",
+                 sampler: str = "shuffle", sampler_power: float = 1.0, stratify_source: bool = False,
+                 test_source: str | None = None):
         super().__init__()
+        self.preprocess = Preprocess(int(image_size), str(resize), str(colour))
+        if sampler not in SAMPLERS:
+            raise UsageError(f"data.sampler={sampler!r}: choose one of {list(SAMPLERS)}")
+        if not 0.0 <= float(sampler_power) <= 1.0:
+            raise UsageError(f"data.sampler_power={sampler_power}: give a number in [0, 1] (1: classes drawn "
+                             f"equally often, 0: as they occur)")
+        self.sampler, self.sampler_power, self.stratify_source = sampler, float(sampler_power), bool(stratify_source)
+        self.test_source = None if test_source in (None, "") else str(test_source)
         self.root = Path(root)
         self.fold, self.k, self.split_seed = int(fold), int(k), int(split_seed)
         self.image_size, self.batch_size = int(image_size), int(batch_size)
@@ -134,7 +167,8 @@ class BCCDataModule(L.LightningDataModule):
         if self.generate is not None and not (self.root / "images.csv").is_file():
             generate(self.root, **self.generate)
         ensure_labels(self.root, allow_outside=self.allow_outside)
-        ensure_splits(self.root, k=self.k, seed=self.split_seed, allow_outside=self.allow_outside)
+        ensure_splits(self.root, k=self.k, seed=self.split_seed, allow_outside=self.allow_outside,
+                      by_source=self.stratify_source)
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
@@ -143,13 +177,20 @@ class BCCDataModule(L.LightningDataModule):
             raise UsageError(f"fold={self.fold} is outside 0..{self.k - 1} (data.k={self.k})")
         table = read_table(self.root, allow_outside=self.allow_outside)
         table["split"] = "train"
-        table.loc[table["fold"] == self.fold, "split"] = "test"
+        if self.test_source is None:
+            table.loc[table["fold"] == self.fold, "split"] = "test"
+        else:  # leave one source out: is what the model learnt about BCC more than what it learnt about sources?
+            sources = sorted(table["source"].astype(str).unique())
+            if self.test_source not in sources:
+                raise UsageError(f"data.test_source={self.test_source}: no such source in {self.root / 'images.csv'} "
+                                 f"(its sources: {', '.join(sources)})")
+            table.loc[table["source"].astype(str) == self.test_source, "split"] = "test"
         pool = table.index[table["split"] == "train"]
-        val = validation_rows(table.loc[pool], self.val_fraction, self.split_seed + self.fold)
+        val = validation_rows(table.loc[pool], self.val_fraction, self.split_seed + self.fold, self.stratify_source)
         table.loc[pool[val], "split"] = "val"
         self.table = table
-        self.images = decoded_images(self.root, list(table["image"]), self.image_size, disk_cache=self.disk_cache,
-                                     allow_outside=self.allow_outside)
+        self.images = decoded_images(self.root, list(table["image"]), self.preprocess, disk_cache=self.disk_cache,
+                                     allow_outside=self.allow_outside, aspects=aspects(table))
 
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero((self.table["split"] == split).to_numpy())
@@ -168,8 +209,14 @@ class BCCDataModule(L.LightningDataModule):
     def positive_frequencies(self) -> list[float]:
         """Share of positives per output on the training split (NaN ignored): the default focal alpha."""
         y = self.labels(self.rows("train"))
-        with np.errstate(invalid="ignore"):
-            return [float(v) for v in np.nanmean(y, axis=0)]
+        seen = np.isfinite(y)
+        return [float(y[seen[:, j], j].mean()) if seen[:, j].any() else float("nan") for j in range(y.shape[1])]
+
+    def labelled_counts(self, split: str = "train") -> dict[str, dict[str, int]]:
+        """Per output: the split's images with a known label, and how many of them are positive."""
+        y = self.labels(self.rows(split))
+        return {o: {"labelled": int(np.isfinite(y[:, j]).sum()), "positive": int(np.nansum(y[:, j] == 1))}
+                for j, o in enumerate(OUTPUTS)}
 
     def dataset(self, split: str, augment: bool | None = None) -> LesionDataset:
         rows = self.rows(split)
@@ -179,7 +226,10 @@ class BCCDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool, batch_size: int, drop_last: bool = False) -> DataLoader:
         ds = self.dataset(split)
-        sampler = EpochSeededSampler(ds, self.seed, self._epoch()) if shuffle else None
+        weights = None
+        if shuffle and self.sampler == "balanced":
+            weights = balancing_weights(self.labels(self.rows(split))[:, 0], self.sampler_power)
+        sampler = EpochSeededSampler(ds, self.seed, self._epoch(), weights) if shuffle else None
         return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last and len(ds) > batch_size,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 

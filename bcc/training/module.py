@@ -42,7 +42,8 @@ class MultitaskModule(L.LightningModule):
                  channels_last: bool = True):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "loss", "optimizer"])
-        self.hparams["network"] = dict(net.spec)  # what bcc.models.checkpoint rebuilds the network from
+        self.hparams["network"] = net.spec  # what bcc.models.checkpoint rebuilds the network from (live: the
+        # record of trained heads is written into the spec when the stage starts)
         self.net, self.loss_fn, self.optimizer_factory = net, loss, optimizer
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -110,6 +111,7 @@ class MultitaskModule(L.LightningModule):
             idx, y, p = idx[first], y[first], p[first]
         self.outputs[split] = [(idx, y, p)]
         metrics = self.metrics[split]
+        metrics.use_trained(self.net.trained)
         metrics.update(torch.from_numpy(p), torch.from_numpy(y))
         self.log_dict(metrics.compute(), sync_dist=False)
         metrics.reset()
@@ -118,8 +120,10 @@ class MultitaskModule(L.LightningModule):
         return torch.sigmoid(self(batch["image"]))
 
     def predictions(self, split: str, image_ids: Sequence[str], fold: int) -> pd.DataFrame:
-        """The last validation or test run as a prediction table (``bcc.core.predictions``), one row per image."""
+        """The last validation or test run as a prediction table (``bcc.core.predictions``), one row per image;
+        an output whose head was never trained on its label is blank (no prediction), not its noise."""
         idx, y, p = self.outputs[split][0]
+        p = np.where(self.net.trained, p, np.nan)
         return predictions_frame([image_ids[i] for i in idx], fold, y, p)
 
     # ---- schedule-free optimizer ----------------------------------------------------------------------

@@ -41,6 +41,7 @@ from bcc.core.layout import (
     stage_dir,
 )
 from bcc.core.machine import machine
+from bcc.core.patterns import HEADS, OUTPUTS
 from bcc.core.predictions import read_predictions, write_predictions
 from bcc.data.contract import dataset_hash
 from bcc.models.calibration import fit_calibration
@@ -179,8 +180,9 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
                     (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
         model = starting_module(cfg, dm, start, backbone_only)
         model.hparams["trained_on"] = record  # into every checkpoint: what ckpt_path= is compared with
+        learnable = record_stage_labels(cfg, model, dm)
         try:
-            metrics = _fit_and_score(cfg, model, dm, job, resume)
+            metrics = _fit_and_score(cfg, model, dm, job, resume, fit=bool(learnable))
         except SIGTERMException:
             raise Interrupted(signal.SIGTERM, f"stage {stage} of fold {fold} was stopped (SIGTERM) and is unfinished "
                                               f"in {job}; resume it: `{resume_command(stage, fold, hint(overrides))}`"
@@ -190,8 +192,34 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
     return metrics
 
 
-def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, job: Path, resume: str | None) -> dict:
-    """Fit, re-score the selected best.ckpt on validation and test, write the job's outputs (metrics.json last)."""
+def record_stage_labels(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule) -> list[str]:
+    """Write into the network which outputs this stage trains, on how many labels; return those that can
+    learn (both classes present). A stage none of whose outputs can learn — stage 3 on a dataset without
+    pattern labels — is said so, and kept as its predecessor's model instead of failing in Lightning."""
+    stage, weights = int(cfg.stage.name), dict(cfg.stage.loss_weights)
+    heads = [h for h in HEADS if f"{h}_head" in cfg.stage.trainable and float(weights.get(h, 1.0)) != 0.0]
+    counts = dm.labelled_counts("train")
+    model.net.record_training(heads, counts, stage)
+    trained = dict(zip(OUTPUTS, model.net.trained))
+    outputs = [o for h in heads for o in HEADS[h]]
+    learnable = [o for o in outputs if trained[o]]
+    idle = [f"{o} ({counts[o]['labelled']} labelled, {counts[o]['positive']} positive)" for o in outputs
+            if not trained[o]]
+    where = f"stage {stage} of fold {cfg.fold}"
+    if not learnable:
+        print(f"[bcc] {where}: nothing to train — the training split labels none of {', '.join(outputs)} with "
+              f"both classes ({'; '.join(idle)}); the model it starts from is kept as this stage's, with these "
+              f"outputs marked 'not trained'")
+    elif idle:
+        print(f"[bcc] {where} trains {', '.join(learnable)}; not trained (no labels of both classes): "
+              f"{'; '.join(idle)}")
+    return learnable
+
+
+def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, job: Path, resume: str | None,
+                   fit: bool = True) -> dict:
+    """Fit (unless `fit` is false: nothing to train), re-score the selected best.ckpt on validation and test,
+    write the job's outputs (metrics.json last)."""
     stage, fold = int(cfg.stage.name), int(cfg.fold)
     logger = loggers.build(cfg)
     failed = True
@@ -199,18 +227,25 @@ def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, j
         callbacks = {name: instantiate(node) for name, node in cfg.callbacks.items()}
         ckpt, last = callbacks["best_checkpoint"], callbacks["last_checkpoint"]
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=logger)
-        t0 = time.perf_counter()
-        trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
-        seconds = time.perf_counter() - t0
-        best = ckpt.best_model_path or last.best_model_path
         # a logger-free evaluator re-scores the selected checkpoint; under DDP the trainer itself must,
         # since every process takes part in gathering the outputs
         evaluator = trainer if trainer.world_size > 1 else L.Trainer(
             accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False)
+        t0 = time.perf_counter()
+        if fit:
+            trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
+            best = ckpt.best_model_path or last.best_model_path
+        else:
+            best = None  # the starting weights, scored and saved as they are
+        seconds = time.perf_counter() - t0
         val = evaluator.validate(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
         val_preds = model.predictions("val", list(dm.table["image_id"]), fold)
-        test = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+        scorer = trainer if fit else evaluator
+        test = scorer.test(model, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+        if not fit and scorer.is_global_zero:
+            scorer.save_checkpoint(job / BEST, weights_only=True)
+            best = str(job / BEST)
         failed = False
         if not trainer.is_global_zero:
             return {"val": nested(val, "val"), "test": nested(test, "test")}
@@ -225,6 +260,7 @@ def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, j
             "experiment": cfg.experiment_name, "backbone": cfg.backbone.name, "timm_name": cfg.backbone.timm_name,
             "fold": fold, "stage": stage, "start": start_description(stage, cfg.backbone), "seed": int(cfg.seed),
             "epochs": int(trainer.current_epoch), "train_seconds": round(seconds, 2),
+            "trained": model.net.spec.get("trained", {}), "fitted": bool(fit),
             "image_size": int(cfg.data.image_size), "monitor": cfg.stage.monitor,
             "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
             "best_checkpoint": Path(best).name, "n_images": {s: len(dm.rows(s)) for s in ("train", "val", "test")},
