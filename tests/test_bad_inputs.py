@@ -10,9 +10,10 @@ import pytest
 from tests.bad_inputs import case as case_module
 from tests.bad_inputs.cases_data import CASES as DATA
 from tests.bad_inputs.cases_deploy import CASES as DEPLOY
+from tests.bad_inputs.cases_public import CASES as PUBLIC
 from tests.bad_inputs.cases_training import CASES as TRAINING
 
-ALL = [*DATA, *TRAINING, *DEPLOY]
+ALL = [*DATA, *PUBLIC, *TRAINING, *DEPLOY]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

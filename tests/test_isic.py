@@ -63,23 +63,29 @@ def test_bad_one_hot_row_and_missing_image_are_clear_errors(isic):
 
 
 @pytest.mark.slow
-def test_experiment_external_scores_each_fold_model_on_the_converted_set(isic, data_dir, tmp_path, capsys):
-    """experiment=external: the diagnosis head of a trained model on an ISIC-layout set; the metrics match
-    scikit-learn on the written predictions, and pattern codes (unlabelled there) stay out."""
+def test_experiment_external_scores_each_fold_model_and_their_ensemble(isic, data_dir, tmp_path, capsys):
+    """experiment=external (the evaluation command): each fold model's diagnosis head on an ISIC-layout set and
+    their ensemble; the metrics match scikit-learn on the written predictions, and pattern codes (unlabelled
+    there) stay out. The training command refuses it: it trains nothing."""
     from sklearn.metrics import roc_auc_score
 
+    from bcc.cli.evaluate import main as evaluate_main
     from bcc.cli.train import main as train_main
     from bcc.training.protocol import run
 
     out = isic / "data" / "isic2019"
     main([str(isic / "ISIC_2019_Training_GroundTruth.csv"), str(isic / "ISIC_2019_Training_Input"), "--out", str(out)])
     trained = tmp_path / "trained"
-    run(["experiment=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={trained}", "stage=0", "fold=1",
-         "logger=csv"])
-    assert train_main(["experiment=external", f"external.source={trained}", "external.stage=0", f"data.root={out}",
-                       f"paths.output_dir={tmp_path / 'external'}"]) == 0
-    assert [p.name for p in (tmp_path / "external" / "mobilenet").iterdir()] == ["fold1"]
-    job = tmp_path / "external" / "mobilenet" / "fold1" / "stage0"
+    for fold in (0, 1):
+        run(["experiment=smoke", f"paths.data_dir={data_dir}", f"paths.output_dir={trained}", "stage=0",
+             f"fold={fold}", "logger=csv"])
+    scored = tmp_path / "external"
+    assert evaluate_main(["experiment=external", f"external.source={trained}", "external.stage=0", f"data.root={out}",
+                          f"paths.output_dir={scored}", "eval.stage=0", "eval.k=2", "wandb.enabled=false",
+                          "eval.complexity=false", "eval.linear_probe=false"]) == 0
+    said = capsys.readouterr().out
+    assert sorted(p.name for p in (scored / "mobilenet").iterdir()) == ["fold0", "fold1"]
+    job = scored / "mobilenet" / "fold1" / "stage0"
     metrics = json.loads((job / "metrics.json").read_text())
     preds = pd.read_csv(job / "predictions.csv")
     assert len(preds) == 20 and preds[[f"y_{c}" for c in CODES]].isna().all().all()
@@ -87,10 +93,16 @@ def test_experiment_external_scores_each_fold_model_on_the_converted_set(isic, d
     assert metrics["test"]["bcc"]["recall"] == pytest.approx(
         ((preds["p_bcc"] >= 0.5) & (preds["y_bcc"] == 1)).sum() / 7, abs=1e-6)
     assert set(metrics["test"]) == {"bcc", "rule"}  # no pattern metrics without pattern labels; the rule vs dx
-    capsys.readouterr()
-    assert train_main(["experiment=external", f"external.source={trained}", f"data.root={out}",
-                       f"paths.output_dir={tmp_path / 'x'}"]) == 2
+    both = pd.concat([pd.read_csv(scored / "mobilenet" / f"fold{k}" / "stage0" / "predictions.csv") for k in (0, 1)])
+    mean = both.groupby("image_id")[["y_bcc", "p_bcc"]].mean()
+    ensemble = pd.read_csv(scored / "report" / "ensemble.csv").set_index("model")
+    assert ensemble.loc["fold ensemble (mean p)", "auroc"] == pytest.approx(roc_auc_score(mean["y_bcc"], mean["p_bcc"]))
+    assert "fold ensemble" in said and "## Each fold model and their ensemble" in (scored / "report" / "report.md").read_text()
+    assert evaluate_main(["experiment=external", f"external.source={trained}", f"data.root={out}",
+                          f"paths.output_dir={tmp_path / 'x'}", "wandb.enabled=false"]) == 2
     assert "stage3/best.ckpt" in capsys.readouterr().err
+    assert train_main(["experiment=external", f"external.source={trained}", f"data.root={out}"]) == 2
+    assert "trains nothing" in capsys.readouterr().err
 
 
 def test_merged_synthetic_and_isic_mask_the_pattern_loss_where_labels_are_missing(isic, data_dir, tmp_path):

@@ -41,6 +41,10 @@ def task(cfg: DictConfig) -> None:
     args = list(HydraConfig.get().overrides.task)
     ev = evaluate(cfg, "python -m bcc.evaluate" + "".join(" " + shlex.quote(a) for a in args))
     print(f"[bcc] report: {ev.report_dir / 'report.md'}")
+    if ev.ensemble is not None:
+        e = ev.ensemble.set_index("model")["auroc"]
+        print(f"[bcc] external set: BCC AUROC {e.iloc[:-1].mean():.3f} ± {e.iloc[:-1].std(ddof=1):.3f} over "
+              f"{len(e) - 1} fold models; fold ensemble {e.iloc[-1]:.4f}")
     for r in ev.results:
         t = r.table3.set_index("row")
         print(f"[bcc] {r.backbone} stage {ev.stage}: BCC accuracy {t.at[ROW_BCC, 'accuracy_mean']:.3f}, "

@@ -2,10 +2,9 @@
 
     python -m bcc.train stage=1,2,3 fold=0-4 --multirun   # the protocol, 5 folds (fold=0-4 is accepted)
     python -m bcc.train stage=all fold=0                  # 0?->1->2->3 of one fold in one process
-    python -m bcc.train experiment=external external.source=outputs/demo data.root=data/isic2019
 
-``experiment=external`` scores a trained experiment's fold models on another dataset instead of training
-(``bcc.evaluation.external``). Outputs: ``<paths.output_dir>/<backbone>/fold<k>/stage<s>/``.
+Outputs: ``<paths.output_dir>/<backbone>/fold<k>/stage<s>/``. Scoring a trained experiment on another dataset
+(``experiment=external``) is the evaluation command's: ``python -m bcc.evaluate experiment=external ...``.
 """
 from __future__ import annotations
 
@@ -18,17 +17,18 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command
-from bcc.evaluation.external import evaluate_external
+from bcc.core.errors import UsageError
 from bcc.training import ddp
 from bcc.training.protocol import run_job
 
 
 def task(cfg: DictConfig) -> None:
     if cfg.get("external") is not None:
-        results = evaluate_external(cfg)
-    else:
-        overrides = list(HydraConfig.get().overrides.task)
-        results = run_job(cfg, lambda o: hydra.compose(config_name="config", overrides=o), overrides)
+        raise UsageError("experiment=external scores trained models and trains nothing: run it with the evaluation "
+                         "command, `python -m bcc.evaluate experiment=external external.source=<runs> "
+                         "data.root=<dataset>` (README: \"Score a held-out set\")")
+    overrides = list(HydraConfig.get().overrides.task)
+    results = run_job(cfg, lambda o: hydra.compose(config_name="config", overrides=o), overrides)
     if ddp.rank() != 0:
         return
     for m in results.values():

@@ -38,7 +38,7 @@ ASPECT_RANGE = (0.2, 5.0)
 ANNOTATION_COLUMNS = ("image_id", "rater") + CODES
 LESION = "lesion"  # masks/<image_id>_lesion.png: the whole lesion (optional)
 MASK_SUFFIX = ".png"  # masks are lossless; the suffix is matched in any case (.PNG too)
-LINK_MODES = ("hard", "copy", "symlink")  # how bcc.data.isic / bcc.data.merge place files in a dataset
+LINK_MODES = ("hard", "copy", "symlink")  # how the conversions and bcc.data.merge place files in a dataset
 OUTSIDE_FIX = ("move or copy the file into the dataset (a hard link does too), or, if reading outside it is "
                "intended, pass --allow-outside (allow_outside=True)")
 _BREAK = re.compile(rb"\r\n|\r|\n")  # the line breaks an editor counts
@@ -109,11 +109,13 @@ def _records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
                            f"break must be in double quotes, with a quote inside it written twice (\"\")") from None
 
 
-def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> pd.DataFrame:
+def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = (),
+             allow_unknown: bool = False) -> pd.DataFrame:
     """A contract CSV as stripped strings, indexed by the line each row starts on (named ``line``).
 
     Checks the encoding, delimiter, emptiness, the column set and that every row has the header's number
-    of fields.
+    of fields. `allow_unknown` keeps columns outside `required` + `optional` (a public dataset's own
+    tables carry more than an adapter reads).
     """
     path = Path(path)
     if not path.is_file():
@@ -138,7 +140,7 @@ def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = 
     if missing:
         raise DatasetError(f"{where}: missing column(s) {missing}; the header must contain {','.join(required)}")
     unknown = [c for c in header if c not in required + optional]
-    if unknown:
+    if unknown and not allow_unknown:
         raise DatasetError(f"{where}: unknown column(s) {unknown}; allowed: {list(required + optional)} "
                            f"(pattern codes are {list(CODES)}); rename or drop them")
     lines, rows = [], []

@@ -16,18 +16,14 @@ one fold.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from bcc.core.cli import run_command, tool_parser
-from bcc.core.io import clear_stale, temp_prefix
 from bcc.data.contract import (
     LINK_MODES,
     DatasetError,
@@ -36,13 +32,14 @@ from bcc.data.contract import (
     load_dataset,
     place_file,
 )
+from bcc.data.conversion import staged
 
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, how: str = "hard",
           allow_outside: bool = False) -> pd.DataFrame:
-    """Write the merged dataset to `out` (atomically: a temp folder renamed at the end); returns images.csv.
+    """Write the merged dataset to `out` (atomically: `conversion.staged`); returns images.csv.
 
     `how` places the files (`contract.place_file`); `allow_outside` lets a source's paths lead outside it
     (its files are then linked or copied into the merged dataset all the same).
@@ -61,10 +58,7 @@ def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, 
         raise DatasetError(f"{out} exists: choose a new --out (merging never overwrites a dataset)")
     # every source valid before anything is written, and the sources left untouched (no decode stamp)
     sources = [load_dataset(root, allow_outside=allow_outside, write_stamp=False) for root in roots]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clear_stale(out.parent, out.name)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
-    try:
+    with staged(out) as tmp:
         images, annotations = [], []
         for ds, name in zip(sources, names):
             im = ds.images.copy()
@@ -88,9 +82,6 @@ def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, 
         merged = pd.concat(images, ignore_index=True).fillna("")
         merged.to_csv(tmp / "images.csv", index=False)
         pd.concat(annotations, ignore_index=True).to_csv(tmp / "annotations.csv", index=False)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return merged
 
 

@@ -90,8 +90,8 @@ def confusion_figure(predictions: pd.DataFrame, path: Path, thresholds=0.5) -> P
                       if trained else (f"{PAPER_NAMES[c]} ({c}): not trained", None, None))
     fig, axes = plt.subplots(3, 3, figsize=(9, 9))
     for ax, (name, y, yh) in zip(axes.ravel(), panels):
-        if y is None:
-            ax.set_title(name, fontsize=9)
+        if y is None or len(y) == 0:
+            ax.set_title(name if y is None else f"{name}: no labels", fontsize=9)
             ax.axis("off")
             continue
         m = confusion_matrix(np.asarray(y, int), np.asarray(yh, int), labels=[0, 1])

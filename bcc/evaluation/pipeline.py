@@ -23,8 +23,9 @@ from bcc.data.contract import load_dataset
 from bcc.data.images import Preprocess
 from bcc.evaluation import calibration as cal
 from bcc.evaluation.agreement import summarise_dataset
-from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, table3
+from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, roc_auc, table3
 from bcc.evaluation.complexity import complexity
+from bcc.evaluation.external import evaluate_external
 from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
 from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
@@ -238,7 +239,32 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
 
 
 # ---- main ---------------------------------------------------------------------------------------------
+def fold_ensemble(preds: pd.DataFrame) -> pd.DataFrame:
+    """Every fold model scored the same external pictures: their mean probability per picture (the fold
+    ensemble a clinic would deploy), one row per picture, ``fold`` = -1."""
+    cols = [c for c in preds.columns if c.startswith(("y_", "p_"))]
+    mean = preds.groupby("image_id", sort=False)[cols].mean()
+    return mean.reset_index().assign(fold=-1)
+
+
+def ensemble_summary(preds: pd.DataFrame) -> pd.DataFrame:
+    """AUROC of p(BCC) per fold model and of their ensemble, on the same pictures."""
+    rows = [{"model": f"fold {int(f)}", "n": int(d["y_bcc"].notna().sum()), "positives": int(d["y_bcc"].sum()),
+             "auroc": roc_auc(d["y_bcc"].dropna(), d.loc[d["y_bcc"].notna(), "p_bcc"])}
+            for f, d in preds.groupby("fold")]
+    ens = fold_ensemble(preds)
+    seen = ens["y_bcc"].notna()
+    rows.append({"model": "fold ensemble (mean p)", "n": int(seen.sum()), "positives": int(ens.loc[seen, "y_bcc"].sum()),
+                 "auroc": roc_auc(ens.loc[seen, "y_bcc"], ens.loc[seen, "p_bcc"])})
+    return pd.DataFrame(rows)
+
+
 def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evaluation:
+    """The report of an experiment's runs; with ``external`` (``experiment=external``), the source experiment's
+    fold models first score the external set (``bcc.evaluation.external``), and the report adds their
+    ensemble."""
+    if cfg.get("external") is not None:
+        evaluate_external(cfg)
     out, report_dir = Path(cfg.output_dir), Path(cfg.report_dir)
     runs = [r for r in discover(out) if r.path.resolve() != report_dir.resolve()]
     experiment = str(cfg.experiment_name)
@@ -269,6 +295,10 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
         ev.results = [evaluate_backbone(runs, b, cfg, figures) for b in complete]
         ev.table5 = table5(ev.results, cfg)
         ev.stages = stages_table(runs, experiment, k, out)
+        if cfg.get("external") is not None:
+            preds = load_predictions(runs, ev.results[0].backbone, stage)
+            ev.ensemble = ensemble_summary(preds)
+            write_csv(fold_ensemble(preds), staged / "ensemble_predictions.csv")
         ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
         table4(ev, runs, cfg)
         real_data_checks(ev, runs, cfg)
@@ -312,6 +342,8 @@ def write_tables(ev: Evaluation) -> dict[str, pd.DataFrame]:
         tables["table3_val_thresholds"] = pd.concat(val, ignore_index=True)
     if ev.sources is not None:
         tables.update(ev.sources.tables())
+    if ev.ensemble is not None:
+        tables["ensemble"] = ev.ensemble
     if ev.lesion_focus is not None:
         tables["lesion_focus"] = ev.lesion_focus
     for name, df in tables.items():

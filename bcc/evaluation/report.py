@@ -58,6 +58,7 @@ class Evaluation:
     sources: SourceReport | None = None             # several sources: per-source AUROC, shortcuts, probe
     lesion_focus: pd.DataFrame | None = None        # Grad-CAM mass on whole-lesion masks, per output
     lesion_focus_figure: Path | None = None
+    ensemble: pd.DataFrame | None = None            # external set: each fold model and their mean, same pictures
 
 
 def _start_words(start: str) -> str:
@@ -295,6 +296,17 @@ def _sources(ev: Evaluation) -> list[str]:
     return lines
 
 
+def _ensemble(ev: Evaluation) -> list[str]:
+    if ev.ensemble is None:
+        return []
+    e = ev.ensemble
+    folds = e[e["model"].str.startswith("fold ")]["auroc"]
+    return ["", "## Each fold model and their ensemble on the external set", "", markdown_table(e, index=False), "",
+            (f"Every fold model scored every picture (none of which any was trained on): AUROC {folds.mean():.3f} ± "
+             f"{folds.std(ddof=1) if len(folds) > 1 else 0:.3f} over the fold models; the ensemble averages their "
+             f"p(BCC) per picture (`ensemble.csv`, `ensemble_predictions.csv`).")]
+
+
 def _lesion_focus(ev: Evaluation) -> list[str]:
     if ev.lesion_focus is None:
         return []
@@ -312,7 +324,7 @@ def _lesion_focus(ev: Evaluation) -> list[str]:
 
 
 def write_report(ev: Evaluation) -> Path:
-    lines = [*_header(ev), *_table3(ev), *_sources(ev), *_within_bcc(ev), *_table5(ev), *_calibration(ev),
+    lines = [*_header(ev), *_ensemble(ev), *_table3(ev), *_sources(ev), *_within_bcc(ev), *_table5(ev), *_calibration(ev),
              *_figures(ev), *_stages(ev), *_lesion_focus(ev),
              *_table4(ev), "", "## Dataset and inter-rater agreement", ""]
     lines.append(format_dataset(ev.dataset) if ev.dataset else "- not available")
