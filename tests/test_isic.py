@@ -95,9 +95,9 @@ def test_experiment_external_scores_each_fold_model_and_their_ensemble(isic, dat
     assert set(metrics["test"]) == {"bcc", "rule"}  # no pattern metrics without pattern labels; the rule vs dx
     both = pd.concat([pd.read_csv(scored / "mobilenet" / f"fold{k}" / "stage0" / "predictions.csv") for k in (0, 1)])
     mean = both.groupby("image_id")[["y_bcc", "p_bcc"]].mean()
-    ensemble = pd.read_csv(scored / "report" / "ensemble.csv").set_index("model")
+    ensemble = pd.read_csv(scored / "report-stage0" / "ensemble.csv").set_index("model")
     assert ensemble.loc["fold ensemble (mean p)", "auroc"] == pytest.approx(roc_auc_score(mean["y_bcc"], mean["p_bcc"]))
-    assert "fold ensemble" in said and "## Each fold model and their ensemble" in (scored / "report" / "report.md").read_text()
+    assert "fold ensemble" in said and "## Each fold model and their ensemble" in (scored / "report-stage0" / "report.md").read_text()
     assert evaluate_main(["experiment=external", f"external.source={trained}", f"data.root={out}",
                           f"paths.output_dir={tmp_path / 'x'}", "wandb.enabled=false"]) == 2
     assert "stage3/best.ckpt" in capsys.readouterr().err

@@ -56,8 +56,10 @@ def test_experiments_override_stages_and_the_command_line_wins(compose_cfg):
     smoke = compose_cfg(["experiment=smoke", "stage=0"])
     assert smoke.stage.max_epochs == 2 and smoke.data.image_size <= 64
     assert compose_cfg(["experiment=smoke", "stage=3"]).stage.max_epochs == 1
-    paper = compose_cfg(["experiment=paper"])
-    assert paper.backbone.pretrained and paper.data.image_size == 224 and paper.stage.lr == 1e-5
+    paper = compose_cfg(["experiment=paper"])  # every stage and fold of the user's dataset, ImageNet weights
+    assert paper.backbone.pretrained and paper.data.image_size == 224 and str(paper.stage.name) == "all"
+    assert paper.data.root is None  # yours to give: unset, it is refused by name (test_bad_inputs)
+    assert compose_cfg(["experiment=paper", "stage=1", "data.root=/x"]).stage.lr == 1e-5
     for b in ("convnext", "vit"):
         assert compose_cfg([f"backbone={b}"]).backbone.name == b
     assert compose_cfg(["logger=csv"]).logger._target_.endswith("CSVLogger")

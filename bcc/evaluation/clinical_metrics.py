@@ -45,6 +45,7 @@ from sklearn.metrics import roc_auc_score
 from bcc.core.patterns import BCC_CODES, CODES, OUTPUTS, PAPER_NAMES, clinical_rule, rule_defined
 
 METRICS = ("recall", "specificity", "precision", "accuracy")
+RANKING = "auroc"  # of the probability behind a row (the diagnosis head, each pattern head); none for a verdict
 BINARY, PATTERNS, CLINICAL = "BCC/Non-BCC", "Pattern detection", "Clinically-inspired XAI"
 ROW_BCC, ROW_RULE = "BCC/Non-BCC", "BCC/Non-BCC (clinical rule)"
 ROW_NO_PATTERN, ROW_PN, ROW_DETECTION = "No-pattern (all zeros)", "Pigment Network", "BCC pattern detection"
@@ -101,20 +102,23 @@ def fold_rows(df: pd.DataFrame, thresholds: Mapping[str, float]) -> list[dict]:
     known = trained_codes(df)
     rows: list[dict] = []
 
-    def add(section: str, row: str, mask: np.ndarray, y, p, trained: bool = True, **extra) -> None:
+    def add(section: str, row: str, mask: np.ndarray, y, p, trained: bool = True, score=None, **extra) -> None:
         if not trained:
             mask = np.zeros(len(df), bool)
             extra["note"] = NOT_TRAINED
+        if score is not None:
+            extra[RANKING] = roc_auc(np.asarray(y)[mask], np.asarray(score, float)[mask]) if mask.any() else float("nan")
         rows.append({"section": section, "row": row, **binary_metrics(np.asarray(y)[mask], np.asarray(p)[mask]),
                      **extra})
 
     ok = _observed(df, ["y_bcc"])
-    add(BINARY, ROW_BCC, ok, df["y_bcc"].fillna(0), hat["yhat_bcc"], trained=bool(df["p_bcc"].notna().all()))
+    add(BINARY, ROW_BCC, ok, df["y_bcc"].fillna(0), hat["yhat_bcc"], trained=bool(df["p_bcc"].notna().all()),
+        score=df["p_bcc"])
     rule = clinical_rule(hat[[f"yhat_{c}" for c in CODES]].to_numpy(), known)
     add(BINARY, ROW_RULE, ok, df["y_bcc"].fillna(0), rule, trained=rule_defined(known))
     for c, trained in zip(CODES, known):
         add(PATTERNS, PAPER_NAMES[c], _observed(df, [f"y_{c}"]), df[f"y_{c}"].fillna(0), hat[f"yhat_{c}"],
-            trained=bool(trained))
+            trained=bool(trained), score=df[f"p_{c}"])
 
     all_codes = _observed(df, [f"y_{c}" for c in CODES])
     ref = df[[f"y_{c}" for c in CODES]].fillna(0).to_numpy().astype(int)
@@ -169,7 +173,9 @@ def aggregate(per_fold: pd.DataFrame) -> pd.DataFrame:
                                                                                    .all(axis=1).sum())}
         if "note" in g and g["note"].notna().all():
             r["note"] = g["note"].iloc[0]
-        for m in METRICS:
+        for m in (*METRICS, RANKING):
+            if m not in g:
+                continue
             v = g[m].dropna().to_numpy()
             r[f"{m}_mean"] = float(v.mean()) if len(v) else float("nan")
             r[f"{m}_var"] = float(v.var(ddof=1)) if len(v) > 1 else float("nan")
@@ -189,18 +195,22 @@ def format_table3(summary: pd.DataFrame, k: int | None = None) -> str:
 
     A cell defined in fewer than `k` folds (no positives in some test folds) says so: ``[2/5 folds]``.
     """
-    lines = ["| | n | Recall (σ²) | Specificity (σ²) | Precision (σ²) | Accuracy (σ²) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    shown = (*METRICS, RANKING) if f"{RANKING}_mean" in summary else METRICS
+    lines = ["| | n | Recall (σ²) | Specificity (σ²) | Precision (σ²) | Accuracy (σ²) |"
+             + (" AUROC (σ²) |" if RANKING in shown else ""),
+             "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if RANKING in shown else "")]
     for section, g in summary.groupby("section", sort=False):
-        lines.append(f"| **{section}** | | | | | |")
+        lines.append(f"| **{section}** | | | | | |" + (" |" if RANKING in shown else ""))
         for _, r in g.iterrows():
             if isinstance(r.get("note"), str):
-                lines.append(f"| {r['row']} | – | " + " | ".join([f"*{r['note']}*"] * len(METRICS)) + " |")
+                lines.append(f"| {r['row']} | – | " + " | ".join([f"*{r['note']}*"] * len(shown)) + " |")
                 continue
             cells = []
-            for m in METRICS:
-                mean, var = r[f"{m}_mean"], r[f"{m}_var"]
-                text = "–" if np.isnan(mean) else f"{mean:.2f}" + ("" if np.isnan(var) else f" ({var:.2e})")
+            for m in shown:
+                mean, var = r.get(f"{m}_mean", np.nan), r.get(f"{m}_var", np.nan)
+                mean, var = (float("nan") if pd.isna(v) else float(v) for v in (mean, var))
+                digits = 3 if m == RANKING else 2
+                text = "–" if np.isnan(mean) else f"{mean:.{digits}f}" + ("" if np.isnan(var) else f" ({var:.2e})")
                 nf = r.get(f"{m}_folds")
                 if k and nf is not None and 0 < nf < k:
                     text += f" [{int(nf)}/{k} folds]"

@@ -56,9 +56,25 @@ def probe_auroc(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, te
     return roc_auc(test_y[held], model.decision_function(test_x[held]))
 
 
+_FEATURES: dict[tuple, np.ndarray] = {}
+
+
+def run_features(run_dir: Path, images: np.ndarray) -> np.ndarray:
+    """:func:`pooled_features` of ``run_dir/best.ckpt`` on `images`, kept for the run's other probes (the
+    source probe reads the same features): one forward pass over the dataset per run."""
+    key = (str(Path(run_dir).resolve()), images.__array_interface__["data"][0], images.shape)
+    if key not in _FEATURES:
+        while len(_FEATURES) >= 8:  # an experiment's folds (tens of MB each for a real dataset)
+            _FEATURES.pop(next(iter(_FEATURES)))
+        _FEATURES[key] = pooled_features(load_network(Path(run_dir) / BEST), images)
+    return _FEATURES[key]
+
+
 def probe_run(run_dir: Path, table: pd.DataFrame, images: np.ndarray, fold: int, c: float = 0.1) -> dict[str, float]:
     """Per BCC code: the probe's within-BCC AUROC on test fold `fold` with the features of ``run_dir/best.ckpt``."""
-    features = pooled_features(load_network(Path(run_dir) / BEST), images)
+    if not table.loc[table["bcc"] == 1, list(BCC_CODES)].notna().any().any():
+        return {code: float("nan") for code in BCC_CODES}  # no BCC lesion has a pattern label: nothing to probe
+    features = run_features(run_dir, images)
     test = (table["fold"] == fold).to_numpy()
     bcc = test & (table["bcc"] == 1).to_numpy()
     return {code: probe_auroc(features[~test], table.loc[~test, code].to_numpy(float),

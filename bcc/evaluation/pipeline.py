@@ -299,7 +299,7 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
             preds = load_predictions(runs, ev.results[0].backbone, stage)
             ev.ensemble = ensemble_summary(preds)
             write_csv(fold_ensemble(preds), staged / "ensemble_predictions.csv")
-        ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
+            ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
         table4(ev, runs, cfg)
         real_data_checks(ev, runs, cfg)
         tables = write_tables(ev)

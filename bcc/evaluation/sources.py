@@ -31,7 +31,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bcc.core.layout import BEST, METRICS, PREDICTIONS
+from bcc.core.layout import METRICS, PREDICTIONS
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.core.predictions import read_predictions
 from bcc.data.cache import decoded_images
@@ -39,8 +39,7 @@ from bcc.data.images import Preprocess
 from bcc.data.synthetic.audit import colour_features
 from bcc.data.table import aspects, read_table
 from bcc.evaluation.clinical_metrics import binary_metrics, roc_auc
-from bcc.evaluation.linear_probe import pooled_features
-from bcc.models.checkpoint import load_network
+from bcc.evaluation.linear_probe import run_features
 
 ALL = "all sources"
 
@@ -123,7 +122,7 @@ def source_probe(runs: Sequence, table: pd.DataFrame, images: np.ndarray, c: flo
     rng = np.random.default_rng(seed)
     rows = []
     for run in runs:
-        features = pooled_features(load_network(Path(run.path) / BEST), images)
+        features = run_features(run.path, images)
         test = (table["fold"] == run.fold).to_numpy()
         train = np.flatnonzero(~test)
         train = rng.choice(train, min(max_train, len(train)), replace=False)
@@ -190,11 +189,17 @@ def source_report(runs: Sequence, preds: pd.DataFrame, root: Path, preprocess: P
                   backbone: str, probe: bool = True, shortcuts: bool = True, allow_outside: bool = False
                   ) -> SourceReport | None:
     """The confounder checks of a multi-source dataset (None for a dataset with one source)."""
-    table = read_table(root, allow_outside=allow_outside)
+    table = read_table(root, splits=False, allow_outside=allow_outside)
     if table["source"].nunique() < 2:
         return None
     sources = table.set_index("image_id")["source"].astype(str)
     report = SourceReport(per_source(preds, sources), heads_by_source(preds, sources), rule=rule_on_labels(table))
+    if not (Path(root) / "splits.csv").is_file():  # an external set: no folds to fit the shortcuts and probe on
+        report.notes.append(f"{root} has no splits.csv: the shortcut baselines and the source probe, fitted fold by "
+                            "fold, are not computed.")
+        probe = shortcuts = False
+    else:
+        table = read_table(root, allow_outside=allow_outside)
     if probe or shortcuts:
         images = decoded_images(root, list(table["image"]), preprocess, allow_outside=allow_outside,
                                 aspects=aspects(table))

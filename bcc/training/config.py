@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bcc.core.config import (
     CONF_DIR,
@@ -78,7 +78,12 @@ def check_config(cfg: DictConfig) -> None:
     check_keys(cfg.paths, PATHS, "paths")
     if cfg.get("external") is not None:
         check_keys(cfg.external, EXTERNAL, "external")
-    check_ranges(cfg, RANGES)
+    if cfg.data.get("root") in (None, ""):
+        raise UsageError("data.root is not set: point it at your dataset directory (`data=csv data.root=/path`, "
+                         "docs/dataset.md)")
+    chain = str(cfg.stage.name) == "all"  # its stage keys are null: each stage of the chain is checked with its own
+    check_ranges(cfg, {k: r for k, r in RANGES.items()
+                       if not (chain and k.startswith("stage.") and OmegaConf.select(cfg, k) is None)})
     check_timm_name(str(cfg.backbone.name), cfg.backbone.get("timm_name"))
     check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
     _check_devices(cfg.trainer)

@@ -144,6 +144,9 @@ class BCCDataModule(L.LightningDataModule):
                  sampler: str = "shuffle", sampler_power: float = 1.0, stratify_source: bool = False,
                  test_source: str | None = None):
         super().__init__()
+        if root is None or str(root) == "":
+            raise UsageError("data.root is not set: point it at your dataset directory (`data=csv data.root=/path`; "
+                             "docs/dataset.md)")
         self.preprocess = Preprocess(int(image_size), str(resize), str(colour))
         if sampler not in SAMPLERS:
             raise UsageError(f"data.sampler={sampler!r}: choose one of {list(SAMPLERS)}")

@@ -167,6 +167,8 @@ CASES: list[Case] = [
     Case("train/unknown-key-added", TRAIN, smoke("+data.image_sz=64"), 2, r"unknown config key data\.image_sz",
          _dataset),
     Case("train/unknown-key", TRAIN, smoke("data.image_sz=64"), 2, r"data\.image_sz", _dataset),
+    Case("train/csv-without-root", TRAIN, lambda ws: ["data=csv", f"paths.output_dir={ws.root / 'out'}", "logger=csv"], 2,
+         r"data\.root is not set: point it at your dataset"),
     Case("train/unknown-stage-key", TRAIN, smoke("+stage.lrr=0.1"), 2, r"stage\.lrr", _dataset),
     Case("train/fold-out-of-range", TRAIN, smoke("fold=9"), 2, r"fold=9 is outside 0\.\.4", _dataset),
     Case("train/fold-range-descending", TRAIN, smoke("fold=4-0", "--multirun"), 2, r"fold=4-0: the range must go up",
