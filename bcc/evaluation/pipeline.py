@@ -219,8 +219,8 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
     for a dataset with several sources; Grad-CAM mass on the lesion (``bcc.evaluation.lesion_focus``) where
     test pictures have lesion masks. Settings: ``eval.sources``, ``eval.source_probe``, ``eval.shortcuts``,
     ``eval.lesion_focus``."""
-    if ev.dataset is None or not ev.dataset.root or not ev.results:
-        return
+    if ev.dataset is None or not ev.dataset.root or ev.dataset.n_images is None or not ev.results:
+        return  # the runs' dataset is not at hand (its images.csv): nothing to check against
     root, result = Path(ev.dataset.root), ev.results[0]
     chosen = [r for r in runs if r.backbone == result.backbone and r.stage == ev.stage and r.finished]
     outside = bool(cfg.data.get("allow_outside", False))
@@ -299,7 +299,7 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
             preds = load_predictions(runs, ev.results[0].backbone, stage)
             ev.ensemble = ensemble_summary(preds)
             write_csv(fold_ensemble(preds), staged / "ensemble_predictions.csv")
-            ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
+        ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
         table4(ev, runs, cfg)
         real_data_checks(ev, runs, cfg)
         tables = write_tables(ev)
