@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo train eval localization real test test-fast bench lint clean
+.PHONY: install demo train eval localization real external test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -46,6 +46,16 @@ real: install
 	@if test -f $(REAL)/merged/images.csv; then echo "[bcc] reusing $(REAL) (delete it to merge DATA afresh)"; \
 		else $(BIN)/python -m bcc.data.public "$(DATA)" --out $(REAL); fi
 	$(BIN)/python -m bcc.real $(ARGS)
+
+# Score a held-out set in the ISIC 2018 Task 3 test layout with every fold model of a run and their ensemble.
+TEST_SET ?= data/isic2018_test
+SOURCE ?= outputs/real
+external: install
+	@test -n "$(TEST)" || test -f $(TEST_SET)/images.csv || \
+		{ echo "usage: make external TEST=<folder with ISIC2018_Task3_Test_Input/ and its GroundTruth.csv> [SOURCE=$(SOURCE)]" >&2; exit 2; }
+	@if test -f $(TEST_SET)/images.csv; then echo "[bcc] reusing $(TEST_SET) (delete it to convert TEST afresh)"; \
+		else $(BIN)/python -m bcc.data.ham10000 "$(TEST)" --layout isic2018_test --out $(TEST_SET); fi
+	$(BIN)/python -m bcc.evaluate experiment=external external.source=$(SOURCE) data.root=$(TEST_SET) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -1,6 +1,6 @@
 """The package's dependency order (docs/architecture.md): every module imports only layers below its own.
 
-    core ← data ← models ← training, explanation ← evaluation, deploy ← cli ← the `python -m bcc.<command>`
+    core ← data ← models ← training, explanation ← evaluation, deploy ← cli, review ← the `python -m bcc.<command>`
     entry modules
 
 Read from the source with ``ast`` (function-level imports included), so an import hidden inside a function
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bcc"
-RANK = {"core": 0, "data": 1, "models": 2, "training": 3, "explanation": 3, "evaluation": 4, "deploy": 4, "cli": 5}
+RANK = {"core": 0, "data": 1, "models": 2, "training": 3, "explanation": 3, "evaluation": 4, "deploy": 4, "cli": 5,
+        "review": 5}
 ENTRY = 6  # bcc/<command>.py: the `python -m bcc.<command>` entry points
 
 

@@ -167,7 +167,7 @@ def test_cli_writes_overlays_and_raw_maps(tmp_path, checkpoint):
         assert raw.min() >= 0 and raw.max() <= 1
         x, _ = read_image(src / rel, 96)
         expected, _ = gradcam_maps(load_network(checkpoint), x[None], size=(h, w))
-        assert np.abs(raw - expected[0].numpy()).max() < 1e-5
+        assert np.abs(raw - expected[0].numpy()).max() < 1e-4  # float32 batched vs single: ~1e-5 on 1 thread
         for output in OUTPUTS:
             with Image.open(out / f"{name}_{output}.png") as im:
                 assert im.size == (w, h) and im.mode == "RGB"

@@ -343,7 +343,8 @@ def test_output_folder_may_hold_the_input_folder(ckpt, lesions, tmp_path):
     shutil.copytree(lesions / "sub", work / "photos")
     args = ["explain=false", "progress=false", "threads=1", f"checkpoint={ckpt}"]
     assert main([*args, f"input={work / 'photos'}", f"output={work}"]) == 0
-    assert sorted(p.name for p in work.iterdir()) == [".bcc-predict.json", "photos", "report.html", "triage.csv"]
+    assert sorted(p.name for p in work.iterdir()) == [".bcc-predict.json", "photos", "report.html", "run.json",
+                                                      "triage.csv"]
     assert [p.name for p in (work / "photos").iterdir()] == ["good_3.png"]
     assert main([*args, f"input={work / 'photos' / 'good_3.png'}", f"output={work / 'photos'}"]) == 0
     assert pd.read_csv(work / "photos" / "triage.csv").image.tolist() == ["good_3.png"]
@@ -367,10 +368,10 @@ def test_outputs_are_replaced_atomically(ckpt, lesions, tmp_path, monkeypatch, c
     assert main([*args, "overwrite=true"]) == 1  # a failure while running
     assert "disk full" in capsys.readouterr().err
     assert {n: (tmp_path / n).read_bytes() for n in before} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-predict.json", "report.html", "triage.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-predict.json", "report.html", "run.json", "triage.csv"]
     monkeypatch.undo()
     assert main([*args, "overwrite=true", "report=false"]) == 0  # the earlier report.html goes with its run
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-predict.json", "triage.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-predict.json", "run.json", "triage.csv"]
 
 
 # ---- the report in a real browser ----------------------------------------------------------------------
@@ -393,6 +394,9 @@ def test_report_renders_in_headless_browser(predicted, tmp_path):
     assert len(re.findall(r'<section class="card[^"]*" data-rank="\d+"', dom)) == n_ok
     ranks = [int(r) for r in re.findall(r'data-rank="(\d+)"', dom)]
     assert ranks == list(range(1, n_ok + 1)), "cards in worklist order"
+    # the page drew every card's eight maps from the raw arrays: its script ran under the report's own CSP
+    assert len(re.findall(r'<div class="cams maps"[^>]*data-drawn="true"', dom)) == n_ok
+    assert len(re.findall(r"<canvas[^>]*width=\"\d+\"", dom)) == 8 * n_ok
     summary = re.search(r'id="summary">(.*?)</div></div>', dom).group(1)
     assert f"<b>{n_ok}</b>scored" in summary
     assert f"<b>{int((t.review == 1).sum())}</b>flagged for review" in summary

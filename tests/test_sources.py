@@ -66,3 +66,18 @@ def test_lesion_mass_against_the_baselines():
     assert r_on["uniform"] < r_on["centre"] < 1.0 and r_on["lesion"] == 1.0
     s = summarise(pd.DataFrame([r_on, r_off])).set_index("output").loc["bcc"]
     assert s["peaks_off_lesion"] == 1 and s["beats_centre"] == 0.5
+
+
+def test_the_seed_spread_covers_finished_seed_runs_only(tmp_path):
+    from bcc.evaluation.seeds import seed_spread
+    from tests.helpers.runs import write_runs
+
+    out = write_runs(tmp_path / "real", stages=(3,))
+    write_runs(out / "seeds" / "seed1", stages=(3,))
+    write_runs(out / "seeds" / "seed2", stages=(3,), folds=range(3))  # unfinished: 3 of 5 folds
+    assert seed_spread(tmp_path / "nothing", "mobilenet", 3, 5) is None
+    table = seed_spread(out, "mobilenet", 3, 5).set_index("run")
+    assert list(table.index) == ["this run", "seed1", "mean", "sd"]
+    assert table.loc["mean", "bcc_auroc"] == pytest.approx(table.loc["this run", "bcc_auroc"])
+    assert table.loc["sd", "bcc_auroc"] == pytest.approx(0.0)
+    assert {"PN_auroc", "AT_auroc"} <= set(table.columns)

@@ -1,8 +1,10 @@
-"""``python -m bcc.export checkpoint=<ckpt> format=onnx [quantize=int8] [output=<file.onnx>]``: CPU deployment.
+"""``python -m bcc.export checkpoint=<ckpt | glob | [ckpt, ...]> format=onnx [quantize=int8] [output=<file.onnx>]
+[guarantee_data=<dataset> epsilon=0.05 delta=0.1]``: CPU deployment.
 
 Options: ``conf/export.yaml``, all checked (``bcc.deploy.options``) before anything is written; the work:
-``bcc.deploy.onnx_export`` (fp32, with the Grad-CAM maps in the graph where the backbone allows) and
-``bcc.deploy.int8``.
+``bcc.deploy.onnx_export`` (fp32, with the Grad-CAM maps in the graph where the backbone allows),
+``bcc.deploy.ensemble`` (several checkpoints: the fold ensemble as one graph; the guaranteed threshold)
+and ``bcc.deploy.int8``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
+from bcc.core.errors import UsageError
+from bcc.deploy.ensemble import attach_guarantee, calibration_set, checkpoints_of, export_ensemble
+from bcc.deploy.guarantee import check_levels
 from bcc.deploy.int8 import int8_inputs, quantize_int8, require_check
 from bcc.deploy.onnx_export import allow_outside_of, check_datasets, check_output, export_onnx
 from bcc.deploy.options import choice, existing_folder, flag, fraction, onnx_output, positive, whole
@@ -20,6 +25,13 @@ from bcc.deploy.options import choice, existing_folder, flag, fraction, onnx_out
 
 def task(cfg: DictConfig) -> None:
     a = options(cfg, ("checkpoint",))
+    members = checkpoints_of(a["checkpoint"])
+    batch = None if a["guarantee_batch"] is None else whole(a, "guarantee_batch")
+    check_levels(a["epsilon"], a["delta"], batch)
+    guarantee_data = existing_folder(a, "guarantee_data")
+    if len(members) > 1 and a["quantize"] is not None:
+        raise UsageError("quantize=int8 takes one checkpoint; an ensemble is exported in fp32")
+    a["checkpoint"] = str(members[0])
     choice(a, "format", ["onnx"])
     int8 = choice(a, "quantize", [None, "int8"]) == "int8"
     a.update(output=onnx_output(a), n_calibration=whole(a, "n_calibration"), tolerance=positive(a, "tolerance"),
@@ -29,21 +41,31 @@ def task(cfg: DictConfig) -> None:
     allow = flag(a, "allow_outside", nullable=True)
     a["allow_outside"] = allow_outside_of(a["checkpoint"]) if allow is None else allow
     check_datasets(a, int8)
-    fp32 = a["output"] or Path(a["checkpoint"]).with_suffix(".onnx")
-    if fp32 != Path(a["checkpoint"]):  # an .onnx given as the checkpoint is refused as such by export_onnx
+    fp32 = a["output"] or (Path(a["checkpoint"]).with_suffix(".onnx") if len(members) == 1 else None)
+    if fp32 is not None and fp32 != Path(a["checkpoint"]):  # an .onnx as the checkpoint is refused by export_onnx
         check_output(fp32)
     if int8:
         require_check(a)
         check_output(fp32.with_suffix(".int8.onnx"))
-    path = export_onnx(a["checkpoint"], a["output"], data_root=a["data_root"], tolerance=a["tolerance"],
-                       allow_outside=a["allow_outside"])
+    if guarantee_data is not None:
+        check_datasets({**a, "data_root": guarantee_data}, False)
+        y = calibration_set(guarantee_data, members, a["epsilon"], a["delta"], batch, a["allow_outside"])
+    if len(members) > 1:
+        path = export_ensemble(members, a["output"], tolerance=a["tolerance"], allow_outside=a["allow_outside"])
+    else:
+        path = export_onnx(a["checkpoint"], a["output"], data_root=a["data_root"], tolerance=a["tolerance"],
+                           allow_outside=a["allow_outside"])
+    if guarantee_data is not None:
+        attach_guarantee(path, guarantee_data, y, a["epsilon"], a["delta"], batch, a["allow_outside"])
     if int8:
         calib, source, check = int8_inputs(a, path)
         if check is None:
             print("[bcc.export] WARNING: int8 accuracy NOT checked (force=true): no dataset and test fold found for "
                   "this checkpoint (pass check_data=<dataset dir> check_fold=<k>)")
-        quantize_int8(path, calibration=calib, n_calibration=a["n_calibration"], check=check, force=a["force"],
-                      calibration_source=source)
+        q = quantize_int8(path, calibration=calib, n_calibration=a["n_calibration"], check=check, force=a["force"],
+                          calibration_source=source)
+        if guarantee_data is not None:  # int8 scores differ from fp32's: the threshold is its own
+            attach_guarantee(q, guarantee_data, y, a["epsilon"], a["delta"], batch, a["allow_outside"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

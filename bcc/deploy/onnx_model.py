@@ -1,7 +1,8 @@
 """An exported ONNX model as bcc reads it: input/output names, a CPU session, the ``bcc.*`` metadata.
 
 Input ``image`` (N, 3, S, S) float32 RGB in [0, 1]; outputs ``logits`` (N, 8) and, where the backbone
-allows a closed form, ``cams`` (N, 8, h, w): the raw Grad-CAM maps (``bcc.deploy.onnx_export``).
+allows a closed form, ``cams`` (N, 8, h, w): the raw Grad-CAM maps (``bcc.deploy.onnx_export``); a fold
+ensemble also ``fold_logits`` (N, K, 8), every member's logits (``bcc.deploy.ensemble``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from bcc.core.patterns import OUTPUTS
 
-INPUT_NAME, OUTPUT_NAME, MAPS_NAME = "image", "logits", "cams"
+INPUT_NAME, OUTPUT_NAME, MAPS_NAME, FOLDS_NAME = "image", "logits", "cams", "fold_logits"
 
 
 def ort_session(path: str | Path, threads: int | None = None):

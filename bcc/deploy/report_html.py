@@ -1,22 +1,24 @@
 """``report.html``: the triage worklist as one self-contained page (``bcc.deploy.triage`` writes it).
 
-Everything is inside the file: images and Grad-CAM overlays are base64 ``data:`` URIs, the style is
-inline, there is no script, and a Content-Security-Policy forbids any network request. A summary at
-the top (images scored, likely BCC, flagged for review, skipped, thresholds, model), then one card per
-lesion in worklist order: the image, the verdicts, the review flag in words, every pattern with its
-probability (detected ones marked), and overlays for the diagnosis and each detected pattern. Skipped
-inputs are listed at the end with the reason.
+Everything is inside the file: images are base64 ``data:`` URIs, the style is inline, and a
+Content-Security-Policy forbids any network request and any script but the one that draws the Grad-CAM
+maps from their raw arrays (``bcc.deploy.maps_js``, allowed by its hash). A summary at the top (images
+scored, likely BCC, flagged for review, skipped, thresholds, the model's sensitivity guarantee, model),
+then one card per lesion in worklist order: the image, the verdicts, the review flag in words, every
+pattern with its probability (detected ones marked), and the eight maps (diagnosis and each pattern).
+Skipped inputs are listed at the end with the reason.
 
 Every image written is re-encoded from decoded pixels (``Image.fromarray`` → JPEG with no ``exif=``,
 ``icc_profile=`` or comment), so no EXIF (GPS, dates, device, names), ICC profile, XMP, text chunk or
 other metadata of the original file reaches the report. ``bcc.predict`` encodes the pictures while it
-scores (:func:`lesion_figures`), so a long worklist never holds full-size pixels or float maps in memory.
+scores (:func:`lesion_figures`), so a long worklist never holds full-size pixels in memory.
 """
 from __future__ import annotations
 
 import base64
 import html
 import io
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,10 @@ from PIL import Image
 
 from bcc.core.io import atomic_path, printable
 from bcc.core.patterns import CODES, NAMES, OUTPUTS
-from bcc.data.images import Preprocess
-from bcc.explanation.gradcam import maps_on_picture
-from bcc.explanation.render import overlay
+from bcc.deploy.maps_js import SCRIPT, csp_hash, maps_attribute
 
 CARD_SIDE = 320     # lesion image, longest side in px
-OVERLAY_SIDE = 160  # Grad-CAM overlays
+OVERLAY_SIDE = 160  # Grad-CAM maps, drawn by the page
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
@@ -54,7 +54,8 @@ table.pat{border-collapse:collapse;font-size:13px;margin-top:6px}
 table.pat td{padding:2px 8px;border-bottom:1px solid #eee}table.pat tr.on{font-weight:700;background:#eef6ee}
 .bar{display:inline-block;height:8px;background:#5b7bd5;border-radius:2px;vertical-align:middle}
 .cams{display:flex;gap:8px;flex-wrap:wrap;width:100%}
-figure{margin:0;text-align:center;font-size:12px;width:160px}figure img{width:160px;height:auto;border-radius:3px;display:block}
+figure{margin:0;text-align:center;font-size:12px;width:160px}figure canvas{width:160px;height:auto;border-radius:3px;display:block}
+figure.on figcaption{font-weight:700}.guarantee{color:#fff}
 .skipped{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px #0002}
 .note{color:#666;font-size:12px}
 """
@@ -114,32 +115,37 @@ def _pattern_table(row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
     return '<table class="pat">' + "".join(rows) + "</table>"
 
 
-def lesion_figures(rgb: np.ndarray, cams=None, shown: Sequence[str] = ("bcc",),
-                   preprocess: Preprocess | None = None) -> dict[str, str]:
-    """The card's pictures as data URIs: ``"image"`` (longest side ``CARD_SIDE``) and, with `cams` (raw
-    Grad-CAM (8, h, w) from ``bcc.explanation.gradcam.raw_cams``), one overlay per output in `shown` (OUTPUTS names),
-    each map post-processed straight to the overlay's size (longest side ``OVERLAY_SIDE``). Up to eight
-    overlays per lesion: they are encoded without Huffman optimisation, which would double the report's
-    rendering time for 7 % fewer bytes. The overlays' lesion is shrunk from the card's copy (a 320 px
-    picture shrinks in a fraction of the time the 1024 px one takes)."""
+def lesion_figures(rgb: np.ndarray) -> dict[str, str]:
+    """The card's picture as a data URI: ``"image"``, longest side ``CARD_SIDE`` (the maps are drawn over it
+    by the page)."""
     card = _fit(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB"), CARD_SIDE)
-    figures = {"image": data_uri(np.asarray(card), CARD_SIDE)}
+    return {"image": data_uri(np.asarray(card), CARD_SIDE)}
+
+
+def maps_html(cams, detected: Sequence[str] = (), view: Sequence[float] = (0.0, 0.0, 1.0, 1.0),
+              untrained: Sequence[str] = ()) -> str:
+    """The eight Grad-CAM maps of a lesion as canvases the page draws from the raw maps `cams` (8, h, w)
+    over the part of the picture the network saw (`view`: left, top, right, bottom as fractions of it,
+    ``bcc.data.images.view_box``; 0 outside, as ``maps_on_picture``); the outputs in `detected` are
+    marked, those in `untrained` say so and are not drawn. Empty without maps."""
     if cams is None:
-        return figures
-    base = np.asarray(_fit(card, OVERLAY_SIDE))
-    maps = maps_on_picture(cams[None], base.shape[:2], preprocess or Preprocess())[0].numpy()
-    for name in shown:
-        figures[name] = data_uri(overlay(base, maps[OUTPUTS.index(name)]), OVERLAY_SIDE, optimize=False)
-    return figures
-
-
-def _overlays(lesion) -> str:
+        return ""
     figs = []
-    for name in [o for o in OUTPUTS if o in lesion.figures]:
+    for name in OUTPUTS:
         label = "diagnosis (BCC)" if name == "bcc" else f"{name} {NAMES[name]}"
-        figs.append(f'<figure><img alt="Grad-CAM {_e(label)}" src="{lesion.figures[name]}">'
-                    f"<figcaption>Grad-CAM: {_e(label)}</figcaption></figure>")
-    return '<div class="cams">' + "".join(figs) + "</div>" if figs else ""
+        if name in untrained:
+            figs.append(f'<figure class="untrained"><figcaption>Grad-CAM: {_e(label)} — not trained</figcaption>'
+                        "</figure>")
+            continue
+        on = name == "bcc" or name in detected
+        cls = ' class="on"' if on else ""
+        figs.append(f'<figure data-output="{name}"{cls}>'
+                    f'<canvas role="img" aria-label="Grad-CAM {_e(label)}"></canvas>'
+                    f"<figcaption>Grad-CAM: {_e(label)}{' (detected)' if on and name != 'bcc' else ''}"
+                    "</figcaption></figure>")
+    return (f'<div class="cams maps" data-side="{OVERLAY_SIDE}" data-outputs="{_e(json.dumps(list(OUTPUTS)))}" '
+            f'data-view="{_e(json.dumps([round(float(v), 6) for v in view]))}" '
+            f'data-maps="{_e(maps_attribute(cams))}">' + "".join(figs) + "</div>")
 
 
 def _card(lesion, row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
@@ -147,8 +153,12 @@ def _card(lesion, row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
     flag = int(row.get("review") or 0)
     pats = str(row.get("patterns") or "") or "none"
     rule = row["rule_verdict"]
+    pt = dict(th.get("patterns") or {})
+    detected = [c for c in CODES if float(row[f"p_{c}"]) >= float(pt.get(c, 0.5))]
+    untrained = [c for c in CODES if not np.isfinite(float(row[f"p_{c}"]))]
     return (
-        f'<section class="card{" bcc" if bcc else ""}{" flag" if flag else ""}" data-rank="{int(row["rank"])}">'
+        f'<section class="card{" bcc" if bcc else ""}{" flag" if flag else ""}" data-rank="{int(row["rank"])}" '
+        f'data-case="{int(row["rank"])}">'
         f'<img class="lesion" alt="{_e(lesion.image)}" src="{lesion.figures.get("image", "")}">'
         f'<div class="info"><h2>#{int(row["rank"])} &nbsp;{_e(lesion.image)}</h2>'
         f'<div>Diagnosis head: <span class="verdict {"bcc" if bcc else "non"}">{_e(row["diagnosis_verdict"])}'
@@ -157,8 +167,21 @@ def _card(lesion, row: Mapping[str, Any], th: Mapping[str, Any]) -> str:
         f'{_e(rule)}</span></div><div>Detected patterns: {_e(pats)}</div>'
         f"{_review_words(row)}{_pattern_table(row, th)}"
         f'<p class="note">{_e(row.get("note") or "")}</p></div>'
-        f"{_overlays(lesion)}</section>"
+        f"{maps_html(lesion.cams, detected, lesion.view, untrained)}"
+        "</section>"
     )
+
+
+def guarantee_html(g: Mapping[str, Any] | None) -> str:
+    """The header's line on the sensitivity guarantee (``bcc.deploy.guarantee``), or that there is none."""
+    if not g:
+        return ('<p class="guarantee">Sensitivity guarantee: none (the model was exported without '
+                'guarantee_data=; the operating threshold is an empirical point)</p>')
+    words = (f"Sensitivity guarantee: ε = {float(g['epsilon']):g}, δ = {float(g['delta']):g}, calibration set of "
+             f"{int(g['n_calibration'])} cases ({int(g['n_bcc'])} BCC) — {g['statement']}")
+    if not g.get("applies", True):
+        words += f". NOT IN FORCE for this worklist: {g['why']}"
+    return f'<p class="guarantee" id="guarantee">{_e(words)}</p>'
 
 
 def _input_words(info: Mapping[str, Any]) -> str:
@@ -201,16 +224,17 @@ def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any])
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
-        "style-src 'unsafe-inline'\">"
+        f"style-src 'unsafe-inline'; script-src {csp_hash()}\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>BCC triage worklist</title><style>{CSS}</style></head><body>"
         f"<header><h1>BCC triage worklist</h1><p>Model: {_e(info.get('model', '?'))}</p>"
         f"<p>Input: {_e(info.get('input', '?'))}</p><p>Thresholds: {_e(th_text)}</p>"
         f"<p>Grad-CAM: {_e(info.get('explanations', ''))}</p>{_input_words(info)}"
+        f"{guarantee_html(info.get('guarantee'))}"
         "<p>Decision support only: ranked by p(BCC), highest first; every lesion still needs a clinician. "
         "Pictures are re-encoded from pixels: no EXIF, GPS, ICC or text metadata of the inputs is in this file.</p>"
         f'</header><div class="summary" id="summary">{summary}</div>'
-        f"<main>{cards or '<p>No image could be scored.</p>'}{skip_html}</main></body></html>"
+        f"<main>{cards or '<p>No image could be scored.</p>'}{skip_html}</main><script>{SCRIPT}</script></body></html>"
     )
 
 

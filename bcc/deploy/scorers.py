@@ -6,7 +6,8 @@ form. The torch scorer computes them from its network (the scores come from the 
 model exported with its maps (output ``cams``, metadata ``bcc.maps``: ``bcc.deploy.onnx_export``) reads
 them from its graph, with neither torch's network nor the source checkpoint. :func:`explainer` picks who
 explains: ``explain_checkpoint=``, else the scorer itself when it can, else (an ONNX model exported
-without maps: ViT) the torch checkpoint its ``bcc.source_checkpoint`` names.
+without maps: ViT) the torch checkpoint its ``bcc.source_checkpoint`` names. ``score`` also returns, for a
+fold ensemble (``bcc.deploy.ensemble``), every member's p(BCC) from the same pass: their disagreement.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ from bcc.core.errors import BadInput, UsageError
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import IMAGE_SIZE, Preprocess
 from bcc.deploy.onnx_model import (
+    FOLDS_NAME,
     INPUT_NAME,
     MAPS_NAME,
     OUTPUT_NAME,
@@ -33,6 +36,12 @@ from bcc.deploy.onnx_model import (
 from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import CheckpointError, load_network
 from bcc.models.network import MultitaskNet
+
+
+class Scores(NamedTuple):
+    probs: np.ndarray               # (N, 8) in OUTPUTS order
+    cams: torch.Tensor | None       # (N, 8, h, w) raw Grad-CAM maps, when asked for
+    folds: np.ndarray | None        # (N, K) each ensemble member's p(BCC); None for a single model
 
 
 @contextmanager
@@ -68,6 +77,7 @@ class TorchScorer:
 
     kind = "torch"
     explains = True
+    guarantee = None  # a guaranteed threshold is chosen at export (bcc.deploy.ensemble.attach_guarantee)
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int | None = None):
         self.net = load_torch_network(checkpoint, device=device)
@@ -87,6 +97,9 @@ class TorchScorer:
             with torch.inference_mode():
                 t = t.to(next(self.net.parameters()).device).contiguous(memory_format=torch.channels_last)
                 return torch.sigmoid(self.net(t)).cpu().numpy(), None
+
+    def score(self, x: np.ndarray, maps: bool = False) -> Scores:
+        return Scores(*self(x, maps), None)
 
 
 class OnnxScorer:
@@ -114,6 +127,11 @@ class OnnxScorer:
             raise CheckpointError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r} "
                                   f"(a model written by python -m bcc.export), found {names}")
         self.explains = MAPS_NAME in names[1]
+        self.members = FOLDS_NAME in names[1]
+        try:
+            self.guarantee = json.loads(self.meta.get("guarantee") or "null")
+        except ValueError as e:
+            raise CheckpointError(f"{path}: its bcc.guarantee metadata is not valid JSON ({e})") from None
         self.size = self._input_size(path)
         try:
             pre = json.loads(self.meta.get("preprocess") or "null") or {}
@@ -130,6 +148,9 @@ class OnnxScorer:
         if check:
             self.describe += (f"; int8 check on {check.get('data')}: BCC accuracy fp32 {check['accuracy_fp32']:.3f}, "
                               f"int8 {check['accuracy_int8']:.3f}")
+        if self.members:
+            n = self.session.get_outputs()[[o.name for o in self.session.get_outputs()].index(FOLDS_NAME)].shape[1]
+            self.describe += f"; ensemble of {n} fold models (mean logits; their disagreement flags a case)"
         self.maps_source = f"Grad-CAM from the ONNX model's own maps ({Path(path).name}, closed form)"
         vs = self.maps.get("int8_vs_fp32")
         if vs:
@@ -159,6 +180,12 @@ class OnnxScorer:
                                {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})
         return expit(out[0]), torch.from_numpy(out[1]) if maps else None
 
+    def score(self, x: np.ndarray, maps: bool = False) -> Scores:
+        names = [OUTPUT_NAME] + ([MAPS_NAME] if maps else []) + ([FOLDS_NAME] if self.members else [])
+        out = dict(zip(names, self.session.run(names, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})))
+        return Scores(expit(out[OUTPUT_NAME]), torch.from_numpy(out[MAPS_NAME]) if maps else None,
+                      expit(out[FOLDS_NAME][..., 0]) if self.members else None)
+
     def why_no_maps(self) -> str:
         return self.maps.get("why") or "exported before bcc.export wrote Grad-CAM maps into the model"
 
@@ -177,7 +204,7 @@ def explainer(scorer: TorchScorer | OnnxScorer, explain_checkpoint: str | Path |
     """``(who computes the maps, what the report says about it)`` (see the module docstring).
 
     An `explain_checkpoint` that cannot explain is an error; a missing or unreadable source checkpoint of
-    an ONNX model without maps only leaves the report without overlays (None, and why).
+    an ONNX model without maps only leaves the report without maps (None, and why).
     """
     if explain_checkpoint:
         ex = make_scorer(explain_checkpoint, threads)

@@ -14,7 +14,11 @@ It writes to `output`:
   their names, the skip reasons); skipped ones follow the ranked rows and the rest of the batch always
   completes. Text cells a spreadsheet would run as a formula (a file named ``=HYPERLINK(…).png``) get a
   leading ``'`` (``csv_safe``, OWASP's rule); the numbers are written as numbers.
-- ``report.html`` — ``bcc.deploy.report_html``: one self-contained page, Grad-CAM overlays included.
+- ``report.html`` — ``bcc.deploy.report_html``: one self-contained page; the eight Grad-CAM maps per lesion are
+  kept raw and drawn by the page (``bcc.deploy.maps_js``), also saved as ``maps.npy``; ``run.json`` says what
+  ``bcc.review import`` needs (input folder, model, thresholds, the model's sensitivity guarantee).
+- an ensemble's members (``bcc.deploy.ensemble``) flag a case whose p(BCC) they put on both sides of the
+  threshold (``fold_spread``: their max − min).
 
 Scores come from the torch checkpoint or, for ``checkpoint=<file>.onnx`` (``bcc.export``), from ONNX
 Runtime; the Grad-CAM maps from the same pass — the torch network's, or the ONNX model's own ``cams``
@@ -28,6 +32,7 @@ temporary file renamed into place).
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,9 +43,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bcc.core.io import OutputSet, csv_safe, write_csv
+from bcc.core.io import OutputSet, atomic_path, csv_safe, write_csv, write_json
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
-from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input
+from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
 from bcc.deploy.options import flag, input_and_output, positive, whole
 from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
@@ -49,6 +54,7 @@ from bcc.explanation.batch import input_name, list_inputs, read_input, shown
 
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
 SHRINK_WARNING = 8   # an image this many times larger than the model's input is said to lose its fine detail
+MAPS, RUN = "maps.npy", "run.json"
 VERDICTS = {1: "BCC", 0: "non-BCC"}
 RULE_UNAVAILABLE = "n/a (no BCC pattern trained)"
 
@@ -68,12 +74,15 @@ def read_lesion(path: Path, preprocess: Preprocess, max_megapixels: float) -> tu
 
 
 # ---- the worklist ---------------------------------------------------------------------------------------
-def verdicts(probs: np.ndarray, th: Thresholds) -> pd.DataFrame:
+def verdicts(probs: np.ndarray, th: Thresholds, folds: np.ndarray | None = None) -> pd.DataFrame:
     """Per image: verdicts, review flag and reason, detected patterns. `probs` (N, 8) in OUTPUTS order,
-    NaN for an output the model was not trained on (never detected, left out of the rule).
+    NaN for an output the model was not trained on (never detected, left out of the rule); `folds` (N, K):
+    each member's p(BCC) when the model is a fold ensemble.
 
     ``review`` is 1 where the diagnosis head (p_bcc ≥ th.bcc) and the clinical rule over the detected
-    patterns disagree, or where |p_bcc − th.bcc| < th.band (the uncertainty band).
+    patterns disagree, where |p_bcc − th.bcc| < th.band (the uncertainty band), or where the ensemble's
+    members fall on both sides of th.bcc (their disagreement: an uncertainty the mean hides).
+    ``fold_spread`` is the members' max − min p(BCC) (blank for a single model).
     """
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(OUTPUTS))
     p_bcc = probs[:, 0]
@@ -90,12 +99,19 @@ def verdicts(probs: np.ndarray, th: Thresholds) -> pd.DataFrame:
                            f"says {VERDICTS[rule[i]]}")
         if abs(p_bcc[i] - th.bcc) < th.band:
             reasons.append(f"p_bcc {p_bcc[i]:.2f} is within {th.band:.2f} of the operating threshold {th.bcc:.2f}")
+        spread = np.nan
+        if folds is not None:
+            f = np.asarray(folds[i], dtype=np.float64)
+            spread = float(f.max() - f.min())
+            if (f >= th.bcc).any() and (f < th.bcc).any():
+                reasons.append(f"the {len(f)} fold models disagree: p_bcc from {f.min():.2f} to {f.max():.2f}, on "
+                               f"both sides of the operating threshold {th.bcc:.2f}")
         order = np.argsort(-probs[i, 1:], kind="stable")
         pats = [f"{CODES[j]} {probs[i, 1 + j]:.2f}" for j in order if detected[i, j]]
         rows.append({"p_bcc": float(p_bcc[i]), "diagnosis_verdict": VERDICTS[diag[i]],
                      "rule_verdict": VERDICTS[rule[i]] if has_rule else RULE_UNAVAILABLE, "review": int(bool(reasons)),
                      "review_reason": "; ".join(reasons), "patterns": "; ".join(pats),
-                     **{f"p_{c}": float(probs[i, 1 + j]) for j, c in enumerate(CODES)}})
+                     **{f"p_{c}": float(probs[i, 1 + j]) for j, c in enumerate(CODES)}, "fold_spread": spread})
     return pd.DataFrame(rows, columns=COLUMNS[2:-2])
 
 
@@ -105,18 +121,22 @@ def detect(probs: np.ndarray, th: Thresholds) -> np.ndarray:
 
 
 COLUMNS = ["rank", "image", "p_bcc", "diagnosis_verdict", "rule_verdict", "review", "review_reason", "patterns",
-           *[f"p_{c}" for c in CODES], "status", "note"]
+           *[f"p_{c}" for c in CODES], "fold_spread", "status", "note"]
 
 
 @dataclass
 class Lesion:
-    """One input file: its name relative to the input folder, what reading it said, its scores and the
-    report's pictures (data URIs, so that no full-size pixels or float maps stay in memory)."""
+    """One input file: its name relative to the input folder, what reading it said, its scores, the
+    report's picture (a data URI, so that no full-size pixels stay in memory) and the raw Grad-CAM maps
+    (8 x h x w: the page draws them, ``bcc.deploy.maps_js``)."""
 
     image: str
     note: str
     probs: np.ndarray | None = None
-    figures: dict[str, str] = field(default_factory=dict)  # "image" and OUTPUTS names → data URI
+    figures: dict[str, str] = field(default_factory=dict)  # "image" → data URI
+    cams: np.ndarray | None = None      # (8, h, w) float32 raw Grad-CAM, OUTPUTS order
+    view: tuple[float, ...] = (0.0, 0.0, 1.0, 1.0)  # the part of the picture the network saw (fractions)
+    folds: np.ndarray | None = None     # (K,) each ensemble member's p(BCC)
 
 
 def _progress(total: int, enabled: bool | None):
@@ -130,11 +150,12 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
            log=print, render: bool = True, progress: bool | None = None) -> tuple[pd.DataFrame, list[Lesion]]:
     """Read, score (and explain) `files` in batches; returns the ranked table and the lesions in its order.
 
-    `explainer` (``bcc.deploy.scorers.explainer``) adds Grad-CAM overlays; when it is the scorer itself,
-    scores and maps come from the same pass. `render` encodes the report's pictures as it goes. Outside
-    the scorer's and explainer's own calls torch runs on one thread: what is left for it (images to
-    tensors, maps post-processed to 160 px) is too small to share, and on a busy machine 2 threads made it
-    ~100x slower (measured: 16 ms instead of 0.13 ms per image).
+    `explainer` (``bcc.deploy.scorers.explainer``) adds the raw Grad-CAM maps; when it is the scorer
+    itself, scores and maps come from the same pass. `render` encodes the report's picture of each lesion
+    as it goes; the maps are kept raw (8 x h x w floats) and drawn by the page, so they cost triage next
+    to nothing. Outside the scorer's and explainer's own calls torch runs on one thread: what is left for
+    it is too small to share, and on a busy machine 2 threads made it ~100x slower (measured: 16 ms
+    instead of 0.13 ms per image).
     """
     lesions: list[Lesion] = []
     with _progress(len(files), progress) as bar, torch_threads(1):
@@ -151,16 +172,20 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
             if batch:
                 x = np.stack([x for _, x, _ in batch])
                 explain = render and explainer is not None
-                probs, cams = scorer(x, maps=explain and explainer is scorer)
+                probs, cams, folds = scorer.score(x, maps=explain and explainer is scorer)
                 probs = np.where(scorer.trained, probs, np.nan)  # an untrained head's output is no finding
                 if explain and explainer is not scorer:
                     cams = explainer(x, maps=True)[1]
-                drawn = np.column_stack([np.ones(len(probs), bool), detect(probs, th)])  # bcc + detected codes
                 for i, (les, _, rgb) in enumerate(batch):
                     les.probs = np.asarray(probs[i], dtype=np.float64)
+                    les.folds = None if folds is None else folds[i]
+                    if cams is not None:
+                        les.cams = np.asarray(cams[i], dtype=np.float32)
                     if render:
-                        les.figures = lesion_figures(rgb, None if cams is None else cams[i],
-                                                     [o for o, d in zip(OUTPUTS, drawn[i]) if d], scorer.preprocess)
+                        les.figures = lesion_figures(rgb)
+                        left, top, right, bottom = view_box(rgb.shape[1], rgb.shape[0], scorer.preprocess.resize)
+                        les.view = (left / rgb.shape[1], top / rgb.shape[0], right / rgb.shape[1],
+                                    bottom / rgb.shape[0])
                     lesions.append(les)
             bar.update(min(batch_size, len(files) - start))
     return worklist(lesions, th)
@@ -170,7 +195,8 @@ def worklist(lesions: list[Lesion], th: Thresholds) -> tuple[pd.DataFrame, list[
     """Scored lesions ranked by p_bcc (highest first; ties by name), then the skipped ones by name."""
     ok = sorted((les for les in lesions if les.probs is not None), key=lambda les: (-float(les.probs[0]), les.image))
     skipped = sorted((les for les in lesions if les.probs is None), key=lambda les: les.image)
-    table = verdicts(np.stack([les.probs for les in ok]) if ok else np.empty((0, len(OUTPUTS))), th)
+    folds = np.stack([les.folds for les in ok]) if ok and ok[0].folds is not None else None
+    table = verdicts(np.stack([les.probs for les in ok]) if ok else np.empty((0, len(OUTPUTS))), th, folds)
     table.insert(0, "image", [les.image for les in ok])
     table.insert(0, "rank", range(1, len(ok) + 1))
     table["status"] = "ok"
@@ -185,11 +211,33 @@ def worklist(lesions: list[Lesion], th: Thresholds) -> tuple[pd.DataFrame, list[
     return table, ok + skipped
 
 
-def write_worklist(out: Path, table: pd.DataFrame, lesions: list[Lesion], info: Mapping[str, Any] | None) -> None:
-    """``triage.csv`` (formula-leading text cells neutralised) and, given the report's `info`, ``report.html``."""
+def write_worklist(out: Path, table: pd.DataFrame, lesions: list[Lesion], info: Mapping[str, Any],
+                   report: bool = True) -> None:
+    """``triage.csv`` (formula-leading text cells neutralised), with `report` ``report.html``, with maps
+    ``maps.npy`` ((n, 8, h, w) float32 raw Grad-CAM of the scored rows, in ``triage.csv`` order), then
+    ``run.json``: `info` and whether this run wrote maps — what ``bcc.review`` imports (a ``maps.npy``
+    left by an earlier run is not this run's: run.json says so)."""
+    out.mkdir(parents=True, exist_ok=True)
+    scored = [les for les in lesions if les.probs is not None]
+    maps = bool(scored) and all(les.cams is not None for les in scored)
+    if maps:
+        with atomic_path(out / MAPS) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.stack([les.cams for les in scored]))
     write_csv(csv_safe(table), out / "triage.csv", float_format="%.4f")
-    if info is not None:
+    if report:
         write_report(out / "report.html", table, lesions, info)
+    write_json({**{k: v for k, v in info.items() if k != "seconds"}, "maps": maps, "scored": len(scored)}, out / RUN)
+
+
+def guarantee_status(g: Mapping[str, Any] | None, th: Thresholds) -> dict[str, Any] | None:
+    """The model's exported guarantee (``bcc.deploy.ensemble.attach_guarantee``) and whether this run keeps
+    it: an operating threshold other than the guaranteed one (thresholds.json, ``threshold=``) voids it."""
+    if not g:
+        return None
+    applies = abs(th.bcc - float(g["threshold"])) < 1e-9
+    return {**g, "applies": applies,
+            "why": "" if applies else (f"the operating threshold {th.bcc:.4f} ({th.source}) is not the guaranteed "
+                                        f"{float(g['threshold']):.4f}: the guarantee does not hold for this run")}
 
 
 # ---- the command ----------------------------------------------------------------------------------------
@@ -207,7 +255,8 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
     t0 = time.perf_counter()
     inp, out = input_and_output(a)
     root, files = list_inputs(inp)
-    outputs = OutputSet(out, "bcc.predict", ["triage.csv", *(["report.html"] if a["report"] else [])], a["overwrite"])
+    outputs = OutputSet(out, "bcc.predict", ["triage.csv", MAPS, RUN, *(["report.html"] if a["report"] else [])],
+                        a["overwrite"])
     scorer = make_scorer(a["checkpoint"], a["threads"])
     pats = {c: a["pattern_threshold"] for c in CODES} if a["pattern_threshold"] is not None else {}
     pats.update({c: v for c, v in dict(a["pattern_thresholds"] or {}).items() if v is not None})
@@ -229,11 +278,12 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
             f"{scorer.preprocess.size} px input (what it was trained at): their fine detail is lost (note in "
             f"triage.csv)")
     untrained = [o for o, t in zip(OUTPUTS, scorer.trained) if not t]
-    info = {"model": scorer.describe, "input": shown(inp), "thresholds": th.as_dict(), "explanations": explain_note,
-            "seconds": seconds, "input_size": scorer.preprocess.size, "preprocess": scorer.preprocess.as_dict(),
-            "not_trained": untrained}
+    info = {"model": scorer.describe, "input": shown(inp), "input_path": os.fsdecode(inp.resolve()),
+            "thresholds": th.as_dict(), "explanations": explain_note, "seconds": seconds,
+            "input_size": scorer.preprocess.size, "preprocess": scorer.preprocess.as_dict(), "not_trained": untrained,
+            "guarantee": guarantee_status(scorer.guarantee, th)}
     with outputs.staging() as staged:
-        write_worklist(staged, table, lesions, info if a["report"] else None)
+        write_worklist(staged, table, lesions, info, report=a["report"])
     ok = table["status"].eq("ok")
     log(f"[bcc.predict] {int(ok.sum())} scored, {int((~ok).sum())} skipped (reasons in triage.csv), "
         f"{int((table['diagnosis_verdict'] == 'BCC').sum())} likely BCC, {int(table['review'].eq(1).sum())} "

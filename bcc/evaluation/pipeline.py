@@ -19,8 +19,9 @@ from bcc.core.config import Range
 from bcc.core.io import staged_folder, write_csv, write_json
 from bcc.core.layout import BEST, THRESHOLDS
 from bcc.core.patterns import CODES, OUTPUTS
-from bcc.data.contract import load_dataset
+from bcc.data.contract import LESION, load_dataset
 from bcc.data.images import Preprocess
+from bcc.data.table import read_table
 from bcc.evaluation import calibration as cal
 from bcc.evaluation.agreement import summarise_dataset
 from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, roc_auc, table3
@@ -43,6 +44,7 @@ from bcc.evaluation.runs import (
     load_predictions,
     run_facts,
 )
+from bcc.evaluation.seeds import seed_spread
 from bcc.evaluation.sources import source_report
 from bcc.evaluation.within_bcc import within_bcc_auroc
 
@@ -219,18 +221,21 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
     for a dataset with several sources; Grad-CAM mass on the lesion (``bcc.evaluation.lesion_focus``) where
     test pictures have lesion masks. Settings: ``eval.sources``, ``eval.source_probe``, ``eval.shortcuts``,
     ``eval.lesion_focus``."""
-    if ev.dataset is None or not ev.dataset.root or ev.dataset.n_images is None or not ev.results:
-        return  # the runs' dataset is not at hand (its images.csv): nothing to check against
+    if ev.dataset is None or not ev.dataset.root or not ev.results or not ev.dataset.n_images:
+        return  # no dataset at hand (summarise_dataset noted why)
     root, result = Path(ev.dataset.root), ev.results[0]
     chosen = [r for r in runs if r.backbone == result.backbone and r.stage == ev.stage and r.finished]
     outside = bool(cfg.data.get("allow_outside", False))
     pre = Preprocess.of({"image_size": int(result.facts.get("image_size") or 224), **(result.facts.get("preprocess") or {})})
+    table = read_table(root, splits=False, allow_outside=outside)
+    sources = table.set_index("image_id")["source"].astype(str) if table["source"].nunique() > 1 else None
+    ev.seeds = seed_spread(Path(cfg.output_dir), result.backbone, ev.stage, ev.k, sources)
     if cfg.eval.sources:
         loso = sorted(p for p in (Path(cfg.output_dir) / "loso").glob("*") if p.is_dir())
         ev.sources = source_report(chosen, load_predictions(runs, result.backbone, ev.stage), root, pre, loso,
                                    result.backbone, probe=bool(cfg.eval.source_probe),
                                    shortcuts=bool(cfg.eval.shortcuts), allow_outside=outside)
-    if cfg.eval.lesion_focus and ev.dataset.has_masks:
+    if cfg.eval.lesion_focus and any((root / "masks").glob(f"*_{LESION}.[pP][nN][gG]")):
         dataset = load_dataset(root, allow_outside=outside)
         found = lesion_report([r.path for r in chosen], dataset, ev.report_dir / "figures" / "lesion_focus_worst.png")
         if found is not None:
@@ -344,6 +349,8 @@ def write_tables(ev: Evaluation) -> dict[str, pd.DataFrame]:
         tables.update(ev.sources.tables())
     if ev.ensemble is not None:
         tables["ensemble"] = ev.ensemble
+    if ev.seeds is not None:
+        tables["seeds"] = ev.seeds
     if ev.lesion_focus is not None:
         tables["lesion_focus"] = ev.lesion_focus
     for name, df in tables.items():

@@ -58,6 +58,7 @@ class Evaluation:
     sources: SourceReport | None = None             # several sources: per-source AUROC, shortcuts, probe
     lesion_focus: pd.DataFrame | None = None        # Grad-CAM mass on whole-lesion masks, per output
     lesion_focus_figure: Path | None = None
+    seeds: pd.DataFrame | None = None               # this run and the seed runs under <output_dir>/seeds/
     ensemble: pd.DataFrame | None = None            # external set: each fold model and their mean, same pictures
 
 
@@ -296,6 +297,15 @@ def _sources(ev: Evaluation) -> list[str]:
     return lines
 
 
+def _seeds(ev: Evaluation) -> list[str]:
+    if ev.seeds is None:
+        return []
+    return ["", "## Seed-to-seed spread", "", markdown_table(ev.seeds, index=False), "",
+            ("The same data, folds and settings trained with other seeds (runs under `<output_dir>/seeds/`, "
+             "`seeds.csv`): each figure is the mean over the run's test folds; `mean` and `sd` over the runs. "
+             "Compare a run with this spread, not with the best seed.")]
+
+
 def _ensemble(ev: Evaluation) -> list[str]:
     if ev.ensemble is None:
         return []
@@ -324,7 +334,7 @@ def _lesion_focus(ev: Evaluation) -> list[str]:
 
 
 def write_report(ev: Evaluation) -> Path:
-    lines = [*_header(ev), *_ensemble(ev), *_table3(ev), *_sources(ev), *_within_bcc(ev), *_table5(ev), *_calibration(ev),
+    lines = [*_header(ev), *_ensemble(ev), *_table3(ev), *_seeds(ev), *_sources(ev), *_within_bcc(ev), *_table5(ev), *_calibration(ev),
              *_figures(ev), *_stages(ev), *_lesion_focus(ev),
              *_table4(ev), "", "## Dataset and inter-rater agreement", ""]
     lines.append(format_dataset(ev.dataset) if ev.dataset else "- not available")

@@ -1,4 +1,5 @@
-"""Bad inputs of the deploy commands (see tests/bad_inputs/__init__.py): bcc.predict, bcc.explain, bcc.export.
+"""Bad inputs of the deploy commands (see tests/bad_inputs/__init__.py): bcc.predict, bcc.explain, bcc.export,
+bcc.review.
 
 Every row is refused before anything is read into the output or written (exit 2). What is skipped with
 a reason while the rest of the batch completes (exit 0) — unreadable images, non-UTF-8 or formula-leading
@@ -16,6 +17,7 @@ from tests.bad_inputs.case import Case, Workspace
 from tests.helpers.checkpoints import tampered_copy
 
 PREDICT, EXPLAIN, EXPORT = "bcc.cli.predict:main", "bcc.cli.explain:main", "bcc.cli.export:main"
+REVIEW = "bcc.review.__main__:main"
 
 
 # ---- how a row spoils its workspace -------------------------------------------------------------------------
@@ -102,6 +104,29 @@ def _output_file(ws: Workspace) -> None:
 def _empty(ws: Workspace) -> None:
     _ready(ws)
     (ws.root / "empty").mkdir()
+
+
+def _two_checkpoints(ws: Workspace) -> None:
+    """Two fold checkpoints side by side (the same weights twice is enough for the option checks)."""
+    _ready(ws)
+    shutil.copy(ws.checkpoint(), ws.root / "run" / "other.ckpt")
+
+
+def _unlabelled(ws: Workspace) -> None:
+    _ready(ws)
+    (ws.dataset() / "labels.csv").unlink()
+
+
+def _triage_out(ws: Workspace) -> None:
+    """A folder holding a triage.csv but no run.json (a bcc.predict output of an older version, or a copy)."""
+    _ready(ws)
+    (ws.root / "old").mkdir()
+    (ws.root / "old" / "triage.csv").write_text("rank,image\n")
+
+
+def _existing_out(ws: Workspace) -> None:
+    (ws.root / "ann.csv").write_text("image_id,rater,PN,U,ON,MG,ML,SW,AT\n")
+    (ws.root / "review.db").write_bytes(b"")
 
 
 # ---- command lines --------------------------------------------------------------------------------------------
@@ -230,4 +255,42 @@ CASES: list[Case] = [
          r"or force=true", _lone_checkpoint),
     Case("export/calibration-folder-missing", EXPORT, export("quantize=int8", "calibration=/nonexistent/data"), 2,
          r"calibration=/nonexistent/data: no such folder", _ready),
+    # bcc.export: the ensemble and the guarantee
+    Case("export/glob-matching-nothing", EXPORT, lambda ws: [f"checkpoint={ws.root}/nothing*/best.ckpt"], 2,
+         r"checkpoint=.*nothing\*/best\.ckpt: no file matches", _ready),
+    Case("export/ensemble-with-int8", EXPORT, lambda ws: [f"checkpoint={ws.root}/run/*.ckpt", "quantize=int8"], 2,
+         r"quantize=int8 takes one checkpoint; an ensemble is exported in fp32", _two_checkpoints),
+    Case("export/epsilon-outside-0-1", EXPORT, export("epsilon=1.5"), 2,
+         r"epsilon=1\.5: expected a number between 0 and 1", _ready),
+    Case("export/delta-zero", EXPORT, export("delta=0"), 2, r"delta=0: expected a number between 0 and 1", _ready),
+    Case("export/guarantee-batch-zero", EXPORT, export("guarantee_batch=0"), 2,
+         r"guarantee_batch=0: expected a whole number ≥ 1", _ready),
+    Case("export/guarantee-data-missing", EXPORT, export("guarantee_data=/nonexistent/data"), 2,
+         r"guarantee_data=/nonexistent/data: no such folder", _ready),
+    Case("export/guarantee-data-the-training-set", EXPORT, lambda ws: [*export()(ws), f"guarantee_data={ws.smoke_data}"],
+         2, r"guarantee_data=.*synthetic-smoke: the model's networks were trained on this dataset", _ready),
+    Case("export/guarantee-data-unlabelled", EXPORT, lambda ws: [*export()(ws), f"guarantee_data={ws.dataset()}"], 2,
+         r"labels\.csv: missing; `python -m bcc\.consensus .*` writes it", _unlabelled),
+    Case("export/guarantee-with-too-few-bcc-cases", EXPORT,
+         lambda ws: [*export()(ws), f"guarantee_data={ws.dataset()}", "epsilon=0.01", "delta=0.01"], 2,
+         r"guarantee_data=.*ds: \d+ BCC cases are too few for sensitivity ≥ 99% with probability ≥ 99%; it takes at "
+         r"least 459", lambda ws: (_ready(ws), ws.dataset())),
+    # bcc.review
+    Case("review/import-without-run-json", REVIEW, lambda ws: ["import", str(ws.root / "old"), "--db",
+                                                               f"sqlite:///{ws.root / 'r.db'}"], 2,
+         r"old/run\.json: missing; import the output= folder of a `python -m bcc\.predict` run", _triage_out),
+    Case("review/unknown-database-url", REVIEW, lambda ws: ["serve", "--db", "nosuchdb://x"], 2,
+         r"--db nosuchdb://x: not a database URL SQLAlchemy can open"),
+    Case("review/export-over-an-existing-file", REVIEW,
+         lambda ws: ["export", "--out", str(ws.root / "ann.csv"), "--db", f"sqlite:///{ws.root / 'review.db'}"], 2,
+         r"--out .*ann\.csv: .*ann\.csv exists; choose a new file name", _existing_out),
+    Case("review/export-from-no-database", REVIEW,
+         lambda ws: ["export", "--out", str(ws.root / "new.csv"), "--db", f"sqlite:///{ws.root / 'none.db'}"], 2,
+         r"--db sqlite:///.*none\.db: no such database file; `python -m bcc\.review import` creates it"),
+    Case("review/export-to-a-folder-that-is-no-dataset", REVIEW,
+         lambda ws: ["export", "--out", str(ws.root / "new.csv"), "--dataset", str(ws.root), "--db",
+                     f"sqlite:///{ws.root / 'review.db'}"], 2, r"--dataset .*: no images\.csv there", _existing_out),
+    Case("review/port-out-of-range", REVIEW, lambda ws: ["serve", "--port", "70000", "--db",
+                                                         f"sqlite:///{ws.root / 'r.db'}"], 2,
+         r"--port 70000: expected 0-65535"),
 ]
