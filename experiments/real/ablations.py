@@ -3,13 +3,13 @@
 Each variant changes one option of the committed run and trains stage 0 — the stage that learns BCC from
 scratch — on the same 3 folds; its AUROC (mean ± sd over the test folds, overall and within each source
 with both classes) is read off `bcc.evaluate`'s per-source table, beside the committed run's own stage 0.
-``--quick`` trains every variant, the committed setting included, at 80 px for 4 epochs (a quarter of the
+``--quick`` trains every variant, the committed setting included, at 64 px for 4 epochs (a sixth of the
 compute): the options are compared with each other at that budget, not with the committed run; the
 committed setting is trained there with ``--seeds`` seeds, so that a variant's difference can be read
-against the seed-to-seed spread (the last row: sd over the seeds of each seed's mean over the folds).
+against the seed-to-seed spread (a row of its own: sd over the seeds of each seed's mean over the folds).
 
     python experiments/real/ablations.py            # after `make real` (outputs/real); ~4 x 25 min on 2 cores
-    python experiments/real/ablations.py --quick    # ~5 x 6 min on 2 idle cores
+    python experiments/real/ablations.py --quick    # ~6 x 4 min on 2 idle cores
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 COMMITTED = "committed run (crop, shades of grey, alpha auto, shuffle)"
-QUICK = ["data.image_size=80", "stage.max_epochs=4"]
+QUICK = ["data.image_size=64", "stage.max_epochs=4"]
 VARIANTS = {  # name → the overrides that switch one option off (or, for the sampler, on)
     "square resize (no aspect-preserving crop)": ["data.resize=square"],
     "no colour constancy": ["data.colour=none"],
@@ -59,7 +59,7 @@ def train_and_score(variant: Path, overrides: list[str]) -> None:
     run("bcc.evaluate", "experiment=real", f"paths.output_dir={variant}", *overrides, *EVAL)
 
 
-def main(out: Path = Path("outputs/real"), quick: bool = False, seeds: int = 3) -> None:
+def main(out: Path = Path("outputs/real"), quick: bool = False, seeds: int = 2) -> None:
     common = QUICK if quick else []
     root = out.parent / ("real-ablations-quick" if quick else "real-ablations")
     rows = []
@@ -78,15 +78,15 @@ def main(out: Path = Path("outputs/real"), quick: bool = False, seeds: int = 3) 
         slug = "-".join(o.replace("data.", "").replace("loss.", "").replace("=", "_") for o in overrides) or "committed"
         train_and_score(root / slug, [*common, *overrides])
         rows.append(auroc_row(name, root / slug))
-    table = pd.DataFrame(rows).assign(budget="80 px, 4 epochs" if quick else "as committed (112 px, 8 epochs)")
+    table = pd.DataFrame(rows).assign(budget="64 px, 4 epochs" if quick else "as committed (112 px, 8 epochs)")
     table.to_csv(Path(__file__).with_name("ablations-quick.csv" if quick else "ablations.csv"), index=False)
     print(table.to_string(index=False))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="every variant at 80 px for 4 epochs")
-    parser.add_argument("--seeds", type=int, default=3, help="--quick: seeds of the committed setting")
+    parser.add_argument("--quick", action="store_true", help="every variant at 64 px for 4 epochs")
+    parser.add_argument("--seeds", type=int, default=2, help="--quick: seeds of the committed setting")
     parser.add_argument("--out", type=Path, default=Path("outputs/real"), help="the committed run's output folder")
     args = parser.parse_args()
     main(args.out, args.quick, args.seeds)
