@@ -35,7 +35,7 @@ def test_thresholds_json_beside_each_checkpoint_for_predict(full_report):
     import torch
 
     from bcc.deploy.thresholds import load_thresholds
-    from bcc.evaluation.calibration import threshold_for_sensitivity
+    from bcc.models.calibration import threshold_for_sensitivity
 
     out = full_report.parent
     preds = pd.concat([pd.read_csv(p) for p in sorted(out.glob("mobilenet/fold*/stage3/predictions.csv"))])

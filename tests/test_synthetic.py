@@ -484,11 +484,14 @@ def test_the_isic_look_does_not_give_the_label_away():
 
 
 def test_the_measures_measure():
-    """block_share and stroke_width on straight bands of known width; auroc on known ranks; colour_features sees
-    only the kept pixels."""
-    assert audit.auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
-    assert audit.auroc(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.5
-    assert audit.auroc(np.array([0.0, 2.0]), np.array([1.0])) == 0.5
+    """block_share and stroke_width on straight bands of known width; prior_aurocs on patterns at the centre
+    and at the rim; colour_features sees only the kept pixels."""
+    yy, xx = np.mgrid[0:32, 0:32] + 0.5
+    lesion = np.hypot(yy - 16, xx - 16) < 12
+    centre, rim = np.hypot(yy - 16, xx - 16) < 3, lesion & (np.hypot(yy - 16, xx - 16) >= 10)
+    assert audit.prior_aurocs(lesion, centre) == pytest.approx({"centre/image": 1.0, "centre/lesion": 1.0,
+                                                                "lesion_centre/lesion": 1.0})
+    assert audit.prior_aurocs(lesion, rim)["centre/lesion"] == pytest.approx(0.0)
     yy, xx = np.mgrid[0:96, 0:96].astype(float)
     for angle in (0.0, 0.5, np.pi / 4):
         for w in (1, 2, 5, 9):

@@ -20,10 +20,10 @@ from bcc.evaluation.clinical_metrics import (
     PATTERNS,
     fold_thresholds,
     hard_predictions,
-    roc_auc,
     thresholds_for,
     trained_codes,
 )
+from bcc.evaluation.metrics import roc_auc
 
 
 def per_fold_auc(predictions: pd.DataFrame, output: str) -> np.ndarray:

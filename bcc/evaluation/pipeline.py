@@ -23,13 +23,14 @@ from bcc.data.images import Preprocess
 from bcc.data.table import read_table
 from bcc.evaluation import calibration as cal
 from bcc.evaluation.agreement import summarise_dataset
-from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, roc_auc, table3
+from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, table3
 from bcc.evaluation.complexity import complexity
 from bcc.evaluation.external import evaluate_external
 from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
 from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
 from bcc.evaluation.mask_agreement import describe, mask_report
+from bcc.evaluation.metrics import roc_auc
 from bcc.evaluation.mask_records import Table4Settings
 from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
 from bcc.evaluation.runs import (

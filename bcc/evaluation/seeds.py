@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bcc.core.patterns import CODES
-from bcc.evaluation.clinical_metrics import roc_auc
+from bcc.evaluation.metrics import roc_auc
 from bcc.evaluation.runs import discover, load_predictions
 
 

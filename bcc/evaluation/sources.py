@@ -38,7 +38,7 @@ from bcc.data.cache import decoded_images
 from bcc.data.images import Preprocess
 from bcc.data.synthetic.audit import colour_features
 from bcc.data.table import aspects, read_table
-from bcc.evaluation.clinical_metrics import binary_metrics, roc_auc
+from bcc.evaluation.metrics import binary_metrics, roc_auc
 from bcc.evaluation.linear_probe import run_features
 
 ALL = "all sources"

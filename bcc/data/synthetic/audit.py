@@ -3,10 +3,10 @@
 Shortcuts: a logistic regression on whole-image colour statistics (RGB and HSV means, standard deviations
 and 8-bin histograms at 64 px) is the cheapest shortcut a network could learn. On the real images it
 should predict BCC well (the patterns' own colour is evidence); on the twins (no patterns) and on the
-pixels off the lesion it must not, or something other than the patterns carries the label. Needs
-scikit-learn (a test dependency), imported when used. Structures: how wide the painted strokes are at the
-resolution a network trains at, and how much of the image the masks cover. Placement: how well maps that
-ignore the image (favouring its centre, or the lesion's) single out the pattern pixels.
+pixels off the lesion it must not, or something other than the patterns carries the label. Structures:
+how wide the painted strokes are at the resolution a network trains at, and how much of the image the
+masks cover. Placement: how well maps that ignore the image (favouring its centre, or the lesion's)
+single out the pattern pixels (scikit-learn's ROC AUC of the pixels).
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.stats import mannwhitneyu
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -95,12 +94,6 @@ def visible_core(rgb: np.ndarray, without: np.ndarray) -> np.ndarray:
     return (d > 0) & (d >= 0.5 * cv2.dilate(d, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))))
 
 
-def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(a positive scores above a negative), ties counting half (the Mann-Whitney U, scipy)."""
-    pos, neg = np.ravel(pos), np.ravel(neg)
-    return float(mannwhitneyu(pos, neg, method="asymptotic", use_continuity=False).statistic / (pos.size * neg.size))
-
-
 def prior_aurocs(lesion: np.ndarray, patterns: np.ndarray) -> dict[str, float]:
     """How well two maps that ignore the image separate the pattern pixels from the others.
 
@@ -112,10 +105,10 @@ def prior_aurocs(lesion: np.ndarray, patterns: np.ndarray) -> dict[str, float]:
     ly, lx = np.nonzero(lesion)
     centre = -np.hypot(xx - w / 2, yy - h / 2)
     lesion_centre = -np.hypot(xx - lx.mean() - 0.5, yy - ly.mean() - 0.5)
-    rest = lesion & ~patterns
-    return {"centre/image": auroc(centre[patterns], centre[~patterns]),
-            "centre/lesion": auroc(centre[patterns], centre[rest]),
-            "lesion_centre/lesion": auroc(lesion_centre[patterns], lesion_centre[rest])}
+    lesion = lesion | patterns
+    return {"centre/image": float(roc_auc_score(patterns.ravel(), centre.ravel())),
+            "centre/lesion": float(roc_auc_score(patterns[lesion], centre[lesion])),
+            "lesion_centre/lesion": float(roc_auc_score(patterns[lesion], lesion_centre[lesion]))}
 
 
 def _rgb(path: Path) -> np.ndarray:
