@@ -31,8 +31,8 @@ from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import LESION
 from bcc.data.images import read_mask, shrink, view_region
-from bcc.evaluation.mask_baselines import centre_map, fit_mask
-from bcc.evaluation.mask_records import predicted_class_cams, read_image
+from bcc.evaluation.localisation.baselines import centre_map, fit_mask
+from bcc.evaluation.localisation.records import predicted_class_cams, read_image
 from bcc.explanation.gradcam import maps_on_picture
 from bcc.explanation.render import overlay
 from bcc.models.checkpoint import load_network

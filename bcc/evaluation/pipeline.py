@@ -29,9 +29,9 @@ from bcc.evaluation.external import evaluate_external
 from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
 from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
-from bcc.evaluation.mask_agreement import describe, mask_report
+from bcc.evaluation.localisation.table4 import describe, mask_report
 from bcc.evaluation.metrics import roc_auc
-from bcc.evaluation.mask_records import Table4Settings
+from bcc.evaluation.localisation.records import Table4Settings
 from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
 from bcc.evaluation.runs import (
     MissingRunsError,
@@ -168,9 +168,9 @@ def stages_table(runs: list[Run], experiment: str, k: int, output_dir: Path) -> 
     return pd.DataFrame(rows)
 
 
-# ---- Table 4 (Grad-CAM vs masks, bcc.evaluation.mask_agreement) ---------------------------------------
+# ---- Table 4 (Grad-CAM vs masks, bcc.evaluation.localisation.table4) ---------------------------------------
 def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
-    """Table 4, its baselines and deletion tests, and Fig. 3 into the evaluation (``mask_agreement.mask_report``),
+    """Table 4, its baselines and deletion tests, and Fig. 3 into the evaluation (``localisation.table4.mask_report``),
     or why not. Settings: ``eval.table4_*`` and ``eval.mask_figures``."""
     if not cfg.eval.table4:
         ev.table4_note = "Not computed (eval.table4=false)."

@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 
 from bcc.evaluation import mask_records
-from bcc.evaluation.mask_agreement import mask_report
-from bcc.evaluation.mask_records import Table4Settings
+from bcc.evaluation.localisation.table4 import mask_report
+from bcc.evaluation.localisation.records import Table4Settings
 
 RUN = Path("outputs/localization/mobilenet/fold0/stage3")
 OUT = Path("outputs/localization/stride16")

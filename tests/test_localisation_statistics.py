@@ -1,4 +1,4 @@
-"""bcc.evaluation.mask_statistics and mask_tables: each Table-4 statistic on hand-made maps whose answer is known,
+"""bcc.evaluation.localisation.statistics and .tables: each Table-4 statistic on hand-made maps whose answer is known,
 against independent computations (statsmodels, scipy, brute force, formulas)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ztest
 
-from bcc.evaluation.mask_statistics import (
+from bcc.evaluation.localisation.statistics import (
     BINS,
     cohens_d,
     conditional_pdfs,
@@ -21,7 +21,7 @@ from bcc.evaluation.mask_statistics import (
     region_stats,
     significance,
 )
-from bcc.evaluation.mask_tables import faithfulness, statistics
+from bcc.evaluation.localisation.tables import faithfulness, statistics
 
 
 def disc(size: int = 64, centre=(20, 40), radius: float = 10) -> np.ndarray:
@@ -203,7 +203,7 @@ def test_paired_greater_is_scipys_one_sided_wilcoxon():
 
 
 def _records(n: int = 6) -> pd.DataFrame:
-    """Records as mask_records makes them: gradcam maps hot inside the mask when correct, noise when not."""
+    """Records as localisation.records makes them: gradcam maps hot inside the mask when correct, noise when not."""
     mask, lesion = disc(radius=5), disc(radius=18)
     rows = []
     for i in range(n):

@@ -4,10 +4,10 @@ against its masks, and the inputs of the deletion tests.
 Per image with masks (``image_records``): the Grad-CAM map of each output's *predicted class* — the
 positive logit where p >= threshold, the negative logit otherwise (Grad-CAM is linear in the target, so
 that map is the raw map negated before the ReLU: ``predicted_class_cams``) — and the baselines of
-``mask_baselines``, against the output's mask (``map_masks``) with every background there is: the rest
+``baselines``, against the output's mask (``map_masks``) with every background there is: the rest
 of the image (the paper's), the rest of the lesion (where ``masks/<id>_lesion.png`` exists) and, for a
-pattern head, the other patterns' masks. Each pair is scored by ``mask_statistics.region_stats`` and
-Quantus' localisation metrics (``mask_localisation``).
+pattern head, the other patterns' masks. Each pair is scored by ``statistics.region_stats`` and
+Quantus' localisation metrics (``quantus_metrics``).
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from bcc.core.patterns import BCC_CODES, CODES, OUTPUTS
 from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import LESION
 from bcc.data.images import UnreadableImage, read_mask, read_rgb, to_input
-from bcc.evaluation.mask_baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
-from bcc.evaluation.mask_faithfulness import road_scores, twin_path, twin_probabilities
-from bcc.evaluation.mask_localisation import localisation
-from bcc.evaluation.mask_statistics import placements, region_stats
+from bcc.evaluation.localisation.baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
+from bcc.evaluation.localisation.faithfulness import road_scores, twin_path, twin_probabilities
+from bcc.evaluation.localisation.quantus_metrics import localisation
+from bcc.evaluation.localisation.statistics import placements, region_stats
 from bcc.explanation.gradcam import maps_on_picture, postprocess, raw_cams
 from bcc.models.checkpoint import load_network
 

@@ -1,4 +1,4 @@
-"""Table 4 (bcc.evaluation.mask_agreement and its modules): the issue's checks on hand-made maps with a known
+"""Table 4 (bcc.evaluation.localisation.table4 and its modules): the issue's checks on hand-made maps with a known
 answer — a map equal to the mask beats every baseline, a centred map does not beat the centre baseline, a map hot
 outside the mask is never significant —, Quantus against the project's own figures, the negative-logit map of a
 predicted-non-BCC image against pytorch-grad-cam, and the report end to end on the session's smoke run."""
@@ -18,19 +18,19 @@ from bcc.cli import evaluate as evaluate_cli
 from bcc.core.errors import BadInput
 from bcc.core.patterns import OUTPUTS
 from bcc.data.contract import load_dataset
-from bcc.evaluation.mask_agreement import PER_MAP, Table4, describe, mask_report
-from bcc.evaluation.mask_baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
-from bcc.evaluation.mask_faithfulness import LogitTarget
-from bcc.evaluation.mask_figures import figure3, figure_choice
-from bcc.evaluation.mask_localisation import localisation
-from bcc.evaluation.mask_records import (
+from bcc.evaluation.localisation.table4 import PER_MAP, Table4, describe, mask_report
+from bcc.evaluation.localisation.baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
+from bcc.evaluation.localisation.faithfulness import LogitTarget
+from bcc.evaluation.localisation.figure3 import figure3, figure_choice
+from bcc.evaluation.localisation.quantus_metrics import localisation
+from bcc.evaluation.localisation.records import (
     Table4Settings,
     image_records,
     map_masks,
     predicted_class_cams,
     predicted_signs,
 )
-from bcc.evaluation.mask_tables import baselines, faithfulness, per_head, statistics
+from bcc.evaluation.localisation.tables import baselines, faithfulness, per_head, statistics
 from bcc.evaluation.pipeline import evaluate
 from bcc.explanation.gradcam import gradcam_maps, postprocess, target
 from bcc.models.network import MultitaskNet
@@ -208,7 +208,7 @@ def test_quantus_agrees_with_the_projects_own_figures():
 
 # ---- maps of the predicted class -------------------------------------------------------------------------
 def test_correct_and_map_masks(tmp_path):
-    from bcc.evaluation.mask_records import _correct
+    from bcc.evaluation.localisation.records import _correct
 
     row = pd.Series({"y_bcc": 1.0, "p_bcc": 0.7, "y_U": 0.0, "p_U": 0.6, "y_PN": np.nan, "p_PN": 0.2})
     assert _correct(row, "bcc") is True and _correct(row, "U") is False and _correct(row, "PN") is pd.NA
@@ -227,12 +227,12 @@ def test_correct_and_map_masks(tmp_path):
 
 
 def test_working_shape():
-    from bcc.evaluation.mask_records import working_shape
+    from bcc.evaluation.localisation.records import working_shape
 
     assert working_shape((1024, 768), 512) == (512, 384)
     assert working_shape((300, 200), 512) == (300, 200) and working_shape((2000, 999), None) == (2000, 999)
     # masks follow (nearest neighbour); one that vanishes at the working size is dropped
-    from bcc.evaluation.mask_records import _fitted
+    from bcc.evaluation.localisation.records import _fitted
 
     big, tiny = np.zeros((1024, 1024), bool), np.zeros((1024, 1024), bool)
     big[100:140, 200:260], tiny[0, 0] = True, True
