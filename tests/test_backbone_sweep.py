@@ -33,6 +33,20 @@ def test_wandb_sweep_spec_is_the_same_grid(compose_cfg):
     assert sorted(grid["backbone"]["values"]) == ["convnext", "mobilenet", "vit"] and grid["fold"]["values"] == [0, 1, 2, 3, 4]
 
 
+def test_every_sweep_selects_on_validation():
+    """A sweep that ranks runs by a test-fold metric leaks the test fold into the choice: each W&B sweep spec
+    names a metric training logs on the validation slice (OutputMetrics("val"): val/<output>/<metric>)."""
+    from bcc.core.patterns import OUTPUTS
+    from bcc.models.metrics import METRICS, RULE
+
+    logged = {f"val/{o}/{m}" for o in (*OUTPUTS, RULE, "patterns") for m in METRICS} | {"val/loss"}
+    specs = sorted(ROOT.glob("experiments/**/sweep*.yaml"))
+    assert specs
+    for path in specs:
+        metric = yaml.safe_load(path.read_text())["metric"]
+        assert metric["name"] in logged, (path, metric)
+
+
 @pytest.mark.slow
 def test_sweep_runs_every_backbone_and_eval_writes_table5(data_dir, tmp_path):
     out = tmp_path / "out"

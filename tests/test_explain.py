@@ -66,6 +66,29 @@ def test_configured_backbones_equal_pytorch_grad_cam(name, size):
     _check_against_pytorch_grad_cam(name, None, size)
 
 
+def test_gradcam_layer_is_a_setting_that_travels_with_the_checkpoint(tmp_path):
+    """backbone.gradcam_layer moves the maps to another layer (MobileNetV2's stride-16 blocks.4: a 6 x 6 grid
+    at 96 px instead of 3 x 3), equal to pytorch-grad-cam at that layer, and the checkpoint keeps it."""
+    from hydra.utils import instantiate
+
+    from bcc.core.errors import BadInput
+    from bcc.explanation.gradcam import raw_cams
+    from bcc.training.config import compose_config
+
+    net = make_net()
+    net.explain_at("blocks.4")
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    assert raw_cams(net, x)[0].shape[-2:] == (6, 6) and raw_cams(make_net(), x)[0].shape[-2:] == (3, 3)
+    assert np.abs(gradcam_maps(net, x)[0].numpy() - reference_maps(net, x)).max() < TOL
+    loaded = load_network(save_checkpoint(net, tmp_path / "best.ckpt", image_size=96))
+    assert loaded.spec["gradcam_layer"] == "blocks.4" and raw_cams(loaded, x)[0].shape[-2:] == (6, 6)
+
+    cfg, _ = compose_config(["backbone.gradcam_layer=blocks.4", "data.image_size=96"])
+    assert instantiate(cfg.model.net).spec["gradcam_layer"] == "blocks.4"
+    with pytest.raises(BadInput, match=r"backbone.gradcam_layer=blocks.40: .* no module 'blocks.40'"):
+        net.explain_at("blocks.40")
+
+
 def test_stage1_frozen_training_net_is_explained_in_eval_mode_and_restored():
     """A net as stage 1 leaves it (backbone frozen, heads trainable, train mode): maps as in eval mode."""
     net = make_net("convnext", "convnext_atto", image_size=64)

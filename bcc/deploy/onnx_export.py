@@ -55,8 +55,7 @@ from bcc.data.contract import inside, load_image_table
 from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, set_metadata
 from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
-from bcc.explanation.gradcam import logits_from_pooled, raw_cams
-from bcc.models.backbones import spec
+from bcc.explanation.gradcam import logits_from_pooled, raw_cams, target
 from bcc.models.checkpoint import read_checkpoint
 from bcc.models.network import MultitaskNet, untrained_note
 
@@ -131,7 +130,7 @@ def training_data_hash(root: str | Path | None, allow_outside: bool = False) -> 
 def closed_form(net: MultitaskNet) -> tuple[str | None, str]:
     """``(form, why)``: how the graph computes the 8 maps without a backward pass (module docstring), or
     None and why it cannot."""
-    mode = spec(net.backbone_name).cam_mode
+    mode = target(net).mode
     if mode == "linear":
         return "linear", "global average pooling, then the linear heads: d logits / d pooled = head_weights"
     head = getattr(net.backbone, "head", None)
@@ -141,6 +140,8 @@ def closed_form(net: MultitaskNet) -> tuple[str | None, str]:
         return "layernorm", "global average pooling, LayerNorm, then the linear heads: J in closed form per image"
     if mode == "tokens":
         return None, "ViT pools its class token: the maps need a backward pass through the last block"
+    if mode == "autograd":
+        return None, f"maps at backbone.gradcam_layer={net.spec['gradcam_layer']} need a backward pass"
     return None, f"the head after pooling of {net.backbone_name} has no closed-form Jacobian here"
 
 

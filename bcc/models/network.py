@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from bcc.core.errors import BadInput
 from bcc.core.patterns import HEADS, OUTPUTS
 from bcc.data.images import Preprocess
-from bcc.models.backbones import create_backbone, last_blocks, spec
+from bcc.models.backbones import cam_target, create_backbone, last_blocks, spec
 
 #: Parts of the network a stage can train (conf/stage/*.yaml `trainable`).
 PARTS = ("backbone", "last_blocks", *(f"{h}_head" for h in HEADS))
@@ -47,17 +48,31 @@ class MultitaskNet(nn.Module):
     @classmethod
     def build(cls, backbone: str, timm_name: str | None = None, pretrained: bool = False, weights=None,
               dropout: float = 0.3, image_size: int | None = None, resize: str = "square",
-              colour: str = "none") -> MultitaskNet:
+              colour: str = "none", gradcam_layer: str | None = None) -> MultitaskNet:
         """The network for backbone name `backbone` (``conf/model/multitask.yaml`` instantiates this).
 
-        `resize` and `colour` are how its input is made (``bcc.data.images.Preprocess``): kept in the spec,
-        so a checkpoint carries them to every consumer."""
+        `resize` and `colour` are how its input is made (``bcc.data.images.Preprocess``) and
+        `gradcam_layer` where Grad-CAM reads it (``backbone.gradcam_layer``): kept in the spec, so a
+        checkpoint carries them to every consumer."""
         net = cls(create_backbone(backbone, timm_name, pretrained=pretrained, weights=weights,
                                   image_size=image_size), backbone, dropout)
         # what a checkpoint needs to rebuild it and to make its input
         net.spec.update(timm_name=timm_name or spec(backbone).timm_name, image_size=image_size, resize=resize,
                         colour=colour)
+        net.explain_at(gradcam_layer)
         return net
+
+    def explain_at(self, layer: str | None) -> None:
+        """Take Grad-CAM's maps at backbone module `layer` (a path such as ``blocks.4``; None: the backbone's
+        default, ``bcc.models.backbones.BACKBONES``)."""
+        path, _ = cam_target(self.backbone_name, layer)
+        try:
+            self.backbone.get_submodule(path)
+        except AttributeError:
+            raise BadInput(f"backbone.gradcam_layer={layer}: {self.spec.get('timm_name', self.backbone_name)} has "
+                           f"no module {path!r} (print(net.backbone) lists them; e.g. "
+                           f"{spec(self.backbone_name).cam_layer})") from None
+        self.spec["gradcam_layer"] = None if layer in (None, "") else str(layer)
 
     def record_training(self, heads: Iterable[str], counts: Mapping[str, Mapping[str, int]], stage: int) -> None:
         """Note that `heads` were trained at `stage` on the labels `counts` (per output: labelled, positive)."""

@@ -21,7 +21,7 @@ TOP_LEVEL = ("experiment_name", "fold", "seed", "ckpt_path", "skip_done", "log_t
              "backbone", "model", "loss", "optimizer", "callbacks", "stage", "trainer", "logger", "external")
 STAGE = ("name", "trainable", "lr", "last_blocks_lr_scale", "batch_size", "max_epochs", "loss_weights", "gamma",
          "warmup_steps", "monitor", "monitor_mode")
-BACKBONE = ("name", "timm_name", "pretrained", "weights")
+BACKBONE = ("name", "timm_name", "pretrained", "weights", "gradcam_layer")
 PATHS = ("data_dir", "output_dir", "job_dir")
 EXTERNAL = ("source", "stage", "batch_size")
 #: what the protocol itself passes to each instantiated node (never set in the yaml)

@@ -30,6 +30,7 @@ from bcc.evaluation.localisation.quantus_metrics import localisation
 from bcc.evaluation.localisation.statistics import placements, region_stats
 from bcc.explanation.gradcam import maps_on_picture, postprocess, raw_cams
 from bcc.models.checkpoint import load_network
+from bcc.models.network import MultitaskNet
 
 BCC = OUTPUTS.index("bcc")
 
@@ -47,6 +48,15 @@ class Table4Settings:
     max_side: int | None = 512      # statistics at most this many pixels on the longer side; None: the image's
     batch_size: int = 16
     allow_outside: bool = False     # data.allow_outside: the dataset's paths may leave its folder
+    gradcam_layer: str | None = None  # the maps' layer; None: the run's own (its backbone.gradcam_layer)
+
+
+def explained_network(run_dir: Path, settings: Table4Settings) -> MultitaskNet:
+    """The run's ``best.ckpt``, its Grad-CAM at ``settings.gradcam_layer`` when one is given."""
+    net = load_network(Path(run_dir) / BEST)
+    if settings.gradcam_layer is not None:
+        net.explain_at(settings.gradcam_layer)
+    return net
 
 
 # ---- masks and maps ---------------------------------------------------------------------------------
@@ -226,7 +236,7 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
     preds = preds[preds["twin_path"].notna()].assign(image_path=lambda d: [dataset.image_path(i) for i in d["image_id"]])
     if masked.empty and preds.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
-    net = load_network(run_dir / BEST)
+    net = explained_network(run_dir, settings)
     masks = {i: _fitted(map_masks(dataset.masks[i]), settings.max_side) for i in masked["image_id"]}
     lesions = {i: _fitted({"lesion": m} if (m := lesion_mask(dataset.masks[i])) is not None else {},
                           settings.max_side).get("lesion") for i in masked["image_id"]}

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from bcc.core.io import write_csv
-from bcc.core.layout import BEST, PREDICTIONS
+from bcc.core.layout import PREDICTIONS
 from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import load_dataset
 from bcc.evaluation.localisation.figure3 import figure3, figure_choice
 from bcc.evaluation.localisation.records import (
+    explained_network,
     Table4Settings,
     lesion_mask,
     map_masks,
@@ -32,7 +33,6 @@ from bcc.evaluation.localisation.records import (
 from bcc.evaluation.localisation.statistics import effect_size_label
 from bcc.evaluation.localisation.tables import baselines, faithfulness, per_head, statistics
 from bcc.explanation.gradcam import postprocess
-from bcc.models.checkpoint import load_network
 
 FILES = {"statistics": "table4.csv", "baselines": "table4_baselines.csv", "per_head": "table4_per_head.csv",
          "faithfulness": "table4_faithfulness.csv"}
@@ -58,7 +58,7 @@ def _draw(choice: pd.DataFrame, dataset, out_dir: Path, settings: Table4Settings
     """Fig. 3 of each chosen record, the map recomputed with its run's network."""
     paths = []
     for run_dir, rec in choice.groupby("run_dir", sort=False):
-        net = load_network(Path(run_dir) / BEST)
+        net = explained_network(run_dir, settings)
         preds = read_predictions(Path(run_dir) / PREDICTIONS).set_index("image_id")
         for _, r in rec.iterrows():
             rgb = read_image(dataset.image_path(r["image_id"]))
