@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -71,24 +72,28 @@ def _hydra_argv(argv: Sequence[str]) -> list[str]:
     return switches + normalize_overrides(rest)
 
 
-def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], int | None],
+def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], Any],
                   argv: Sequence[str] | None = None) -> int:
     """Run `task(cfg)` as a Hydra app over ``conf/<config_name>.yaml`` with the CLI's overrides.
 
-    Hydra itself exits 1 when it cannot compose the command line (an unknown key, a missing option);
-    that is a usage error here, so it becomes 2. A command-line error Hydra reports after a sweep's
-    first job has started keeps Hydra's code.
+    What `task` returns goes back to Hydra — a sweeper such as Optuna's ranks the jobs by it (the training
+    task returns its ``optimized_metric``) — while the exit code comes from how it ended. Hydra itself
+    exits 1 when it cannot compose the command line (an unknown key, a missing option); that is a usage
+    error here, so it becomes 2. A command-line error Hydra reports after a sweep's first job has started
+    keeps Hydra's code.
     """
     import hydra
 
     started = []
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
-    def _main(cfg: DictConfig) -> None:
+    def _main(cfg: DictConfig) -> Any:
         started.append(True)
-        rc = run_command(name, lambda: task(cfg))
+        returned = []
+        rc = run_command(name, lambda: returned.append(task(cfg)))
         if rc:
             raise SystemExit(rc)
+        return returned[0]
 
     saved = sys.argv
     try:

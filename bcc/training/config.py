@@ -14,11 +14,14 @@ from omegaconf import DictConfig
 
 from bcc.core.config import CONF_DIR, check_keys, check_targets, normalize_overrides, override_key
 from bcc.core.errors import UsageError
+from bcc.core.patterns import OUTPUTS
+from bcc.models.metrics import METRICS, RULE
 
 Composer = Callable[[list[str]], DictConfig]
 
-TOP_LEVEL = ("experiment_name", "fold", "seed", "ckpt_path", "skip_done", "log_test_images", "paths", "data",
-             "backbone", "model", "loss", "optimizer", "callbacks", "stage", "trainer", "logger", "external")
+TOP_LEVEL = ("experiment_name", "fold", "seed", "ckpt_path", "skip_done", "log_test_images", "optimized_metric",
+             "paths", "data", "backbone", "model", "loss", "optimizer", "callbacks", "stage", "trainer", "logger",
+             "external")
 STAGE = ("name", "trainable", "lr", "last_blocks_lr_scale", "batch_size", "max_epochs", "loss_weights", "gamma",
          "warmup_steps", "monitor", "monitor_mode")
 BACKBONE = ("name", "timm_name", "pretrained", "weights", "gradcam_layer")
@@ -47,6 +50,32 @@ def check_config(cfg: DictConfig) -> None:
                          f"--multirun for every fold")
     for name in cfg.callbacks:
         check_targets(cfg, [f"callbacks.{name}"])
+    _check_optimized_metric(cfg.get("optimized_metric"))
+
+
+def _check_optimized_metric(name: str | None) -> None:
+    """A sweep ranks jobs by it, so it must be one the job logs on the validation slice — never the test fold."""
+    if name is None:
+        return
+    logged = validation_metrics()
+    if name not in logged:
+        test = " (the test fold: selecting on it leaks it into the choice)" if str(name).startswith("test/") else ""
+        raise UsageError(f"optimized_metric={name} is not a validation metric the job logs{test}; e.g. "
+                         f"val/bcc/auroc, val/patterns/auroc, val/rule/accuracy")
+
+
+def validation_metrics() -> set[str]:
+    """Every ``val/<output>/<metric>`` training logs and keeps in metrics.json (``models.metrics.OutputMetrics``)."""
+    return {f"val/{o}/{m}" for o in (*OUTPUTS, RULE, "patterns") for m in METRICS}
+
+
+def optimized_value(cfg: DictConfig, results: dict[int, dict]) -> float | None:
+    """``optimized_metric`` of the job's last stage (its metrics.json), what the training task returns."""
+    name = cfg.get("optimized_metric")
+    if name is None or not results:
+        return None
+    _, output, metric = name.split("/")
+    return float(results[max(results)]["val"].get(output, {}).get(metric, float("nan")))
 
 
 def hint(overrides: Iterable[str]) -> str:
