@@ -92,7 +92,7 @@ def test_the_documented_import_table_is_the_code():
     import re
 
     doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
-    rows = re.finditer(r"^\| `(\w+)` \| ((?:`\w+`(?:, )?)+|–) \|$", doc, re.M)
+    rows = re.finditer(r"^\| `(\w+)` \| ((?:`\w+`(?:, )?)+|–) \|$", doc, re.MULTILINE)
     documented = {m[1]: set(re.findall(r"`(\w+)`", m[2])) for m in rows}
     actual: dict[str, set[str]] = {layer: set() for layer in RANK}
     for module, path in MODULES.items():

@@ -111,7 +111,7 @@ def test_missing_fold_exit_code_and_allow_incomplete(tmp_path, capsys):
 
 def test_thresholds_val_uses_validation_predictions(tmp_path):
     out = write_runs(tmp_path / "o", stages=(3,))
-    with pytest.raises(MissingRunsError, match="calibration.json"):
+    with pytest.raises(MissingRunsError, match=r"calibration\.json"):
         evaluate(_cfg(out, "eval.thresholds=val"))
     write_val(out)
     ev = evaluate(_cfg(out, "eval.thresholds=val"))

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from bcc.evaluation.calibration import expected_calibration_error, triage_operating_point
-from bcc.evaluation.clinical_metrics import CLINICAL, ROW_BCC, ROW_DETECTION, ROW_NO_PATTERN, format_table3, table3
+from bcc.evaluation.clinical_metrics import (
+    CLINICAL,
+    ROW_BCC,
+    ROW_DETECTION,
+    ROW_NO_PATTERN,
+    format_table3,
+    table3,
+)
 from bcc.evaluation.metrics import binary_metrics, roc_auc
 from bcc.models.calibration import threshold_for_sensitivity, youden_threshold
 from tests.helpers.runs import BCC_ACC, DETECTION, NO_PATTERN_RECALL, fold_predictions

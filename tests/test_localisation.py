@@ -18,7 +18,6 @@ from bcc.cli import evaluate as evaluate_cli
 from bcc.core.errors import BadInput
 from bcc.core.patterns import OUTPUTS
 from bcc.data.contract import load_dataset
-from bcc.evaluation.localisation.table4 import PER_MAP, Table4, describe, mask_report
 from bcc.evaluation.localisation.baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
 from bcc.evaluation.localisation.faithfulness import LogitTarget
 from bcc.evaluation.localisation.figure3 import figure3, figure_choice
@@ -30,6 +29,7 @@ from bcc.evaluation.localisation.records import (
     predicted_class_cams,
     predicted_signs,
 )
+from bcc.evaluation.localisation.table4 import PER_MAP, Table4, describe, mask_report
 from bcc.evaluation.localisation.tables import baselines, faithfulness, per_head, statistics
 from bcc.evaluation.pipeline import evaluate
 from bcc.explanation.gradcam import gradcam_maps, postprocess, target
@@ -351,7 +351,7 @@ def test_records_of_the_smoke_run(smoke_report):
     assert set(per_map["image_id"]) == {i for i in preds.index if i in ds.masks and map_masks(ds.masks[i])}
     model = per_map[per_map["map"] == "gradcam"]
     # each map explains the class the run predicted: the negative logit's where p < 0.5
-    p = np.array([preds.loc[i, f"p_{o}"] for i, o in zip(model["image_id"], model["output"])])
+    p = np.array([preds.loc[i, f"p_{o}"] for i, o in zip(model["image_id"], model["output"], strict=True)])
     assert (model["target"] == np.where(p >= 0.5, "positive", "negative")).all()
     assert (model["target"] == "negative").any()
     # the diagnosis map against the union of the BCC-pattern masks, with both backgrounds

@@ -9,6 +9,7 @@ file changes. Every path must resolve inside the dataset directory unless the ca
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -34,7 +35,7 @@ IMAGE_OPTIONAL = ("group", "diagnosis", "aspect")
 #: `aspect`: the width / height the picture had before it was resized without keeping its proportions
 #: (HAM10000's 600 x 450 photographs distributed at 224 x 224: 1.3333); blank = the file's own.
 ASPECT_RANGE = (0.2, 5.0)
-ANNOTATION_COLUMNS = ("image_id", "rater") + CODES
+ANNOTATION_COLUMNS = ("image_id", "rater", *CODES)
 LESION = "lesion"  # masks/<image_id>_lesion.png: the whole lesion (optional)
 MASK_SUFFIX = ".png"  # masks are lossless; the suffix is matched in any case (.PNG too)
 LINK_MODES = ("hard", "copy", "symlink")  # how the conversions and bcc.data.merge place files in a dataset
@@ -242,16 +243,14 @@ class DecodeStamp:
             raise DatasetError(f"{where}: file {path} {problem}; fix the path or add the file")
         key = self._key(path)
         w, h = _decoded_size(kind, path, where)
-        self.seen[f"{kind}:{rel}"] = key + [w, h]
+        self.seen[f"{kind}:{rel}"] = [*key, w, h]
         return w, h
 
     def save(self) -> None:
         if self.seen == self.known:
             return
-        try:
+        with contextlib.suppress(OSError):  # a read-only dataset: decoded again next time
             write_text(json.dumps({"reader": self.reader, "files": self.seen}, sort_keys=True), self.path)
-        except OSError:
-            pass  # a read-only dataset: decoded again next time
 
 
 def _decoded_size(kind: str, path: Path, where: str) -> tuple[int, int]:
@@ -329,19 +328,19 @@ def _image_sizes(root: Path, df: pd.DataFrame, stamp: DecodeStamp, workers: int 
     """image_id → (width, height) upright; the first unreadable image (in file order) is the error."""
     path = root / "images.csv"
     sizes = [stamp.recall("image", rel, root / rel) for rel in df["image"]]
-    todo = [(i, line, rel) for i, ((line, rel), size) in enumerate(zip(df["image"].items(), sizes)) if size is None]
+    todo = [(i, line, rel) for i, ((line, rel), size) in enumerate(zip(df["image"].items(), sizes, strict=True)) if size is None]
     if todo:
         with ThreadPoolExecutor(max(1, workers)) as pool:  # Pillow decodes without the GIL
             futures = [pool.submit(stamp.size, "image", rel, root / rel, f"{path}: line {line}")
                        for _, line, rel in todo]
             try:
-                for (i, _, _), f in zip(todo, futures):
+                for (i, _, _), f in zip(todo, futures, strict=True):
                     sizes[i] = f.result()
             except BaseException:
                 for f in futures:
                     f.cancel()
                 raise
-    return dict(zip(df["image_id"], sizes))
+    return dict(zip(df["image_id"], sizes, strict=True))
 
 
 def load_annotations(root: Path, image_ids: pd.Series) -> pd.DataFrame:

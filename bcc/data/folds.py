@@ -23,7 +23,7 @@ from bcc.core.patterns import CODES
 from bcc.data.consensus import ensure_labels
 from bcc.data.contract import DatasetError, load_image_table
 
-STRATA = list(CODES) + ["bcc"]
+STRATA = [*list(CODES), "bcc"]
 
 
 def strata(labels: pd.DataFrame, sources: pd.Series | None = None) -> pd.DataFrame:
@@ -49,7 +49,7 @@ def assign_folds(labels: pd.DataFrame, k: int = 5, seed: int = 0, groups: pd.Ser
     table = strata(labels, sources)
     known, y = list(table.columns), table.to_numpy()
     positives = y.sum(axis=0)
-    rare = [f"{c} ({n})" for c, n in zip(known, positives) if n < k]
+    rare = [f"{c} ({n})" for c, n in zip(known, positives, strict=True) if n < k]
     if rare:
         raise DatasetError(f"fewer positives than folds (k={k}) for {', '.join(rare)}: some test folds would have "
                            f"none; lower --k or add positive images")

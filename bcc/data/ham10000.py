@@ -174,7 +174,7 @@ def _read_ham(path: Path) -> pd.DataFrame:
 
 def _read_one_hot(path: Path, groupings: Path | None) -> pd.DataFrame:
     """image, diagnosis, group from an ISIC 2018 Task 3 ground truth (and its lesion groupings)."""
-    gt = conversion.source_table(path, ("image",) + ONE_HOT, f"give the ISIC 2018 Task 3 ground truth ({DOWNLOAD})")
+    gt = conversion.source_table(path, ("image", *ONE_HOT), f"give the ISIC 2018 Task 3 ground truth ({DOWNLOAD})")
     check_unique(gt, ["image"], path)
     diagnosis = one_hot(gt, ONE_HOT, path).eq("BCC").astype(int).astype(str)
     group = gt["image"]
@@ -225,7 +225,7 @@ def plan(layout: Layout, aspect: str = "auto", allow_outside: bool = False) -> c
     elif aspect != "none":
         images["aspect"] = aspect
     return conversion.Plan(layout.source, images, conversion.annotations(images["image_id"], layout.source),
-                           files=dict(zip(images["image"], sources)), notes=notes)
+                           files=dict(zip(images["image"], sources, strict=True)), notes=notes)
 
 
 def main(argv: list[str] | None = None) -> int:

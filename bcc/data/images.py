@@ -81,7 +81,7 @@ def read_rgb(path: str | Path, max_megapixels: float | None = 100.0) -> tuple[np
         raise UnreadableImage(f"could not be read ({type(e).__name__}: {e})") from None
     if min(rgb.shape[:2]) < 8:
         raise UnreadableImage(f"image too small ({rgb.shape[1]}x{rgb.shape[0]} pixels)")
-    return np.ascontiguousarray(rgb, dtype=np.uint8), "; ".join([f"{fmt} {mode}"] + notes)
+    return np.ascontiguousarray(rgb, dtype=np.uint8), "; ".join([f"{fmt} {mode}", *notes])
 
 
 def _signature(path: Path) -> str | None:

@@ -99,7 +99,7 @@ class EnsembleNet(nn.Module):
 def _members(checkpoints: Sequence[Path]):
     nets = [load_torch_network(c, channels_last=False) for c in checkpoints]
     first = nets[0]
-    for c, n in zip(checkpoints[1:], nets[1:]):
+    for c, n in zip(checkpoints[1:], nets[1:], strict=True):
         if (n.backbone_name, n.preprocess) != (first.backbone_name, first.preprocess):
             raise BadInput(f"checkpoint={c}: {n.backbone_name} at {n.image_size} px ({n.preprocess}), but "
                            f"{checkpoints[0]} is {first.backbone_name} at {first.image_size} px ({first.preprocess}); "
@@ -126,7 +126,7 @@ def _check(ens: EnsembleNet, nets, path: Path, size: int) -> dict[str, float]:
     worst = dict.fromkeys(names, 0.0)
     for n in (1, 5):
         x = rng.random((n, 3, size, size), dtype=np.float32)
-        got = dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+        got = dict(zip(names, sess.run(names, {INPUT_NAME: x}), strict=True))
         with torch.inference_mode():
             folds = np.stack([net(torch.from_numpy(x)).numpy() for net in nets], 1)
         want = {OUTPUT_NAME: folds.mean(1), FOLDS_NAME: folds}
@@ -159,7 +159,7 @@ def export_ensemble(checkpoints: Sequence[str | Path], output: str | Path | None
         "preprocess": {"resize": nets[0].preprocess.resize, "colour": nets[0].preprocess.colour,
                        "how": "bcc.data.images.network_view: the picture's view box resized to input_size, then the "
                               "colour constancy"},
-        "trained_outputs": [o for o, *t in zip(OUTPUTS, *(n.trained for n in nets)) if all(t)],
+        "trained_outputs": [o for o, *t in zip(OUTPUTS, *(n.trained for n in nets), strict=True) if all(t)],
         "not_trained": "; ".join(filter(None, (untrained_note(n.spec) for n in nets[:1]))) or "none",
         "normalisation": {"mean": nets[0].mean.flatten().tolist(), "std": nets[0].std.flatten().tolist(),
                           "applied": "inside the model"},

@@ -217,7 +217,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
         "preprocess": {"resize": net.preprocess.resize, "colour": net.preprocess.colour,
                        "how": "bcc.data.images.network_view: the picture's view box resized to input_size, then the "
                               "colour constancy"},
-        "trained_outputs": [o for o, t in zip(OUTPUTS, net.trained) if t],
+        "trained_outputs": [o for o, t in zip(OUTPUTS, net.trained, strict=True) if t],
         "not_trained": untrained_note(net.spec) or "none",
         "normalisation": {"mean": net.mean.flatten().tolist(), "std": net.std.flatten().tolist(),
                           "applied": "inside the model"},
@@ -268,7 +268,7 @@ def max_abs_diff(net: MultitaskNet, onnx_path: str | Path, size: int, seed: int 
     worst = dict.fromkeys(names, 0.0)
     for n in (1, 5):
         x = rng.random((n, 3, size, size), dtype=np.float32)
-        got = dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+        got = dict(zip(names, sess.run(names, {INPUT_NAME: x}), strict=True))
         want = {OUTPUT_NAME: _torch_logits(net, x)}
         if MAPS_NAME in names:
             want[MAPS_NAME] = raw_cams(net, torch.from_numpy(x))[0].numpy()

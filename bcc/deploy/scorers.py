@@ -156,7 +156,7 @@ class OnnxScorer:
 
     def score(self, x: np.ndarray, maps: bool = False) -> Scores:
         names = [OUTPUT_NAME] + ([MAPS_NAME] if maps else []) + ([FOLDS_NAME] if self.members else [])
-        out = dict(zip(names, self.session.run(names, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})))
+        out = dict(zip(names, self.session.run(names, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}), strict=True))
         return Scores(expit(out[OUTPUT_NAME]), torch.from_numpy(out[MAPS_NAME]) if maps else None,
                       expit(out[FOLDS_NAME][..., 0]) if self.members else None)
 

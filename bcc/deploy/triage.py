@@ -264,7 +264,7 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
     table, lesions = triage(files, root, scorer, th, ex, a["batch_size"], a["max_megapixels"], log,
                             render=a["report"], progress=a["progress"])
     seconds = time.perf_counter() - t0
-    untrained = [o for o, t in zip(OUTPUTS, scorer.trained) if not t]
+    untrained = [o for o, t in zip(OUTPUTS, scorer.trained, strict=True) if not t]
     info = {"model": scorer.describe, "input": shown(inp), "input_path": os.fsdecode(inp.resolve()),
             "thresholds": th.as_dict(), "explanations": explain_note, "seconds": seconds,
             "input_size": scorer.preprocess.size, "preprocess": scorer.preprocess.as_dict(), "not_trained": untrained,

@@ -129,7 +129,7 @@ def reliability_grid(predictions: pd.DataFrame, scaled: pd.DataFrame | None, pat
                      title: str = "") -> Path:
     """One reliability panel per output: raw and temperature-scaled (when given), ECE in the legend."""
     fig, axes = plt.subplots(2, 4, figsize=(14, 7), sharex=True, sharey=True)
-    for ax, o in zip(axes.ravel(), OUTPUTS):
+    for ax, o in zip(axes.ravel(), OUTPUTS, strict=True):
         seen = predictions[f"y_{o}"].notna()
         y = predictions.loc[seen, f"y_{o}"]
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)

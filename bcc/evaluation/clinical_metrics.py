@@ -96,7 +96,7 @@ def fold_rows(df: pd.DataFrame, thresholds: Mapping[str, float]) -> list[dict]:
         score=df["p_bcc"])
     rule = clinical_rule(hat[[f"yhat_{c}" for c in CODES]].to_numpy(), known)
     add(BINARY, ROW_RULE, ok, df["y_bcc"].fillna(0), rule, trained=rule_defined(known))
-    for c, trained in zip(CODES, known):
+    for c, trained in zip(CODES, known, strict=True):
         add(PATTERNS, PAPER_NAMES[c], _observed(df, [f"y_{c}"]), df[f"y_{c}"].fillna(0), hat[f"yhat_{c}"],
             trained=bool(trained), score=df[f"p_{c}"])
 

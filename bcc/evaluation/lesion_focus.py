@@ -83,7 +83,7 @@ def run_records(run_dir: Path, dataset, outputs: Sequence[str] = ("bcc",), thres
         aspects = [dataset.aspect(i) for i in chunk]
         p = preds.loc[chunk, PROB_COLUMNS].to_numpy(np.float64)
         _, cams, signs = predicted_class_cams(net, rgbs, np.nan_to_num(p, nan=0.0), threshold, aspects)
-        for k, (image_id, rgb) in enumerate(zip(chunk, rgbs)):
+        for k, (image_id, rgb) in enumerate(zip(chunk, rgbs, strict=True)):
             lesion = fit_mask(read_mask(dataset.masks[image_id][LESION]), rgb.shape[:2])
             maps = maps_on_picture(cams[k:k + 1], rgb.shape[:2], net.preprocess, aspects[k])[0].numpy()
             region = view_region(rgb.shape[:2], net.preprocess, aspects[k])

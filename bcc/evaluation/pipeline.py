@@ -29,9 +29,9 @@ from bcc.evaluation.external import evaluate_external
 from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
 from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
+from bcc.evaluation.localisation.records import Table4Settings
 from bcc.evaluation.localisation.table4 import describe, mask_report
 from bcc.evaluation.metrics import roc_auc
-from bcc.evaluation.localisation.records import Table4Settings
 from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
 from bcc.evaluation.runs import (
     MissingRunsError,

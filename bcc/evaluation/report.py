@@ -16,8 +16,8 @@ import pandas as pd
 from bcc.core.io import write_text
 from bcc.evaluation.agreement import DatasetSummary, format_dataset
 from bcc.evaluation.clinical_metrics import format_table3
-from bcc.evaluation.markdown import markdown_table
 from bcc.evaluation.localisation.table4 import FILES, REPORT_COLUMNS, read_tables
+from bcc.evaluation.markdown import markdown_table
 from bcc.evaluation.sources import SourceReport
 
 

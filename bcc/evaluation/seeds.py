@@ -46,7 +46,7 @@ def run_row(preds: pd.DataFrame, sources: pd.Series | None) -> dict[str, float]:
 def seed_spread(output_dir: Path, backbone: str, stage: int, k: int, sources: pd.Series | None = None
                 ) -> pd.DataFrame | None:
     """Rows per seed run (this one first) and two summary rows, ``mean`` and ``sd``; None without other seeds."""
-    dirs: Sequence[Path] = [Path(output_dir)] + sorted(p for p in (Path(output_dir) / "seeds").glob("*") if p.is_dir())
+    dirs: Sequence[Path] = [Path(output_dir), *sorted(p for p in (Path(output_dir) / "seeds").glob("*") if p.is_dir())]
     rows = []
     for d in dirs:
         runs = [r for r in discover(d) if r.backbone == backbone and r.stage == stage and r.finished]

@@ -44,15 +44,15 @@ class BackboneWeightsError(BadInput):
 
 def _mobilenet_last_blocks(m: nn.Module) -> list[nn.Module]:
     inverted_residuals = [block for stage in m.blocks for block in stage]
-    return inverted_residuals[-3:] + [m.conv_head, m.bn2]
+    return [*inverted_residuals[-3:], m.conv_head, m.bn2]
 
 
 def _convnext_last_blocks(m: nn.Module) -> list[nn.Module]:
-    return list(m.stages[-1].blocks)[-3:] + [m.head.norm]
+    return [*list(m.stages[-1].blocks)[-3:], m.head.norm]
 
 
 def _vit_last_blocks(m: nn.Module) -> list[nn.Module]:
-    return list(m.blocks)[-3:] + [m.norm]
+    return [*list(m.blocks)[-3:], m.norm]
 
 
 @dataclass(frozen=True)

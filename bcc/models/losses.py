@@ -35,7 +35,7 @@ def resolve_alpha(alpha, freq: Sequence[float]) -> list[float]:
         unknown = set(alpha) - set(OUTPUTS)
         if unknown:
             raise UsageError(f"loss.alpha: unknown outputs {sorted(unknown)}; use keys from {OUTPUTS}")
-        return [float(alpha.get(o, a)) for o, a in zip(OUTPUTS, auto)]
+        return [float(alpha.get(o, a)) for o, a in zip(OUTPUTS, auto, strict=True)]
     values = [float(a) for a in alpha]
     if len(values) != len(OUTPUTS):
         raise UsageError(f"loss.alpha: need {len(OUTPUTS)} values in order {OUTPUTS}, got {len(values)}")

@@ -176,7 +176,7 @@ def untrained_note(spec: Mapping[str, Any]) -> str:
     """'U, ON: not trained (no labels)' — which outputs a report must not show as findings, and why."""
     record, mask = spec.get("trained") or {}, trained_outputs(spec)
     parts = []
-    for o, ok in zip(OUTPUTS, mask):
+    for o, ok in zip(OUTPUTS, mask, strict=True):
         if not ok:
             r = record.get(o) or {}
             why = ("no labels" if not r or not r.get("labelled") else

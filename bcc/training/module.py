@@ -206,6 +206,6 @@ class MultitaskModule(L.LightningModule):
             if i >= n:
                 break
             self(batch["image"].to(self.device))
-        for m, mom in zip(bns, momenta):
+        for m, mom in zip(bns, momenta, strict=True):
             m.momentum = mom
 

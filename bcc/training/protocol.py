@@ -160,7 +160,7 @@ def record_stage_labels(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModu
     heads = [h for h in HEADS if f"{h}_head" in cfg.stage.trainable and float(weights.get(h, 1.0)) != 0.0]
     counts = dm.labelled_counts("train")
     model.net.record_training(heads, counts, stage)
-    trained = dict(zip(OUTPUTS, model.net.trained))
+    trained = dict(zip(OUTPUTS, model.net.trained, strict=True))
     outputs = [o for h in heads for o in HEADS[h]]
     learnable = [o for o in outputs if trained[o]]
     idle = [f"{o} ({counts[o]['labelled']} labelled, {counts[o]['positive']} positive)" for o in outputs
@@ -230,7 +230,7 @@ def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, j
         if cfg.log_test_images:
             rows = dm.rows("test")[:8]
             caps = [f"{i}: y_bcc={int(y)} p_bcc={p:.2f}" for i, y, p in
-                    zip(dm.image_ids(rows), dm.labels(rows)[:, 0], preds["p_bcc"].to_numpy()[:8])]
+                    zip(dm.image_ids(rows), dm.labels(rows)[:, 0], preds["p_bcc"].to_numpy()[:8], strict=True)]
             loggers.log_example_images(logger, dm.images[rows], caps)
         write_json(metrics, job / METRICS)  # written last: its presence marks the job done
         return metrics

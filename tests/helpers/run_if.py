@@ -5,7 +5,7 @@ import pytest
 import torch
 
 
-def RunIf(min_gpus: int = 0) -> pytest.MarkDecorator:  # noqa: N802 — used as a decorator, like a mark
+def RunIf(min_gpus: int = 0) -> pytest.MarkDecorator:
     """Skip unless at least `min_gpus` CUDA devices are visible (``trainer=gpu`` needs 1, ``trainer=ddp`` on
     GPUs 2). CI machines without a GPU skip these; a GPU machine runs them with the rest of ``make test``."""
     found = torch.cuda.device_count()

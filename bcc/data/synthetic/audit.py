@@ -128,7 +128,7 @@ def audit(root: Path, seed: int = 0) -> dict[str, float]:
     truth = pd.read_csv(root / "truth.csv", dtype={"image_id": str}).set_index("image_id").loc[images["image_id"]]
     y = clinical_rule(truth[list(CODES)].to_numpy())
     feats: dict[str, list[np.ndarray]] = {"image": [], "twin": [], "off_lesion": []}
-    for image_id, rel in zip(images["image_id"], images["image"]):
+    for image_id, rel in zip(images["image_id"], images["image"], strict=True):
         rgb = _rgb(root / rel)
         off = cv2.imread(str(root / "masks" / f"{image_id}_{LESION}.png"), cv2.IMREAD_GRAYSCALE) == 0
         feats["image"].append(colour_features(rgb))

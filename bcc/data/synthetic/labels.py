@@ -90,7 +90,7 @@ def sample_devices(sources: list[str], rng: np.random.Generator) -> list[str]:
     """The device (a centre's look) of each image: its centre's own; for an ``isic`` image a centre's drawn
     with the centres' weights, so that the look of the (all non-BCC) isic subset cannot give the label away."""
     drawn = np.array(CENTRES)[rng.choice(len(CENTRES), size=len(sources), p=CENTRE_WEIGHTS / CENTRE_WEIGHTS.sum())]
-    return [str(d) if s == "isic" else s for s, d in zip(sources, drawn)]
+    return [str(d) if s == "isic" else s for s, d in zip(sources, drawn, strict=True)]
 
 
 def sample_xai(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:

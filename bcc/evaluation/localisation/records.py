@@ -117,7 +117,7 @@ def predicted_class_cams(net, rgbs: list[np.ndarray], p: np.ndarray, threshold: 
     """``(inputs (N, 3, S, S), raw maps of the predicted classes (N, 8, h, w), signs (N, 8))`` for images
     whose predicted probabilities are `p` (N, 8, OUTPUTS order); ``maps_on_picture`` makes them [0, 1] maps."""
     aspects = aspects or [None] * len(rgbs)
-    x = torch.stack([to_input(rgb, net.preprocess, a) for rgb, a in zip(rgbs, aspects)])
+    x = torch.stack([to_input(rgb, net.preprocess, a) for rgb, a in zip(rgbs, aspects, strict=True)])
     signs = predicted_signs(p, threshold)
     return x, signed_cams(raw_cams(net, x)[0], signs), signs
 
@@ -164,7 +164,7 @@ def image_records(maps: np.ndarray, masks: dict[str, np.ndarray], lesion: np.nda
             rows.append({"map": name, "output": output, "mask_of": mask_of, "background": bg_name,
                          "empty_map": bool(z.max() <= 0), **stats})
             triples.append((z, fg, fg | bg))
-    scores = localisation(*zip(*triples)) if triples else {}
+    scores = localisation(*zip(*triples, strict=True)) if triples else {}
     for k, row in enumerate(rows):
         row.update({m: float(v[k]) for m, v in scores.items()})
     return rows
@@ -195,7 +195,7 @@ def _twin_records(net, preds: pd.DataFrame, batch_size: int) -> pd.DataFrame:
         t = torch.stack([to_input(read_image(p), net.preprocess) for p in chunk["twin_path"]])
         p_image, p_twin = twin_probabilities(net, x, t)
         rows += [{"image_id": i, "y_bcc": y, "p_image": a, "p_twin": b}
-                 for i, y, a, b in zip(chunk["image_id"], chunk["y_bcc"], p_image, p_twin)]
+                 for i, y, a, b in zip(chunk["image_id"], chunk["y_bcc"], p_image, p_twin, strict=True)]
     return pd.DataFrame(rows)
 
 
@@ -205,7 +205,7 @@ def _road_records(net, inputs: list[tuple[str, torch.Tensor, np.ndarray, float]]
     for a map that is 0 everywhere (it ranks no pixel above another)."""
     rows = []
     for start in range(0, len(inputs), settings.batch_size):
-        ids, xs, maps, signs = zip(*inputs[start:start + settings.batch_size])
+        ids, xs, maps, signs = zip(*inputs[start:start + settings.batch_size], strict=True)
         x = torch.stack(xs)
         centre = np.broadcast_to(centre_map(x.shape[-2:], settings.centre_sigma), (len(ids), *x.shape[-2:]))
         for name, m in (("gradcam", np.stack(maps)), ("centre", centre)):
@@ -215,7 +215,7 @@ def _road_records(net, inputs: list[tuple[str, torch.Tensor, np.ndarray, float]]
             if ok.any():
                 scores[ok] = road_scores(net, x[ok], m[ok], np.asarray(signs)[ok], settings.road_percentiles,
                                          settings.seed)
-            rows += [{"image_id": i, "map": name, "road": s} for i, s in zip(ids, scores)]
+            rows += [{"image_id": i, "map": name, "road": s} for i, s in zip(ids, scores, strict=True)]
     return pd.DataFrame(rows)
 
 
@@ -250,7 +250,7 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
         aspects = [dataset.aspect(i) for i in chunk["image_id"]]
         x, cams, signs = predicted_class_cams(net, rgbs, chunk[PROB_COLUMNS].to_numpy(np.float64), settings.threshold,
                                               aspects)
-        for k, ((_, row), rgb) in enumerate(zip(chunk.iterrows(), rgbs)):
+        for k, ((_, row), rgb) in enumerate(zip(chunk.iterrows(), rgbs, strict=True)):
             image_id, shape = str(row["image_id"]), working_shape(rgb.shape[:2], settings.max_side)
             maps = maps_on_picture(cams[k:k + 1], shape, net.preprocess, aspects[k])[0].numpy()
             shuffled = {o: (fit_mask(masks[j][o], shape), None if lesions[j] is None else fit_mask(lesions[j], shape), j)

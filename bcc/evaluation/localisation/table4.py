@@ -22,8 +22,8 @@ from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import load_dataset
 from bcc.evaluation.localisation.figure3 import figure3, figure_choice
 from bcc.evaluation.localisation.records import (
-    explained_network,
     Table4Settings,
+    explained_network,
     lesion_mask,
     map_masks,
     predicted_class_cams,
