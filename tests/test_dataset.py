@@ -204,7 +204,7 @@ def test_a_truncated_jpeg_is_caught_at_validation_naming_file_and_line(ds):
 def test_images_are_decoded_once_and_again_when_a_file_changes(ds, monkeypatch):
     decoded = []
     real = contract.read_rgb
-    monkeypatch.setattr(contract, "read_rgb", lambda p: decoded.append(Path(p).name) or real(p))
+    monkeypatch.setattr(contract, "read_rgb", lambda p, **kw: decoded.append(Path(p).name) or real(p, **kw))
     load_dataset(ds)
     assert sorted(decoded) == [f"im{i}.png" for i in range(6)] and (ds / ".cache/decoded.json").is_file()
     decoded.clear()

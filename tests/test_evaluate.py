@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bcc.cli import evaluate as evaluate_cli
+from bcc.core.errors import BadInput
 from bcc.evaluation.pipeline import evaluate
 from bcc.evaluation.runs import MissingRunsError
 from tests.helpers.runs import BCC_ACC, write_dataset, write_runs, write_val
@@ -121,3 +122,19 @@ def test_thresholds_val_uses_validation_predictions(tmp_path):
     # at ~0.35, D's 0.2 is still a miss but C's 0.6 (fold 3) is too: same BCC accuracy as at 0.5
     t = ev.results[0].per_fold
     assert list(t[t["row"] == "BCC/Non-BCC"].sort_values("fold")["accuracy"]) == BCC_ACC
+
+
+def test_allow_mixed_reports_runs_trained_differently(tmp_path):
+    """eval.allow_mixed=true averages runs trained at other input sizes, and report.md says which differ."""
+    import json
+
+    out = write_runs(tmp_path / "outputs" / "demo", stages=(3,))
+    m = json.loads((out / "mobilenet" / "fold1" / "stage3" / "metrics.json").read_text())
+    m["trained_on"] = {"image_size": 48}
+    (out / "mobilenet" / "fold1" / "stage3" / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(BadInput, match=r"input size \(image_size\) differs: mobilenet folds 0, 2, 3, 4: 32 \| "
+                                       r"mobilenet fold 1: 48"):
+        evaluate(_cfg(out, "eval.table4=false", "eval.linear_probe=false"))
+    ev = evaluate(_cfg(out, "eval.table4=false", "eval.linear_probe=false", "eval.allow_mixed=true"))
+    report = (ev.report_dir / "report.md").read_text()
+    assert "## Runs trained differently" in report and "mobilenet fold 1: 48" in report

@@ -31,8 +31,9 @@ from bcc.cli.export import main
 from bcc.cli.predict import main as predict_main
 from bcc.core.errors import BadInput
 from bcc.core.patterns import CODES, OUTPUTS
+from bcc.data.contract import dataset_hash as training_data_hash
 from bcc.deploy.int8 import AccuracyCheck, dataset_images, quantize_int8
-from bcc.deploy.onnx_export import ExportError, export_onnx, training_data_hash
+from bcc.deploy.onnx_export import ExportError, export_onnx
 from bcc.deploy.onnx_model import read_metadata
 from bcc.deploy.scorers import OnnxScorer
 from bcc.explanation.gradcam import postprocess, raw_cams

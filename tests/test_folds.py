@@ -46,3 +46,30 @@ def test_codes_nobody_labelled_are_left_out_of_the_stratification():
     folds = assign_folds(labels, k=5, seed=0)
     per_fold = pd.Series(labels["bcc"].to_numpy()).groupby(folds).sum()
     assert per_fold.max() - per_fold.min() <= 1
+
+
+def test_the_same_picture_under_two_ids_lands_in_one_fold(data_dir, tmp_path):
+    """Two rows naming one file, and a byte-identical copy under another id (and name), are found by the
+    contract and kept in one fold with each other (and with the copy's group), so a picture is never in a
+    training fold and the test fold at once; a dataset without copies keeps its folds."""
+    import shutil
+
+    from bcc.data.contract import load_dataset
+    from bcc.data.folds import ensure_splits
+
+    ds = tmp_path / "ds"
+    shutil.copytree(data_dir / "synthetic-smoke", ds, ignore=shutil.ignore_patterns(".cache"))
+    before = pd.read_csv(ds / "splits.csv", dtype={"image_id": str}).set_index("image_id")["fold"]
+    images = pd.read_csv(ds / "images.csv", dtype=str)
+    # syn_00010 and syn_00020 were assigned different folds; make them the same file, and 30 a copy of 40
+    a, b = next((x, y) for x in before.index for y in before.index if before[x] != before[y])
+    images.loc[images["image_id"] == b, "image"] = images.loc[images["image_id"] == a, "image"].iloc[0]
+    c, d = [i for i in before.index if i not in (a, b)][:2]
+    shutil.copy(ds / "images" / f"{d}.png", ds / "images" / "copy.png")
+    images.loc[images["image_id"] == c, "image"] = "images/copy.png"
+    images.to_csv(ds / "images.csv", index=False)
+    assert sorted(map(sorted, load_dataset(ds).duplicates)) == sorted([sorted([a, b]), sorted([c, d])])
+    with pytest.warns(UserWarning, match=r"2 picture\(s\) appear under more than one image_id"):
+        folds = ensure_splits(ds).set_index("image_id")["fold"]
+    assert folds[a] == folds[b] and folds[c] == folds[d]
+    assert ensure_splits(data_dir / "synthetic-smoke").set_index("image_id")["fold"].equals(before)

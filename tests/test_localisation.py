@@ -396,7 +396,7 @@ def test_the_call_site_passes_the_eval_settings(tmp_path, monkeypatch):
     evaluate(evaluate_cli.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false",
                                        "eval.mask_figures=2", "eval.table4_threshold=0.4", "eval.table4_road_images=0",
                                        "eval.table4_max_side=null", "eval.table4_road_percentiles=[50]",
-                                       "data.allow_outside=true"]))
+                                       "data.allow_outside=true", "eval.lesion_focus=false"]))  # its masks are fake
     st = calls["settings"]
     assert calls["n"] == 5 and calls["root"] == ds
     assert (st.max_figures, st.threshold, st.road_images, st.max_side, st.road_percentiles, st.allow_outside) == \

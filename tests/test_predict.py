@@ -343,27 +343,35 @@ def test_output_folder_may_hold_the_input_folder(ckpt, lesions, tmp_path):
     shutil.copytree(lesions / "sub", work / "photos")
     args = ["explain=false", "progress=false", "threads=1", f"checkpoint={ckpt}"]
     assert main([*args, f"input={work / 'photos'}", f"output={work}"]) == 0
-    assert sorted(p.name for p in work.iterdir()) == ["photos", "report.html", "run.json", "triage.csv"]
+    assert sorted(p.name for p in work.iterdir()) == [".bcc-predict.json", "photos", "report.html", "run.json",
+                                                      "triage.csv"]
     assert [p.name for p in (work / "photos").iterdir()] == ["good_3.png"]
     assert main([*args, f"input={work / 'photos' / 'good_3.png'}", f"output={work / 'photos'}"]) == 0
     assert pd.read_csv(work / "photos" / "triage.csv").image.tolist() == ["good_3.png"]
 
 
 def test_outputs_are_replaced_atomically(ckpt, lesions, tmp_path, monkeypatch, capsys):
-    """A run that fails while writing the report leaves the previous report whole and no temporary file."""
+    """A second run into the same output= replaces the first's outputs only with overwrite=true; one that fails
+    while writing the report leaves the previous triage.csv and report whole and no temporary file; a
+    temporary left by a killed run (its process gone) is cleared by the next run."""
     args = [f"checkpoint={ckpt}", f"input={lesions / 'sub'}", f"output={tmp_path}", "explain=false",
             "progress=false", "threads=1"]
     assert main(args) == 0
-    before = (tmp_path / "report.html").read_bytes()
+    before = {n: (tmp_path / n).read_bytes() for n in ("report.html", "triage.csv")}
+    assert main(args) == 2 and "from an earlier run of bcc.predict" in capsys.readouterr().err
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr("bcc.deploy.report_html.render_html", broken)
-    assert main(args) == 1  # a failure while running
+    (tmp_path / ".bcc-predict.tmp-999999999-killed").mkdir()  # no such pid: a SIGKILLed run's staging
+    assert main([*args, "overwrite=true"]) == 1  # a failure while running
     assert "disk full" in capsys.readouterr().err
-    assert (tmp_path / "report.html").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "run.json", "triage.csv"]
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-predict.json", "report.html", "run.json", "triage.csv"]
+    monkeypatch.undo()
+    assert main([*args, "overwrite=true", "report=false"]) == 0  # the earlier report.html goes with its run
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-predict.json", "run.json", "triage.csv"]
 
 
 # ---- the report in a real browser ----------------------------------------------------------------------
@@ -398,3 +406,18 @@ def test_report_renders_in_headless_browser(predicted, tmp_path):
     assert px.shape[:2] == (2000, 1200)
     assert len(np.unique(px.reshape(-1, 3), axis=0)) > 200, "screenshot is blank"
     assert px[:80].mean() < 100, "the dark header band is drawn at the top"
+
+
+def test_images_far_larger_than_the_model_input_are_said(ckpt, data_dir, tmp_path, capsys):
+    """A 1024 px photograph on the 32 px smoke model is scored, with a note and a warning that its fine detail
+    is lost, and report.html states the model's input size."""
+    src = min((data_dir / "synthetic-smoke" / "images").glob("*.png"))
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.open(src).convert("RGB").resize((1024, 1024)).save(d / "photo.jpg", "JPEG")
+    out = tmp_path / "out"
+    assert main([f"checkpoint={ckpt}", f"input={d}", f"output={out}", "progress=false", "threads=1"]) == 0
+    assert "1 image(s) are 8x or more larger than the model's 32 px input" in capsys.readouterr().out
+    note = pd.read_csv(out / "triage.csv")["note"][0]
+    assert "1024x1024 scored at the model's 32x32 px input (32x smaller" in note
+    assert "Model input: 32 px" in (out / "report.html").read_text()

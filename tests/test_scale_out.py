@@ -98,6 +98,22 @@ def test_ddp_three_cpu_processes_score_each_image_once(smoke_overrides, tmp_path
 
 
 @pytest.mark.slow
+def test_ddp_chained_stages_on_a_fresh_folder(smoke_overrides, tmp_path):
+    """The README's CPU DDP command for stage 1 on a fresh output folder trains the missing stage 0 first in
+    the same 2 gloo processes: rank 1 must not check stage 0 before rank 0 has finished writing it (it used
+    to find it locked, "unfinished", and leave rank 0 waiting on a closed connection)."""
+    proc = _train([*smoke_overrides, "stage=1", "fold=0", "logger=csv", "trainer=ddp", "trainer.accelerator=cpu",
+                   "trainer.devices=2", "trainer.precision=32-true", "trainer.sync_batchnorm=false"], tmp_path)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log[-4000:]
+    fold = tmp_path / "out" / "mobilenet" / "fold0"
+    for s in (0, 1):
+        m = json.loads((fold / f"stage{s}" / "metrics.json").read_text())
+        assert m["devices"] == 2 and not (fold / f"stage{s}" / "job.lock").exists()
+    assert m["trained_on"]["start_sha256"].startswith("sha256:")  # stage 1 records the stage 0 it started from
+
+
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(smoke_overrides, tmp_path):
     common = [*smoke_overrides[:2], "stage=0", "fold=3", "logger=csv", "stage.max_epochs=3"]
     ref = tmp_path / "ref"

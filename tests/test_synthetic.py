@@ -83,7 +83,7 @@ def test_twins_are_optional(tmp_path, ds):
 
 def test_files_and_columns(ds):
     assert {p.name for p in ds.iterdir()} == {"images.csv", "annotations.csv", "truth.csv", "raters.csv",
-                                             "images", "masks", "twins"}
+                                             "images", "masks", "twins", ".bcc-owner.json"}
     cols, images = _rows(ds / "images.csv")
     assert cols == ["image_id", "image", "source"]
     assert len(images) == N and len({r["image_id"] for r in images}) == N
@@ -163,7 +163,7 @@ def test_cli(tmp_path, capsys):
 def test_bad_sizes_are_refused(tmp_path):
     from bcc.core.errors import BadInput
 
-    with pytest.raises(BadInput, match="size >= 32"):
+    with pytest.raises(BadInput, match=r"--size 16: expected a whole number in \[32, 4096\]"):
         writer.generate(tmp_path / "x", n=4, size=16, progress=False)
     assert not (tmp_path / "x").exists()
 

@@ -15,13 +15,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command
-from bcc.core.config import CONF_DIR, normalize_overrides
+from bcc.core.config import CONF_DIR, check_ranges, normalize_overrides
 from bcc.evaluation.clinical_metrics import PATTERNS, ROW_BCC
-from bcc.evaluation.pipeline import evaluate, mean_of
+from bcc.evaluation.pipeline import RANGES, evaluate, mean_of
 
 
 def resolve_dirs(cfg: DictConfig) -> DictConfig:
-    """``report_dir`` when not given: the paper's stage 3 in report/, another stage beside it (never colliding)."""
+    """The options checked against their ranges (``pipeline.RANGES``), then ``report_dir`` when not given: the
+    paper's stage 3 in report/, another stage beside it (never colliding)."""
+    check_ranges(cfg, RANGES)
     if cfg.report_dir is None:
         stage = int(cfg.eval.stage)
         cfg.report_dir = str(Path(cfg.output_dir) / ("report" if stage == 3 else f"report-stage{stage}"))

@@ -13,10 +13,11 @@ from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
 from bcc.core.errors import BadInput
+from bcc.core.io import OutputSet
 from bcc.core.patterns import OUTPUTS
 from bcc.deploy.options import device, flag, input_and_output, positive, whole
 from bcc.deploy.scorers import make_scorer
-from bcc.explanation.batch import explain_files, list_inputs, shown
+from bcc.explanation.batch import explain_files, list_inputs, output_names, shown
 from bcc.models.checkpoint import CheckpointError
 
 
@@ -28,12 +29,14 @@ def task(cfg: DictConfig) -> None:
     root, files = list_inputs(inp)
     if not files:
         raise BadInput(f"input={shown(inp)}: no files in it")
+    outputs = OutputSet(out, "bcc.explain", output_names(files, root, save_raw), flag(a, "overwrite"))
     scorer = make_scorer(a["checkpoint"], device=dev)
     if not scorer.explains:
         raise CheckpointError(f"{a['checkpoint']}: has no Grad-CAM maps ({scorer.why_no_maps()}); pass the torch "
                               f"checkpoint it was exported from ({scorer.meta.get('source_checkpoint')})")
-    table = explain_files(lambda x: scorer(x, maps=True), scorer.preprocess, files, out, root, save_raw=save_raw,
-                          batch_size=batch_size, max_megapixels=megapixels)
+    with outputs.staging() as staged:
+        table = explain_files(lambda x: scorer(x, maps=True), scorer.preprocess, files, staged, root,
+                              save_raw=save_raw, batch_size=batch_size, max_megapixels=megapixels)
     ok = table["status"].eq("ok")
     print(f"[bcc.explain] explained {int(ok.sum())} image(s) x {len(OUTPUTS)} outputs ({', '.join(OUTPUTS)}), "
           f"skipped {int((~ok).sum())} → {shown(out)} (explanations.csv lists every input)")

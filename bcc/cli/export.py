@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -17,8 +18,8 @@ from bcc.core.cli import hydra_command, options
 from bcc.core.errors import UsageError
 from bcc.deploy.ensemble import attach_guarantee, calibration_set, checkpoints_of, export_ensemble
 from bcc.deploy.guarantee import check_levels
-from bcc.deploy.int8 import int8_inputs, quantize_int8
-from bcc.deploy.onnx_export import allow_outside_of, check_datasets, export_onnx
+from bcc.deploy.int8 import int8_inputs, quantize_int8, require_check
+from bcc.deploy.onnx_export import allow_outside_of, check_datasets, check_output, export_onnx
 from bcc.deploy.options import choice, existing_folder, flag, fraction, onnx_output, positive, whole
 
 
@@ -40,6 +41,12 @@ def task(cfg: DictConfig) -> None:
     allow = flag(a, "allow_outside", nullable=True)
     a["allow_outside"] = allow_outside_of(a["checkpoint"]) if allow is None else allow
     check_datasets(a, int8)
+    fp32 = a["output"] or (Path(a["checkpoint"]).with_suffix(".onnx") if len(members) == 1 else None)
+    if fp32 is not None and fp32 != Path(a["checkpoint"]):  # an .onnx as the checkpoint is refused by export_onnx
+        check_output(fp32)
+    if int8:
+        require_check(a)
+        check_output(fp32.with_suffix(".int8.onnx"))
     if guarantee_data is not None:
         check_datasets({**a, "data_root": guarantee_data}, False)
         y = calibration_set(guarantee_data, members, a["epsilon"], a["delta"], batch, a["allow_outside"])
@@ -53,8 +60,8 @@ def task(cfg: DictConfig) -> None:
     if int8:
         calib, source, check = int8_inputs(a, path)
         if check is None:
-            print("[bcc.export] WARNING: int8 accuracy NOT checked: no dataset and test fold found for this "
-                  "checkpoint (pass check_data=<dataset dir> check_fold=<k>)")
+            print("[bcc.export] WARNING: int8 accuracy NOT checked (force=true): no dataset and test fold found for "
+                  "this checkpoint (pass check_data=<dataset dir> check_fold=<k>)")
         q = quantize_int8(path, calibration=calib, n_calibration=a["n_calibration"], check=check, force=a["force"],
                           calibration_source=source)
         if guarantee_data is not None:  # int8 scores differ from fp32's: the threshold is its own

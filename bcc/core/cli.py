@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bcc.core.config import CONF_DIR, normalize_overrides
+from bcc.core.config import CONF_DIR, Range, normalize_overrides
 from bcc.core.errors import BadInput, Interrupted, UsageError
 
 #: Hydra's own switches, which may stand anywhere on the command line.
@@ -128,3 +128,17 @@ def tool_parser(command: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m bcc.{command}", description=description)
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     return parser
+
+
+def ranged(rng: Range) -> Callable[[str], int | float]:
+    """An argparse ``type=`` taking a number within `rng` (argparse then names the option and exits 2)."""
+    def parse(text: str) -> int | float:
+        try:
+            value = rng.kind(text)
+        except ValueError:
+            value = None
+        if value is None or not rng.accepts(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {rng.describe()}")
+        return value
+    parse.__name__ = rng.kind.__name__  # argparse's "invalid <name> value" wording, should it show
+    return parse

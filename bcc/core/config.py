@@ -8,12 +8,15 @@ and ``+data.image_sz=64`` — the form Hydra suggests for a new key — would ot
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from bcc.core.errors import UsageError
 
@@ -116,3 +119,68 @@ def check_keys(node: DictConfig, allowed: Iterable[str], path: str) -> None:
         raise UsageError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(f'{path}.{k}' if path else k for k in unknown)}; "
                          f"{path or 'the top level'} takes {', '.join(sorted(allowed))}")
+
+
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Range:
+    """What a numeric option accepts: its kind (``int`` or ``float``) and bounds, closed unless said open.
+
+    Hydra types a value by how it is written and checks no bounds: ``stage.lr=-1`` trains by gradient
+    ascent, ``stage.max_epochs=-1`` forever, ``data.image_size=100000`` runs out of memory minutes
+    later. Each command declares its options' ranges in one table beside its keys, checked with the
+    config before anything is written."""
+
+    kind: type
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    nullable: bool = False
+    words: tuple[str, ...] = ()  # other values taken as they are (e.g. ``eval.thresholds=val``)
+    why: str = ""
+
+    def describe(self) -> str:
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+        what = "a whole number" if self.kind is int else "a number"
+        if self.low > -math.inf and self.high < math.inf:
+            what += f" in {'(' if self.low_open else '['}{num(self.low)}, {num(self.high)}{')' if self.high_open else ']'}"
+        elif self.low > -math.inf:
+            what += f" {'>' if self.low_open else '≥'} {num(self.low)}"
+        elif self.high < math.inf:
+            what += f" {'<' if self.high_open else '≤'} {num(self.high)}"
+        extra = [*(repr(w).strip("'") for w in self.words), *(["null"] if self.nullable else [])]
+        return what + (f", or {' or '.join(extra)}" if extra else "") + (f" ({self.why})" if self.why else "")
+
+    def accepts(self, value) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, str) and value in self.words:
+            return True
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        v = float(value)
+        if math.isnan(v) or (v < self.low if not self.low_open else v <= self.low):
+            return False
+        return v <= self.high if not self.high_open else v < self.high
+
+
+def check_ranges(cfg: DictConfig, ranges: Mapping[str, Range]) -> None:
+    """Raise ``UsageError`` naming the first option (dotted key) outside its declared range."""
+    for key, rng in ranges.items():
+        try:
+            node = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True)
+        except OmegaConfBaseException:  # ??? or an interpolation into a node this config does not have
+            continue
+        if node is _ABSENT:
+            continue
+        value = node if not OmegaConf.is_config(node) else OmegaConf.to_container(node, resolve=True)
+        if not rng.accepts(value):
+            shown = "null" if value is None else value
+            raise UsageError(f"{key}={shown}: expected {rng.describe()}; fix the override or the experiment file")

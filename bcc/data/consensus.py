@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.inter_rater import fleiss_kappa
 
-from bcc.core.cli import run_command, tool_parser
+from bcc.core.cli import ranged, run_command, tool_parser
+from bcc.core.config import Range
 from bcc.core.io import atomic_path, files_digest, write_csv
 from bcc.core.patterns import CODES, clinical_rule
-from bcc.data.contract import Dataset, load_dataset
+from bcc.data.contract import Dataset, DatasetWarning, describe_duplicates, load_dataset
 
 EPS = 1e-6
 #: A rater needs this many rated images of a code for its sensitivity/specificity (and its place in that
@@ -233,6 +234,9 @@ def ensure_labels(root: Path, tol: float = 1e-6, max_iter: int = 200, verbose: b
         tmp.write_text(json.dumps({"digest": digest}))
     if verbose:
         print(report(ratings, raters, result, labels, quality))
+    if dataset.duplicates:
+        note = describe_duplicates(root, dataset.duplicates)
+        print(f"warning: {note}", file=sys.stderr) if verbose else warnings.warn(note, DatasetWarning, stacklevel=2)
     for note in undefined_notes(ratings, quality):
         if verbose:
             print(f"warning: {note}", file=sys.stderr)
@@ -268,8 +272,8 @@ def report(ratings: np.ndarray, raters: list[str], result: EMResult, labels: pd.
 def main(argv: list[str] | None = None) -> int:
     parser = tool_parser("consensus", "Dawid–Skene consensus: writes labels.csv and rater_quality.csv")
     parser.add_argument("dataset", type=Path, help="dataset directory (images.csv, annotations.csv)")
-    parser.add_argument("--tol", type=float, default=1e-6)
-    parser.add_argument("--max-iter", type=int, default=200)
+    parser.add_argument("--tol", type=ranged(Range(float, 0, 1, low_open=True)), default=1e-6)
+    parser.add_argument("--max-iter", type=ranged(Range(int, 1, 1_000_000)), default=200)
     parser.add_argument("--allow-outside", action="store_true",
                         help="read image and mask paths that lead outside the dataset directory")
     args = parser.parse_args(argv)

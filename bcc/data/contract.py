@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -45,8 +46,29 @@ _BREAK = re.compile(rb"\r\n|\r|\n")  # the line breaks an editor counts
 DELIMITERS = ";\t|"  # what a CSV written in another convention is separated by
 
 
+#: an image_id becomes part of file names (masks/<id>.png, twins/<id>.png, merged ids): one path component,
+#: no separator, no '..', nothing a terminal or a report would show otherwise than stored
+_ID_UNFIT = re.compile(r"[/\\\x00-\x1f\x7f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+ID_MAX_BYTES = 150
+
+
+def unfit_id(image_id: str) -> str | None:
+    """Why `image_id` cannot name files (None when it can): checked once, at the contract, for every id."""
+    if _ID_UNFIT.search(image_id):
+        return "holds a path separator, a control or a bidirectional character"
+    if image_id.startswith("."):
+        return "starts with '.' (a hidden file, or '..', a parent folder)"
+    if len(image_id.encode()) > ID_MAX_BYTES:
+        return f"is longer than {ID_MAX_BYTES} bytes"
+    return None
+
+
 class DatasetError(BadInput):
     """A dataset file breaks the contract; the message says where and how to fix it."""
+
+
+class DatasetWarning(UserWarning):
+    """Something about a dataset that is allowed but worth knowing (the same picture under two ids)."""
 
 
 def _lines(mask: pd.Series, limit: int = 5) -> str:
@@ -207,7 +229,7 @@ class DecodeStamp:
 
     def __init__(self, root: Path):
         self.path = root / ".cache" / "decoded.json"
-        self.reader = f"read_rgb/read_mask, Pillow {PIL.__version__}"  # another decoder may judge anew
+        self.reader = f"read_rgb/read_mask, one frame, Pillow {PIL.__version__}"  # another decoder may judge anew
         try:
             stored = json.loads(self.path.read_text())
             self.known = stored["files"] if stored.get("reader") == self.reader else {}
@@ -227,7 +249,7 @@ class DecodeStamp:
         except OSError:
             return None  # missing: size() says so
         entry = self.known.get(f"{kind}:{rel}")
-        if not isinstance(entry, list) or len(entry) != 7 or entry[:5] != key:
+        if not isinstance(entry, list) or len(entry) != 8 or entry[:5] != key:
             return None
         self.seen[f"{kind}:{rel}"] = entry
         return entry[5], entry[6]
@@ -243,8 +265,13 @@ class DecodeStamp:
             raise DatasetError(f"{where}: file {path} {problem}; fix the path or add the file")
         key = self._key(path)
         w, h = _decoded_size(kind, path, where)
-        self.seen[f"{kind}:{rel}"] = [*key, w, h]
+        self.seen[f"{kind}:{rel}"] = [*key, w, h, _sha256(path)]
         return w, h
+
+    def digest(self, rel: str, path: Path) -> str:
+        """SHA-256 of image `rel`'s bytes: stored when it was decoded, else read now."""
+        entry = self.seen.get(f"image:{rel}")
+        return entry[7] if entry is not None else _sha256(path)
 
     def save(self) -> None:
         if self.seen == self.known:
@@ -253,13 +280,17 @@ class DecodeStamp:
             write_text(json.dumps({"reader": self.reader, "files": self.seen}, sort_keys=True), self.path)
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _decoded_size(kind: str, path: Path, where: str) -> tuple[int, int]:
     """Decode the whole file as training will (truncation shows only here) and return its size."""
     if path.stat().st_size == 0:
         raise DatasetError(f"{where}: file {path} is empty (0 bytes); replace it or drop its row")
     try:
         if kind == "image":
-            rgb, _ = read_rgb(path)
+            rgb, _ = read_rgb(path, frames_ok=False)
             return rgb.shape[1], rgb.shape[0]
         mask = read_mask(path)
         return mask.shape[1], mask.shape[0]
@@ -279,6 +310,7 @@ class Dataset:
     images: pd.DataFrame
     annotations: pd.DataFrame
     masks: dict[str, dict[str, Path]] = field(default_factory=dict)
+    duplicates: list[list[str]] = field(default_factory=list)  # image_ids showing the same picture (same bytes)
 
     def image_path(self, image_id: str) -> Path:
         return self.root / self.images.set_index("image_id").at[image_id, "image"]
@@ -314,6 +346,11 @@ def _image_table(root: Path, allow_outside: bool) -> pd.DataFrame:
     if empty.any():
         raise DatasetError(f"{path}: blank image_id on line {_lines(empty)}; give every image an id")
     check_unique(df, ["image_id"], path)
+    for line, image_id in df["image_id"].items():
+        if (why := unfit_id(image_id)) is not None:
+            raise DatasetError(f"{path}: line {line}: image_id {image_id!r} {why}; ids become file names "
+                               f"(masks/<image_id>.png, twins/<image_id>.png): rename it (letters, digits, '-', '_', "
+                               f"'.'; not starting with '.')")
     if "diagnosis" in df.columns:
         _check_binary(df, ("diagnosis",), path)
     if "aspect" in df.columns:
@@ -438,13 +475,58 @@ def load_dataset(root: Path, check_files: bool = True, allow_outside: bool = Fal
     images = _image_table(root, allow_outside)
     annotations = load_annotations(root, images["image_id"])
     _check_labelled(root, images, annotations)
-    masks = {}
+    masks, duplicates = {}, []
     if check_files:
         stamp = DecodeStamp(root)
         masks = find_masks(root, images, _image_sizes(root, images, stamp), stamp, allow_outside)
+        duplicates = duplicate_images(root, images, stamp)
         if write_stamp:
             stamp.save()
-    return Dataset(root=root, images=images, annotations=annotations, masks=masks)
+    return Dataset(root=root, images=images, annotations=annotations, masks=masks, duplicates=duplicates)
+
+
+def duplicate_images(root: Path, images: pd.DataFrame, stamp: DecodeStamp | None = None) -> list[list[str]]:
+    """The image_ids that show the same picture, as lists (two rows naming one file, or byte-identical files
+    under two ids): one picture must never be in a training fold and a test fold at once, so ``bcc.folds``
+    keeps each list in one fold. Hashes come from the decode stamp where it has them."""
+    stamp = stamp or DecodeStamp(Path(root))
+    by_digest: dict[str, list[str]] = {}
+    for image_id, rel in zip(images["image_id"], images["image"], strict=True):
+        path = Path(root) / rel
+        if path.is_file():
+            by_digest.setdefault(stamp.digest(rel, path), []).append(image_id)
+    return [ids for ids in by_digest.values() if len(ids) > 1]
+
+
+def describe_duplicates(root: Path, duplicates: list[list[str]], limit: int = 3) -> str:
+    """One line about the duplicates: how many pictures, a few examples, what is done about them."""
+    shown = "; ".join(", ".join(ids) for ids in duplicates[:limit])
+    more = f" (+{len(duplicates) - limit} more)" if len(duplicates) > limit else ""
+    return (f"{Path(root) / 'images.csv'}: {len(duplicates)} picture(s) appear under more than one image_id (the same "
+            f"file, or the same bytes): {shown}{more}; each set is kept in one fold by bcc.folds (drop the copies "
+            f"unless they are meant)")
+
+
+DATA_FILES = ("images.csv", "annotations.csv", "labels.csv", "splits.csv")
+
+
+def dataset_hash(root: str | Path | None, allow_outside: bool = False) -> str:
+    """``sha256:<hex>`` over the dataset's CSV files (labels and folds included) and the bytes of every image
+    images.csv lists (each inside the dataset folder unless `allow_outside`), or ``unknown``: what a run was
+    trained on, so that runs on different data (a copy with changed ratings) are never averaged together."""
+    if root is None or not (Path(root) / "images.csv").is_file():
+        return "unknown"
+    root = Path(root)
+    h = hashlib.sha256()
+    for name in DATA_FILES:
+        if (root / name).is_file():
+            h.update(name.encode() + b"\0" + (root / name).read_bytes())
+    base = root.resolve()
+    for rel in sorted(pd.read_csv(root / "images.csv", usecols=["image"], dtype=str, keep_default_na=False)["image"]):
+        p = inside(root, rel, f"{root / 'images.csv'}", allow_outside, base=base)
+        if p.is_file():
+            h.update(rel.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return "sha256:" + h.hexdigest()
 
 
 def place_file(src: Path, dst: Path, how: str) -> None:

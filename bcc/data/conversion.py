@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from bcc.core.cli import run_command, tool_parser
+from bcc.core.io import clear_stale, temp_prefix
 from bcc.core.patterns import CODES
 from bcc.data.contract import LINK_MODES, DatasetError, load_dataset, place_file, read_csv
 
@@ -97,7 +98,8 @@ def staged(out: Path):
     out = Path(out)
     refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    clear_stale(out.parent, out.name)  # what a killed conversion left
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the dataset gets a folder's usual mode

@@ -11,17 +11,19 @@ then has every source, and the BCC of each, in every fold — what a per-source 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-from bcc.core.cli import run_command, tool_parser
+from bcc.core.cli import ranged, run_command, tool_parser
+from bcc.core.config import Range
 from bcc.core.io import atomic_path, files_digest, write_csv
 from bcc.core.patterns import CODES
 from bcc.data.consensus import ensure_labels
-from bcc.data.contract import DatasetError, load_image_table
+from bcc.data.contract import DatasetError, describe_duplicates, duplicate_images, load_image_table
 
 STRATA = [*list(CODES), "bcc"]
 
@@ -68,6 +70,26 @@ def assign_folds(labels: pd.DataFrame, k: int = 5, seed: int = 0, groups: pd.Ser
     return unit_fold[unit_of_row]
 
 
+def units(images: pd.DataFrame, duplicates: list[list[str]]) -> pd.Series:
+    """image_id → the unit it is stratified with: its ``group`` (or itself), merged with every group holding
+    the same picture (:func:`contract.duplicate_images`), so neither a group nor a picture spans two folds."""
+    own = images["group"].where(images["group"].ne(""), images["image_id"]) if "group" in images.columns \
+        else images["image_id"]
+    unit = dict(zip(images["image_id"], "g:" + own.astype(str)))
+    parent: dict[str, str] = {}
+
+    def find(u: str) -> str:
+        while parent.get(u, u) != u:
+            u = parent[u]
+        return u
+
+    for ids in duplicates:
+        roots = sorted({find(unit[i]) for i in ids})
+        for r in roots[1:]:
+            parent[r] = roots[0]
+    return pd.Series({i: find(u) for i, u in unit.items()}, name="unit")
+
+
 def fold_table(labels: pd.DataFrame, folds: np.ndarray) -> pd.DataFrame:
     """Per-fold image counts and positives per stratum, with a total row."""
     df = labels[STRATA].fillna(0).astype(int).assign(fold=folds)
@@ -84,14 +106,18 @@ def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False,
     root = Path(root)
     labels = ensure_labels(root, allow_outside=allow_outside)
     images = load_image_table(root, check_files=False, allow_outside=allow_outside)
+    duplicates = duplicate_images(root, images)
     path, stamp = root / "splits.csv", root / ".splits.inputs.json"
     digest = files_digest(root / "labels.csv", root / "images.csv",
-                          extra=f"k={k}/seed={seed}" + ("/by_source" if by_source else ""))
+                          extra=f"k={k}/seed={seed}" + ("/by_source" if by_source else "")
+                          + (f"/same={duplicates}" if duplicates else ""))
     if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest and not verbose:
         return pd.read_csv(path, dtype={"image_id": str})
-    groups = None
-    if "group" in images.columns:
-        groups = images.set_index("image_id")["group"].reindex(labels["image_id"]).reset_index(drop=True)
+    groups = None  # every image its own unit, in file order (the folds of a dataset without groups or copies)
+    if "group" in images.columns or duplicates:
+        groups = units(images, duplicates).reindex(labels["image_id"]).reset_index(drop=True)
+    if verbose and duplicates:
+        print(f"warning: {describe_duplicates(root, duplicates)}", file=sys.stderr)
     sources = images.set_index("image_id")["source"].reindex(labels["image_id"]) if by_source else None
     folds = assign_folds(labels, k=k, seed=seed, groups=groups, sources=sources)
     splits = pd.DataFrame({"image_id": labels["image_id"], "fold": folds})
@@ -112,8 +138,8 @@ def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False,
 def main(argv: list[str] | None = None) -> int:
     parser = tool_parser("folds", "Multilabel-stratified k-fold split: writes splits.csv")
     parser.add_argument("dataset", type=Path, help="dataset directory (images.csv, annotations.csv)")
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--k", type=ranged(Range(int, 2, 100)), default=5)
+    parser.add_argument("--seed", type=ranged(Range(int, 0, 2**32 - 1)), default=0)
     parser.add_argument("--by-source", action="store_true",
                         help="stratify on images.csv's source (and each source's BCC images) as well")
     parser.add_argument("--allow-outside", action="store_true",

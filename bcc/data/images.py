@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from bcc.core.errors import BadInput
 
 DEFAULT_IMAGE_SIZE = 224
+IMAGE_SIZE = (16, 4096)  # the network input sides bcc trains and serves (data.image_size)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"II*\x00": "TIFF",
               b"MM\x00*": "TIFF", b"BM": "BMP"}
@@ -37,10 +38,11 @@ class UnreadableImage(BadInput):
     """A file that cannot be read as an image; the message is the reason (shown per file by triage)."""
 
 
-def read_rgb(path: str | Path, max_megapixels: float | None = 100.0) -> tuple[np.ndarray, str]:
+def read_rgb(path: str | Path, max_megapixels: float | None = 100.0, frames_ok: bool = True) -> tuple[np.ndarray, str]:
     """``(RGB uint8 (H, W, 3), note)``: the image upright (EXIF orientation applied) at its own size.
 
-    `note` says what was done to read it (format, mode, orientation, conversions). Raises
+    `note` says what was done to read it (format, mode, orientation, conversions; the first frame of an
+    animation or multi-page file, which `frames_ok=False` refuses: a dataset image is one picture). Raises
     :class:`UnreadableImage` for an empty, unrecognised, corrupt or truncated file, one with more than
     `max_megapixels` (a decompression bomb) or an unsupported pixel format.
     """
@@ -58,6 +60,9 @@ def read_rgb(path: str | Path, max_megapixels: float | None = 100.0) -> tuple[np
                 raise UnreadableImage(f"image too large ({w}x{h} = {w * h / 1e6:.0f} megapixels > "
                                       f"max_megapixels={max_megapixels:g})")
             if getattr(im, "n_frames", 1) > 1:
+                if not frames_ok:
+                    raise UnreadableImage(f"an animated or multi-frame image ({im.n_frames} frames) where one picture "
+                                          f"is expected")
                 notes.append(f"first of {im.n_frames} frames")
             fmt, mode = im.format, im.mode
             im.load()

@@ -10,6 +10,8 @@ Images are hard-linked to ``<out>/<name>/<path>``, masks to ``<out>/masks/<name>
 merged dataset holds its files, as the contract wants (``--copy`` copies, e.g. across filesystems;
 ``--symlink`` links, after which the tools reading it need ``--allow-outside``). Codes a dataset does not
 annotate stay blank, so their pattern losses are masked out; ``diagnosis`` is kept where a dataset has it.
+The same picture in two sources (byte-identical files) is said on stderr; ``bcc.folds`` keeps such copies in
+one fold.
 """
 from __future__ import annotations
 
@@ -22,7 +24,14 @@ from pathlib import Path
 import pandas as pd
 
 from bcc.core.cli import run_command, tool_parser
-from bcc.data.contract import LINK_MODES, DatasetError, load_dataset, place_file
+from bcc.data.contract import (
+    LINK_MODES,
+    DatasetError,
+    describe_duplicates,
+    duplicate_images,
+    load_dataset,
+    place_file,
+)
 from bcc.data.conversion import staged
 
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -102,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         merged = merge(a.datasets, a.out, a.names.split(",") if a.names else None, a.how, a.allow_outside)
         print(f"{a.out}: {len(merged)} images from {len(a.datasets)} datasets")
+        if duplicates := duplicate_images(a.out, merged):  # e.g. two datasets holding the same images
+            print(f"warning: {describe_duplicates(a.out, duplicates)}", file=sys.stderr)
 
     return run_command("bcc.data.merge", body, a.debug)
 

@@ -37,6 +37,7 @@ from torch import nn
 from bcc.core.errors import BadInput
 from bcc.core.io import atomic_path
 from bcc.core.patterns import CODES, OUTPUTS
+from bcc.data.contract import dataset_hash
 from bcc.data.table import read_table
 from bcc.deploy.guarantee import Guarantee, guaranteed_threshold
 from bcc.deploy.int8 import dataset_images
@@ -47,7 +48,6 @@ from bcc.deploy.onnx_export import (
     closed_form,
     dataset_root_of,
     maps_metadata,
-    training_data_hash,
 )
 from bcc.deploy.onnx_model import (
     FOLDS_NAME,
@@ -164,7 +164,7 @@ def export_ensemble(checkpoints: Sequence[str | Path], output: str | Path | None
         "normalisation": {"mean": nets[0].mean.flatten().tolist(), "std": nets[0].std.flatten().tolist(),
                           "applied": "inside the model"},
         "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": _median_thresholds(checkpoints),
-        "training_data_hash": training_data_hash(root, allow_outside) if root else "unknown",
+        "training_data_hash": dataset_hash(root, allow_outside) if root else "unknown",
         "training_data": str(root.resolve()) if root else "unknown",
         "source_checkpoint": str(checkpoints[0].resolve()), "quantization": "none (fp32)", "opset": str(OPSET),
         "stage": ",".join(sorted({_stage(c) for c in checkpoints})),
@@ -247,7 +247,7 @@ def attach_guarantee(model: str | Path, data: str | Path, y: np.ndarray, epsilon
     th = json.loads(meta.get("thresholds") or "{}")
     th.update(bcc=g.threshold, source=f"bcc.export guarantee on {data}")
     meta.update(thresholds=th, guarantee={**g.as_dict(), "data": str(data.resolve()),
-                                          "data_hash": training_data_hash(data, allow_outside),
+                                          "data_hash": dataset_hash(data, allow_outside),
                                           "statement": g.statement()})
     m = onnx.load(str(model))
     set_metadata(m, meta)

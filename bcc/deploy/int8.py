@@ -31,7 +31,8 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader
 from scipy.special import expit
 
-from bcc.core.errors import BadInput
+from bcc.core.errors import BadInput, UsageError
+from bcc.core.io import clear_stale, temp_prefix
 from bcc.core.patterns import CODES
 from bcc.data.cache import decoded_images
 from bcc.data.contract import load_image_table
@@ -39,7 +40,15 @@ from bcc.data.images import Preprocess, to_input
 from bcc.data.synthetic import render
 from bcc.data.table import aspects, read_table
 from bcc.deploy.onnx_export import ExportError, dataset_root_of, test_fold_of
-from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, ort_logits, ort_session, read_metadata, set_metadata
+from bcc.deploy.onnx_model import (
+    INPUT_NAME,
+    MAPS_NAME,
+    correlation_words,
+    ort_logits,
+    ort_session,
+    read_metadata,
+    set_metadata,
+)
 from bcc.explanation.gradcam import postprocess
 
 
@@ -146,10 +155,11 @@ def compare_maps(fp32: str | Path, int8: str | Path, images: np.ndarray, batch_s
         a, b = a - a.mean(dim=2, keepdim=True), b - b.mean(dim=2, keepdim=True)
         corr.append(((a * b).sum(2) / (a.norm(dim=2) * b.norm(dim=2))).flatten())
     r = torch.cat(corr).numpy()
-    r = r[np.isfinite(r)]
+    r = r[np.isfinite(r)]  # a blank map has no correlation; with none left there is none to state (null, not NaN)
     return {"images": len(images), "maps": len(images) * 8, "mean_abs_diff": float(torch.cat(diffs).mean()),
-            "max_abs_diff": worst, "median_correlation": float(np.median(r)) if len(r) else float("nan"),
-            "min_correlation": float(r.min()) if len(r) else float("nan"), "blank_in_one_only": one_blank}
+            "max_abs_diff": worst, "median_correlation": float(np.median(r)) if len(r) else None,
+            "min_correlation": float(r.min()) if len(r) else None, "blank_in_one_only": one_blank}
+
 
 
 def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibration: np.ndarray | None = None,
@@ -175,7 +185,8 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
         calibration = synthetic_calibration_images(n_calibration, size)
     t0 = time.perf_counter()
     pre = output.with_name(f".{output.stem}.pre.onnx")
-    tmp = output.with_name(f".{output.name}.tmp")
+    clear_stale(output.parent, output.name)
+    tmp = output.with_name(f"{temp_prefix(output.name)}.onnx")
     result = None
     try:
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
@@ -211,14 +222,29 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
         if "int8_vs_fp32" in maps:
             m = maps["int8_vs_fp32"]
             print(f"[bcc.export] int8 Grad-CAM maps against fp32 on {m['data']}: mean |Δ| {m['mean_abs_diff']:.3f}, "
-                  f"max |Δ| {m['max_abs_diff']:.3f} (maps in [0, 1] at the input size); correlation median "
-                  f"{m['median_correlation']:.3f}, lowest {m['min_correlation']:.3f}; {m['blank_in_one_only']} of "
-                  f"{m['maps']} maps blank in one model only")
+                  f"max |Δ| {m['max_abs_diff']:.3f} (maps in [0, 1] at the input size); {correlation_words(m)}; "
+                  f"{m['blank_in_one_only']} of {m['maps']} maps blank in one model only")
         if result is not None:
             print(f"[bcc.export] int8 check on {check.where}: BCC accuracy fp32 {result['accuracy_fp32']:.3f}, "
                   f"int8 {result['accuracy_int8']:.3f} ({100 * result['delta']:+.1f} points, allowed "
                   f"±{100 * check.max_drop:g}); decisions agree on {result['decisions_agree']}/{result['n']}")
     return output
+
+
+def check_source(a: dict) -> tuple[Path | None, int | None]:
+    """The dataset and test fold the int8 model is checked on: the options, else the checkpoint's own job."""
+    root = a["check_data"] or a["data_root"] or dataset_root_of(a["checkpoint"])
+    fold = a["check_fold"] if a["check_fold"] is not None else test_fold_of(a["checkpoint"])
+    return root, fold
+
+
+def require_check(a: dict) -> None:
+    """Before anything is written: an int8 model is kept unchecked only when asked (``force=true``)."""
+    root, fold = check_source(a)
+    if (root is None or fold is None) and not a["force"]:
+        raise UsageError(f"quantize=int8: no dataset and test fold to check the int8 model's accuracy on "
+                         f"({a['checkpoint']} has no training job config beside it naming them); pass "
+                         f"check_data=<dataset dir> check_fold=<k>, or force=true to keep an unchecked int8 model")
 
 
 def int8_inputs(a: dict, fp32: Path) -> tuple[np.ndarray | None, str, AccuracyCheck | None]:
@@ -227,8 +253,7 @@ def int8_inputs(a: dict, fp32: Path) -> tuple[np.ndarray | None, str, AccuracyCh
     fold checks)."""
     meta = read_metadata(fp32)
     size = model_preprocess(meta)
-    root = a["check_data"] or a["data_root"] or dataset_root_of(a["checkpoint"])
-    fold = a["check_fold"] if a["check_fold"] is not None else test_fold_of(a["checkpoint"])
+    root, fold = check_source(a)
     calib, source = None, ""
     if a["calibration"]:
         calib = dataset_images(a["calibration"], size, n=int(a["n_calibration"]), allow_outside=a["allow_outside"])

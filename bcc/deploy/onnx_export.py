@@ -36,23 +36,24 @@ Writes are atomic (a temporary file renamed into place only after the checks pas
 """
 from __future__ import annotations
 
-import hashlib
+import os
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from timm.layers import LayerNorm2d
 from torch import nn
 
+from bcc.core.errors import UsageError
+from bcc.core.io import clear_stale, temp_prefix
 from bcc.core.layout import read_job_config
 from bcc.core.patterns import CODES, OUTPUTS
-from bcc.data.contract import inside, load_image_table
-from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, set_metadata
+from bcc.data.contract import dataset_hash, load_image_table
+from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, read_metadata, set_metadata
 from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
 from bcc.explanation.gradcam import logits_from_pooled, raw_cams, target
@@ -60,7 +61,6 @@ from bcc.models.checkpoint import read_checkpoint
 from bcc.models.network import MultitaskNet, untrained_note
 
 OPSET = 17
-DATA_FILES = ("images.csv", "annotations.csv", "labels.csv", "splits.csv")
 
 
 class ExportError(RuntimeError):
@@ -98,6 +98,20 @@ def allow_outside_of(checkpoint: str | Path) -> bool:
         return False
 
 
+def check_output(path: Path) -> None:
+    """An existing file at an export's output is replaced only if it is a model ``bcc.export`` wrote (its
+    ``bcc.source_checkpoint`` metadata): never a file of the user's that happens to have that name."""
+    if not os.path.lexists(path):
+        return
+    try:
+        ours = path.is_file() and not path.is_symlink() and "source_checkpoint" in read_metadata(path)
+    except Exception:  # noqa: BLE001 — onnx raises its own types on a file that is no model
+        ours = False
+    if not ours:
+        raise UsageError(f"output={path} exists and is not a model bcc.export wrote; choose another output= "
+                         f"(an export replaces only its own earlier models)")
+
+
 def check_datasets(a: dict, int8: bool) -> None:
     """Before anything is written: every dataset ``bcc.export`` will read (the training set for the hash,
     with int8 the calibration and check sets) lists only paths its contract allows (``a["allow_outside"]``)."""
@@ -106,24 +120,6 @@ def check_datasets(a: dict, int8: bool) -> None:
     for root in sorted(str(r) for r in roots if r is not None):
         if (Path(root) / "images.csv").is_file():
             load_image_table(Path(root), check_files=False, allow_outside=a["allow_outside"])
-
-
-def training_data_hash(root: str | Path | None, allow_outside: bool = False) -> str:
-    """``sha256:<hex>`` over the dataset's CSV files and the bytes of every image images.csv lists (each inside
-    the dataset folder unless `allow_outside`, as in training)."""
-    if root is None or not (Path(root) / "images.csv").is_file():
-        return "unknown"
-    root = Path(root)
-    h = hashlib.sha256()
-    for name in DATA_FILES:
-        if (root / name).is_file():
-            h.update(name.encode() + b"\0" + (root / name).read_bytes())
-    base = root.resolve()
-    for rel in sorted(pd.read_csv(root / "images.csv", usecols=["image"])["image"].astype(str)):
-        p = inside(root, rel, f"{root / 'images.csv'}", allow_outside, base=base)
-        if p.is_file():
-            h.update(rel.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
-    return "sha256:" + h.hexdigest()
 
 
 # ---- the maps in the graph -------------------------------------------------------------------------------
@@ -206,7 +202,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
     form, why = closed_form(net)
     dummy = torch.rand(2, 3, size, size)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
+    clear_stale(output.parent, output.name)  # what a killed export left
+    tmp = output.with_name(f"{temp_prefix(output.name)}.onnx")
     hp = dict(read_checkpoint(checkpoint).get("hyper_parameters") or {})
     th = thresholds if thresholds is not None else load_thresholds(checkpoint).as_dict()
     root = Path(data_root) if data_root else dataset_root_of(checkpoint)
@@ -222,7 +219,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
         "normalisation": {"mean": net.mean.flatten().tolist(), "std": net.std.flatten().tolist(),
                           "applied": "inside the model"},
         "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": th,
-        "training_data_hash": training_data_hash(root, allow_outside), "training_data": str(root.resolve()) if root else "unknown",
+        "training_data_hash": dataset_hash(root, allow_outside), "training_data": str(root.resolve()) if root else "unknown",
         "source_checkpoint": str(checkpoint.resolve()), "stage": str(hp.get("stage", "")),
         "quantization": "none (fp32)", "opset": str(OPSET), "maps": maps_metadata(net, form, why, size),
     }

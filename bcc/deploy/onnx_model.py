@@ -54,3 +54,10 @@ def ort_logits(model: str | Path, images: np.ndarray, batch_size: int = 32, thre
         return np.zeros((0, len(OUTPUTS)), np.float32)
     return np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images[i:i + batch_size])})[0]
                            for i in range(0, len(images), batch_size)])
+
+
+def correlation_words(m: dict) -> str:
+    """How the int8 maps correlate with fp32's, in words ("none to compare" when every map is blank in one)."""
+    if m.get("median_correlation") is None:
+        return "correlation: no map both models draw to compare"
+    return f"correlation median {m['median_correlation']:.3f}, lowest {m['min_correlation']:.3f}"

@@ -10,6 +10,7 @@ inputs of the next, and this run would have to leave them out), and must not be 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,10 @@ def input_and_output(a: Mapping[str, Any]) -> tuple[Path, Path]:
     inp, out = Path(str(a["input"])), Path(str(a["output"]))
     if out.exists() and not out.is_dir():
         raise UsageError(f"output={shown(out)} is a file; output= is the folder the results go to")
+    above = next((p for p in Path(os.path.abspath(out)).parents if os.path.lexists(p)), None)
+    if above is not None and not above.is_dir():
+        raise UsageError(f"output={shown(out)} lies below {shown(above)}, which is a file, not a folder; choose an "
+                         f"output folder")
     if inp.is_dir():
         ri, ro = inp.resolve(), out.resolve()
         if ro == ri or ri in ro.parents:

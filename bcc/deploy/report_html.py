@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bcc.core.io import atomic_path
+from bcc.core.io import atomic_path, printable
 from bcc.core.patterns import CODES, NAMES, OUTPUTS
 from bcc.deploy.maps_js import SCRIPT, csp_hash, maps_attribute
 
@@ -84,7 +84,8 @@ def data_uri(rgb: np.ndarray, side: int, fmt: str = "JPEG", optimize: bool = Tru
 
 
 def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
+    """Text for the page: HTML-escaped, control and bidirectional characters shown escaped (``printable``)."""
+    return html.escape(printable(str(x)), quote=True)
 
 
 def _review_words(row: Mapping[str, Any]) -> str:

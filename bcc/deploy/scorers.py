@@ -23,8 +23,16 @@ from scipy.special import expit
 
 from bcc.core.errors import BadInput, UsageError
 from bcc.core.patterns import OUTPUTS
-from bcc.data.images import Preprocess
-from bcc.deploy.onnx_model import FOLDS_NAME, INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, read_metadata
+from bcc.data.images import IMAGE_SIZE, Preprocess
+from bcc.deploy.onnx_model import (
+    FOLDS_NAME,
+    INPUT_NAME,
+    MAPS_NAME,
+    OUTPUT_NAME,
+    correlation_words,
+    ort_session,
+    read_metadata,
+)
 from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import CheckpointError, load_network
 from bcc.models.network import MultitaskNet
@@ -124,7 +132,7 @@ class OnnxScorer:
             self.guarantee = json.loads(self.meta.get("guarantee") or "null")
         except ValueError as e:
             raise CheckpointError(f"{path}: its bcc.guarantee metadata is not valid JSON ({e})") from None
-        self.size = int(self.meta.get("input_size") or self.session.get_inputs()[0].shape[-1])
+        self.size = self._input_size(path)
         try:
             pre = json.loads(self.meta.get("preprocess") or "null") or {}
             trained = json.loads(self.meta.get("trained_outputs") or "null")
@@ -147,7 +155,25 @@ class OnnxScorer:
         vs = self.maps.get("int8_vs_fp32")
         if vs:
             self.maps_source += (f"; int8 maps against fp32 on {vs['data']}: mean |Δ| {vs['mean_abs_diff']:.3f}, "
-                                 f"correlation median {vs['median_correlation']:.3f}")
+                                 f"{correlation_words(vs)}")
+
+    def _input_size(self, path: str | Path) -> int:
+        """The input side S: the graph's fixed (N, 3, S, S) input and the metadata's ``input_size`` must agree
+        and lie in ``IMAGE_SIZE`` (a model fed at another size would score resized-away images)."""
+        shape = self.session.get_inputs()[0].shape
+        graph = [d for d in shape[-2:] if isinstance(d, int)]
+        said = self.meta.get("input_size")
+        try:
+            size = int(said) if said not in (None, "") else (graph[0] if graph else None)
+        except ValueError:
+            size = None
+        if size is None or not IMAGE_SIZE[0] <= size <= IMAGE_SIZE[1]:
+            raise CheckpointError(f"{path}: bcc.input_size={said!r} is not an input side in pixels "
+                                  f"({IMAGE_SIZE[0]}..{IMAGE_SIZE[1]}); re-export the model with python -m bcc.export")
+        if any(d != size for d in graph):
+            raise CheckpointError(f"{path}: the graph's input is {shape} but its bcc.input_size metadata says {size}; "
+                                  f"re-export the model with python -m bcc.export")
+        return size
 
     def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
         out = self.session.run([OUTPUT_NAME, MAPS_NAME] if maps else [OUTPUT_NAME],

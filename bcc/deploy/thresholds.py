@@ -37,7 +37,11 @@ class Thresholds:
             raise BadInput(f"{source}: unknown threshold key(s) {sorted(unknown)}")
         if d.get("bcc") is not None:
             self.bcc = _unit(d["bcc"], f"{source}: bcc")
-        for code, v in dict(d.get("patterns") or {}).items():
+        patterns = d.get("patterns") or {}
+        if not isinstance(patterns, Mapping):
+            raise BadInput(f"{source}: patterns = {patterns!r} is not an object of code → threshold, e.g. "
+                           f"{{\"PN\": 0.5, \"AT\": 0.4}}")
+        for code, v in patterns.items():
             if code not in CODES:
                 raise BadInput(f"{source}: unknown pattern code {code!r}; codes are {CODES}")
             self.patterns[code] = _unit(v, f"{source}: patterns.{code}")
@@ -55,6 +59,8 @@ class Thresholds:
 
 
 def _unit(v: Any, what: str) -> float:
+    if isinstance(v, bool):  # JSON true would pass float() as 1.0
+        raise BadInput(f"{what} = {str(v).lower()} is not a number")
     try:
         v = float(v)
     except (TypeError, ValueError):

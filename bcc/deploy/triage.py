@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bcc.core.io import atomic_path, csv_safe, write_csv, write_json
+from bcc.core.io import OutputSet, atomic_path, csv_safe, write_csv, write_json
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
 from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
 from bcc.deploy.options import flag, input_and_output, positive, whole
@@ -53,6 +53,7 @@ from bcc.deploy.thresholds import Thresholds, load_thresholds
 from bcc.explanation.batch import input_name, list_inputs, read_input, shown
 
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
+SHRINK_WARNING = 8   # an image this many times larger than the model's input is said to lose its fine detail
 MAPS, RUN = "maps.npy", "run.json"
 VERDICTS = {1: "BCC", 0: "non-BCC"}
 RULE_UNAVAILABLE = "n/a (no BCC pattern trained)"
@@ -62,6 +63,10 @@ def read_lesion(path: Path, preprocess: Preprocess, max_megapixels: float) -> tu
     """``(network input, RGB for the report (≤ DISPLAY_SIDE), note)``; raises UnreadableImage."""
     rgb, note = read_input(path, max_megapixels)
     x = to_input(rgb, preprocess).numpy()
+    size = preprocess.size
+    if max(rgb.shape[:2]) >= SHRINK_WARNING * size:
+        note += (f"; {rgb.shape[1]}x{rgb.shape[0]} scored at the model's {size}x{size} px input "
+                 f"({max(rgb.shape[:2]) / size:.0f}x smaller: finer detail is lost)")
     small = shrink(rgb, DISPLAY_SIDE)
     if small is not rgb:
         note += f"; {rgb.shape[1]}x{rgb.shape[0]} reduced to {small.shape[1]}x{small.shape[0]} for the report"
@@ -241,7 +246,8 @@ def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
     (``triage.csv`` holds it with formula-leading text cells neutralised)."""
     opts = {"batch_size": whole(a, "batch_size"), "threads": whole(a, "threads"),
             "max_megapixels": positive(a, "max_megapixels"), "explain": flag(a, "explain"),
-            "report": flag(a, "report"), "progress": flag(a, "progress", nullable=True)}
+            "report": flag(a, "report"), "progress": flag(a, "progress", nullable=True),
+            "overwrite": flag(a, "overwrite")}
     return _run({**a, **opts}, log)
 
 
@@ -249,6 +255,8 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
     t0 = time.perf_counter()
     inp, out = input_and_output(a)
     root, files = list_inputs(inp)
+    outputs = OutputSet(out, "bcc.predict", ["triage.csv", MAPS, RUN, *(["report.html"] if a["report"] else [])],
+                        a["overwrite"])
     scorer = make_scorer(a["checkpoint"], a["threads"])
     pats = {c: a["pattern_threshold"] for c in CODES} if a["pattern_threshold"] is not None else {}
     pats.update({c: v for c, v in dict(a["pattern_thresholds"] or {}).items() if v is not None})
@@ -264,12 +272,18 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
     table, lesions = triage(files, root, scorer, th, ex, a["batch_size"], a["max_megapixels"], log,
                             render=a["report"], progress=a["progress"])
     seconds = time.perf_counter() - t0
+    shrunk = int(table["note"].str.contains("scored at the model's", regex=False).sum())
+    if shrunk:
+        log(f"[bcc.predict] warning: {shrunk} image(s) are {SHRINK_WARNING}x or more larger than the model's "
+            f"{scorer.preprocess.size} px input (what it was trained at): their fine detail is lost (note in "
+            f"triage.csv)")
     untrained = [o for o, t in zip(OUTPUTS, scorer.trained, strict=True) if not t]
     info = {"model": scorer.describe, "input": shown(inp), "input_path": os.fsdecode(inp.resolve()),
             "thresholds": th.as_dict(), "explanations": explain_note, "seconds": seconds,
             "input_size": scorer.preprocess.size, "preprocess": scorer.preprocess.as_dict(), "not_trained": untrained,
             "guarantee": guarantee_status(scorer.guarantee, th)}
-    write_worklist(out, table, lesions, info, report=a["report"])
+    with outputs.staging() as staged:
+        write_worklist(staged, table, lesions, info, report=a["report"])
     ok = table["status"].eq("ok")
     log(f"[bcc.predict] {int(ok.sum())} scored, {int((~ok).sum())} skipped (reasons in triage.csv), "
         f"{int((table['diagnosis_verdict'] == 'BCC').sum())} likely BCC, {int(table['review'].eq(1).sum())} "

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from bcc.core.io import write_csv, write_json
+from bcc.core.config import Range
+from bcc.core.io import staged_folder, write_csv, write_json
 from bcc.core.layout import BEST, THRESHOLDS
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.contract import LESION, load_dataset
@@ -37,6 +38,7 @@ from bcc.evaluation.runs import (
     MissingRunsError,
     Run,
     check_complete,
+    check_same_training,
     describe_missing,
     discover,
     folds_expected,
@@ -46,6 +48,24 @@ from bcc.evaluation.runs import (
 from bcc.evaluation.seeds import seed_spread
 from bcc.evaluation.sources import source_report
 from bcc.evaluation.within_bcc import within_bcc_auroc
+
+#: every numeric option of ``conf/eval.yaml`` and what it accepts (checked before anything is read or written)
+RANGES = {
+    "eval.stage": Range(int, 0, 3, why="the training stages are 0, 1, 2 and 3"),
+    "eval.thresholds": Range(float, 0, 1, words=("val",)),
+    "eval.k": Range(int, 1, 100, nullable=True),
+    "eval.target_sensitivity": Range(float, 0, 1, low_open=True),
+    "eval.ece_bins": Range(int, 1, 1000),
+    "eval.linear_probe_c": Range(float, 0, 1e6, low_open=True),
+    "eval.bench_batch": Range(int, 1, 4096),
+    "eval.bench_repeats": Range(int, 1, 1000),
+    "eval.mask_figures": Range(int, 0, 100),
+    "eval.table4_threshold": Range(float, 0, 1),
+    "eval.table4_centre_sigma": Range(float, 0, 10, low_open=True),
+    "eval.table4_seed": Range(int, 0, 2**32 - 1),
+    "eval.table4_road_images": Range(int, 0, 100_000),
+    "eval.table4_max_side": Range(int, 16, 100_000, nullable=True),
+}
 
 
 # ---- per backbone -------------------------------------------------------------------------------------
@@ -273,25 +293,35 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
     if not complete:
         raise MissingRunsError("no backbone has all its folds at stage "
                                f"{stage}:\n" + "\n".join(x for v in ev.missing.values() for x in v))
-    figures = report_dir / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    ev.results = [evaluate_backbone(runs, b, cfg, figures) for b in complete]
+    ev.mixed = check_same_training(runs, stage, complete, bool(cfg.eval.allow_mixed))
+    with staged_folder(report_dir, "bcc.evaluate", "report_dir=") as staged:  # an interrupted run leaves the old one
+        ev.report_dir = staged
+        figures = staged / "figures"
+        figures.mkdir(parents=True, exist_ok=True)
+        ev.results = [evaluate_backbone(runs, b, cfg, figures) for b in complete]
+        ev.table5 = table5(ev.results, cfg)
+        ev.stages = stages_table(runs, experiment, k, out)
+        if cfg.get("external") is not None:
+            preds = load_predictions(runs, ev.results[0].backbone, stage)
+            ev.ensemble = ensemble_summary(preds)
+            write_csv(fold_ensemble(preds), staged / "ensemble_predictions.csv")
+        ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
+        table4(ev, runs, cfg)
+        real_data_checks(ev, runs, cfg)
+        tables = write_tables(ev)
+        write_report(ev)
+        if cfg.wandb.enabled:
+            log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))
+    ev.report_dir = report_dir
+
+    def moved(p: Path | None) -> Path | None:
+        return None if p is None else report_dir / Path(p).relative_to(staged)
+
     for r in ev.results:
+        r.figures = {k: moved(p) for k, p in r.figures.items()}
         write_model_thresholds(runs, r, stage)
-    ev.table5 = table5(ev.results, cfg)
-    ev.stages = stages_table(runs, experiment, k, out)
-    if cfg.get("external") is not None:
-        r = ev.results[0]
-        preds = load_predictions(runs, r.backbone, stage)
-        ev.ensemble = ensemble_summary(preds)
-        write_csv(fold_ensemble(preds), report_dir / "ensemble_predictions.csv")
-    ev.dataset = summarise_dataset(cfg.eval.dataset or ev.results[0].facts.get("dataset"))
-    table4(ev, runs, cfg)
-    real_data_checks(ev, runs, cfg)
-    tables = write_tables(ev)
-    write_report(ev)
-    if cfg.wandb.enabled:
-        log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))
+    ev.table4_figures = [moved(p) for p in ev.table4_figures]
+    ev.lesion_focus_figure = moved(ev.lesion_focus_figure)
     return ev
 
 

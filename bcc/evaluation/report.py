@@ -17,7 +17,7 @@ from bcc.core.io import write_text
 from bcc.evaluation.agreement import DatasetSummary, format_dataset
 from bcc.evaluation.clinical_metrics import format_table3
 from bcc.evaluation.localisation.table4 import FILES, REPORT_COLUMNS, read_tables
-from bcc.evaluation.markdown import markdown_table
+from bcc.evaluation.markdown import markdown_table, markdown_text
 from bcc.evaluation.sources import SourceReport
 
 
@@ -48,6 +48,7 @@ class Evaluation:
     command: str
     results: list[BackboneResult] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)   # backbone → lines (incomplete ones)
+    mixed: list[str] = field(default_factory=list)   # how the averaged runs' training differs (eval.allow_mixed)
     stages: pd.DataFrame | None = None
     table5: pd.DataFrame | None = None
     table4: pd.DataFrame | None = None
@@ -102,6 +103,10 @@ def _header(ev: Evaluation) -> list[str]:
               f"- **Thresholds**: {_threshold_words(ev)}.",
               ("- Metrics are computed per test fold and summarised as mean (σ² = sample variance over folds), "
               "as in the paper's Table 3.")]
+    if ev.mixed:
+        lines += ["", "## Runs trained differently", "",
+                  ("**The runs averaged below were not trained alike** (reported with `eval.allow_mixed=true`); the "
+                   "dataset and input size above are the first run's:"), "", *[f"- {markdown_text(x)}" for x in ev.mixed]]
     if ev.missing:
         lines += ["", "## Missing runs", "",
                   ("These backbones are **not** in the tables below: some folds are missing and results are never "

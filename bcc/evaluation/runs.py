@@ -20,6 +20,7 @@ from bcc.core.layout import CALIBRATION, METRICS, PREDICTIONS, read_job_config
 from bcc.core.machine import describe
 from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import read_predictions
+from bcc.training import jobs
 
 _JOB = re.compile(r"^fold(\d+)/stage(\d+)$")
 
@@ -38,6 +39,7 @@ class Run:
     path: Path
     config: dict = field(default_factory=dict, repr=False)
     metrics: dict = field(default_factory=dict, repr=False)
+    stale: str | None = None  # why the job no longer holds (``bcc.training.jobs.stale``)
 
     @property
     def predictions(self) -> Path:
@@ -45,7 +47,24 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self.predictions.is_file()
+        """``metrics.json`` (written last) marks a finished job; a stale one counts as not done."""
+        return self.predictions.is_file() and bool(self.metrics) and self.stale is None
+
+    def problem(self) -> str:
+        """What keeps an unfinished job from being evaluated."""
+        if self.stale:
+            return f"stale: {self.stale}"
+        if not self.predictions.is_file():
+            return f"{self.path} has no {PREDICTIONS} (unfinished or failed job)"
+        lock = jobs.holder(self.path)
+        return (f"{self.path} has no {METRICS} (unfinished: the job did not end"
+                + (f"; {jobs.describe(lock)}" if lock else "") + ")")
+
+    def trained_on(self) -> dict:
+        """What the job trained on: its record (``metrics.json`` ``trained_on``), else what its config says."""
+        rec = dict(self.metrics.get("trained_on") or {})
+        rec.setdefault("image_size", self.metrics.get("image_size") or self.config.get("data", {}).get("image_size"))
+        return rec
 
     @property
     def calibrated(self) -> bool:
@@ -74,7 +93,8 @@ def discover(output_dir: str | Path) -> list[Run]:
             continue
         metrics_path = job / METRICS
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        runs.append(Run(job.parent.parent.name, int(m.group(1)), int(m.group(2)), job, read_config(job), metrics))
+        runs.append(Run(job.parent.parent.name, int(m.group(1)), int(m.group(2)), job, read_config(job), metrics,
+                        jobs.stale(job, metrics) if metrics else None))
     return sorted(runs, key=lambda r: (r.backbone, r.stage, r.fold))
 
 
@@ -121,7 +141,7 @@ def describe_missing(runs: list[Run], experiment: str | None, backbone: str, sta
     by_key = {(r.fold, r.stage): r for r in runs if r.backbone == backbone}
     for fold, stages in missing_jobs(runs, backbone, stage, k).items():
         job = by_key.get((fold, stage))
-        what = (f"{job.path} has no {PREDICTIONS} (unfinished or failed job)" if job is not None
+        what = (job.problem() if job is not None
                 else f"{output_dir / backbone / f'fold{fold}' / f'stage{stage}'} does not exist")
         lines.append(f"{backbone} fold {fold} stage {stage}: {what} → "
                      f"`{train_command(experiment, backbone, fold, stages)}`")
@@ -137,6 +157,49 @@ def check_complete(runs: list[Run], experiment: str | None, backbone: str, stage
             f"never averaged over fewer folds. Produce them with:\n  " + "\n  ".join(lines) +
             "\n(or evaluate what exists with eval.allow_incomplete=true, which reports the backbone as "
             "incomplete instead of averaging)")
+
+
+#: what every averaged run must share: (key of ``Run.trained_on()``, its name in messages)
+SAME_WITHIN_BACKBONE = (("dataset_hash", "dataset content"), ("image_size", "input size"), ("k", "number of folds"),
+                        ("split_seed", "split seed"))
+SAME_ACROSS_BACKBONES = (("dataset_hash", "dataset content"),)
+
+
+class MixedRunsError(BadInput):
+    """Runs to be averaged were trained on different data or input sizes; the message names the difference."""
+
+
+def mixed(runs: list[Run], keys: tuple[tuple[str, str], ...]) -> list[str]:
+    """One line per recorded fact the runs disagree on: which run has which value ([] when they agree)."""
+    lines = []
+    for key, name in keys:
+        values: dict[str, dict[str, list[str]]] = {}
+        for r in runs:
+            v = r.trained_on().get(key)
+            if v is not None:
+                values.setdefault(str(v), {}).setdefault(r.backbone, []).append(str(r.fold))
+        if len(values) > 1:
+            said = ["; ".join(f"{b} fold{'s' if len(f) > 1 else ''} {', '.join(f)}" for b, f in who.items()) + f": {v}"
+                    for v, who in values.items()]
+            lines.append(f"{name} ({key}) differs: " + " | ".join(said))
+    return lines
+
+
+def check_same_training(runs: list[Run], stage: int, backbones: list[str], allow: bool) -> list[str]:
+    """Refuse to average runs that were trained on different data (content hash, folds) or at
+    different input sizes (within a backbone; across backbones the data must agree); with `allow` the
+    differences are returned for the report to state instead."""
+    chosen = [r for r in runs if r.stage == stage and r.finished and r.backbone in backbones]
+    lines = [f"{b}: {line}" for b in backbones
+             for line in mixed([r for r in chosen if r.backbone == b], SAME_WITHIN_BACKBONE)]
+    if not lines:
+        lines = mixed(chosen, SAME_ACROSS_BACKBONES)
+    if lines and not allow:
+        raise MixedRunsError(f"stage {stage}: the runs to average were not trained alike —\n  " + "\n  ".join(lines)
+                             + "\nRetrain the odd ones so that every fold sees the same data and input size, evaluate "
+                               "each training in its own output_dir, or pass eval.allow_mixed=true to report them "
+                               "with the differences stated")
+    return lines
 
 
 def load_predictions(runs: list[Run], backbone: str, stage: int) -> pd.DataFrame:

@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 from bcc.core.errors import BadInput
-from bcc.core.io import atomic_path, csv_safe, write_csv
+from bcc.core.io import BIDI_CONTROLS, atomic_path, csv_safe, printable, write_csv
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import Preprocess, UnreadableImage, read_rgb, to_input
 from bcc.explanation.gradcam import maps_on_picture
@@ -49,16 +49,16 @@ from bcc.explanation.render import overlay
 MAX_NAME_BYTES = 200
 #: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
 _PERCENT_ENCODED = set('%/\\<>:"|?*')
-ESCAPED = "file name shown escaped (bytes that are not UTF-8 as \\xNN, control characters as \\t \\n \\r \\xNN)"
+ESCAPED = ("file name shown escaped (bytes that are not UTF-8 as \\xNN, control characters as \\t \\n \\r \\xNN, "
+           "bidirectional controls as \\uNNNN)")
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------
 def shown(path: str | Path) -> str:
     """A path as printable text: bytes that are not UTF-8 (surrogate escapes in Python) as ``\\xNN``,
     control characters as ``\\t``, ``\\n``, ``\\r``, ``\\xNN`` (a raw carriage return would also end a
-    CSV row for most readers)."""
-    text = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
-    return "".join(ch.encode("unicode_escape").decode() if ord(ch) < 0x20 or ord(ch) == 0x7F else ch for ch in text)
+    CSV row for most readers), bidirectional controls as ``\\u202e`` … (``core.io.printable``)."""
+    return printable(os.fsencode(str(path)).decode("utf-8", "backslashreplace"))
 
 
 def list_inputs(path: str | Path) -> tuple[Path, list[Path]]:
@@ -93,7 +93,7 @@ def output_name(path: Path, root: Path) -> str:
         code = ord(ch)
         if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as Python's surrogate escape holds it
             out.append(f"%{code - 0xDC00:02X}")
-        elif ch in _PERCENT_ENCODED or code < 0x20 or code == 0x7F:
+        elif ch in _PERCENT_ENCODED or code < 0x20 or code == 0x7F or ch in BIDI_CONTROLS:
             out.append(f"%{code:02X}")
         else:
             out.append(ch)
@@ -102,6 +102,13 @@ def output_name(path: Path, root: Path) -> str:
         digest = hashlib.sha1(os.fsencode(rel)).hexdigest()[:12]
         name = name.encode()[:MAX_NAME_BYTES - 13].decode("utf-8", "ignore") + "~" + digest
     return name
+
+
+def output_names(files: Sequence[Path], root: Path, save_raw: bool) -> list[str]:
+    """Every file :func:`explain_files` may write for `files` (checked against ``output=`` before any work)."""
+    stems = [output_name(p, root) for p in files]
+    return ["explanations.csv", *(f"{s}_{o}.png" for s in stems for o in OUTPUTS),
+            *((f"{s}_maps.npy" for s in stems) if save_raw else ())]
 
 
 def not_a_file(path: Path) -> str | None:

@@ -92,6 +92,19 @@ def spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
+def check_timm_name(name: str, timm_name: str | None, where: str = "backbone.timm_name") -> str:
+    """`timm_name` (default: the registry's for backbone `name`) when it is an architecture timm itself defines.
+
+    A name timm resolves elsewhere (``hf-hub:someone/model``, ``timm/...``) would have timm fetch code and
+    weights from the Hugging Face Hub: a checkpoint or config naming one is refused before anything is built."""
+    spec(name)
+    timm_name = timm_name or BACKBONES[name].timm_name
+    if ":" in timm_name or "/" in timm_name or not timm.is_model(timm_name):
+        raise BadInput(f"{where}={timm_name!r}: not an architecture timm defines (backbone {name!r} is "
+                       f"{BACKBONES[name].timm_name}); names that timm fetches from a hub are refused, never fetched")
+    return timm_name
+
+
 def last_blocks(name: str, backbone: nn.Module) -> list[nn.Module]:
     """The modules stage 2 unfreezes for backbone `name` (see the module docstring)."""
     return spec(name).last_blocks(backbone)
@@ -140,7 +153,7 @@ def create_backbone(name: str, timm_name: str | None = None, pretrained: bool = 
     reachable, else raises BackboneWeightsError at once.
     """
     s = spec(name)
-    timm_name = timm_name or s.timm_name
+    timm_name = check_timm_name(name, timm_name)
     kwargs: dict = {"num_classes": 0}
     if s.sized and image_size:
         kwargs["img_size"] = int(image_size)

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from bcc.core.errors import BadInput
-from bcc.data.images import Preprocess
+from bcc.data.images import IMAGE_SIZE, Preprocess
+from bcc.models.backbones import check_timm_name
 from bcc.models.network import MultitaskNet
 from bcc.models.serialization import CheckpointError, UnsafeCheckpointError, safe_load
 
@@ -43,6 +44,14 @@ def network_spec(path: str | Path, ckpt: Mapping[str, Any]) -> dict[str, Any]:
     if "backbone" not in spec:
         raise CheckpointError(f"{path}: hyper_parameters.network.backbone missing; cannot tell which "
                               f"architecture to build (expected a checkpoint written by bcc.train)")
+    try:
+        check_timm_name(str(spec["backbone"]), spec.get("timm_name"), "network.timm_name")
+    except BadInput as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    size = spec.get("image_size")
+    if isinstance(size, (int, float)) and not isinstance(size, bool) and not IMAGE_SIZE[0] <= size <= IMAGE_SIZE[1]:
+        raise CheckpointError(f"{path}: network.image_size={size!r} is not an input side in pixels "
+                              f"({IMAGE_SIZE[0]}..{IMAGE_SIZE[1]}); not a checkpoint as bcc.train writes it")
     return spec
 
 

@@ -10,11 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from bcc.core.config import CONF_DIR, check_keys, check_targets, normalize_overrides, override_key
+from bcc.core.config import (
+    CONF_DIR,
+    Range,
+    check_keys,
+    check_ranges,
+    check_targets,
+    normalize_overrides,
+    override_key,
+)
 from bcc.core.errors import UsageError
 from bcc.core.patterns import OUTPUTS
+from bcc.data.images import IMAGE_SIZE
+from bcc.models.backbones import check_timm_name
 from bcc.models.metrics import METRICS, RULE
 
 Composer = Callable[[list[str]], DictConfig]
@@ -27,6 +37,38 @@ STAGE = ("name", "trainable", "lr", "last_blocks_lr_scale", "batch_size", "max_e
 BACKBONE = ("name", "timm_name", "pretrained", "weights", "gradcam_layer")
 PATHS = ("data_dir", "output_dir", "job_dir")
 EXTERNAL = ("source", "stage", "batch_size")
+#: every numeric option of a training job and what it accepts (checked with the keys, before a job folder exists)
+RANGES = {
+    "seed": Range(int, 0, 2**32 - 1, why="numpy's seed range"),
+    "stage.lr": Range(float, 0, 1, low_open=True),
+    "stage.last_blocks_lr_scale": Range(float, 0, 1000, low_open=True),
+    "stage.batch_size": Range(int, 1, 65536),
+    "stage.max_epochs": Range(int, 1, 100_000),
+    "stage.gamma": Range(float, 0, 10),
+    "stage.warmup_steps": Range(int, 0, 10_000_000),
+    "data.k": Range(int, 2, 100, why="k-fold cross-validation needs 2 folds or more"),
+    "data.split_seed": Range(int, 0, 2**32 - 1),
+    "data.image_size": Range(int, *IMAGE_SIZE, why="the network's input side in pixels"),
+    "data.eval_batch_size": Range(int, 1, 65536, nullable=True),
+    "data.val_fraction": Range(float, 0, 0.9, low_open=True,
+                               why="the validation slice selects the checkpoint; it cannot be empty"),
+    "data.num_workers": Range(int, 0, 256),
+    "model.net.dropout": Range(float, 0, 1, high_open=True),
+    "model.bn_recalibration_batches": Range(int, 0, 100_000),
+    "stage.loss_weights.diagnosis": Range(float, 0, 1000),
+    "stage.loss_weights.negative": Range(float, 0, 1000),
+    "stage.loss_weights.patterns": Range(float, 0, 1000),
+    "data.augment.rotate": Range(float, 0, 180, why="degrees"),
+    **{f"data.augment.{p}": Range(float, 0, 1, why="a probability") for p in
+       ("rotate_p", "perspective_p", "blur_p", "hflip", "vflip", "jitter_p")},
+    "data.augment.jitter": Range(float, 0, 1),
+    "data.augment.hue": Range(float, 0, 0.5),
+    "trainer.check_val_every_n_epoch": Range(int, 1, 100_000),
+    "trainer.log_every_n_steps": Range(int, 1, 1_000_000),
+    "trainer.gradient_clip_val": Range(float, 0, 1e6, low_open=True, nullable=True),
+    "external.stage": Range(int, 0, 3),
+    "external.batch_size": Range(int, 1, 65536),
+}
 #: what the protocol itself passes to each instantiated node (never set in the yaml)
 GIVEN = {"model": ("net", "loss", "optimizer"), "trainer": ("callbacks", "logger"), "logger": ("config",)}
 
@@ -42,6 +84,10 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.data.get("root") in (None, ""):
         raise UsageError("data.root is not set: point it at your dataset directory (`data=csv data.root=/path`, "
                          "docs/dataset.md)")
+    chain = str(cfg.stage.name) == "all"  # its stage keys are null: each stage of the chain is checked with its own
+    check_ranges(cfg, {k: r for k, r in RANGES.items()
+                       if not (chain and k.startswith("stage.") and OmegaConf.select(cfg, k) is None)})
+    check_timm_name(str(cfg.backbone.name), cfg.backbone.get("timm_name"))
     check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
     _check_devices(cfg.trainer)
     fold, k = cfg.fold, cfg.data.k

@@ -31,6 +31,15 @@ def processes(trainer: DictConfig) -> int:
     return torch.cuda.device_count() if trainer.get("accelerator") in ("gpu", "cuda") else os.cpu_count() or 1
 
 
+def barrier() -> None:
+    """Wait for every DDP process (a no-op in a single process). A chained job (stage 1 training a missing
+    stage 0 first, ``stage=all``) calls it after each stage: only rank 0 writes a stage's ``metrics.json`` and
+    releases its lock, after the others have finished testing, and a rank checking the next stage's
+    predecessor before that would find it "unfinished" and leave the others waiting on a dead peer."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def launched_externally() -> bool:
     """torchrun or SLURM (one task per device) already started every DDP process."""
     return "LOCAL_RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1

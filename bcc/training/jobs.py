@@ -11,6 +11,7 @@ so a lock left by a killed job is stale, detected and named, never a deadlock.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -76,3 +77,42 @@ def locked(job: Path, command: str = "") -> Iterator[dict]:
 def finished(job: Path) -> None:
     """Mark `job` finished: its lock record goes (metrics.json, written before, says it is complete)."""
     (job / LOCK).unlink(missing_ok=True)
+
+
+# ---- what a job was trained on, and when that no longer holds -------------------------------------------
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def predecessor(job: Path) -> Path | None:
+    """``fold<k>/stage<s-1>/best.ckpt`` beside a stage-s job folder (None for stage 0)."""
+    s = int(job.name.removeprefix("stage"))
+    return job.parent / f"stage{s - 1}" / BEST if s > 0 else None
+
+
+def stale(job: Path, metrics: dict) -> str | None:
+    """Why a finished job no longer holds, or None: its predecessor's ``best.ckpt`` is not the one it was
+    trained from (``metrics.json`` ``trained_on.start_sha256``), e.g. stage 2 retrained with another seed
+    under a stage 3 trained from the old stage 2. A job that records no start, or whose predecessor folder is
+    gone, cannot be judged and is taken as it is."""
+    recorded = (metrics.get("trained_on") or {}).get("start_sha256")
+    prev = predecessor(job)
+    if not recorded or prev is None or not prev.is_file():
+        return None
+    if file_sha256(prev) != recorded:
+        return (f"{job} was trained from an earlier {prev.parent.name} ({prev} has changed since: "
+                f"retrained); train {job.name} again")
+    return None
+
+
+def trained_on(backbone: str, fold: int, stage: int, start: Path | None, **facts) -> dict:
+    """The record of what a job trains on: `facts` (dataset and its hash, input size, folds) with its fold,
+    stage, backbone and the hash of the checkpoint it starts from. Stored in ``metrics.json`` and in the
+    checkpoints (``hyper_parameters.trained_on``), compared by evaluation and by ``ckpt_path=``."""
+    return {"fold": int(fold), "stage": int(stage), "backbone": backbone, **facts,
+            "start": None if start is None else f"{Path(start).parent.name}/{Path(start).name}",
+            "start_sha256": None if start is None else file_sha256(start)}

@@ -23,6 +23,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from bcc.core.config import normalize_overrides, with_override
 from bcc.core.errors import Interrupted, UsageError
@@ -36,11 +37,13 @@ from bcc.core.layout import (
     METRICS,
     PREDICTIONS,
     VAL_PREDICTIONS,
+    read_job_config,
     stage_dir,
 )
 from bcc.core.machine import machine
 from bcc.core.patterns import HEADS, OUTPUTS
 from bcc.core.predictions import read_predictions, write_predictions
+from bcc.data.contract import dataset_hash
 from bcc.models.calibration import fit_calibration
 from bcc.models.checkpoint import load_weights, read_checkpoint
 from bcc.models.losses import resolve_alpha
@@ -90,16 +93,42 @@ def starting_module(cfg: DictConfig, dm: BCCDataModule, start: Path | None, back
     return model
 
 
-def _resume_path(ckpt_path, job: Path, required: bool) -> str | None:
+def _resume_path(ckpt_path, job: Path, required: bool, record: dict) -> str | None:
     if not ckpt_path:
         return None
     path = job / LAST if str(ckpt_path) == "last" else Path(ckpt_path)
     if path.is_file():
-        read_checkpoint(path)  # refuses a file carrying pickled code before Lightning opens it
+        ckpt = read_checkpoint(path)  # refuses a file carrying pickled code before Lightning opens it
+        _check_origin(path, ckpt, record, f"ckpt_path={ckpt_path}")
         return str(path)
     if required or str(ckpt_path) != "last":
         raise UsageError(f"ckpt_path={ckpt_path}: {path} does not exist; nothing to resume (drop ckpt_path)")
     return None
+
+
+ORIGIN_KEYS = ("fold", "stage", "backbone", "image_size", "dataset_hash")
+
+
+def _check_origin(path: Path, ckpt: dict, record: dict, what: str, keys: Sequence[str] = ORIGIN_KEYS,
+                  fix: str = "a job resumes only from its own checkpoint (ckpt_path=last), else drop ckpt_path to "
+                             "train it afresh") -> None:
+    """A resumed checkpoint must come from this very job: same fold, stage, backbone, input size and data.
+    Its own record (``hyper_parameters.trained_on``) says; a checkpoint from before it was kept is judged by
+    the config saved beside it. Resuming fold 1 from fold 0's checkpoint would train on fold 1's test images."""
+    origin = dict((ckpt.get("hyper_parameters") or {}).get("trained_on") or {})
+    if not origin:
+        try:
+            saved = read_job_config(path.parent)
+            origin = {} if saved is None else {
+                "fold": OmegaConf.select(saved, "fold"), "stage": OmegaConf.select(saved, "stage.name"),
+                "backbone": OmegaConf.select(saved, "backbone.name"),
+                "image_size": OmegaConf.select(saved, "data.image_size")}
+        except OmegaConfBaseException:
+            origin = {}
+    diffs = [f"{k} {origin[k]} (this job: {record[k]})" for k in keys
+             if origin.get(k) is not None and record.get(k) is not None and str(origin[k]) != str(record[k])]
+    if diffs:
+        raise UsageError(f"{what}: {path} was trained with {', '.join(diffs)}; {fix}")
 
 
 def _save_config(cfg: DictConfig, job: Path, overrides: Sequence[str]) -> None:
@@ -125,10 +154,20 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
         read_checkpoint(start)  # a predecessor carrying pickled code is refused before anything is written
     if stage == 1 and start is None and cfg.backbone.weights:
         safe_load(cfg.backbone.weights, what="backbone.weights")  # likewise for the ImageNet weights file
-    resume = _resume_path(cfg.ckpt_path, job, required_resume)
+    record = jobs.trained_on(cfg.backbone.name, fold, stage, start, image_size=int(cfg.data.image_size),
+                             k=int(cfg.data.k), split_seed=int(cfg.data.split_seed))
+    resume = _resume_path(cfg.ckpt_path, job, required_resume, record)  # before the dataset is touched
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm: BCCDataModule = instantiate(cfg.data)
     dm.prepare_data()
+    record.update(dataset=str(dm.root.resolve()), dataset_hash=dataset_hash(dm.root, dm.allow_outside))
+    if resume is not None:
+        _check_origin(Path(resume), read_checkpoint(resume), record, f"ckpt_path={cfg.ckpt_path}")
+    if start is not None:  # a stage continues its predecessor on the same fold and data, never another's
+        _check_origin(start, read_checkpoint(start), record, f"stage {stage} of fold {fold} starts from stage "
+                      f"{stage - 1}", ("fold", "backbone", "dataset_hash"),
+                      f"train stage {stage - 1} on this data first: `python -m bcc.train stage={stage - 1} "
+                      f"fold={fold} {hint(overrides)}`")
     dm.setup("fit")
     first = ddp.rank() == 0
     with jobs.locked(job) if first else nullcontext({}) as stale:
@@ -140,6 +179,7 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
                 for name in (BEST, LAST, METRICS, PREDICTIONS, VAL_PREDICTIONS, CALIBRATION):
                     (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
         model = starting_module(cfg, dm, start, backbone_only)
+        model.hparams["trained_on"] = record  # into every checkpoint: what ckpt_path= is compared with
         learnable = record_stage_labels(cfg, model, dm)
         try:
             metrics = _fit_and_score(cfg, model, dm, job, resume, fit=bool(learnable))
@@ -224,7 +264,7 @@ def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, j
             "image_size": int(cfg.data.image_size), "monitor": cfg.stage.monitor,
             "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
             "best_checkpoint": Path(best).name, "n_images": {s: len(dm.rows(s)) for s in ("train", "val", "test")},
-            "devices": int(trainer.world_size), "machine": machine(),
+            "devices": int(trainer.world_size), "machine": machine(), "trained_on": model.hparams["trained_on"],
             "val": nested(val, "val"), "test": nested(test, "test"),
         }
         if cfg.log_test_images:
@@ -243,7 +283,10 @@ def done_metrics(cfg: DictConfig, stage: int) -> dict | None:
     """metrics.json of a finished stage (written last, atomically), for ``skip_done=true``."""
     job = stage_dir(Path(cfg.paths.output_dir).resolve(), cfg.backbone.name, cfg.fold, stage)
     if (job / METRICS).is_file() and (job / BEST).is_file():
-        return json.loads((job / METRICS).read_text())
+        metrics = json.loads((job / METRICS).read_text())
+        if (why := jobs.stale(job, metrics)) is None:
+            return metrics
+        print(f"[bcc] skip_done: {why}")
     return None
 
 
@@ -274,7 +317,9 @@ def run_job(cfg: DictConfig, compose: Composer, overrides: Sequence[str]) -> dic
             print(f"[bcc] no ImageNet weights and no {stage0}: training stage 0 (from scratch) first")
             ovr0 = with_override(overrides, "stage", "'0'")
             results[0] = train_stage(compose(ovr0), ovr0, required_resume=False)
+            ddp.barrier()
         results[s] = train_stage(scfg, ovr, required_resume=not whole)
+        ddp.barrier()
     return results
 
 

@@ -20,6 +20,7 @@ restart them an epoch back. The handover reads checkpoints with ``bcc.models.che
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,10 @@ def start_checkpoint(output_dir: Path, backbone: Mapping[str, Any], fold: int, s
             f"{METRICS}; {jobs.describe(interrupted)}). Resume it: `{resume_command(prev, fold, rerun_hint)}`, "
             f"or train it again: `python -m bcc.train stage={prev} fold={fold}{hint}`")
     path = prev_dir / BEST
+    if path.is_file() and (prev_dir / METRICS).is_file() and (
+            why := jobs.stale(prev_dir, json.loads((prev_dir / METRICS).read_text()))):
+        raise MissingStageError(f"stage {stage} of fold {fold} starts from stage {prev}, which is stale: {why}: "
+                                f"`python -m bcc.train stage={prev} fold={fold}{hint}`")
     if not path.is_file() and stage >= 2:
         raise MissingStageError(
             f"stage {stage} of fold {fold} starts from {path}, which does not exist. Train stage {prev} "

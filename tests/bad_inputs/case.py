@@ -55,4 +55,7 @@ class Case:
 
     def run(self, ws: Workspace) -> int:
         module, func = self.main.split(":")
-        return getattr(importlib.import_module(module), func)(self.argv(ws))
+        try:
+            return getattr(importlib.import_module(module), func)(self.argv(ws))
+        except SystemExit as e:  # argparse's own usage errors (exit 2), as `python -m` would return them
+            return e.code

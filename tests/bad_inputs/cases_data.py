@@ -21,6 +21,7 @@ from tests.bad_inputs.case import Case, Workspace
 
 CONSENSUS, FOLDS = "bcc.data.consensus:main", "bcc.data.folds:main"
 ISIC, MERGE = "bcc.data.isic:main", "bcc.data.merge:main"
+SYNTHETIC = "bcc.data.synthetic.__main__:main"
 DIAGNOSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 Prepare = Callable[[Workspace], None]
 
@@ -91,6 +92,13 @@ def truncated_jpeg(ws: Workspace) -> None:
         im.convert("RGB").save(buf, "JPEG")
     (ws.root / "ds/images/syn_00001.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     cell("images.csv", 3, "image", "images/syn_00001.jpg")(ws)
+
+
+def animated_gif(ws: Workspace) -> None:
+    """images/syn_00001.gif: a two-frame animation of the image."""
+    with Image.open(ws.dataset() / "images/syn_00001.png") as im:
+        frames = [im.convert("RGB"), im.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    frames[0].save(ws.root / "ds/images/syn_00001.gif", save_all=True, append_images=frames[1:], duration=100)
 
 
 def outside_image(ws: Workspace) -> Path:
@@ -237,6 +245,15 @@ CASES: list[Case] = [
          cell(IMG, 5, "image_id", "")),
     Case("consensus/blank-rater", CONSENSUS, dataset(), 2, r"annotations\.csv: blank rater on line 3",
          cell(ANN, 3, "rater", "")),
+    Case("consensus/image-id-climbing-out", CONSENSUS, dataset(), 2,
+         r"images\.csv: line 3: image_id '\.\./\.\./\.\./\.\./tmp/x' holds a path separator.*ids become file names",
+         steps(cell(IMG, 3, "image_id", "../../../../tmp/x"),
+               rows(ANN, lambda t: [r.__setitem__(0, "../../../../tmp/x") for r in t if r[0] == "syn_00001"]))),
+    Case("folds/image-id-with-bidi-override", FOLDS, dataset(), 2,
+         r"images\.csv: line 4: image_id 'syn_\\u202e00002' holds .*a bidirectional character",
+         cell(IMG, 4, "image_id", "syn_\u202e00002")),
+    Case("consensus/image-id-hidden", CONSENSUS, dataset(), 2,
+         r"images\.csv: line 5: image_id '\.\.' starts with '\.'", cell(IMG, 5, "image_id", "..")),
     Case("consensus/duplicate-image-id", CONSENSUS, dataset(), 2,
          r"images\.csv: duplicate image_id \['syn_00002'\] on lines 4, 5; keep one row each",
          cell(IMG, 5, "image_id", "syn_00002")),
@@ -278,6 +295,9 @@ CASES: list[Case] = [
     Case("consensus/image-not-an-image", CONSENSUS, dataset(), 2,
          FILE_LINE_FIX + r"cannot read image .*syn_00001\.png \(not an image",
          file("images/syn_00001.png", lambda p: b"id,name\n1,x\n")),
+    Case("consensus/image-animated-gif", CONSENSUS, dataset(), 2,
+         FILE_LINE_FIX + r"cannot read image .*syn_00001\.gif \(an animated or multi-frame image \(2 frames\)",
+         steps(animated_gif, cell(IMG, 3, "image", "images/syn_00001.gif"))),
     # paths leaving the dataset
     Case("consensus/image-path-dotdot", CONSENSUS, dataset(), 2,
          FILE_LINE_FIX + r"image path '\.\./elsewhere/secret\.png' climbs out of the dataset with '\.\.' "
@@ -331,6 +351,14 @@ CASES: list[Case] = [
     Case("isic/image-missing", ISIC, isic_args(), 2,
          r"GroundTruth\.csv: line 5: no image file for 'ISIC_0000003' in .*Input \(tried \.jpg/\.jpeg/\.png, any case\)",
          steps(isic, lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").unlink())),
+    Case("isic/image-a-symlink-leading-out", ISIC, isic_args(), 2,
+         r"GroundTruth\.csv: line 5: .*ISIC_0000003\.jpg resolves to .*secret\.png, outside the folder\(s\) given",
+         steps(isic, outside_image, lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").unlink(),
+               lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").symlink_to(ws.root / "elsewhere/secret.png"))),
+    Case("isic/folder-named-like-an-image", ISIC, isic_args(), 2,
+         r"GroundTruth\.csv: line 5: no image file for 'ISIC_0000003'",
+         steps(isic, lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").unlink(),
+               lambda ws: (ws.root / "isic/Input/ISIC_0000003.jpg").mkdir())),
     # merging datasets
     Case("merge/out-exists", MERGE, merge_args(), 2, r"out exists: choose a new --out \(merging never overwrites",
          steps(two_datasets, existing_out)),
@@ -345,6 +373,31 @@ CASES: list[Case] = [
     Case("merge/source-path-outside", MERGE, merge_args(), 2,
          r"ds/images\.csv: line 3: image path '\.\./elsewhere/secret\.png' climbs out",
          steps(two_datasets, outside_image, cell(IMG, 3, "image", "../elsewhere/secret.png"))),
+    # numeric options of the dataset tools (argparse names the option, exit 2)
+    Case("consensus/max-iter-zero", CONSENSUS, dataset("--max-iter", "0"), 2,
+         r"argument --max-iter: '0': expected a whole number in \[1, 1000000\]"),
+    Case("folds/k-one", FOLDS, dataset("--k", "1"), 2, r"argument --k: '1': expected a whole number in \[2, 100\]"),
+    Case("synthetic/out-holding-the-users-files", SYNTHETIC, lambda ws: ["--out", str(ws.root / "out")], 2,
+         r"--out .*out exists and holds files bcc\.data\.synthetic did not write", existing_out),
+    Case("synthetic/out-dot", SYNTHETIC, lambda ws: ["--out", "."], 2,
+         r"--out .* exists and holds files bcc\.data\.synthetic did not write", existing_out),
+    Case("synthetic/out-a-file", SYNTHETIC, lambda ws: ["--out", str(ws.root / "out" / "precious.txt")], 2,
+         r"--out .*precious\.txt exists and is not a folder", existing_out),
+    Case("synthetic/size-too-large", SYNTHETIC, lambda ws: ["--out", str(ws.root / "new"), "--size", "100000"], 2,
+         r"argument --size: '100000': expected a whole number in \[32, 4096\]"),
+    Case("synthetic/n-zero", SYNTHETIC, lambda ws: ["--out", str(ws.root / "new"), "--n", "0"], 2,
+         r"argument --n: '0': expected a whole number in \[1, 1000000\]"),
+    # said, not refused: the same picture under two ids (kept in one fold: tests/test_folds.py)
+    Case("consensus/two-ids-one-file", CONSENSUS, dataset(), 0,
+         r"warning: .*images\.csv: 1 picture\(s\) appear under more than one image_id \(the same file, or the same "
+         r"bytes\): syn_00001, syn_00002; each set is kept in one fold by bcc\.folds",
+         cell(IMG, 4, "image", "images/syn_00001.png"), writes_nothing=False),
+    Case("folds/same-bytes-under-two-ids", FOLDS, dataset(), 0,
+         r"warning: .*1 picture\(s\) appear under more than one image_id .*: syn_00001, syn_00002",
+         file("images/syn_00002.png", lambda p: (p.parent / "syn_00001.png").read_bytes()), writes_nothing=False),
+    Case("merge/the-same-images-twice", MERGE, merge_args(), 0,
+         r"warning: .*out/images\.csv: 100 picture\(s\) appear under more than one image_id .*: ds_syn_00000, "
+         r"ds2_syn_00000", two_datasets, writes_nothing=False),
     # said, not refused: statistics that cannot be estimated (exit 0, a warning, labels written)
     Case("consensus/rater-with-one-rating", CONSENSUS, dataset(), 0,
          r"warning: rater 'lone': sensitivity/specificity undefined for every code \(1 rated image, fewer than 2\); "

@@ -7,6 +7,7 @@ file names, links, FIFOs — is tested in tests/test_predict.py and tests/test_e
 """
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -40,6 +41,59 @@ def _garbage(ws: Workspace) -> None:
                ws.root / "badsize.ckpt")
     (ws.root / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
     (ws.root / "model.onnx").write_bytes(b"not a model")
+
+
+def _forged(**network):
+    """``forged.ckpt``: the checkpoint with `network` spec entries replaced (as a tampered file would say)."""
+    def prepare(ws: Workspace) -> None:
+        _ready(ws)
+        raw = torch.load(ws.checkpoint(), map_location="cpu", weights_only=True)
+        raw["hyper_parameters"]["network"].update(network)
+        torch.save(raw, ws.root / "forged.ckpt")
+    return prepare
+
+
+def _thresholds(content: str):
+    """thresholds.json beside the checkpoint copy (where bcc.evaluate writes it) holding `content`."""
+    def prepare(ws: Workspace) -> None:
+        _ready(ws)
+        (ws.checkpoint().parent / "thresholds.json").write_text(content)
+    return prepare
+
+
+def _onnx(input_size):
+    """``m.onnx`` exported from the checkpoint (32 px graph), its ``bcc.input_size`` metadata set to `input_size`."""
+    def prepare(ws: Workspace) -> None:
+        import onnx
+
+        from bcc.deploy.onnx_export import export_onnx
+        from bcc.deploy.onnx_model import read_metadata, set_metadata
+
+        _ready(ws)
+        export_onnx(ws.checkpoint(), ws.root / "m.onnx")
+        model = onnx.load(str(ws.root / "m.onnx"))
+        set_metadata(model, {**read_metadata(ws.root / "m.onnx"), "input_size": str(input_size)})
+        onnx.save(model, str(ws.root / "m.onnx"))
+    return prepare
+
+
+def _earlier_run(command: str, *names: str, listed: bool = True):
+    """output= ``out`` holding `names` (as an earlier run of `command` left them, listed in its manifest, or not)."""
+    def prepare(ws: Workspace) -> None:
+        _ready(ws)
+        out = ws.root / "out"
+        out.mkdir()
+        for n in names:
+            (out / n).write_text("an earlier result")
+        if listed:
+            (out / f".bcc-{command}.json").write_text(json.dumps({"command": f"bcc.{command}", "files": list(names)}))
+    return prepare
+
+
+def _lone_checkpoint(ws: Workspace) -> None:
+    """The checkpoint file alone, outside its job folder (no training config beside it)."""
+    _ready(ws)
+    shutil.copy(ws.checkpoint(), ws.root / "lone.ckpt")
 
 
 def _output_file(ws: Workspace) -> None:
@@ -109,6 +163,23 @@ CASES: list[Case] = [
            r"badsize\.ckpt: hyper_parameters\.network: .*'big'", _garbage),
     *_both("checkpoint-random-bytes", batch(checkpoint="random.ckpt"), 2, r"random\.ckpt: ", _garbage),
     *_both("unreadable-onnx", batch(checkpoint="model.onnx"), 2, r"model\.onnx: not a readable ONNX model", _garbage),
+    *_both("checkpoint-timm-name-from-the-hub", batch(checkpoint="forged.ckpt"), 2,
+           r"forged\.ckpt: network\.timm_name='hf-hub:someone/model': not an architecture timm defines .*never fetched",
+           _forged(timm_name="hf-hub:someone/model")),
+    *_both("checkpoint-image-size-negative", batch(checkpoint="forged.ckpt"), 2,
+           r"forged\.ckpt: network\.image_size=-5 is not an input side in pixels \(16\.\.4096\)", _forged(image_size=-5)),
+    *_both("checkpoint-image-size-huge", batch(checkpoint="forged.ckpt"), 2,
+           r"forged\.ckpt: network\.image_size=100000 is not an input side", _forged(image_size=100000)),
+    Case("export/checkpoint-timm-name-from-the-hub", EXPORT, export(checkpoint="forged.ckpt"), 2,
+         r"forged\.ckpt: network\.timm_name='hf-hub:someone/model'", _forged(timm_name="hf-hub:someone/model")),
+    Case("predict/onnx-input-size-negative", PREDICT, batch(checkpoint="m.onnx"), 2,
+         r"m\.onnx: bcc\.input_size='-5' is not an input side in pixels", _onnx(-5)),
+    Case("predict/onnx-input-size-not-the-graphs", PREDICT, batch(checkpoint="m.onnx"), 2,
+         r"m\.onnx: the graph's input is \['batch', 3, 32, 32\] but its bcc\.input_size metadata says 48", _onnx(48)),
+    Case("predict/thresholds-json-boolean", PREDICT, batch(), 2,
+         r"run/thresholds\.json: bcc = true is not a number", _thresholds('{"bcc": true}')),
+    Case("predict/thresholds-json-patterns-a-list", PREDICT, batch(), 2,
+         r"run/thresholds\.json: patterns = \[0\.5\] is not an object of code", _thresholds('{"patterns": [0.5]}')),
     Case("predict/explain-checkpoint-carrying-pickled-code", PREDICT,
          lambda ws: [*batch()(ws), f"explain_checkpoint={ws.root / 'evil.ckpt'}"], 2, r"evil\.ckpt: refused to load",
          _evil),
@@ -119,6 +190,20 @@ CASES: list[Case] = [
     *_both("output-inside-the-input-folder", batch(output="lesions/triage"), 2,
            r"output=.*lesions/triage is inside the input folder"),
     *_both("output-is-a-file", batch(output="out.txt"), 2, r"output=.*out\.txt is a file", _output_file),
+    *_both("output-below-a-file", batch(output="out.txt/triage"), 2,
+           r"output=.*out\.txt/triage lies below .*out\.txt, which is a file", _output_file),
+    Case("predict/output-of-an-earlier-run", PREDICT, batch(), 2,
+         r"output=.*out already holds report\.html, triage\.csv from an earlier run of bcc\.predict; .*overwrite=true",
+         _earlier_run("predict", "triage.csv", "report.html")),
+    Case("predict/output-holding-the-users-triage-csv", PREDICT, batch("overwrite=true"), 2,
+         r"output=.*out already holds triage\.csv, which bcc\.predict did not write",
+         _earlier_run("predict", "triage.csv", listed=False)),
+    Case("explain/output-of-an-earlier-run", EXPLAIN, batch(), 2,
+         r"output=.*out already holds explanations\.csv from an earlier run of bcc\.explain",
+         _earlier_run("explain", "explanations.csv", "old_bcc.png")),
+    Case("explain/output-holding-an-overlay-name", EXPLAIN, batch(), 2,
+         r"output=.*out already holds syn_00000\.png_bcc\.png, which bcc\.explain did not write",
+         _earlier_run("explain", "syn_00000.png_bcc.png", listed=False)),
     Case("explain/empty-folder", EXPLAIN, batch(input="empty"), 2, r"input=.*empty: no files in it", _empty),
     # options
     *_both("typo-option", batch("treshold=0.3"), 2, r"treshold"),
@@ -161,6 +246,13 @@ CASES: list[Case] = [
          r"max_accuracy_drop=5: expected a number in \[0, 1\]", _ready),
     Case("export/check-fold-negative", EXPORT, export("check_fold=-1"), 2, r"check_fold=-1: expected a whole number ≥ 0",
          _ready),
+    Case("export/output-an-unrelated-file", EXPORT, lambda ws: [f"checkpoint={ws.checkpoint()}",
+                                                                 f"output={ws.root / 'notes.onnx'}"], 2,
+         r"output=.*notes\.onnx exists and is not a model bcc\.export wrote",
+         lambda ws: (_ready(ws), (ws.root / "notes.onnx").write_text("the user's notes"))),
+    Case("export/int8-unchecked-without-force", EXPORT, export("quantize=int8", checkpoint="lone.ckpt"), 2,
+         r"quantize=int8: no dataset and test fold to check .*lone\.ckpt.*check_data=<dataset dir> check_fold=<k>, "
+         r"or force=true", _lone_checkpoint),
     Case("export/calibration-folder-missing", EXPORT, export("quantize=int8", "calibration=/nonexistent/data"), 2,
          r"calibration=/nonexistent/data: no such folder", _ready),
     # bcc.export: the ensemble and the guarantee

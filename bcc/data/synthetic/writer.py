@@ -3,21 +3,24 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bcc.core.config import Range
 from bcc.core.errors import UsageError
+from bcc.core.io import check_replaceable, staged_folder
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.data.contract import LESION
 from bcc.data.synthetic.labels import global_rng, sample_devices, sample_sources, sample_truth, sample_xai
 from bcc.data.synthetic.raters import RATER_NAMES, RATERS, simulate_raters
 from bcc.data.synthetic.rendering import render
 
+OWNER_NAME = "bcc.data.synthetic"
+N_RANGE = Range(int, 1, 1_000_000)
+SIZE_RANGE = Range(int, 32, 4096, why="a 4096 px set of 1559 images is already 78 GB decoded")
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 MASK_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_BILEVEL, 0]
 
@@ -85,7 +88,9 @@ def plan(n: int, seed: int) -> Plan:
 
 def generate(out: Path, n: int = 1559, size: int = 256, seed: int = 0, progress: bool = True,
              workers: int | None = None, twins: bool = False) -> Path:
-    """Write the synthetic dataset into ``out`` (atomically, replacing it) and return ``out``.
+    """Write the synthetic dataset into ``out`` and return ``out``: built in a temporary folder and swapped in
+    whole; an existing ``out`` is replaced only if it is empty or a synthetic set this function wrote
+    (``core.io.staged_folder``), never a folder holding anything else.
 
     ``workers``: processes for rendering (default: 1 for n < 200, else min(cpu count, 8)); the output
     does not depend on it. ``twins``: also write ``twins/<image_id>.png``, each image without its patterns.
@@ -93,15 +98,15 @@ def generate(out: Path, n: int = 1559, size: int = 256, seed: int = 0, progress:
     from tqdm import tqdm
 
     out = Path(out)
-    if n < 1 or size < 32:
-        raise UsageError(f"--n {n} --size {size}: need n >= 1 and size >= 32")
+    for key, value, rng in (("--n", n, N_RANGE), ("--size", size, SIZE_RANGE)):
+        if not rng.accepts(value):
+            raise UsageError(f"{key} {value}: expected {rng.describe()}")
+    check_replaceable(out, OWNER_NAME, "--out")  # before minutes of rendering
     p = plan(n, seed)
     truth, sources, ratings = p.truth, p.sources, p.ratings
     ids = [f"syn_{i:05d}" for i in range(n)]
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged_folder(out, OWNER_NAME, "--out") as tmp:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         if twins:
@@ -133,17 +138,6 @@ def generate(out: Path, n: int = 1559, size: int = 256, seed: int = 0, progress:
         _write_csv(tmp / "raters.csv", ["rater", "code", "sensitivity", "specificity"],
                    [(name, c, f"{RATERS[name][0][j]:.2f}", f"{RATERS[name][1][j]:.2f}")
                     for name in RATER_NAMES for j, c in enumerate(CODES)])
-        os.chmod(tmp, 0o755)
-        old = None
-        if out.exists() or out.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "d")
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
