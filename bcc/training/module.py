@@ -185,7 +185,8 @@ class MultitaskModule(L.LightningModule):
             for o in opts:
                 o.eval()
             checkpoint["state_dict"] = {k: v.detach().clone() for k, v in self.state_dict().items()}
-            checkpoint["optimizer_states"] = [o.state_dict() for o in self.trainer.optimizers]
+            if "optimizer_states" in checkpoint:  # absent from a weights-only checkpoint (best.ckpt)
+                checkpoint["optimizer_states"] = [o.state_dict() for o in self.trainer.optimizers]
             for o in opts:
                 o.train()
 

@@ -100,6 +100,10 @@ def _resume_path(ckpt_path, job: Path, required: bool, record: dict) -> str | No
     if path.is_file():
         ckpt = read_checkpoint(path)  # refuses a file carrying pickled code before Lightning opens it
         _check_origin(path, ckpt, record, f"ckpt_path={ckpt_path}")
+        if "optimizer_states" not in ckpt:
+            raise UsageError(f"ckpt_path={ckpt_path}: {path} holds weights only (a stage's selected best.ckpt), "
+                             f"not the optimizer state a resumed run needs; resume from the job's last.ckpt "
+                             f"(ckpt_path=last), or drop ckpt_path to train afresh")
         return str(path)
     if required or str(ckpt_path) != "last":
         raise UsageError(f"ckpt_path={ckpt_path}: {path} does not exist; nothing to resume (drop ckpt_path)")
