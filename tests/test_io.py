@@ -55,7 +55,7 @@ def test_output_set_replaces_only_its_own_earlier_run(tmp_path):
     with first.staging() as tmp:
         for n in ("a_bcc.png", "old_bcc.png", "explanations.csv"):
             (tmp / n).write_text("1")
-    with pytest.raises(UsageError, match="from an earlier run of bcc.explain"):
+    with pytest.raises(UsageError, match=r"from an earlier run of bcc\.explain"):
         OutputSet(tmp_path, "bcc.explain", ["a_bcc.png", "explanations.csv"], overwrite=False)
     again = OutputSet(tmp_path, "bcc.explain", ["a_bcc.png", "explanations.csv"], overwrite=True)
     with again.staging() as tmp:
@@ -63,7 +63,7 @@ def test_output_set_replaces_only_its_own_earlier_run(tmp_path):
             (tmp / n).write_text("2")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-explain.json", "a_bcc.png", "explanations.csv",
                                                           "notes.txt"]  # the earlier run's old overlay went
-    with pytest.raises(UsageError, match="notes.txt, which bcc.explain did not write"):
+    with pytest.raises(UsageError, match=r"notes\.txt, which bcc\.explain did not write"):
         OutputSet(tmp_path, "bcc.explain", ["notes.txt"], overwrite=True)
 
 

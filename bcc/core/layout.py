@@ -31,5 +31,5 @@ def read_job_config(job: str | Path) -> DictConfig | None:
         return None
     cfg = OmegaConf.load(path)
     if not isinstance(cfg, DictConfig):
-        raise ValueError(f"{path}: not a config mapping")
+        raise TypeError(f"{path}: not a config mapping")
     return cfg

@@ -75,7 +75,7 @@ def units(images: pd.DataFrame, duplicates: list[list[str]]) -> pd.Series:
     the same picture (:func:`contract.duplicate_images`), so neither a group nor a picture spans two folds."""
     own = images["group"].where(images["group"].ne(""), images["image_id"]) if "group" in images.columns \
         else images["image_id"]
-    unit = dict(zip(images["image_id"], "g:" + own.astype(str)))
+    unit = dict(zip(images["image_id"], "g:" + own.astype(str), strict=True))
     parent: dict[str, str] = {}
 
     def find(u: str) -> str:
