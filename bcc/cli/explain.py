@@ -16,7 +16,7 @@ from bcc.core.errors import BadInput
 from bcc.core.io import OutputSet
 from bcc.core.patterns import OUTPUTS
 from bcc.deploy.options import device, flag, input_and_output, positive, whole
-from bcc.deploy.scorers import make_scorer
+from bcc.deploy.scorers import OnnxScorer, make_scorer
 from bcc.explanation.batch import explain_files, list_inputs, output_names, shown
 from bcc.models.checkpoint import CheckpointError
 
@@ -31,7 +31,7 @@ def task(cfg: DictConfig) -> None:
         raise BadInput(f"input={shown(inp)}: no files in it")
     outputs = OutputSet(out, "bcc.explain", output_names(files, root, save_raw), flag(a, "overwrite"))
     scorer = make_scorer(a["checkpoint"], device=dev)
-    if not scorer.explains:
+    if isinstance(scorer, OnnxScorer) and not scorer.explains:
         raise CheckpointError(f"{a['checkpoint']}: has no Grad-CAM maps ({scorer.why_no_maps()}); pass the torch "
                               f"checkpoint it was exported from ({scorer.meta.get('source_checkpoint')})")
     with outputs.staging() as staged:

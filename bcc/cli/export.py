@@ -44,7 +44,7 @@ def task(cfg: DictConfig) -> None:
     fp32 = a["output"] or (Path(a["checkpoint"]).with_suffix(".onnx") if len(members) == 1 else None)
     if fp32 is not None and fp32 != Path(a["checkpoint"]):  # an .onnx as the checkpoint is refused by export_onnx
         check_output(fp32)
-    if int8:
+    if int8 and fp32 is not None:  # one member (an ensemble is refused above)
         require_check(a)
         check_output(fp32.with_suffix(".int8.onnx"))
     if guarantee_data is not None:

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -120,7 +120,7 @@ def options(cfg: DictConfig, required: Sequence[str]) -> dict:
     missing = [k for k in required if OmegaConf.is_missing(cfg, k) or cfg.get(k) in (None, "")]
     if missing:
         raise UsageError(f"missing {', '.join(f'{k}=' for k in missing)} (--help shows every option)")
-    return OmegaConf.to_container(cfg, resolve=True)
+    return cast(dict, OmegaConf.to_container(cfg, resolve=True))
 
 
 def tool_parser(command: str, description: str) -> argparse.ArgumentParser:

@@ -235,7 +235,7 @@ class DecodeStamp:
             self.known = stored["files"] if stored.get("reader") == self.reader else {}
         except (OSError, ValueError, KeyError, TypeError):
             self.known = {}  # none yet, or a damaged one: decode everything
-        self.seen: dict[str, list[int]] = {}
+        self.seen: dict[str, list] = {}  # the file key (_key), width, height, sha256
 
     @staticmethod
     def _key(path: Path) -> list[int]:
@@ -271,7 +271,7 @@ class DecodeStamp:
     def digest(self, rel: str, path: Path) -> str:
         """SHA-256 of image `rel`'s bytes: stored when it was decoded, else read now."""
         entry = self.seen.get(f"image:{rel}")
-        return entry[7] if entry is not None else _sha256(path)
+        return str(entry[7]) if entry is not None else _sha256(path)
 
     def save(self) -> None:
         if self.seen == self.known:

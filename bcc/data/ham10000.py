@@ -102,7 +102,8 @@ def find_layouts(root: Path, depth: int = SEARCH_DEPTH) -> list[Layout]:
     for official in OFFICIAL.values():
         for table in conversion.find_named(root, [official.table], depth):
             bases = [table.parent] + ([table.parent.parent] if table.parent != root else [])
-            dirs, groupings = [], None
+            dirs: list[Path] = []
+            groupings = None
             for base in bases:
                 dirs = dirs or _official_dirs(conversion.find_named(base, official.images, 2, dirs=True), official)
                 if official.groupings and groupings is None:
@@ -136,7 +137,7 @@ def layout_from(table: Path, image_dirs: list[Path], groupings: Path | None = No
                   Path(groupings) if groupings else None)
 
 
-def parse_aspect(value: str) -> str | None:
+def parse_aspect(value: str) -> str:
     """``auto`` | ``none`` | a forced ``W:H`` (as the contract's number, e.g. ``4:3`` → ``1.3333``)."""
     if value in ("auto", "none"):
         return value

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -108,7 +109,7 @@ def simulate(y: np.ndarray, p: np.ndarray, epsilon: float = 0.05, delta: float =
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
     n_pos, n_neg = round(calibration_share * len(pos)), round(calibration_share * len(neg))
-    rows = {"guaranteed": [], "empirical": []}
+    rows: dict[str, list[tuple[float, float, float]]] = {"guaranteed": [], "empirical": []}
     for _ in range(n_splits):
         a, b = rng.permutation(pos), rng.permutation(neg)
         cal = np.concatenate([a[:n_pos], b[:n_neg]])
@@ -119,7 +120,7 @@ def simulate(y: np.ndarray, p: np.ndarray, epsilon: float = 0.05, delta: float =
             kept = p[test] >= t
             sens = kept[y[test]].mean()
             rows[name].append((sens, 1 - kept.mean(), t))
-    out = {"epsilon": epsilon, "delta": delta, "n_splits": n_splits, "calibration_share": calibration_share,
+    out: dict[str, Any] = {"epsilon": epsilon, "delta": delta, "n_splits": n_splits, "calibration_share": calibration_share,
            "batch": (len(pos) - n_pos) if batch else None, "n_bcc_calibration": n_pos,
            "n_calibration": n_pos + n_neg, "n_test": len(y) - n_pos - n_neg}
     for name, r in rows.items():

@@ -40,6 +40,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,7 +132,7 @@ def closed_form(net: MultitaskNet) -> tuple[str | None, str]:
         return "linear", "global average pooling, then the linear heads: d logits / d pooled = head_weights"
     head = getattr(net.backbone, "head", None)
     if (mode == "pooled" and isinstance(getattr(head, "norm", None), LayerNorm2d)
-            and getattr(head.global_pool, "pool_type", None) == "avg"
+            and getattr(getattr(head, "global_pool", None), "pool_type", None) == "avg"
             and all(isinstance(getattr(head, m, None), (nn.Identity, nn.Dropout)) for m in ("pre_logits", "drop", "fc"))):
         return "layernorm", "global average pooling, LayerNorm, then the linear heads: J in closed form per image"
     if mode == "tokens":
@@ -208,7 +209,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
     th = thresholds if thresholds is not None else load_thresholds(checkpoint).as_dict()
     root = Path(data_root) if data_root else dataset_root_of(checkpoint)
     names = [OUTPUT_NAME] if form is None else [OUTPUT_NAME, MAPS_NAME]
-    meta = {
+    meta: dict[str, Any] = {
         "backbone": net.backbone_name, "timm_name": str(net.spec.get("timm_name") or ""),
         "input_size": str(size), "input": "float32 NCHW RGB in [0, 1], dynamic batch",
         "preprocess": {"resize": net.preprocess.resize, "colour": net.preprocess.colour,

@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -35,6 +35,12 @@ def positive(a: Mapping[str, Any], key: str, high: float = math.inf) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf or v > high:
         raise UsageError(f"{key}={v}: expected a number > 0" + (f" and ≤ {high:g}" if high < math.inf else ""))
     return float(v)
+
+
+@overload
+def flag(a: Mapping[str, Any], key: str, nullable: Literal[False] = False) -> bool: ...
+@overload
+def flag(a: Mapping[str, Any], key: str, nullable: Literal[True]) -> bool | None: ...
 
 
 def flag(a: Mapping[str, Any], key: str, nullable: bool = False) -> bool | None:

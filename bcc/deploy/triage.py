@@ -37,7 +37,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -89,6 +89,7 @@ def verdicts(probs: np.ndarray, th: Thresholds, folds: np.ndarray | None = None)
     detected = detect(probs, th)
     diag = (p_bcc >= th.bcc).astype(int)
     known = np.isfinite(probs[:, 1:]).all(axis=0) if len(probs) else np.ones(len(CODES), bool)
+    known = np.asarray(known)
     has_rule = rule_defined(known)
     rule = clinical_rule(detected.astype(int), known)
     rows = []
@@ -174,7 +175,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
                 explain = render and explainer is not None
                 probs, cams, folds = scorer.score(x, maps=explain and explainer is scorer)
                 probs = np.where(scorer.trained, probs, np.nan)  # an untrained head's output is no finding
-                if explain and explainer is not scorer:
+                if explain and explainer is not None and explainer is not scorer:
                     cams = explainer(x, maps=True)[1]
                 for i, (les, _, rgb) in enumerate(batch):
                     les.probs = np.asarray(probs[i], dtype=np.float64)
@@ -193,10 +194,11 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
 
 def worklist(lesions: list[Lesion], th: Thresholds) -> tuple[pd.DataFrame, list[Lesion]]:
     """Scored lesions ranked by p_bcc (highest first; ties by name), then the skipped ones by name."""
-    ok = sorted((les for les in lesions if les.probs is not None), key=lambda les: (-float(les.probs[0]), les.image))
+    ok = sorted((les for les in lesions if les.probs is not None),
+                key=lambda les: (-float(cast(np.ndarray, les.probs)[0]), les.image))
     skipped = sorted((les for les in lesions if les.probs is None), key=lambda les: les.image)
-    folds = np.stack([les.folds for les in ok]) if ok and ok[0].folds is not None else None
-    table = verdicts(np.stack([les.probs for les in ok]) if ok else np.empty((0, len(OUTPUTS))), th, folds)
+    folds = np.stack([cast(np.ndarray, les.folds) for les in ok]) if ok and ok[0].folds is not None else None
+    table = verdicts(np.stack([cast(np.ndarray, les.probs) for les in ok]) if ok else np.empty((0, len(OUTPUTS))), th, folds)
     table.insert(0, "image", [les.image for les in ok])
     table.insert(0, "rank", range(1, len(ok) + 1))
     table["status"] = "ok"
@@ -222,7 +224,7 @@ def write_worklist(out: Path, table: pd.DataFrame, lesions: list[Lesion], info: 
     maps = bool(scored) and all(les.cams is not None for les in scored)
     if maps:
         with atomic_path(out / MAPS) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.stack([les.cams for les in scored]))
+            np.save(f, np.stack([cast(np.ndarray, les.cams) for les in scored]))
     write_csv(csv_safe(table), out / "triage.csv", float_format="%.4f")
     if report:
         write_report(out / "report.html", table, lesions, info)

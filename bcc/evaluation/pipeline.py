@@ -195,7 +195,7 @@ def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
     if not cfg.eval.table4:
         ev.table4_note = "Not computed (eval.table4=false)."
         return
-    if ev.dataset is None or not ev.dataset.has_masks:
+    if ev.dataset is None or ev.dataset.root is None or not ev.dataset.has_masks:
         ev.table4_note = "The dataset has no `masks/`: Table 4 needs the dermatologists' pattern masks."
         return
     done = {x.backbone for x in ev.results}
@@ -314,14 +314,14 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
             log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))
     ev.report_dir = report_dir
 
-    def moved(p: Path | None) -> Path | None:
-        return None if p is None else report_dir / Path(p).relative_to(staged)
+    def moved(p: Path) -> Path:
+        return report_dir / Path(p).relative_to(staged)
 
     for r in ev.results:
         r.figures = {k: moved(p) for k, p in r.figures.items()}
         write_model_thresholds(runs, r, stage)
     ev.table4_figures = [moved(p) for p in ev.table4_figures]
-    ev.lesion_focus_figure = moved(ev.lesion_focus_figure)
+    ev.lesion_focus_figure = None if ev.lesion_focus_figure is None else moved(ev.lesion_focus_figure)
     return ev
 
 
@@ -340,8 +340,9 @@ def write_tables(ev: Evaluation) -> dict[str, pd.DataFrame]:
     tables = {"table3": t3, "table3_per_fold": t3f, "table5": ev.table5, "calibration": calib, "stages": ev.stages,
               "thresholds": thr,
               "calibration_per_output": pd.concat([r.calibration_outputs.assign(backbone=r.backbone)
-                                                   for r in ev.results], ignore_index=True),
-              "within_bcc": pd.concat([r.within_bcc.assign(backbone=r.backbone) for r in ev.results],
+                                                   for r in ev.results if r.calibration_outputs is not None], ignore_index=True),
+              "within_bcc": pd.concat([r.within_bcc.assign(backbone=r.backbone) for r in ev.results
+                                       if r.within_bcc is not None],
                                       ignore_index=True)}
     val = [tag(r.table3_val, r).assign(thresholds="val") for r in ev.results if r.table3_val is not None]
     if val:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -358,7 +359,7 @@ def log_wandb(ev: Evaluation, tables: dict[str, pd.DataFrame], project: str = "b
                              "backbones": [r.backbone for r in ev.results]}, reinit="finish_previous")
     failed = True
     try:
-        log = {f"tables/{name}": wandb.Table(dataframe=df.reset_index(drop=True).astype(
+        log: dict[str, Any] = {f"tables/{name}": wandb.Table(dataframe=df.reset_index(drop=True).astype(
             {c: str for c in df.columns if df[c].dtype == object})) for name, df in tables.items() if df is not None}
         for r in ev.results:
             for key, path in r.figures.items():

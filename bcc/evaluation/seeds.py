@@ -52,7 +52,7 @@ def seed_spread(output_dir: Path, backbone: str, stage: int, k: int, sources: pd
         runs = [r for r in discover(d) if r.backbone == backbone and r.stage == stage and r.finished]
         if sorted({r.fold for r in runs}) != list(range(k)):
             continue  # an unfinished seed run is left out, never averaged over fewer folds
-        seed = sorted({r.metrics.get("seed") for r in runs if r.metrics.get("seed") is not None})
+        seed = sorted({r.metrics["seed"] for r in runs if r.metrics.get("seed") is not None})
         rows.append({"run": d.name if d != Path(output_dir) else "this run", "seed": ",".join(map(str, seed)),
                      **run_row(load_predictions(runs, backbone, stage), sources)})
     if len(rows) < 2:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class Target:
     mode: str
 
 
-def token_reshape(backbone: nn.Module, image_hw: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+def token_reshape(backbone: Any, image_hw: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
     """ViT tokens (N, prefix + gh*gw, D) → (N, D, gh, gw), dropping the class/register prefix tokens."""
     prefix = int(getattr(backbone, "num_prefix_tokens", 1))
     ph, pw = backbone.patch_embed.patch_size
@@ -221,7 +222,7 @@ def maps_on_picture(cams: torch.Tensor, shape: Sequence[int], preprocess: Prepro
                     aspect: float | None = None) -> torch.Tensor:
     """Raw maps (N, 8, h, w) post-processed onto an (H, W) picture: over the part the network saw
     (``bcc.data.images.view_region``: all of it for ``square``, the centre square for ``crop``), 0 outside."""
-    top, left, height, width = view_region(tuple(shape), preprocess, aspect)
+    top, left, height, width = view_region((int(shape[0]), int(shape[1])), preprocess, aspect)
     region = postprocess(cams, (height, width))
     if (height, width) == tuple(int(s) for s in shape):
         return region

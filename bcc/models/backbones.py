@@ -29,6 +29,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import timm
@@ -42,16 +43,16 @@ class BackboneWeightsError(BadInput):
     """Pretrained weights were asked for but cannot be had; the message says how to supply them."""
 
 
-def _mobilenet_last_blocks(m: nn.Module) -> list[nn.Module]:
+def _mobilenet_last_blocks(m: Any) -> list[nn.Module]:  # a timm model
     inverted_residuals = [block for stage in m.blocks for block in stage]
     return [*inverted_residuals[-3:], m.conv_head, m.bn2]
 
 
-def _convnext_last_blocks(m: nn.Module) -> list[nn.Module]:
+def _convnext_last_blocks(m: Any) -> list[nn.Module]:  # a timm model
     return [*list(m.stages[-1].blocks)[-3:], m.head.norm]
 
 
-def _vit_last_blocks(m: nn.Module) -> list[nn.Module]:
+def _vit_last_blocks(m: Any) -> list[nn.Module]:  # a timm model
     return [*list(m.blocks)[-3:], m.norm]
 
 
@@ -165,7 +166,8 @@ def create_backbone(name: str, timm_name: str | None = None, pretrained: bool = 
         return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
     if not pretrained:
         return timm.create_model(timm_name, pretrained=False, **kwargs)
-    hf_hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
+    pretrained_cfg = timm.models.get_pretrained_cfg(timm_name)
+    hf_hub_id = pretrained_cfg.hf_hub_id if pretrained_cfg is not None else None
     cached = _cached_hub_file(hf_hub_id) if hf_hub_id else None
     if cached:
         return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **kwargs)

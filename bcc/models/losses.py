@@ -55,6 +55,8 @@ def masked_focal_terms(logits: torch.Tensor, targets: torch.Tensor, alpha: torch
 class MultitaskFocalLoss(nn.Module):
     """Focal loss per head (``HEADS``), summed with the stage's head weights; a head of weight 0 is not trained."""
 
+    alpha: torch.Tensor  # a buffer, declared for the type checker
+
     def __init__(self, alpha: Sequence[float], gamma: float = 2.0, weights: Mapping[str, float] | None = None):
         super().__init__()
         if len(alpha) != len(OUTPUTS):

@@ -15,7 +15,7 @@ asks :meth:`MultitaskNet.trained` before it shows or uses an output.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,12 +31,19 @@ PARTS = ("backbone", "last_blocks", *(f"{h}_head" for h in HEADS))
 
 
 class MultitaskNet(nn.Module):
+    # declared for the type checker (nn.Module's attribute lookup answers Tensor | Module for everything)
+    backbone: Any  # a timm model: forward_features, forward_head and each architecture's own parts
+    mean: torch.Tensor
+    std: torch.Tensor
+    image_size: int  # set by models.checkpoint.load_network, with checkpoint_path
+    checkpoint_path: str
+
     def __init__(self, backbone: nn.Module, backbone_name: str, dropout: float = 0.3):
         super().__init__()
         self.backbone_name = backbone_name
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
-        width = backbone.num_features
+        width = cast(int, backbone.num_features)
         self.heads = nn.ModuleDict({h: nn.Linear(width, len(outputs)) for h, outputs in HEADS.items()})
         cfg = getattr(backbone, "pretrained_cfg", {}) or {}
         mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
@@ -116,16 +123,19 @@ class MultitaskNet(nn.Module):
         at 192 px: pattern AUROC 0.85 before stage 3 ran)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for head in self.heads.values():
+            for head in self._linear_heads():
                 head.reset_parameters()
 
     def head_weights(self) -> torch.Tensor:
         """(8, C): the heads' weight rows stacked in OUTPUTS order."""
-        return torch.cat([self.heads[h].weight for h in HEADS], dim=0)
+        return torch.cat([head.weight for head in self._linear_heads()], dim=0)
 
     def head_bias(self) -> torch.Tensor:
         """(8,): the heads' biases in OUTPUTS order."""
-        return torch.cat([self.heads[h].bias for h in HEADS], dim=0)
+        return torch.cat([head.bias for head in self._linear_heads()], dim=0)
+
+    def _linear_heads(self) -> list[nn.Linear]:
+        return [cast(nn.Linear, self.heads[h]) for h in HEADS]
 
     def part(self, name: str) -> list[nn.Module]:
         if name == "last_blocks":

@@ -171,6 +171,6 @@ def export_annotations(sessions: sessionmaker[Session], out: str | Path, dataset
     write_csv(pd.DataFrame(audit, columns=["image_id", "rater", "bcc", "rule_over_codes", "agrees", "note", "recorded",
                                            "worklist", "case"]), audit_path)
     log(f"[bcc.review] {len(rows)} verdicts → {shown(out)}"
-        + (f" ({len(unmatched)} reviewed cases are not in {shown(Path(dataset))} and were left out: "
+        + (f" ({len(unmatched)} reviewed cases are not in {shown(Path(dataset or '.'))} and were left out: "
            f"{', '.join(sorted(unmatched)[:5])}{'…' if len(unmatched) > 5 else ''})" if unmatched else ""))
     return ann

@@ -163,7 +163,7 @@ class BCCDataModule(L.LightningDataModule):
         self.soft_targets, self.augment = bool(soft_targets), dict(augment or {})
         self.generate, self.disk_cache = dict(generate) if generate else None, disk_cache
         self.allow_outside = bool(allow_outside)  # image paths may leave the dataset folder (docs/dataset.md)
-        self.table: pd.DataFrame | None = None
+        self._table: pd.DataFrame | None = None
 
     def prepare_data(self) -> None:
         """Generate the synthetic set when asked and absent; write/reuse labels.csv and splits.csv."""
@@ -173,8 +173,15 @@ class BCCDataModule(L.LightningDataModule):
         ensure_splits(self.root, k=self.k, seed=self.split_seed, allow_outside=self.allow_outside,
                       by_source=self.stratify_source)
 
+    @property
+    def table(self) -> pd.DataFrame:
+        """images.csv joined with labels and folds, each row's split (train/val/test) for this fold."""
+        if self._table is None:
+            raise RuntimeError("the datamodule is not set up: call setup() first")
+        return self._table
+
     def setup(self, stage: str | None = None) -> None:
-        if self.table is not None:
+        if self._table is not None:
             return
         if not 0 <= self.fold < self.k:
             raise UsageError(f"fold={self.fold} is outside 0..{self.k - 1} (data.k={self.k})")
@@ -191,7 +198,7 @@ class BCCDataModule(L.LightningDataModule):
         pool = table.index[table["split"] == "train"]
         val = validation_rows(table.loc[pool], self.val_fraction, self.split_seed + self.fold, self.stratify_source)
         table.loc[pool[val], "split"] = "val"
-        self.table = table
+        self._table = table
         self.images = decoded_images(self.root, list(table["image"]), self.preprocess, disk_cache=self.disk_cache,
                                      allow_outside=self.allow_outside, aspects=aspects(table))
 

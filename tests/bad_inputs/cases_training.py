@@ -7,8 +7,8 @@ import shutil
 
 import torch
 
+from bcc.core.jobs import file_sha256
 from bcc.core.layout import BEST, LOCK, METRICS
-from bcc.training.jobs import file_sha256
 from tests.bad_inputs.case import Case, Workspace
 from tests.helpers.checkpoints import tampered_copy
 from tests.helpers.runs import write_runs

@@ -111,8 +111,15 @@ def prior_aurocs(lesion: np.ndarray, patterns: np.ndarray) -> dict[str, float]:
             "lesion_centre/lesion": float(roc_auc_score(patterns[lesion], lesion_centre[lesion]))}
 
 
+def _read(path: Path, flags: int) -> np.ndarray:
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise FileNotFoundError(f"{path}: missing or unreadable")
+    return img
+
+
 def _rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_read(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def audit(root: Path, seed: int = 0) -> dict[str, float]:
@@ -130,7 +137,7 @@ def audit(root: Path, seed: int = 0) -> dict[str, float]:
     feats: dict[str, list[np.ndarray]] = {"image": [], "twin": [], "off_lesion": []}
     for image_id, rel in zip(images["image_id"], images["image"], strict=True):
         rgb = _rgb(root / rel)
-        off = cv2.imread(str(root / "masks" / f"{image_id}_{LESION}.png"), cv2.IMREAD_GRAYSCALE) == 0
+        off = _read(root / "masks" / f"{image_id}_{LESION}.png", cv2.IMREAD_GRAYSCALE) == 0
         feats["image"].append(colour_features(rgb))
         feats["twin"].append(colour_features(_rgb(root / "twins" / f"{image_id}.png")))
         feats["off_lesion"].append(colour_features(rgb, off))
@@ -159,17 +166,17 @@ def structure_figures(root: Path, train_size: int = 128) -> dict[str, float]:
     thick_mask: dict[str, list[float]] = {}
     prior: dict[str, list[float]] = {}
     for image_id, t in truth.iterrows():
-        lesion = cv2.imread(str(root / "masks" / f"{image_id}_{LESION}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        lesion = _read(root / "masks" / f"{image_id}_{LESION}.png", cv2.IMREAD_GRAYSCALE) > 0
         cov.setdefault("lesion", []).append(float(lesion.mean()))
         if not (root / "masks" / f"{image_id}.png").is_file():
             continue
-        union = cv2.imread(str(root / "masks" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        union = _read(root / "masks" / f"{image_id}.png", cv2.IMREAD_GRAYSCALE) > 0
         cov.setdefault("union", []).append(float(union.mean()))
         for k, v in prior_aurocs(lesion, union).items():
             prior.setdefault(k, []).append(v)
         present = [c for c in CODES if t[c]]
         for c in present:
-            m = cv2.imread(str(root / "masks" / f"{image_id}_{c}.png"), cv2.IMREAD_GRAYSCALE) > 0
+            m = _read(root / "masks" / f"{image_id}_{c}.png", cv2.IMREAD_GRAYSCALE) > 0
             cov.setdefault(c, []).append(float(m.mean()))
             thick_mask.setdefault(c, []).append(block_share(downsample(m, train_size)))
         if len(present) == 1:

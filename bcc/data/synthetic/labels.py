@@ -68,7 +68,7 @@ def sample_truth(n: int, rng: np.random.Generator) -> np.ndarray:
                     break
             else:  # too few patterns in total (tiny n): add one
                 sub[r, rng.integers(len(BCC_CODES))] = 1
-        truth[np.ix_(bcc_idx, [_C[c] for c in BCC_CODES])] = sub
+        truth[np.ix_(bcc_idx, np.array([_C[c] for c in BCC_CODES]))] = sub
     return truth
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,7 +142,8 @@ def image_records(maps: np.ndarray, masks: dict[str, np.ndarray], lesion: np.nda
     `shuffled`: output → (another image's mask, that image's lesion or None, its id), fitted to this image.
     """
     centre = centre_map(maps.shape[-2:], centre_sigma)
-    jobs = []  # (map name, output, z, fg, backgrounds, whose mask when not this image's)
+    # (map name, output, z, fg, backgrounds, whose mask when not this image's)
+    jobs: list[tuple[str, str, np.ndarray, np.ndarray, dict[str, np.ndarray], str | None]] = []
     for output, fg in masks.items():
         z = maps[OUTPUTS.index(output)]
         bgs = _backgrounds(output, fg, masks, lesion)
@@ -153,7 +155,8 @@ def image_records(maps: np.ndarray, masks: dict[str, np.ndarray], lesion: np.nda
             other, other_lesion, other_id = shuffled[output]
             jobs.append(("shuffled_mask", output, z, other,
                          _backgrounds(output, other, {}, other_lesion, other_patterns=False), other_id))
-    rows, triples, where = [], [], {}
+    rows, triples = [], []
+    where: dict[tuple[str, str | None, str], Any] = {}
     for name, output, z, fg, bgs, mask_of in jobs:
         for bg_name, bg in bgs.items():
             key = (output, mask_of, bg_name)  # the same mask and region: the same placements for every map
@@ -253,7 +256,7 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
         for k, ((_, row), rgb) in enumerate(zip(chunk.iterrows(), rgbs, strict=True)):
             image_id, shape = str(row["image_id"]), working_shape(rgb.shape[:2], settings.max_side)
             maps = maps_on_picture(cams[k:k + 1], shape, net.preprocess, aspects[k])[0].numpy()
-            shuffled = {o: (fit_mask(masks[j][o], shape), None if lesions[j] is None else fit_mask(lesions[j], shape), j)
+            shuffled = {o: (fit_mask(masks[j][o], shape), None if (lj := lesions[j]) is None else fit_mask(lj, shape), j)
                         for o, pr in pairs.items() if (j := pr.get(image_id))}
             for rec in image_records(maps, masks[image_id], lesions[image_id], shuffled, settings.centre_sigma):
                 o = rec["output"]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.signal import correlate
 from scipy.stats import wilcoxon
 from statsmodels.stats.multitest import multipletests
@@ -145,7 +146,7 @@ def significance(p_values: Sequence[float], alpha: float = ALPHA) -> pd.DataFram
                          "bh": multipletests(p, alpha=alpha, method="fdr_bh")[0]})
 
 
-def paired_greater(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+def paired_greater(a: ArrayLike, b: ArrayLike) -> dict[str, float]:
     """Is `a` larger than `b`, pair by pair (one image each)? Mean/median difference, share a > b and the
     one-sided Wilcoxon signed-rank p (scipy; NaN with fewer than 2 non-zero differences)."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
