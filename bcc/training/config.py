@@ -58,11 +58,6 @@ RANGES = {
     "stage.loss_weights.diagnosis": Range(float, 0, 1000),
     "stage.loss_weights.negative": Range(float, 0, 1000),
     "stage.loss_weights.patterns": Range(float, 0, 1000),
-    "data.augment.rotate": Range(float, 0, 180, why="degrees"),
-    **{f"data.augment.{p}": Range(float, 0, 1, why="a probability") for p in
-       ("rotate_p", "perspective_p", "blur_p", "hflip", "vflip", "jitter_p")},
-    "data.augment.jitter": Range(float, 0, 1),
-    "data.augment.hue": Range(float, 0, 0.5),
     "trainer.check_val_every_n_epoch": Range(int, 1, 100_000),
     "trainer.log_every_n_steps": Range(int, 1, 1_000_000),
     "trainer.gradient_clip_val": Range(float, 0, 1e6, low_open=True, nullable=True),
@@ -89,6 +84,7 @@ def check_config(cfg: DictConfig) -> None:
                        if not (chain and k.startswith("stage.") and OmegaConf.select(cfg, k) is None)})
     check_timm_name(str(cfg.backbone.name), cfg.backbone.get("timm_name"))
     check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
+    _check_augment(cfg.data.get("augment"))
     _check_devices(cfg.trainer)
     fold, k = cfg.fold, cfg.data.k
     if not isinstance(fold, int) or not 0 <= fold < int(k):
@@ -97,6 +93,20 @@ def check_config(cfg: DictConfig) -> None:
     for name in cfg.callbacks:
         check_targets(cfg, [f"callbacks.{name}"])
     _check_optimized_metric(cfg.get("optimized_metric"))
+
+
+def _check_augment(augment: DictConfig | None) -> None:
+    """Build each training transform once: albumentations checks its own arguments (a probability above 1,
+    a reversed range) — here, before a job folder exists, and named by its key."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    for name, node in (augment or {}).items():
+        try:
+            instantiate(node)
+        except InstantiationException as e:
+            cause = " ".join(str(e.__cause__ or e).split())
+            raise UsageError(f"data.augment.{name!s}: {cause}") from None
 
 
 def _check_optimized_metric(name: str | None) -> None:
