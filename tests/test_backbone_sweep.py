@@ -58,7 +58,7 @@ def test_sweep_runs_every_backbone_and_eval_writes_table5(data_dir, tmp_path):
         for stage in (0, 1, 2, 3):
             assert (out / backbone / "fold0" / f"stage{stage}" / "predictions.csv").is_file(), (backbone, stage)
     ev = evaluate(evaluate_cli.load_config([f"output_dir={out}", "experiment=backbone_sweep", "eval.k=1",
-                                                 "wandb.enabled=false", "eval.table4=false",
+                                                 "wandb.enabled=false", "eval.table4=null",
                                                  "eval.bench_batch=1", "eval.bench_repeats=1"]))
     t5 = pd.read_csv(ev.report_dir / "table5.csv").set_index("backbone")
     assert list(t5.index) == ["convnext", "mobilenet", "vit"]

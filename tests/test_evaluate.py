@@ -134,7 +134,7 @@ def test_allow_mixed_reports_runs_trained_differently(tmp_path):
     (out / "mobilenet" / "fold1" / "stage3" / "metrics.json").write_text(json.dumps(m))
     with pytest.raises(BadInput, match=r"input size \(image_size\) differs: mobilenet folds 0, 2, 3, 4: 32 \| "
                                        r"mobilenet fold 1: 48"):
-        evaluate(_cfg(out, "eval.table4=false", "eval.linear_probe=false"))
-    ev = evaluate(_cfg(out, "eval.table4=false", "eval.linear_probe=false", "eval.allow_mixed=true"))
+        evaluate(_cfg(out, "eval.table4=null", "eval.linear_probe=false"))
+    ev = evaluate(_cfg(out, "eval.table4=null", "eval.linear_probe=false", "eval.allow_mixed=true"))
     report = (ev.report_dir / "report.md").read_text()
     assert "## Runs trained differently" in report and "mobilenet fold 1: 48" in report

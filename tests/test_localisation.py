@@ -320,7 +320,7 @@ def smoke_report(ckpt, data_dir, tmp_path_factory):
     out = tmp / "outputs"
     shutil.copytree(ckpt.parent.parent.parent.parent, out, ignore=shutil.ignore_patterns("last.ckpt", "csv"))
     cfg = evaluate_cli.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false",
-                                    "eval.stage=0", "eval.k=1", f"eval.dataset={root}", "eval.table4_road_images=2"])
+                                    "eval.stage=0", "eval.k=1", f"eval.dataset={root}", "eval.table4.road_images=2"])
     ev = evaluate(cfg)
     return ev, root, out / "mobilenet" / "fold0" / "stage0"
 
@@ -375,7 +375,7 @@ def test_records_of_the_smoke_run(smoke_report):
 
 
 def test_the_call_site_passes_the_eval_settings(tmp_path, monkeypatch):
-    """pipeline.table4 hands the eval.table4_* keys to mask_report and puts its result into report.md."""
+    """pipeline.table4 hands the eval.table4 node to mask_report and puts its result into report.md."""
     from tests.helpers.runs import write_dataset, write_runs
 
     ds = write_dataset(tmp_path / "data" / "synth")
@@ -394,13 +394,13 @@ def test_the_call_site_passes_the_eval_settings(tmp_path, monkeypatch):
 
     monkeypatch.setattr("bcc.evaluation.pipeline.mask_report", fake_report)
     evaluate(evaluate_cli.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false",
-                                       "eval.mask_figures=2", "eval.table4_threshold=0.4", "eval.table4_road_images=0",
-                                       "eval.table4_max_side=null", "eval.table4_road_percentiles=[50]",
+                                       "eval.table4.max_figures=2", "eval.table4.threshold=0.4", "eval.table4.road_images=0",
+                                       "eval.table4.max_side=null", "eval.table4.road_percentiles=[50]",
                                        "data.allow_outside=true", "eval.lesion_focus=false"]))  # its masks are fake
     st = calls["settings"]
     assert calls["n"] == 5 and calls["root"] == ds
-    assert (st.max_figures, st.threshold, st.road_images, st.max_side, st.road_percentiles, st.allow_outside) == \
-        (2, 0.4, 0, None, (50,), True)
+    assert (st.max_figures, st.threshold, st.road_images, st.max_side, list(st.road_percentiles), st.allow_outside) == \
+        (2, 0.4, 0, None, [50], True)
     md = (out / "report" / "report.md").read_text()
     assert "0.432" in md and "a note from mask_report" in md and "| gradcam | diagnosis | image | all |" in md
 

@@ -97,7 +97,7 @@ def test_probe_never_fits_on_the_test_fold(ckpt, data_dir):
 def test_eval_reports_the_probe_beside_the_heads(ckpt, data_dir, tmp_path):
     out = tmp_path / "outputs"
     shutil.copytree(ckpt.parent.parent.parent.parent, out, ignore=shutil.ignore_patterns("last.ckpt", "csv"))
-    args = [f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false", "eval.table4=false", "eval.stage=0",
+    args = [f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false", "eval.table4=null", "eval.stage=0",
             "eval.k=1", f"eval.dataset={data_dir / 'synthetic-smoke'}"]
     ev = evaluate(evaluate_cli.load_config(args))
     t = pd.read_csv(ev.report_dir / "within_bcc.csv").set_index("code")

@@ -87,7 +87,7 @@ def check_targets(cfg: DictConfig, keys: Iterable[str], given: Mapping[str, Iter
     given = given or {}
     for key in keys:
         node = OmegaConf.select(cfg, key)
-        if node is not None:
+        if OmegaConf.is_config(node):  # null or false: a switched-off node
             _check_node(OmegaConf.to_container(node, resolve=False), key, set(given.get(key, ())))
 
 

@@ -11,6 +11,7 @@ Quantus' localisation metrics (``quantus_metrics``).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,14 @@ BCC = OUTPUTS.index("bcc")
 
 @dataclass(frozen=True)
 class Table4Settings:
-    """``eval.table4_*`` and ``eval.mask_figures`` (conf/eval.yaml)."""
+    """Table 4's settings: the ``eval.table4`` node of conf/eval.yaml builds one (``allow_outside`` from
+    ``data.allow_outside``)."""
 
     threshold: float = 0.5          # p >= threshold: the positive class is predicted (and explained)
     centre_sigma: float = 0.25      # the centre baseline's standard deviation, a fraction of the side
     seed: int = 0                   # shuffled-mask pairing, ROAD's choice of images and imputation noise
     road_images: int = 20           # per run; 0 turns ROAD off (a few seconds per image at 224 px)
-    road_percentiles: tuple[int, ...] = (20, 40, 60, 80)
+    road_percentiles: Sequence[int] = (20, 40, 60, 80)
     max_figures: int = 3            # Fig. 3: median, best, worst
     max_side: int | None = 512      # statistics at most this many pixels on the longer side; None: the image's
     batch_size: int = 16

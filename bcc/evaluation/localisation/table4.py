@@ -85,7 +85,7 @@ def _notes(records: pd.DataFrame, twins: pd.DataFrame, settings: Table4Settings)
     if twins.empty:
         notes.append("No counterfactual twins (`twins/<id>.png`) for these images: no twin deletion test.")
     if settings.road_images <= 0:
-        notes.append("ROAD not computed (eval.table4_road_images = 0).")
+        notes.append("ROAD not computed (eval.table4.road_images = 0).")
     if not (records["map"] == "shuffled_mask").any():
         notes.append("Fewer than two images per output with a mask: no shuffled-mask baseline.")
     return notes
