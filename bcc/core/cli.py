@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from bcc.core.config import CONF_DIR, Range, normalize_overrides
+from bcc.core.config import CONF_DIR, Range, check_ranges, normalize_overrides
 from bcc.core.errors import BadInput, Interrupted, UsageError
 
 #: Hydra's own switches, which may stand anywhere on the command line.
@@ -115,11 +115,13 @@ def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], Any]
     return 0
 
 
-def options(cfg: DictConfig, required: Sequence[str]) -> dict:
-    """The command's options as a plain dict; a required one left unset (``???``) is a usage error."""
+def options(cfg: DictConfig, required: Sequence[str], ranges: Mapping[str, Range] | None = None) -> dict:
+    """The command's options as a plain dict; a required one left unset (``???``) or one outside the
+    command's `ranges` (its one table of what each number and switch takes) is a usage error."""
     missing = [k for k in required if OmegaConf.is_missing(cfg, k) or cfg.get(k) in (None, "")]
     if missing:
         raise UsageError(f"missing {', '.join(f'{k}=' for k in missing)} (--help shows every option)")
+    check_ranges(cfg, ranges or {}, fix="--help shows every option")
     return cast(dict, OmegaConf.to_container(cfg, resolve=True))
 
 

@@ -43,10 +43,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from bcc.core.config import Range
 from bcc.core.io import OutputSet, atomic_path, csv_safe, write_csv, write_json
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
 from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
-from bcc.deploy.options import flag, input_and_output, positive, whole
+from bcc.deploy.options import input_and_output
 from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
 from bcc.deploy.thresholds import Thresholds, load_thresholds
@@ -243,17 +244,15 @@ def guarantee_status(g: Mapping[str, Any] | None, th: Thresholds) -> dict[str, A
 
 
 # ---- the command ----------------------------------------------------------------------------------------
+#: what each number and switch of ``conf/predict.yaml`` takes (``bcc.core.cli.options`` checks them)
+OPTIONS = {"batch_size": Range(int, 1), "threads": Range(int, 1), "max_megapixels": Range(float, 0, low_open=True),
+           "explain": Range(bool), "report": Range(bool), "progress": Range(bool, nullable=True),
+           "overwrite": Range(bool)}
+
+
 def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
-    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``); returns the worklist
-    (``triage.csv`` holds it with formula-leading text cells neutralised)."""
-    opts = {"batch_size": whole(a, "batch_size"), "threads": whole(a, "threads"),
-            "max_megapixels": positive(a, "max_megapixels"), "explain": flag(a, "explain"),
-            "report": flag(a, "report"), "progress": flag(a, "progress", nullable=True),
-            "overwrite": flag(a, "overwrite")}
-    return _run({**a, **opts}, log)
-
-
-def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
+    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``, checked against ``OPTIONS``);
+    returns the worklist (``triage.csv`` holds it with formula-leading text cells neutralised)."""
     t0 = time.perf_counter()
     inp, out = input_and_output(a)
     root, files = list_inputs(inp)
