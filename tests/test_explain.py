@@ -19,7 +19,7 @@ from bcc.cli.explain import main
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import read_image
 from bcc.explanation.batch import output_name
-from bcc.explanation.gradcam import _batched_vjp, gradcam_maps, logits_from_pooled, reference_maps
+from bcc.explanation.gradcam import gradcam_maps, logits_from_pooled, reference_maps
 from bcc.explanation.render import JET, heat_rgb, overlay
 from bcc.models.checkpoint import CheckpointError, UnsafeCheckpointError, load_network
 from tests.helpers.checkpoints import make_net, save_checkpoint
@@ -114,9 +114,11 @@ def test_backward_paths_work_inside_no_grad():
 def test_mobilenet_channel_weights_are_the_head_weights():
     """With global average pooling + linear heads, d logits / d pooled = the stacked head weights."""
     net = make_net()
-    pooled = torch.randn(3, net.backbone.num_features, requires_grad=True)
-    jac = _batched_vjp(logits_from_pooled(net, pooled), pooled)  # (8, N, C)
-    assert torch.allclose(jac, net.head_weights().detach()[:, None, :].expand_as(jac), atol=1e-6)
+    net.eval()
+    pooled = torch.randn(3, net.backbone.num_features)
+    jac = torch.autograd.functional.jacobian(lambda p: logits_from_pooled(net, p), pooled)  # (N, 8, N, C)
+    per_image = torch.stack([jac[i, :, i] for i in range(len(pooled))])  # (N, 8, C)
+    assert torch.allclose(per_image, net.head_weights().detach().expand_as(per_image), atol=1e-6)
 
 
 def test_maps_at_image_resolution(checkpoint):

@@ -11,7 +11,9 @@ import pytest
 
 from bcc.core.errors import UsageError
 from bcc.core.io import OWNER, OutputSet, clear_stale, printable, staged_folder
-from bcc.deploy.report_html import _e
+from bcc.deploy.report_html import render_html
+from bcc.deploy.thresholds import Thresholds
+from bcc.deploy.triage import Lesion, worklist
 from bcc.evaluation.markdown import markdown_table
 from bcc.explanation.batch import input_name, output_name
 
@@ -75,7 +77,8 @@ def test_report_text_from_the_data_is_inert():
     assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
     name = f"patient_{RLO}gnp.exe"
     assert printable(name) == "patient_\\u202egnp.exe" and RLO not in markdown_table(pd.DataFrame({"n": [name]}))
-    assert _e(name) == "patient_\\u202egnp.exe"
+    page = render_html(*worklist([Lesion(name, "unreadable")], Thresholds()), {})  # the triage report's page
+    assert RLO not in page and "patient_\\u202egnp.exe" in page
     shown, note = input_name(Path(f"/in/{name}"), Path("/in"))
     assert shown == "patient_\\u202egnp.exe" and "bidirectional" in note
     assert RLO not in output_name(Path(f"/in/{name}"), Path("/in"))

@@ -208,11 +208,12 @@ def test_quantus_agrees_with_the_projects_own_figures():
 
 # ---- maps of the predicted class -------------------------------------------------------------------------
 def test_correct_and_map_masks(tmp_path):
-    from bcc.evaluation.localisation.records import _correct
+    from bcc.evaluation.localisation.records import prediction_correct
 
     row = pd.Series({"y_bcc": 1.0, "p_bcc": 0.7, "y_U": 0.0, "p_U": 0.6, "y_PN": np.nan, "p_PN": 0.2})
-    assert _correct(row, "bcc") is True and _correct(row, "U") is False and _correct(row, "PN") is pd.NA
-    assert _correct(row, "bcc", threshold=0.8) is False
+    assert prediction_correct(row, "bcc") is True and prediction_correct(row, "U") is False
+    assert prediction_correct(row, "PN") is pd.NA
+    assert prediction_correct(row, "bcc", threshold=0.8) is False
     a, b, pn = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
     a[:2], b[-2:], pn[3:5] = 255, 255, 255
     paths = {}
@@ -232,11 +233,11 @@ def test_working_shape():
     assert working_shape((1024, 768), 512) == (512, 384)
     assert working_shape((300, 200), 512) == (300, 200) and working_shape((2000, 999), None) == (2000, 999)
     # masks follow (nearest neighbour); one that vanishes at the working size is dropped
-    from bcc.evaluation.localisation.records import _fitted
+    from bcc.evaluation.localisation.records import fitted_masks
 
     big, tiny = np.zeros((1024, 1024), bool), np.zeros((1024, 1024), bool)
     big[100:140, 200:260], tiny[0, 0] = True, True
-    fitted = _fitted({"U": big, "MG": tiny}, 512)
+    fitted = fitted_masks({"U": big, "MG": tiny}, 512)
     assert list(fitted) == ["U"] and fitted["U"].shape == (512, 512) and fitted["U"].sum() == 20 * 30
 
 

@@ -99,7 +99,8 @@ def working_shape(shape: tuple[int, int], max_side: int | None) -> tuple[int, in
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _fitted(masks: dict[str, np.ndarray], max_side: int | None) -> dict[str, np.ndarray]:
+def fitted_masks(masks: dict[str, np.ndarray], max_side: int | None) -> dict[str, np.ndarray]:
+    """The masks at the statistics' working size (``working_shape``); one that vanishes there is dropped."""
     fitted = {o: fit_mask(m, working_shape(m.shape, max_side)) for o, m in masks.items()}
     return {o: m for o, m in fitted.items() if m.any()}
 
@@ -176,7 +177,8 @@ def image_records(maps: np.ndarray, masks: dict[str, np.ndarray], lesion: np.nda
 
 
 # ---- trained runs --------------------------------------------------------------------------------------
-def _correct(row: pd.Series, output: str, threshold: float = 0.5):
+def prediction_correct(row: pd.Series, output: str, threshold: float = 0.5):
+    """A record's ``correct``: whether p >= `threshold` agrees with the label; NA where it is unknown."""
     y = row.get(f"y_{output}")
     if y is None or pd.isna(y):
         return pd.NA
@@ -242,8 +244,8 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
     if masked.empty and preds.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     net = explained_network(run_dir, settings)
-    masks = {i: _fitted(map_masks(dataset.masks[i]), settings.max_side) for i in masked["image_id"]}
-    lesions = {i: _fitted({"lesion": m} if (m := lesion_mask(dataset.masks[i])) is not None else {},
+    masks = {i: fitted_masks(map_masks(dataset.masks[i]), settings.max_side) for i in masked["image_id"]}
+    lesions = {i: fitted_masks({"lesion": m} if (m := lesion_mask(dataset.masks[i])) is not None else {},
                           settings.max_side).get("lesion") for i in masked["image_id"]}
     pairs = {o: shuffled_pairs([i for i in masked["image_id"] if o in masks[i]], settings.seed) for o in OUTPUTS}
     with_bcc = [i for i in masked["image_id"] if "bcc" in masks[i]]
@@ -266,7 +268,7 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
                              "run_dir": str(run_dir),
                              "kind": "diagnosis" if o == "bcc" else "patterns",
                              "target": "positive" if signs[k, OUTPUTS.index(o)] > 0 else "negative",
-                             "correct": _correct(row, o, settings.threshold), **rec})
+                             "correct": prediction_correct(row, o, settings.threshold), **rec})
             if image_id in road_ids:
                 road_map = postprocess(cams[k:k + 1, BCC:BCC + 1], x.shape[-2:])[0, 0].numpy()
                 road_inputs.append((image_id, x[k], road_map, signs[k, BCC]))
