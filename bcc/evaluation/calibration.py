@@ -134,7 +134,7 @@ def reliability_grid(predictions: pd.DataFrame, scaled: pd.DataFrame | None, pat
         y = predictions.loc[seen, f"y_{o}"]
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
         for name, df, c in (("raw", predictions, "C0"), ("temperature", scaled, "C3")):
-            if df is None:
+            if df is None or not seen.any():  # an output without labels here (an external set's codes): no curve
                 continue
             p = df.loc[seen, f"p_{o}"]
             frequency, confidence = calibration_curve(y, p, n_bins=n_bins)
