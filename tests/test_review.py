@@ -26,7 +26,7 @@ from bcc.explanation.render import heat_rgb
 from bcc.review.__main__ import main as review_main
 from bcc.review.app import create_app
 from bcc.review.db import Case, Verdict, open_db
-from tests.helpers.review import browser, record, served
+from tests.helpers.review import browser, record, served, sign_in
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HOSTILE = '<img src=x onerror=alert(1)> "lesion" & co.png'
@@ -165,10 +165,7 @@ def test_browser_review_record_reload_restart(worklist, tmp_path):
     assert review_main(["import", str(worklist["out"]), "--db", url, "--name", "monday"]) == 0
     with browser(tmp_path / "profile") as d:
         with served(url) as base:
-            d.get(base)
-            d.find_element(By.ID, "name").send_keys("Dr A")
-            d.find_element(By.ID, "start").click()
-            assert d.find_element(By.ID, "reviewer").text == "Dr A"
+            sign_in(d, base, "Dr A")
             d.find_element(By.LINK_TEXT, "monday").click()
             d.find_elements(By.CSS_SELECTOR, "#cases a")[0].click()
             case_url = d.current_url
@@ -191,9 +188,7 @@ def test_browser_review_record_reload_restart(worklist, tmp_path):
             assert not d.find_element(By.ID, "pattern-PN").is_selected()
             assert d.find_element(By.ID, "note").get_attribute("value") == "arborizing vessels <b>"
         with served(url) as base:  # a new server on the same database; the browser's session is gone
-            d.get(base)
-            d.find_element(By.ID, "name").send_keys("Dr A")
-            d.find_element(By.ID, "start").click()
+            sign_in(d, base, "Dr A")
             d.get(base + urlparse(case_url).path)
             assert d.find_element(By.ID, "bcc-yes").is_selected() and d.find_element(By.ID, "pattern-AT").is_selected()
 
@@ -212,9 +207,7 @@ def test_two_reviewers_at_once(worklist, tmp_path):
     def review(name: str, bcc: bool, code: str, base: str) -> None:
         try:
             with browser(tmp_path / f"profile-{name}") as d:
-                d.get(base)
-                d.find_element(By.ID, "name").send_keys(name)
-                d.find_element(By.ID, "start").click()
+                sign_in(d, base, name)
                 d.get(f"{base}/case/{cases[0]}")
                 for _ in cases:
                     d.find_element(By.ID, "bcc-yes" if bcc else "bcc-no").click()
@@ -246,12 +239,9 @@ def test_maps_drawn_by_the_page_equal_the_python_pipeline(worklist, tmp_path):
     cams = np.load(worklist["out"] / "maps.npy")
     rng = np.random.default_rng(0)
     cams = [*cams[:2], rng.normal(size=(8, 7, 7)).astype(np.float32), rng.normal(size=(8, 3, 5)).astype(np.float32)]
-    from selenium.webdriver.common.by import By
 
     with browser(tmp_path / "profile") as d, served(url) as base:
-        d.get(base)
-        d.find_element(By.ID, "name").send_keys("Dr A")
-        d.find_element(By.ID, "start").click()
+        sign_in(d, base, "Dr A")
         d.get(f"{base}/case/{_case_ids(url)[0]}")  # a page with the maps' script
         for stack in cams:
             for k in (0, 5):

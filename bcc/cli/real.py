@@ -10,6 +10,7 @@ the evaluation (``eval.*``, ``wandb.*``) go to the report only.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import hydra
 import pandas as pd
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -52,12 +54,14 @@ def task(cfg: DictConfig, eval_overrides: Sequence[str] = ()) -> None:
     compose = lambda o: hydra.compose(config_name="config", overrides=o)  # the running app's composer
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra")]
     timings: dict[str, float] = {}
+    load: dict[str, float] = {}  # 1-minute load average at each step's end: a shared machine's times say little alone
 
     def step(name: str, work) -> None:
         print(f"\n== {name} ==", flush=True)
         t0 = time.perf_counter()
         work()
         timings[name] = round(time.perf_counter() - t0, 1)
+        load[name] = round(os.getloadavg()[0], 2)
         print(f"[bcc] {name}: {timings[name] / 60:.1f} min", flush=True)
 
     step("consensus", lambda: ensure_labels(root, verbose=True))
@@ -77,8 +81,8 @@ def task(cfg: DictConfig, eval_overrides: Sequence[str] = ()) -> None:
 
     step("evaluation", report)
     total = sum(timings.values())
-    write_json({"steps_seconds": timings, "total_seconds": round(total, 1), "machine": machine()},
-               out / "timings.json")
+    write_json({"steps_seconds": timings, "total_seconds": round(total, 1), "load_average_at_end": load,
+                "threads": torch.get_num_threads(), "machine": machine()}, out / "timings.json")
     print("\n" + pd.Series({k: f"{v / 60:.1f} min" for k, v in timings.items()}).to_string())
     print(f"total: {total / 60:.1f} min on {machine().get('cpu', 'this machine')}")
 

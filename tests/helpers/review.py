@@ -60,3 +60,16 @@ def record(driver) -> None:
     button = driver.find_element(By.ID, "record")
     button.click()
     WebDriverWait(driver, 60).until(expected_conditions.staleness_of(button))
+
+
+def sign_in(driver, base: str, name: str) -> None:
+    """Open the start page, sign in as `name` and wait for the signed-in page: a click does not wait for
+    the POST, and a page requested before its answer would find no reviewer and be sent back to sign in."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(base)
+    driver.find_element(By.ID, "name").send_keys(name)
+    driver.find_element(By.ID, "start").click()
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "reviewer")
+                                    and d.find_element(By.ID, "reviewer").text == name)
