@@ -71,8 +71,10 @@ $(VENV)/.bench: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	@touch $@
 
+# ruff (rules: pyproject.toml) and the type checker on bcc/ ([tool.mypy])
 lint: install
 	$(BIN)/ruff check bcc tests benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -87,6 +87,21 @@ def test_the_check_catches_an_upward_and_a_hidden_import(tmp_path):
 
 
 
+def test_the_documented_import_table_is_the_code():
+    """docs/architecture.md's table "subpackage | imports" lists exactly the subpackages each one imports."""
+    import re
+
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    rows = re.finditer(r"^\| `(\w+)` \| ((?:`\w+`(?:, )?)+|–) \|$", doc, re.MULTILINE)
+    documented = {m[1]: set(re.findall(r"`(\w+)`", m[2])) for m in rows}
+    actual: dict[str, set[str]] = {layer: set() for layer in RANK}
+    for module, path in MODULES.items():
+        layer = _layer(module)[0]
+        if layer in RANK:
+            actual[layer] |= {_layer(t)[0] for t, _, _ in _bcc_imports(path)} - {layer}
+    assert documented == actual
+
+
 def _test_imports(source: str) -> list[tuple[str, int]]:
     """(imported ``tests.test_*`` module, line) for every import in a test file's `source`."""
     found = []

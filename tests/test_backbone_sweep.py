@@ -33,6 +33,19 @@ def test_wandb_sweep_spec_is_the_same_grid(compose_cfg):
     assert sorted(grid["backbone"]["values"]) == ["convnext", "mobilenet", "vit"] and grid["fold"]["values"] == [0, 1, 2, 3, 4]
 
 
+def test_every_sweep_selects_on_validation():
+    """A sweep that ranks runs by a test-fold metric leaks the test fold into the choice: each W&B sweep spec
+    names a metric training logs on the validation slice (OutputMetrics("val"): val/<output>/<metric>)."""
+    from bcc.training.config import validation_metrics
+
+    logged = validation_metrics()
+    specs = sorted(ROOT.glob("experiments/**/sweep*.yaml"))
+    assert specs
+    for path in specs:
+        metric = yaml.safe_load(path.read_text())["metric"]
+        assert metric["name"] in logged, (path, metric)
+
+
 @pytest.mark.slow
 def test_sweep_runs_every_backbone_and_eval_writes_table5(data_dir, tmp_path):
     out = tmp_path / "out"
@@ -45,7 +58,7 @@ def test_sweep_runs_every_backbone_and_eval_writes_table5(data_dir, tmp_path):
         for stage in (0, 1, 2, 3):
             assert (out / backbone / "fold0" / f"stage{stage}" / "predictions.csv").is_file(), (backbone, stage)
     ev = evaluate(evaluate_cli.load_config([f"output_dir={out}", "experiment=backbone_sweep", "eval.k=1",
-                                                 "wandb.enabled=false", "eval.table4=false",
+                                                 "wandb.enabled=false", "eval.table4=null",
                                                  "eval.bench_batch=1", "eval.bench_repeats=1"]))
     t5 = pd.read_csv(ev.report_dir / "table5.csv").set_index("backbone")
     assert list(t5.index) == ["convnext", "mobilenet", "vit"]

@@ -71,7 +71,7 @@ def test_zero_byte_and_corrupt_images(ds):
 
 def test_empty_csv_wrong_delimiter_and_encoding(ds):
     (ds / "annotations.csv").write_text("")
-    with pytest.raises(DatasetError, match="annotations.csv: file is empty"):
+    with pytest.raises(DatasetError, match=r"annotations\.csv: file is empty"):
         load_dataset(ds)
     df = pd.read_csv(ds / "images.csv")
     df.to_csv(ds / "images.csv", sep=";", index=False)

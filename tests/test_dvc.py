@@ -1,15 +1,18 @@
-"""A dataset round-trips through DVC: add → push to a remote → delete → pull gives identical files."""
+"""The project's DVC setup: data/ versioned without bcc's derived caches, and a pulled copy bcc can train on."""
 import filecmp
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from tests.helpers.datasets import make_dataset
+from bcc.data.cache import decoded_images
+from bcc.data.table import read_table
 
 DVC = [sys.executable, "-m", "dvc"]
+PROJECT = Path(__file__).parents[1]
 
 
 def dvc(*args, cwd):
@@ -17,25 +20,35 @@ def dvc(*args, cwd):
 
 
 @pytest.mark.slow
-def test_dataset_round_trip_through_a_dvc_remote(tmp_path):
+def test_a_pulled_dataset_is_the_data_without_bccs_caches(tmp_path, data_dir):
+    """With the project's .dvcignore, `dvc add data` leaves what bcc writes for itself out of the version (the
+    decoded-image cache .cache/, the folder's owner record .bcc-owner.json), and what `dvc pull` brings back
+    reads as the same table, labels and folds included."""
     repo, remote = tmp_path / "repo", tmp_path / "remote"
-    repo.mkdir()
-    make_dataset(repo / "data" / "tiny", n=4, raters=2)
+    root = repo / "data" / "tiny"
+    shutil.copytree(data_dir / "synthetic-smoke", root)  # with the labels.csv and splits.csv bcc derived
+    table = read_table(root)
+    decoded_images(root, list(table["image"]), 16, disk_cache=True, workers=1)
+    assert any((root / ".cache").iterdir())  # bcc wrote its cache into the dataset
     reference = tmp_path / "reference"
     shutil.copytree(repo / "data", reference)
+    shutil.copy(PROJECT / ".dvcignore", repo / ".dvcignore")
     dvc("init", "--no-scm", "-q", cwd=repo)
     dvc("remote", "add", "-d", "tmp", str(remote), cwd=repo)
     dvc("add", "data", cwd=repo)
-    assert (repo / "data.dvc").is_file()
     dvc("push", cwd=repo)
     shutil.rmtree(repo / "data")
     shutil.rmtree(repo / ".dvc" / "cache")
     dvc("pull", cwd=repo)
-    cmp = filecmp.dircmp(reference / "tiny", repo / "data" / "tiny")
-    assert not cmp.diff_files and not cmp.left_only and not cmp.right_only
-    assert filecmp.cmp(reference / "tiny/images/im3.png", repo / "data/tiny/images/im3.png", shallow=False)
+    pulled = repo / "data" / "tiny"
+    assert not (pulled / ".cache").exists()
+    cmp = filecmp.dircmp(reference / "tiny", pulled)
+    assert sorted(cmp.left_only) == [".bcc-owner.json", ".cache"] and not cmp.right_only and not cmp.diff_files
+    pd.testing.assert_frame_equal(read_table(pulled), table)
 
 
-def test_project_dvc_config_names_a_default_remote():
-    config = (Path(__file__).parents[1] / ".dvc" / "config").read_text()
-    assert "remote = local" in config and "bcc-dvc-storage" in config
+def test_the_project_pushes_to_its_default_remote_beside_the_repository():
+    """README "Versioning data with DVC": the default remote is `local`, ../bcc-dvc-storage."""
+    assert dvc("remote", "default", cwd=PROJECT).stdout.strip() == "local"
+    name, url = dvc("remote", "list", cwd=PROJECT).stdout.split()[:2]
+    assert name == "local" and (PROJECT / ".dvc" / url).resolve() == (PROJECT.parent / "bcc-dvc-storage").resolve()

@@ -1,13 +1,17 @@
 """`python -m bcc.evaluate` end to end on hand-made run folders: report, tables, W&B run, missing folds."""
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from bcc.cli import evaluate as evaluate_cli
 from bcc.core.errors import BadInput
+from bcc.core.patterns import OUTPUTS
 from bcc.evaluation.pipeline import evaluate
 from bcc.evaluation.runs import MissingRunsError
 from tests.helpers.runs import BCC_ACC, write_dataset, write_runs, write_val
@@ -36,7 +40,7 @@ def test_thresholds_json_beside_each_checkpoint_for_predict(full_report):
     import torch
 
     from bcc.deploy.thresholds import load_thresholds
-    from bcc.evaluation.calibration import threshold_for_sensitivity
+    from bcc.models.calibration import threshold_for_sensitivity
 
     out = full_report.parent
     preds = pd.concat([pd.read_csv(p) for p in sorted(out.glob("mobilenet/fold*/stage3/predictions.csv"))])
@@ -52,11 +56,19 @@ def test_thresholds_json_beside_each_checkpoint_for_predict(full_report):
 
 
 def test_report_and_tables_written(full_report):
-    for name in ("report.md", "table3.csv", "table3_per_fold.csv", "table5.csv", "calibration.csv", "stages.csv",
-                 "thresholds.csv"):
-        assert (full_report / name).is_file(), name
+    per_fold = pd.read_csv(full_report / "table3_per_fold.csv")
+    bcc = per_fold[per_fold["row"] == "BCC/Non-BCC"].sort_values("fold")
+    assert list(bcc["accuracy"]) == pytest.approx(BCC_ACC) and set(bcc["n"]) == {4}
+    thr = pd.read_csv(full_report / "thresholds.csv")
+    assert list(thr["fold"]) == [0, 1, 2, 3, 4] and (thr[list(OUTPUTS)] == 0.5).all().all()  # eval.thresholds=0.5
+    stages = pd.read_csv(full_report / "stages.csv").set_index("stage")
+    assert list(stages.index) == [0, 1, 2, 3] and (stages["folds"] == 5).all()
+    assert stages.loc[3, "bcc_accuracy"] == pytest.approx(sum(BCC_ACC) / 5)
+    cal = pd.read_csv(full_report / "calibration.csv").iloc[0]
+    assert cal["target_sensitivity"] == 0.95 and cal["n"] == 20 and 0 <= cal["ece"] <= 1
     for fig in ("roc", "confusion", "patterns", "reliability"):
-        assert (full_report / "figures" / f"mobilenet_{fig}.png").stat().st_size > 1000
+        pixels = np.asarray(Image.open(full_report / "figures" / f"mobilenet_{fig}.png").convert("L"))
+        assert min(pixels.shape) > 200 and pixels.std() > 10, fig  # a drawn figure, not a blank canvas
     t3 = pd.read_csv(full_report / "table3.csv")
     row = t3[(t3["section"] == "BCC/Non-BCC") & (t3["row"] == "BCC/Non-BCC")].iloc[0]
     assert row["accuracy_mean"] == pytest.approx(sum(BCC_ACC) / 5) and row["folds"] == 5
@@ -75,8 +87,17 @@ def test_report_and_tables_written(full_report):
 
 
 def test_wandb_offline_summary_run_written(full_report):
-    runs = list((full_report / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 1 and runs[0].stat().st_size > 0
+    """One offline run (to `wandb sync`) holding the report's tables as written to CSV, and its figures."""
+    runs = list((full_report / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and len(list(runs[0].glob("run-*.wandb"))) == 1
+    media = runs[0] / "files" / "media"
+    logged = json.loads(next((media / "table" / "tables").glob("table3_0_*.table.json")).read_text())
+    t3 = pd.read_csv(full_report / "table3.csv")
+    assert logged["columns"] == list(t3.columns) and len(logged["data"]) == len(t3)
+    assert [r[logged["columns"].index("accuracy_mean")] for r in logged["data"]] == pytest.approx(
+        list(t3["accuracy_mean"]), nan_ok=True)
+    assert {p.name.split("_")[0] for p in (media / "images" / "figures" / "mobilenet").glob("*.png")} >= {
+        "roc", "confusion", "patterns", "reliability"}
 
 
 def test_missing_fold_and_stage_named_with_command(tmp_path):
@@ -112,7 +133,7 @@ def test_missing_fold_exit_code_and_allow_incomplete(tmp_path, capsys):
 
 def test_thresholds_val_uses_validation_predictions(tmp_path):
     out = write_runs(tmp_path / "o", stages=(3,))
-    with pytest.raises(MissingRunsError, match="calibration.json"):
+    with pytest.raises(MissingRunsError, match=r"calibration\.json"):
         evaluate(_cfg(out, "eval.thresholds=val"))
     write_val(out)
     ev = evaluate(_cfg(out, "eval.thresholds=val"))
@@ -134,7 +155,7 @@ def test_allow_mixed_reports_runs_trained_differently(tmp_path):
     (out / "mobilenet" / "fold1" / "stage3" / "metrics.json").write_text(json.dumps(m))
     with pytest.raises(BadInput, match=r"input size \(image_size\) differs: mobilenet folds 0, 2, 3, 4: 32 \| "
                                        r"mobilenet fold 1: 48"):
-        evaluate(_cfg(out, "eval.table4=false", "eval.linear_probe=false"))
-    ev = evaluate(_cfg(out, "eval.table4=false", "eval.linear_probe=false", "eval.allow_mixed=true"))
+        evaluate(_cfg(out, "eval.table4=null", "eval.linear_probe=false"))
+    ev = evaluate(_cfg(out, "eval.table4=null", "eval.linear_probe=false", "eval.allow_mixed=true"))
     report = (ev.report_dir / "report.md").read_text()
     assert "## Runs trained differently" in report and "mobilenet fold 1: 48" in report

@@ -1,30 +1,23 @@
-"""Metric code of bcc.evaluation against scikit-learn, and fold aggregation on a hand-made fixture."""
+"""The evaluation's metrics (scikit-learn, torchmetrics) on hand-counted cases, the operating points against
+their definitions, and fold aggregation on a hand-made fixture."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
-from bcc.evaluation.calibration import (
-    calibration_bins,
-    expected_calibration_error,
-    threshold_for_sensitivity,
-    triage_operating_point,
-)
+from bcc.evaluation.calibration import expected_calibration_error, triage_operating_point
 from bcc.evaluation.clinical_metrics import (
     CLINICAL,
     ROW_BCC,
     ROW_DETECTION,
     ROW_NO_PATTERN,
-    binary_metrics,
     format_table3,
-    roc_auc,
     table3,
 )
-from bcc.models.calibration import youden_threshold
+from bcc.evaluation.metrics import binary_metrics, roc_auc
+from bcc.models.calibration import threshold_for_sensitivity, youden_threshold
 from tests.helpers.runs import BCC_ACC, DETECTION, NO_PATTERN_RECALL, fold_predictions
 
 
@@ -36,38 +29,32 @@ def arrays(request):
     return y, p
 
 
-def test_binary_metrics_match_sklearn(arrays):
-    y, p = arrays
-    yhat = (p >= 0.5).astype(int)
-    m = binary_metrics(y, yhat)
-    assert m["recall"] == pytest.approx(recall_score(y, yhat))
-    assert m["specificity"] == pytest.approx(recall_score(y, yhat, pos_label=0))
-    assert m["precision"] == pytest.approx(precision_score(y, yhat))
-    assert m["accuracy"] == pytest.approx(accuracy_score(y, yhat))
+def test_binary_metrics_on_a_hand_counted_table():
+    """tp 3, fn 1, tn 2, fp 2: each rate from its own cells (specificity is the negatives' recall)."""
+    y = [1, 1, 1, 1, 0, 0, 0, 0]
+    yhat = [1, 1, 1, 0, 0, 0, 1, 1]
+    assert binary_metrics(y, yhat) == {"recall": 3 / 4, "specificity": 2 / 4, "precision": 3 / 5,
+                                       "accuracy": 5 / 8, "n": 8}
 
 
-def test_undefined_metric_is_nan_like_sklearn_zero_division():
+def test_undefined_metric_is_nan_never_zero():
     m = binary_metrics([0, 0, 0], [0, 0, 0])
     assert np.isnan(m["recall"]) and np.isnan(m["precision"]) and m["specificity"] == 1.0
-    assert np.isnan(recall_score([0, 0, 0], [0, 0, 0], zero_division=np.nan))
+    assert all(np.isnan(v) for k, v in binary_metrics([], []).items() if k != "n")
 
 
-def test_roc_auc_is_undefined_without_both_classes(arrays):
-    """sklearn raises on one class; a fold without positives must give NaN, which the fold mean skips."""
-    y, p = arrays
-    assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p))
+def test_roc_auc_is_undefined_without_both_classes():
+    """A fold without positives must give NaN (scikit-learn raises), which the fold mean skips."""
+    # pairs (pos, neg): 0.9 beats all 3, 0.5 beats 0.1 and ties 0.5 (half), loses to 0.7 -> (3 + 1.5) / 6
+    assert roc_auc([1, 1, 0, 0, 0], [0.9, 0.5, 0.1, 0.5, 0.7]) == pytest.approx(4.5 / 6)
     assert np.isnan(roc_auc(np.zeros(5), np.linspace(0, 1, 5))) and np.isnan(roc_auc(np.ones(3), [0.1, 0.2, 0.3]))
     assert np.isnan(roc_auc([], []))
 
 
-def test_calibration_matches_sklearn(arrays):
+def test_expected_calibration_error(arrays):
+    """torchmetrics' ECE is the formula on its bins, closed on the left of torch.linspace's edges (which
+    differ from numpy's in the last bit at 0.6 and 0.7: ties at those values fall the other way)."""
     y, p = arrays
-    frac, mean = calibration_curve(y, p, n_bins=10, strategy="uniform")
-    bins = calibration_bins(y, p, 10)
-    np.testing.assert_allclose(bins["frequency"], frac)
-    np.testing.assert_allclose(bins["confidence"], mean)
-    # ECE is torchmetrics': the same formula, its bins closed on the left of torch.linspace's edges (which
-    # differ from numpy's in the last bit at 0.6 and 0.7: ties at those values fall the other way)
     edges = torch.linspace(0, 1, 11, dtype=torch.float64).numpy()
     left = np.searchsorted(edges, p, side="right") - 1
     ece = sum((left == b).mean() * abs(y[left == b].mean() - p[left == b].mean()) for b in np.unique(left))
@@ -75,12 +62,31 @@ def test_calibration_matches_sklearn(arrays):
     assert expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
 
 
-def test_thresholds():
+def test_operating_points_on_a_hand_made_case():
     y, p = np.array([1, 1, 1, 1, 0, 0]), np.array([0.9, 0.8, 0.6, 0.2, 0.5, 0.1])
     assert threshold_for_sensitivity(y, p, 0.75) == 0.6   # 3 of 4 positives at or above it
     assert threshold_for_sensitivity(y, p, 0.95) == 0.2
-    t = youden_threshold(y, p)
-    assert ((p >= t) == np.array([1, 1, 1, 0, 0, 0], bool)).all() or ((p >= t) == (p >= 0.6)).all()
+    assert threshold_for_sensitivity(np.zeros(3), [0.1, 0.2, 0.3], 0.95) == 0.0  # no positive: keep every case
+    assert youden_threshold(y, p) == pytest.approx((0.6 + 0.5) / 2)  # J = 3/4 + 1 - 1 at 0.6, midway to 0.5
+    assert youden_threshold([1, 1], [0.2, 0.3]) == 0.5  # one class: the default
+
+
+@pytest.mark.parametrize("target", [0.5, 0.9, 0.95, 1.0])
+def test_threshold_for_sensitivity_is_the_highest_reaching_the_target(arrays, target):
+    """Against the definition, over every candidate (ties included)."""
+    y, p = arrays
+    ok = [t for t in np.unique(p) if (p[y == 1] >= t).mean() >= target]
+    assert threshold_for_sensitivity(y, p, target) == max(ok)
+
+
+def test_youden_threshold_against_the_definition(arrays):
+    """The middle of the scores maximising sensitivity + specificity, midway down to the next lower score."""
+    y, p = arrays
+    cands = np.unique(p)
+    j = np.array([(p[y == 1] >= t).mean() + (p[y == 0] < t).mean() for t in cands])
+    best = np.flatnonzero(j >= j.max() - 1e-12)
+    i = best[len(best) // 2]
+    assert youden_threshold(y, p) == (cands[i] + (cands[i - 1] if i else 0.0)) / 2
 
 
 def test_triage_operating_point_is_out_of_fold():

@@ -19,7 +19,7 @@ from bcc.cli.explain import main
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import read_image
 from bcc.explanation.batch import output_name
-from bcc.explanation.gradcam import _batched_vjp, gradcam_maps, logits_from_pooled, reference_maps
+from bcc.explanation.gradcam import gradcam_maps, logits_from_pooled, reference_maps
 from bcc.explanation.render import JET, heat_rgb, overlay
 from bcc.models.checkpoint import CheckpointError, UnsafeCheckpointError, load_network
 from tests.helpers.checkpoints import make_net, save_checkpoint
@@ -66,6 +66,29 @@ def test_configured_backbones_equal_pytorch_grad_cam(name, size):
     _check_against_pytorch_grad_cam(name, None, size)
 
 
+def test_gradcam_layer_is_a_setting_that_travels_with_the_checkpoint(tmp_path):
+    """backbone.gradcam_layer moves the maps to another layer (MobileNetV2's stride-16 blocks.4: a 6 x 6 grid
+    at 96 px instead of 3 x 3), equal to pytorch-grad-cam at that layer, and the checkpoint keeps it."""
+    from hydra.utils import instantiate
+
+    from bcc.core.errors import BadInput
+    from bcc.explanation.gradcam import raw_cams
+    from bcc.training.config import compose_config
+
+    net = make_net()
+    net.explain_at("blocks.4")
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    assert raw_cams(net, x)[0].shape[-2:] == (6, 6) and raw_cams(make_net(), x)[0].shape[-2:] == (3, 3)
+    assert np.abs(gradcam_maps(net, x)[0].numpy() - reference_maps(net, x)).max() < TOL
+    loaded = load_network(save_checkpoint(net, tmp_path / "best.ckpt", image_size=96))
+    assert loaded.spec["gradcam_layer"] == "blocks.4" and raw_cams(loaded, x)[0].shape[-2:] == (6, 6)
+
+    cfg, _ = compose_config(["backbone.gradcam_layer=blocks.4", "data.image_size=96"])
+    assert instantiate(cfg.model.net).spec["gradcam_layer"] == "blocks.4"
+    with pytest.raises(BadInput, match=r"backbone.gradcam_layer=blocks.40: .* no module 'blocks.40'"):
+        net.explain_at("blocks.40")
+
+
 def test_stage1_frozen_training_net_is_explained_in_eval_mode_and_restored():
     """A net as stage 1 leaves it (backbone frozen, heads trainable, train mode): maps as in eval mode."""
     net = make_net("convnext", "convnext_atto", image_size=64)
@@ -91,9 +114,11 @@ def test_backward_paths_work_inside_no_grad():
 def test_mobilenet_channel_weights_are_the_head_weights():
     """With global average pooling + linear heads, d logits / d pooled = the stacked head weights."""
     net = make_net()
-    pooled = torch.randn(3, net.backbone.num_features, requires_grad=True)
-    jac = _batched_vjp(logits_from_pooled(net, pooled), pooled)  # (8, N, C)
-    assert torch.allclose(jac, net.head_weights().detach()[:, None, :].expand_as(jac), atol=1e-6)
+    net.eval()
+    pooled = torch.randn(3, net.backbone.num_features)
+    jac = torch.autograd.functional.jacobian(lambda p: logits_from_pooled(net, p), pooled)  # (N, 8, N, C)
+    per_image = torch.stack([jac[i, :, i] for i in range(len(pooled))])  # (N, 8, C)
+    assert torch.allclose(per_image, net.head_weights().detach().expand_as(per_image), atol=1e-6)
 
 
 def test_maps_at_image_resolution(checkpoint):

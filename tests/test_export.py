@@ -305,7 +305,7 @@ def test_export_reads_a_dataset_outside_its_folder_only_when_allowed(ckpt, data_
     shutil.copytree(data_dir / "synthetic-smoke", ds, ignore=shutil.ignore_patterns(".cache"))
     (ds / "images").rename(elsewhere)
     (ds / "images").symlink_to(elsewhere)
-    with pytest.raises(BadInput, match="leads through a symbolic link .* outside the dataset directory"):
+    with pytest.raises(BadInput, match=r"leads through a symbolic link .* outside the dataset directory"):
         training_data_hash(ds)
     assert training_data_hash(ds, allow_outside=True) == training_data_hash(data_dir / "synthetic-smoke")
     run = tmp_path / "run"
@@ -384,7 +384,7 @@ def test_int8_model_keeps_its_maps_and_reports_them_against_fp32(explained, tmp_
     assert fig["max_abs_diff"] == pytest.approx(float((a - b).abs().max()), abs=1e-6)
     blank_a, blank_b = (a.amax(2) == 0).numpy(), (b.amax(2) == 0).numpy()
     both = ~blank_a & ~blank_b  # the correlation is defined where neither map is blank (constant)
-    r = np.array([np.corrcoef(a[i, k], b[i, k])[0, 1] for i, k in zip(*np.nonzero(both))])
+    r = np.array([np.corrcoef(a[i, k], b[i, k])[0, 1] for i, k in zip(*np.nonzero(both), strict=True)])
     assert fig["median_correlation"] == pytest.approx(float(np.median(r)), abs=1e-5)
     assert fig["min_correlation"] == pytest.approx(float(r.min()), abs=1e-5)
     assert fig["blank_in_one_only"] == int((blank_a != blank_b).sum())

@@ -8,7 +8,8 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from bcc.core.errors import BadInput
-from bcc.deploy.guarantee import empirical_threshold, guaranteed_threshold, simulate
+from bcc.deploy.guarantee import guaranteed_threshold, simulate
+from bcc.models.calibration import threshold_for_sensitivity
 
 
 def _scores(n_pos: int, n_neg: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +65,8 @@ def test_simulation_holds_the_batch_guarantee_and_the_empirical_point_does_not()
     assert sim["n_bcc_calibration"] == 150 and sim["batch"] == 150
 
 
-def test_empirical_threshold_allows_floor_eps_n_misses():
+def test_the_empirical_point_allows_floor_eps_n_misses():
+    """The simulation's empirical point is threshold_for_sensitivity at 1 − ε: one miss of 20 is 5 %."""
     y = np.ones(20, int)
     p = np.arange(20) / 20.0
-    assert empirical_threshold(y, p, 0.05) == p[1]  # one miss of 20 is 5 %
+    assert threshold_for_sensitivity(y, p, 1 - 0.05) == p[1]

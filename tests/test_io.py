@@ -11,7 +11,9 @@ import pytest
 
 from bcc.core.errors import UsageError
 from bcc.core.io import OWNER, OutputSet, clear_stale, printable, staged_folder
-from bcc.deploy.report_html import _e
+from bcc.deploy.report_html import render_html
+from bcc.deploy.thresholds import Thresholds
+from bcc.deploy.triage import Lesion, worklist
 from bcc.evaluation.markdown import markdown_table
 from bcc.explanation.batch import input_name, output_name
 
@@ -55,7 +57,7 @@ def test_output_set_replaces_only_its_own_earlier_run(tmp_path):
     with first.staging() as tmp:
         for n in ("a_bcc.png", "old_bcc.png", "explanations.csv"):
             (tmp / n).write_text("1")
-    with pytest.raises(UsageError, match="from an earlier run of bcc.explain"):
+    with pytest.raises(UsageError, match=r"from an earlier run of bcc\.explain"):
         OutputSet(tmp_path, "bcc.explain", ["a_bcc.png", "explanations.csv"], overwrite=False)
     again = OutputSet(tmp_path, "bcc.explain", ["a_bcc.png", "explanations.csv"], overwrite=True)
     with again.staging() as tmp:
@@ -63,7 +65,7 @@ def test_output_set_replaces_only_its_own_earlier_run(tmp_path):
             (tmp / n).write_text("2")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".bcc-explain.json", "a_bcc.png", "explanations.csv",
                                                           "notes.txt"]  # the earlier run's old overlay went
-    with pytest.raises(UsageError, match="notes.txt, which bcc.explain did not write"):
+    with pytest.raises(UsageError, match=r"notes\.txt, which bcc\.explain did not write"):
         OutputSet(tmp_path, "bcc.explain", ["notes.txt"], overwrite=True)
 
 
@@ -75,7 +77,8 @@ def test_report_text_from_the_data_is_inert():
     assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
     name = f"patient_{RLO}gnp.exe"
     assert printable(name) == "patient_\\u202egnp.exe" and RLO not in markdown_table(pd.DataFrame({"n": [name]}))
-    assert _e(name) == "patient_\\u202egnp.exe"
+    page = render_html(*worklist([Lesion(name, "unreadable")], Thresholds()), {})  # the triage report's page
+    assert RLO not in page and "patient_\\u202egnp.exe" in page
     shown, note = input_name(Path(f"/in/{name}"), Path("/in"))
     assert shown == "patient_\\u202egnp.exe" and "bidirectional" in note
     assert RLO not in output_name(Path(f"/in/{name}"), Path("/in"))

@@ -121,7 +121,7 @@ def test_missing_weights_fail_fast_with_instructions(tmp_path, monkeypatch):
         raise OSError("no network in this test")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
-    with pytest.raises(BackboneWeightsError, match="backbone.weights="):
+    with pytest.raises(BackboneWeightsError, match=r"backbone\.weights="):
         create_backbone("mobilenet", pretrained=True)
     assert calls == []  # offline: the hub is never tried (timm would retry it for ~46 s)
     with pytest.raises(BackboneWeightsError, match="no such file"):
@@ -132,6 +132,6 @@ def test_backbone_weights_carrying_pickled_code_are_refused(tmp_path):
     marker = tmp_path / "ran"
     bad = tmp_path / "imagenet.pth"
     torch.save({"conv_stem.weight": torch.zeros(1), "payload": Evil(marker)}, bad)
-    with pytest.raises(UnsafeCheckpointError, match="backbone.weights.*refused to load"):
+    with pytest.raises(UnsafeCheckpointError, match=r"backbone\.weights.*refused to load"):
         create_backbone("mobilenet", weights=bad)
     assert not marker.exists()

@@ -421,3 +421,22 @@ def test_images_far_larger_than_the_model_input_are_said(ckpt, data_dir, tmp_pat
     note = pd.read_csv(out / "triage.csv")["note"][0]
     assert "1024x1024 scored at the model's 32x32 px input (32x smaller" in note
     assert "Model input: 32 px" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("command", ["predict", "explain", "export"])
+def test_a_deploy_commands_help_lists_its_own_options(command, capsys):
+    """--help shows each option of conf/<command>.yaml with its comment, and none of the training tree's
+    config groups (backbone, stage, ...), which these commands do not read."""
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    from bcc.core.config import CONF_DIR
+
+    assert importlib.import_module(f"bcc.cli.{command}").main(["--help"]) == 0
+    out = capsys.readouterr().out
+    conf = CONF_DIR / f"{command}.yaml"
+    for key in (str(k) for k in OmegaConf.load(conf) if k not in ("defaults", "hydra")):
+        line = next(x for x in conf.read_text().splitlines() if x.startswith(f"{key}:"))
+        assert line in out.splitlines()
+    assert "Configuration groups" not in out and not re.search(r"^(backbone|stage|trainer): ", out, re.MULTILINE)

@@ -15,10 +15,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from bcc.core import jobs
 from bcc.core.layout import CALIBRATION, LOCK, METRICS, VAL_PREDICTIONS
 from bcc.core.predictions import read_predictions
 from bcc.models.calibration import fit_calibration, fit_temperature, scale, youden_threshold
-from bcc.training import jobs
 from bcc.training.config import compose_config
 from bcc.training.protocol import run, starting_module
 from bcc.training.stages import MissingStageError
@@ -112,7 +112,7 @@ def test_a_second_job_on_the_same_folder_is_refused(tmp_path):
 
 def test_a_lock_left_by_a_killed_job_is_stale_and_named(tmp_path):
     job = tmp_path / "job"
-    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from pathlib import Path; from bcc.training import jobs\n"
+    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from pathlib import Path; from bcc.core import jobs\n"
             "with jobs.locked(Path(sys.argv[1]), 'the killed job'):\n    print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(job), str(os.environ["PYTHONPATH"].split(os.pathsep)[0])],
                             stdout=subprocess.PIPE, text=True)

@@ -36,10 +36,10 @@ def test_ham10000_official_layout_two_part_folders(tmp_path, capsys):
     assert "HAM10000_images_part_1/, HAM10000_images_part_2/" in printed
     assert "ham10000: 12 images → " in printed and "(BCC 4, non-BCC 8;" in printed and "9 groups" in printed
     table = labels_and_folds(out)
-    dx = dict(zip(public_sets.ham_ids(), (d for _, d in public_sets.HAM_ROWS)))
+    dx = dict(zip(public_sets.ham_ids(), (d for _, d in public_sets.HAM_ROWS), strict=True))
     assert table["bcc"].tolist() == [int(dx[i] == "bcc") for i in table["image_id"]]
     assert table[list(CODES)].isna().all().all()  # nobody rated the patterns: unknown, never 0
-    assert table["group"].tolist() == [dict(zip(public_sets.ham_ids(), (g for g, _ in public_sets.HAM_ROWS)))[i]
+    assert table["group"].tolist() == [dict(zip(public_sets.ham_ids(), (g for g, _ in public_sets.HAM_ROWS), strict=True))[i]
                                        for i in table["image_id"]]
     assert table.groupby("group")["fold"].nunique().max() == 1  # a lesion's images in one fold
     assert table["aspect"].eq("").all()  # 4:3 files: their own proportions
@@ -78,7 +78,7 @@ def test_isic2018_training_and_test_layouts(tmp_path, capsys):
     assert "holds 2 releases" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert ham10000.main([str(train), "--layout", "isic2018_train", "--out", str(tmp_path / "train")]) == 0
     table = labels_and_folds(tmp_path / "train")
-    lesion = dict(zip(public_sets.ham_ids(), (g for g, _ in public_sets.HAM_ROWS)))
+    lesion = dict(zip(public_sets.ham_ids(), (g for g, _ in public_sets.HAM_ROWS), strict=True))
     assert table["group"].tolist() == [lesion[i] for i in table["image_id"]]  # the lesion groupings
     assert table["source"].eq("ham10000").all() and table["bcc"].sum() == 4
     assert table.groupby("group")["fold"].nunique().max() == 1

@@ -32,7 +32,7 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
     out = tmp_path / "out"
     rc = main([f"paths.data_dir={merged.parent.parent}", f"paths.output_dir={out}", "data.image_size=64", "data.k=2",
                "stage.max_epochs=1", "stage.batch_size=8", "logger=csv", "trainer.enable_progress_bar=false",
-               "eval.source_probe=true", "eval.complexity=false", "eval.table4=false", "wandb.enabled=false"])
+               "eval.source_probe=true", "eval.complexity=false", "eval.table4=null", "wandb.enabled=false"])
     said = capsys.readouterr()
     assert rc == 0, said.err[-3000:]
     assert loso_sources(merged) == ["derm", "ham"]

@@ -217,7 +217,7 @@ def test_two_reviewers_at_once(worklist, tmp_path):
             errors.append(e)
 
     with served(url) as base:
-        threads = [threading.Thread(target=review, args=args + (base,))
+        threads = [threading.Thread(target=review, args=(*args, base))
                    for args in (("Dr A", True, "AT"), ("Dr B", False, "PN"))]
         for t in threads:
             t.start()

@@ -49,10 +49,11 @@ def test_epochs_reach_the_sampler_inside_lightnings_ddp_wrapper(data_dir):
     new augmentations and new dropout, and replays exactly on resume."""
     from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
-    from bcc.training.datamodule import BCCDataModule
-
-    dm = BCCDataModule(root=data_dir / "synthetic-smoke", fold=0, image_size=32, batch_size=8)
+    cfg, _ = compose_config(["experiment=smoke", f"paths.data_dir={data_dir}", "stage=1"])
+    dm = instantiate(cfg.data, image_size=32, batch_size=8)  # with the configured augmentation (data.augment)
     dm.setup()
+    assert [type(t).__name__ for t in dm.dataset("train").transform.transforms] == [
+        "Rotate", "Perspective", "GaussianBlur", "HorizontalFlip", "VerticalFlip", "ColorJitter"]  # in config order
     loader = dm.train_dataloader()
     seen = []
     for e in (0, 1, 0):

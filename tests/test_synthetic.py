@@ -187,7 +187,7 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
 # ---- labels and raters ----------------------------------------------------------------------------------
 def test_prevalence_exact_at_paper_size():
     truth = labels.sample_truth(1559, labels.global_rng(0, 1559, 0))
-    counts = dict(zip(CODES, truth.sum(0).tolist()))
+    counts = dict(zip(CODES, truth.sum(0).tolist(), strict=True))
     assert counts == labels.PAPER_COUNTS
     bcc = clinical_rule(truth)
     assert bcc.sum() == 775 and (truth.sum(1) == 0).sum() == 784 - 557
@@ -262,7 +262,7 @@ def test_masks(ds):
         assert union.shape == (SIZE, SIZE) and union.any() and not (union & ~lesion).any()
         acc = np.zeros_like(union)
         expected.add(f"{i}.png")
-        for c, v in zip(CODES, t):
+        for c, v in zip(CODES, t, strict=True):
             p = ds / "masks" / f"{i}_{c}.png"
             assert p.exists() == bool(v)
             if v:
@@ -317,7 +317,7 @@ def test_faint_instances_keep_their_mask(monkeypatch):
         return [rendering.render(np.random.default_rng([4, j]), _only(c), 96, twin=True) for j, c in enumerate(CODES)]
 
     strong, faint = draw(0.0), draw(1.0)
-    for c, a, b in zip(CODES, strong, faint):
+    for c, a, b in zip(CODES, strong, faint, strict=True):
         assert np.array_equal(a.masks[c], b.masks[c]) and np.array_equal(a.twin, b.twin), c
         da = np.abs(a.rgb.astype(int) - a.twin).sum(-1)[a.masks[c]].mean()
         db = np.abs(b.rgb.astype(int) - b.twin).sum(-1)[b.masks[c]].mean()
@@ -395,7 +395,7 @@ def test_twins(ds):
     """A twin is the image re-rendered without its patterns: equal off the pattern masks, equal when none."""
     ids, truth = _truth(ds)
     n_segmented = 0
-    for i, t in zip(ids, truth):
+    for i, t in zip(ids, truth, strict=True):
         img, twin = _rgb(ds / "images" / f"{i}.png"), _rgb(ds / "twins" / f"{i}.png")
         if t.sum() == 0:
             assert (ds / "images" / f"{i}.png").read_bytes() == (ds / "twins" / f"{i}.png").read_bytes()
@@ -435,9 +435,9 @@ def test_the_shortcut_bound_has_power(audited):
     ids, truth = _truth(root)
     y = clinical_rule(truth)
     feats = []
-    for i, bcc in zip(ids, y):
+    for i, bcc in zip(ids, y, strict=True):
         twin = _rgb(root / "twins" / f"{i}.png").astype(int)
-        feats.append(audit.colour_features(np.clip(twin + [6 * bcc, 0, 0], 0, 255).astype(np.uint8)))
+        feats.append(audit.colour_features(np.clip(twin + np.array([6 * bcc, 0, 0]), 0, 255).astype(np.uint8)))
     assert audit.cv_auroc(np.stack(feats), y) > 0.6
 
 
@@ -484,11 +484,14 @@ def test_the_isic_look_does_not_give_the_label_away():
 
 
 def test_the_measures_measure():
-    """block_share and stroke_width on straight bands of known width; auroc on known ranks; colour_features sees
-    only the kept pixels."""
-    assert audit.auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
-    assert audit.auroc(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.5
-    assert audit.auroc(np.array([0.0, 2.0]), np.array([1.0])) == 0.5
+    """block_share and stroke_width on straight bands of known width; prior_aurocs on patterns at the centre
+    and at the rim; colour_features sees only the kept pixels."""
+    yy, xx = np.mgrid[0:32, 0:32] + 0.5
+    lesion = np.hypot(yy - 16, xx - 16) < 12
+    centre, rim = np.hypot(yy - 16, xx - 16) < 3, lesion & (np.hypot(yy - 16, xx - 16) >= 10)
+    assert audit.prior_aurocs(lesion, centre) == pytest.approx({"centre/image": 1.0, "centre/lesion": 1.0,
+                                                                "lesion_centre/lesion": 1.0})
+    assert audit.prior_aurocs(lesion, rim)["centre/lesion"] == pytest.approx(0.0)
     yy, xx = np.mgrid[0:96, 0:96].astype(float)
     for angle in (0.0, 0.5, np.pi / 4):
         for w in (1, 2, 5, 9):

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from bcc.core.config import CONF_DIR, normalize_overrides, with_override
 from bcc.core.errors import UsageError
 from bcc.core.layout import stage_dir
-from bcc.training.config import check_config, hint
+from bcc.training.config import check_config, declared_keys, group_keys, hint
 from bcc.training.stages import MissingStageError, sequence, start_checkpoint
 
 
@@ -136,3 +136,23 @@ def test_a_typo_in_an_experiment_file_is_an_error_naming_it(compose_cfg, tmp_pat
     monkeypatch.setattr("bcc.training.config.CONF_DIR", conf)
     with pytest.raises(UsageError, match=r"data\.image_sz"):
         check_config(compose_cfg(["experiment=typo"]))
+
+
+def test_the_plain_nodes_keys_are_what_their_yaml_declares(compose_cfg, tmp_path, monkeypatch):
+    """A key added to every stage file is accepted with no list to update; one stage file declaring a key the
+    others lack (a typo there) is an error naming the file."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    for f in (conf / "stage").glob("*.yaml"):
+        f.write_text(f.read_text() + "\nema_decay: null\n")
+    monkeypatch.setattr("bcc.training.config.CONF_DIR", conf)
+    assert "ema_decay" in group_keys("stage")
+    (conf / "stage" / "2.yaml").write_text((conf / "stage" / "2.yaml").read_text() + "warmup_step: 5\n")
+    with pytest.raises(UsageError, match=r"stage/2\.yaml: keys \['warmup_step'\] differ"):
+        group_keys("stage")
+    monkeypatch.undo()
+    assert declared_keys()["stage"] == set(OmegaConf.load(CONF_DIR / "stage" / "1.yaml"))  # the real tree
+    with pytest.raises(UsageError, match=r"unknown config key external\.sorce"):
+        check_config(compose_cfg(["experiment=external", "+external.sorce=x"]))

@@ -14,7 +14,7 @@ from bcc.data.cache import decoded_images
 from bcc.data.table import read_table
 from bcc.evaluation.linear_probe import pooled_features, probe_auroc, probe_run
 from bcc.evaluation.pipeline import evaluate
-from bcc.evaluation.report import _probe_sentence
+from bcc.evaluation.report import write_report
 from bcc.evaluation.within_bcc import within_bcc_auroc
 from bcc.models.checkpoint import load_network
 
@@ -97,7 +97,7 @@ def test_probe_never_fits_on_the_test_fold(ckpt, data_dir):
 def test_eval_reports_the_probe_beside_the_heads(ckpt, data_dir, tmp_path):
     out = tmp_path / "outputs"
     shutil.copytree(ckpt.parent.parent.parent.parent, out, ignore=shutil.ignore_patterns("last.ckpt", "csv"))
-    args = [f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false", "eval.table4=false", "eval.stage=0",
+    args = [f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false", "eval.table4=null", "eval.stage=0",
             "eval.k=1", f"eval.dataset={data_dir / 'synthetic-smoke'}"]
     ev = evaluate(evaluate_cli.load_config(args))
     t = pd.read_csv(ev.report_dir / "within_bcc.csv").set_index("code")
@@ -109,13 +109,12 @@ def test_eval_reports_the_probe_beside_the_heads(ckpt, data_dir, tmp_path):
     off = evaluate(evaluate_cli.load_config([*args, "eval.linear_probe=false", f"report_dir={tmp_path / 'r2'}"]))
     assert "auroc_probe" not in pd.read_csv(off.report_dir / "within_bcc.csv").columns
     assert "not computed (eval.linear_probe=false)" in (off.report_dir / "report.md").read_text()
-
-
-@pytest.mark.parametrize(("head", "stage", "verdict"), [
-    (0.68, 3, "the heads reach what the frozen features hold"),
-    (0.55, 3, "their training (stage 3's lr, epochs) is the limit"),
-    (0.50, 2, "stages 1-2 leave the pattern heads as initialised"),
-])
-def test_the_report_reads_the_probe(head, stage, verdict):
-    text = _probe_sentence(pd.Series({"auroc_head": head, "auroc_probe": 0.69}), stage)
-    assert verdict in text and "0.690" in text and f"{head:.3f}" in text
+    # the report's verdict on heads against probe, by how far apart they are and the stage
+    mean = ev.results[0].within_bcc["code"] == "mean"
+    for head, stage, verdict in ((0.68, 3, "the heads reach what the frozen features hold"),
+                                 (0.55, 3, "their training (stage 3's lr, epochs) is the limit"),
+                                 (0.50, 2, "stages 1-2 leave the pattern heads as initialised")):
+        ev.stage = stage
+        ev.results[0].within_bcc.loc[mean, ["auroc_head", "auroc_probe"]] = head, 0.69
+        text = write_report(ev).read_text()
+        assert f"mean 0.690 against the heads' {head:.3f}" in text and verdict in text, verdict

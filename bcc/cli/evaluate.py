@@ -15,14 +15,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command
-from bcc.core.config import CONF_DIR, check_ranges, normalize_overrides
+from bcc.core.config import CONF_DIR, check_ranges, check_targets, normalize_overrides
 from bcc.evaluation.clinical_metrics import PATTERNS, ROW_BCC
 from bcc.evaluation.pipeline import RANGES, evaluate, mean_of
 
 
 def resolve_dirs(cfg: DictConfig) -> DictConfig:
-    """The options checked against their ranges (``pipeline.RANGES``), then ``report_dir`` when not given: the
+    """The options checked (``eval.table4``'s keys against ``Table4Settings``, numbers against
+    ``pipeline.RANGES``), then ``report_dir`` when not given: the
     paper's stage 3 in report/, another stage beside it (never colliding)."""
+    check_targets(cfg, ["eval.table4"])
     check_ranges(cfg, RANGES)
     if cfg.report_dir is None:
         stage = int(cfg.eval.stage)

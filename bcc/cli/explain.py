@@ -12,26 +12,30 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
+from bcc.core.config import Range
 from bcc.core.errors import BadInput
 from bcc.core.io import OutputSet
 from bcc.core.patterns import OUTPUTS
-from bcc.deploy.options import device, flag, input_and_output, positive, whole
-from bcc.deploy.scorers import make_scorer
+from bcc.deploy.options import device, input_and_output
+from bcc.deploy.scorers import OnnxScorer, make_scorer
 from bcc.explanation.batch import explain_files, list_inputs, output_names, shown
 from bcc.models.checkpoint import CheckpointError
 
+#: what each number and switch of ``conf/explain.yaml`` takes (``bcc.core.cli.options`` checks them)
+OPTIONS = {"batch_size": Range(int, 1), "max_megapixels": Range(float, 0, low_open=True), "save_raw": Range(bool),
+           "overwrite": Range(bool)}
+
 
 def task(cfg: DictConfig) -> None:
-    a = options(cfg, ("checkpoint", "input", "output"))
-    batch_size, megapixels = whole(a, "batch_size"), positive(a, "max_megapixels")
-    save_raw, dev = flag(a, "save_raw"), device(a)
+    a = options(cfg, ("checkpoint", "input", "output"), OPTIONS)
+    batch_size, megapixels, save_raw, dev = a["batch_size"], a["max_megapixels"], a["save_raw"], device(a)
     inp, out = input_and_output(a)
     root, files = list_inputs(inp)
     if not files:
         raise BadInput(f"input={shown(inp)}: no files in it")
-    outputs = OutputSet(out, "bcc.explain", output_names(files, root, save_raw), flag(a, "overwrite"))
+    outputs = OutputSet(out, "bcc.explain", output_names(files, root, save_raw), a["overwrite"])
     scorer = make_scorer(a["checkpoint"], device=dev)
-    if not scorer.explains:
+    if isinstance(scorer, OnnxScorer) and not scorer.explains:
         raise CheckpointError(f"{a['checkpoint']}: has no Grad-CAM maps ({scorer.why_no_maps()}); pass the torch "
                               f"checkpoint it was exported from ({scorer.meta.get('source_checkpoint')})")
     with outputs.staging() as staged:

@@ -15,18 +15,25 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
+from bcc.core.config import Range
 from bcc.core.errors import UsageError
 from bcc.deploy.ensemble import attach_guarantee, calibration_set, checkpoints_of, export_ensemble
 from bcc.deploy.guarantee import check_levels
 from bcc.deploy.int8 import int8_inputs, quantize_int8, require_check
 from bcc.deploy.onnx_export import allow_outside_of, check_datasets, check_output, export_onnx
-from bcc.deploy.options import choice, existing_folder, flag, fraction, onnx_output, positive, whole
+from bcc.deploy.options import choice, existing_folder, onnx_output
+
+#: what each number and switch of ``conf/export.yaml`` takes (``bcc.core.cli.options`` checks them; epsilon and
+#: delta: ``guarantee.check_levels``)
+OPTIONS = {"guarantee_batch": Range(int, 1, nullable=True), "n_calibration": Range(int, 1),
+           "tolerance": Range(float, 0, low_open=True), "max_accuracy_drop": Range(float, 0, 1),
+           "force": Range(bool), "check_fold": Range(int, 0, nullable=True), "allow_outside": Range(bool, nullable=True)}
 
 
 def task(cfg: DictConfig) -> None:
-    a = options(cfg, ("checkpoint",))
+    a = options(cfg, ("checkpoint",), OPTIONS)
     members = checkpoints_of(a["checkpoint"])
-    batch = None if a["guarantee_batch"] is None else whole(a, "guarantee_batch")
+    batch = a["guarantee_batch"]
     check_levels(a["epsilon"], a["delta"], batch)
     guarantee_data = existing_folder(a, "guarantee_data")
     if len(members) > 1 and a["quantize"] is not None:
@@ -34,17 +41,14 @@ def task(cfg: DictConfig) -> None:
     a["checkpoint"] = str(members[0])
     choice(a, "format", ["onnx"])
     int8 = choice(a, "quantize", [None, "int8"]) == "int8"
-    a.update(output=onnx_output(a), n_calibration=whole(a, "n_calibration"), tolerance=positive(a, "tolerance"),
-             max_accuracy_drop=fraction(a, "max_accuracy_drop"), force=flag(a, "force"),
-             check_fold=None if a["check_fold"] is None else whole(a, "check_fold", low=0),
-             **{k: existing_folder(a, k) for k in ("data_root", "calibration", "check_data")})
-    allow = flag(a, "allow_outside", nullable=True)
-    a["allow_outside"] = allow_outside_of(a["checkpoint"]) if allow is None else allow
+    a.update(output=onnx_output(a), **{k: existing_folder(a, k) for k in ("data_root", "calibration", "check_data")})
+    if a["allow_outside"] is None:
+        a["allow_outside"] = allow_outside_of(a["checkpoint"])
     check_datasets(a, int8)
     fp32 = a["output"] or (Path(a["checkpoint"]).with_suffix(".onnx") if len(members) == 1 else None)
     if fp32 is not None and fp32 != Path(a["checkpoint"]):  # an .onnx as the checkpoint is refused by export_onnx
         check_output(fp32)
-    if int8:
+    if int8 and fp32 is not None:  # one member (an ensemble is refused above)
         require_check(a)
         check_output(fp32.with_suffix(".int8.onnx"))
     if guarantee_data is not None:

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
-from bcc.deploy.triage import run_triage
+from bcc.deploy.triage import OPTIONS, run_triage
 
 
 def task(cfg: DictConfig) -> None:
-    run_triage(options(cfg, ("checkpoint", "input", "output")))
+    run_triage(options(cfg, ("checkpoint", "input", "output"), OPTIONS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,10 +19,12 @@ from omegaconf import DictConfig
 from bcc.core.cli import hydra_command
 from bcc.core.errors import UsageError
 from bcc.training import ddp
+from bcc.training.config import optimized_value
 from bcc.training.protocol import run_job
 
 
-def task(cfg: DictConfig) -> None:
+def task(cfg: DictConfig) -> float | None:
+    """Train the job; return its ``optimized_metric`` (for a Hydra sweeper, e.g. ``hparams_search=optuna``)."""
     if cfg.get("external") is not None:
         raise UsageError("experiment=external scores trained models and trains nothing: run it with the evaluation "
                          "command, `python -m bcc.evaluate experiment=external external.source=<runs> "
@@ -30,12 +32,16 @@ def task(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
     results = run_job(cfg, lambda o: hydra.compose(config_name="config", overrides=o), overrides)
     if ddp.rank() != 0:
-        return
+        return None
     for m in results.values():
         t = m["test"]
         print(f"[bcc] {m['backbone']} fold {m['fold']} stage {m['stage']}: test BCC accuracy "
               f"{t.get('bcc', {}).get('accuracy', float('nan')):.3f}, rule accuracy "
               f"{t.get('rule', {}).get('accuracy', float('nan')):.3f} -> {Path(cfg.paths.output_dir)}")
+    value = optimized_value(cfg, results)
+    if value is not None:
+        print(f"[bcc] optimized_metric {cfg.optimized_metric} = {value:.4f}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

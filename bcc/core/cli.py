@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from bcc.core.config import CONF_DIR, Range, normalize_overrides
+from bcc.core.config import CONF_DIR, Range, check_ranges, normalize_overrides
 from bcc.core.errors import BadInput, Interrupted, UsageError
 
 #: Hydra's own switches, which may stand anywhere on the command line.
@@ -71,24 +72,28 @@ def _hydra_argv(argv: Sequence[str]) -> list[str]:
     return switches + normalize_overrides(rest)
 
 
-def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], int | None],
+def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], Any],
                   argv: Sequence[str] | None = None) -> int:
     """Run `task(cfg)` as a Hydra app over ``conf/<config_name>.yaml`` with the CLI's overrides.
 
-    Hydra itself exits 1 when it cannot compose the command line (an unknown key, a missing option);
-    that is a usage error here, so it becomes 2. A command-line error Hydra reports after a sweep's
-    first job has started keeps Hydra's code.
+    What `task` returns goes back to Hydra — a sweeper such as Optuna's ranks the jobs by it (the training
+    task returns its ``optimized_metric``) — while the exit code comes from how it ended. Hydra itself
+    exits 1 when it cannot compose the command line (an unknown key, a missing option); that is a usage
+    error here, so it becomes 2. A command-line error Hydra reports after a sweep's first job has started
+    keeps Hydra's code.
     """
     import hydra
 
     started = []
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
-    def _main(cfg: DictConfig) -> None:
+    def _main(cfg: DictConfig) -> Any:
         started.append(True)
-        rc = run_command(name, lambda: task(cfg))
+        returned = []
+        rc = run_command(name, lambda: returned.append(task(cfg)))
         if rc:
             raise SystemExit(rc)
+        return returned[0]
 
     saved = sys.argv
     try:
@@ -110,12 +115,14 @@ def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], int 
     return 0
 
 
-def options(cfg: DictConfig, required: Sequence[str]) -> dict:
-    """The command's options as a plain dict; a required one left unset (``???``) is a usage error."""
+def options(cfg: DictConfig, required: Sequence[str], ranges: Mapping[str, Range] | None = None) -> dict:
+    """The command's options as a plain dict; a required one left unset (``???``) or one outside the
+    command's `ranges` (its one table of what each number and switch takes) is a usage error."""
     missing = [k for k in required if OmegaConf.is_missing(cfg, k) or cfg.get(k) in (None, "")]
     if missing:
         raise UsageError(f"missing {', '.join(f'{k}=' for k in missing)} (--help shows every option)")
-    return OmegaConf.to_container(cfg, resolve=True)
+    check_ranges(cfg, ranges or {}, fix="--help shows every option")
+    return cast(dict, OmegaConf.to_container(cfg, resolve=True))
 
 
 def tool_parser(command: str, description: str) -> argparse.ArgumentParser:

@@ -31,6 +31,19 @@ def _by_accelerator(accelerator: str, on_gpu, on_cpu):
 
 
 OmegaConf.register_new_resolver("bcc.by_accelerator", _by_accelerator, replace=True)
+
+
+def _options(config_name: str) -> str:
+    """``${bcc.options:predict}``: the options of ``conf/<config_name>.yaml`` as written there, comments
+    included, for the command's ``--help`` (Hydra's default lists the config groups of ``conf/``, which are
+    the training tree's and mean nothing to a command that composes only its own file)."""
+    lines = (CONF_DIR / f"{config_name}.yaml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line and not line.startswith(("#", "defaults:", "  - ")))
+    end = next(i for i, line in enumerate(lines) if line.startswith("hydra:"))
+    return "\n".join(lines[start:end])
+
+
+OmegaConf.register_new_resolver("bcc.options", _options, replace=True)
 _INSTANTIATE_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 _FOLD_RANGE = re.compile(r"^(\+{0,2}fold)=(\d+)-(\d+)$")
 _STAGES = re.compile(r"^(\+{0,2}stage)=((?:\d+|all|'\d+'|\"\d+\")(?:,(?:\d+|all|'\d+'|\"\d+\"))*)$")
@@ -87,7 +100,7 @@ def check_targets(cfg: DictConfig, keys: Iterable[str], given: Mapping[str, Iter
     given = given or {}
     for key in keys:
         node = OmegaConf.select(cfg, key)
-        if node is not None:
+        if OmegaConf.is_config(node):  # null or false: a switched-off node
             _check_node(OmegaConf.to_container(node, resolve=False), key, set(given.get(key, ())))
 
 
@@ -114,7 +127,7 @@ def _check_node(node, path: str, given: set[str]) -> None:
 
 def check_keys(node: DictConfig, allowed: Iterable[str], path: str) -> None:
     """Keys of a plain (not instantiated) node must be among `allowed`."""
-    unknown = sorted(set(node.keys()) - set(allowed))
+    unknown = sorted(set(map(str, node.keys())) - set(allowed))
     if unknown:
         raise UsageError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(f'{path}.{k}' if path else k for k in unknown)}; "
@@ -126,7 +139,8 @@ _ABSENT = object()
 
 @dataclass(frozen=True)
 class Range:
-    """What a numeric option accepts: its kind (``int`` or ``float``) and bounds, closed unless said open.
+    """What a numeric option accepts: its kind (``int`` or ``float``) and bounds, closed unless said open; or a
+    switch (``bool``: true or false, never a string such as ``flase``, which Python would take as true).
 
     Hydra types a value by how it is written and checks no bounds: ``stage.lr=-1`` trains by gradient
     ascent, ``stage.max_epochs=-1`` forever, ``data.image_size=100000`` runs out of memory minutes
@@ -146,6 +160,8 @@ class Range:
         def num(x: float) -> str:
             return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
+        if self.kind is bool:
+            return "true or false" + (", or null" if self.nullable else "")
         what = "a whole number" if self.kind is int else "a number"
         if self.low > -math.inf and self.high < math.inf:
             what += f" in {'(' if self.low_open else '['}{num(self.low)}, {num(self.high)}{')' if self.high_open else ']'}"
@@ -161,7 +177,9 @@ class Range:
             return self.nullable
         if isinstance(value, str) and value in self.words:
             return True
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if self.kind is bool or isinstance(value, bool):
+            return isinstance(value, bool) and self.kind is bool
+        if not isinstance(value, (int, float)):
             return False
         if self.kind is int and not isinstance(value, int):
             return False
@@ -171,7 +189,8 @@ class Range:
         return v <= self.high if not self.high_open else v < self.high
 
 
-def check_ranges(cfg: DictConfig, ranges: Mapping[str, Range]) -> None:
+def check_ranges(cfg: DictConfig, ranges: Mapping[str, Range],
+                 fix: str = "fix the override or the experiment file") -> None:
     """Raise ``UsageError`` naming the first option (dotted key) outside its declared range."""
     for key, rng in ranges.items():
         try:
@@ -183,4 +202,4 @@ def check_ranges(cfg: DictConfig, ranges: Mapping[str, Range]) -> None:
         value = node if not OmegaConf.is_config(node) else OmegaConf.to_container(node, resolve=True)
         if not rng.accepts(value):
             shown = "null" if value is None else value
-            raise UsageError(f"{key}={shown}: expected {rng.describe()}; fix the override or the experiment file")
+            raise UsageError(f"{key}={shown}: expected {rng.describe()}; {fix}")

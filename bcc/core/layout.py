@@ -27,4 +27,9 @@ def stage_dir(output_dir: str | Path, backbone: str, fold: int, stage: int) -> P
 def read_job_config(job: str | Path) -> DictConfig | None:
     """The resolved config a job saved (``.hydra/config.yaml``), None when it saved none."""
     path = Path(job) / JOB_CONFIG
-    return OmegaConf.load(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    cfg = OmegaConf.load(path)
+    if not isinstance(cfg, DictConfig):
+        raise TypeError(f"{path}: not a config mapping")
+    return cfg

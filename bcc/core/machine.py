@@ -31,4 +31,4 @@ def machine() -> dict:
 def describe(m: dict) -> str:
     """One line, e.g. 'Intel(R) Xeon(R) Processor, 2 cores, torch 2.14.1'."""
     parts = [f"{m.get('cpu')}, {m.get('cores')} cores"] + ([f"GPU {m['gpu']}"] if m.get("gpu") else [])
-    return ", ".join(parts + [f"torch {m.get('torch')}"])
+    return ", ".join([*parts, f"torch {m.get('torch')}"])

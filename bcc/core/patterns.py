@@ -26,7 +26,7 @@ PAPER_NAMES: dict[str, str] = {"PN": "Pigment Network", "U": "Ulceration", "ON":
                                "MG": "Multiglobules", "ML": "Maple Leaf-like", "SW": "Spoke Wheel",
                                "AT": "Arborizing Telangiectasia"}
 #: Model outputs in fixed order: the diagnosis first, then the seven codes.
-OUTPUTS: tuple[str, ...] = ("bcc",) + CODES
+OUTPUTS: tuple[str, ...] = ("bcc", *CODES)
 #: The network's three heads (paper §2.3) and the outputs each one produces, in OUTPUTS order.
 HEADS: dict[str, tuple[str, ...]] = {"diagnosis": ("bcc",), "negative": (NEGATIVE_CODE,), "patterns": BCC_CODES}
 #: Head → its columns of the (N, 8) logits, targets and probabilities.

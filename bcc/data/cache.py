@@ -77,7 +77,7 @@ def decoded_images(root: Path, rel_paths: Sequence[str], preprocess: Preprocess 
             arr = None
     if arr is None:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            arr = np.stack(list(pool.map(lambda ra: _decode(root / ra[0], pre, ra[1]), zip(rel_paths, aspects))))
+            arr = np.stack(list(pool.map(lambda ra: _decode(root / ra[0], pre, ra[1]), zip(rel_paths, aspects, strict=True))))
         if disk_cache:
             try:
                 with atomic_path(path) as tmp, open(tmp, "wb") as f:

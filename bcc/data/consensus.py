@@ -84,7 +84,7 @@ def dawid_skene(ratings: np.ndarray, tol: float = 1e-6, max_iter: int = 200) -> 
     fill = np.where(rated_any.any(axis=0), np.nansum(post, axis=0) / np.maximum(rated_any.sum(axis=0), 1), 0.5)
     post = np.where(np.isnan(post), fill, post).astype(np.float32)
     converged = False
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 — the count of iterations is returned
         # M-step: prior and each rater's sensitivity/specificity from the current soft labels.
         prior = np.clip(post.mean(axis=0, dtype=np.float64), EPS, 1 - EPS)
         pos1 = (post.T @ said1)[code_of, np.arange(r * c)].astype(np.float64)
@@ -202,7 +202,7 @@ def undefined_notes(ratings: np.ndarray, quality: pd.DataFrame) -> list[str]:
         if len(rows) == len(CODES) - len(unrated) and rows["note"].nunique() == 1:
             what = f"every {'rated ' if unrated else ''}code ({rows['note'].iloc[0]})"
         else:
-            what = ", ".join(f"{code} ({note})" for code, note in zip(rows["code"], rows["note"]))
+            what = ", ".join(f"{code} ({note})" for code, note in zip(rows["code"], rows["note"], strict=True))
         out.append(f"rater {rater!r}: sensitivity/specificity undefined for {what}; NaN in rater_quality.csv")
     return out
 

@@ -9,6 +9,7 @@ file changes. Every path must resolve inside the dataset directory unless the ca
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -35,7 +36,7 @@ IMAGE_OPTIONAL = ("group", "diagnosis", "aspect")
 #: `aspect`: the width / height the picture had before it was resized without keeping its proportions
 #: (HAM10000's 600 x 450 photographs distributed at 224 x 224: 1.3333); blank = the file's own.
 ASPECT_RANGE = (0.2, 5.0)
-ANNOTATION_COLUMNS = ("image_id", "rater") + CODES
+ANNOTATION_COLUMNS = ("image_id", "rater", *CODES)
 LESION = "lesion"  # masks/<image_id>_lesion.png: the whole lesion (optional)
 MASK_SUFFIX = ".png"  # masks are lossless; the suffix is matched in any case (.PNG too)
 LINK_MODES = ("hard", "copy", "symlink")  # how the conversions and bcc.data.merge place files in a dataset
@@ -234,7 +235,7 @@ class DecodeStamp:
             self.known = stored["files"] if stored.get("reader") == self.reader else {}
         except (OSError, ValueError, KeyError, TypeError):
             self.known = {}  # none yet, or a damaged one: decode everything
-        self.seen: dict[str, list[int]] = {}
+        self.seen: dict[str, list] = {}  # the file key (_key), width, height, sha256
 
     @staticmethod
     def _key(path: Path) -> list[int]:
@@ -264,21 +265,19 @@ class DecodeStamp:
             raise DatasetError(f"{where}: file {path} {problem}; fix the path or add the file")
         key = self._key(path)
         w, h = _decoded_size(kind, path, where)
-        self.seen[f"{kind}:{rel}"] = key + [w, h, _sha256(path)]
+        self.seen[f"{kind}:{rel}"] = [*key, w, h, _sha256(path)]
         return w, h
 
     def digest(self, rel: str, path: Path) -> str:
         """SHA-256 of image `rel`'s bytes: stored when it was decoded, else read now."""
         entry = self.seen.get(f"image:{rel}")
-        return entry[7] if entry is not None else _sha256(path)
+        return str(entry[7]) if entry is not None else _sha256(path)
 
     def save(self) -> None:
         if self.seen == self.known:
             return
-        try:
+        with contextlib.suppress(OSError):  # a read-only dataset: decoded again next time
             write_text(json.dumps({"reader": self.reader, "files": self.seen}, sort_keys=True), self.path)
-        except OSError:
-            pass  # a read-only dataset: decoded again next time
 
 
 def _sha256(path: Path) -> str:
@@ -366,19 +365,19 @@ def _image_sizes(root: Path, df: pd.DataFrame, stamp: DecodeStamp, workers: int 
     """image_id → (width, height) upright; the first unreadable image (in file order) is the error."""
     path = root / "images.csv"
     sizes = [stamp.recall("image", rel, root / rel) for rel in df["image"]]
-    todo = [(i, line, rel) for i, ((line, rel), size) in enumerate(zip(df["image"].items(), sizes)) if size is None]
+    todo = [(i, line, rel) for i, ((line, rel), size) in enumerate(zip(df["image"].items(), sizes, strict=True)) if size is None]
     if todo:
         with ThreadPoolExecutor(max(1, workers)) as pool:  # Pillow decodes without the GIL
             futures = [pool.submit(stamp.size, "image", rel, root / rel, f"{path}: line {line}")
                        for _, line, rel in todo]
             try:
-                for (i, _, _), f in zip(todo, futures):
+                for (i, _, _), f in zip(todo, futures, strict=True):
                     sizes[i] = f.result()
             except BaseException:
                 for f in futures:
                     f.cancel()
                 raise
-    return dict(zip(df["image_id"], sizes))
+    return dict(zip(df["image_id"], sizes, strict=True))
 
 
 def load_annotations(root: Path, image_ids: pd.Series) -> pd.DataFrame:
@@ -492,7 +491,7 @@ def duplicate_images(root: Path, images: pd.DataFrame, stamp: DecodeStamp | None
     keeps each list in one fold. Hashes come from the decode stamp where it has them."""
     stamp = stamp or DecodeStamp(Path(root))
     by_digest: dict[str, list[str]] = {}
-    for image_id, rel in zip(images["image_id"], images["image"]):
+    for image_id, rel in zip(images["image_id"], images["image"], strict=True):
         path = Path(root) / rel
         if path.is_file():
             by_digest.setdefault(stamp.digest(rel, path), []).append(image_id)

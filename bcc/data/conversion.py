@@ -12,7 +12,7 @@ Every source file must resolve inside the folders the user named (:class:`Source
 dataset cannot (docs/dataset.md, "Files outside the dataset"). The command lines share their options and
 exit codes (:func:`conversion_parser`, :func:`run_conversion`).
 """
-from __future__ import annotations
+# (no `from __future__ import annotations`: the name would shadow :func:`annotations` for type checkers)
 
 import argparse
 import os

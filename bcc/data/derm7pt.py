@@ -153,7 +153,7 @@ def plan(release: Path, allow_outside: bool = False) -> conversion.Plan:
     known = {"PN": _mapped(meta, "pigment_network", PIGMENT_NETWORK, path),
              "AT": _mapped(meta, "vascular_structures", VASCULAR, path)}
     result = conversion.Plan(RATER, table, conversion.annotations(table["image_id"], RATER, known),
-                             files={p: images / r for p, r in zip(placed, rels)},
+                             files={p: images / r for p, r in zip(placed, rels, strict=True)},
                              notes=[f"read {path} + {images}/"])
     split = _official_split(release, meta, ids)
     if split is not None:

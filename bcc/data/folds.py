@@ -25,7 +25,7 @@ from bcc.core.patterns import CODES
 from bcc.data.consensus import ensure_labels
 from bcc.data.contract import DatasetError, describe_duplicates, duplicate_images, load_image_table
 
-STRATA = list(CODES) + ["bcc"]
+STRATA = [*list(CODES), "bcc"]
 
 
 def strata(labels: pd.DataFrame, sources: pd.Series | None = None) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def assign_folds(labels: pd.DataFrame, k: int = 5, seed: int = 0, groups: pd.Ser
     table = strata(labels, sources)
     known, y = list(table.columns), table.to_numpy()
     positives = y.sum(axis=0)
-    rare = [f"{c} ({n})" for c, n in zip(known, positives) if n < k]
+    rare = [f"{c} ({n})" for c, n in zip(known, positives, strict=True) if n < k]
     if rare:
         raise DatasetError(f"fewer positives than folds (k={k}) for {', '.join(rare)}: some test folds would have "
                            f"none; lower --k or add positive images")
@@ -75,7 +75,7 @@ def units(images: pd.DataFrame, duplicates: list[list[str]]) -> pd.Series:
     the same picture (:func:`contract.duplicate_images`), so neither a group nor a picture spans two folds."""
     own = images["group"].where(images["group"].ne(""), images["image_id"]) if "group" in images.columns \
         else images["image_id"]
-    unit = dict(zip(images["image_id"], "g:" + own.astype(str)))
+    unit = dict(zip(images["image_id"], "g:" + own.astype(str), strict=True))
     parent: dict[str, str] = {}
 
     def find(u: str) -> str:

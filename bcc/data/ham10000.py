@@ -102,7 +102,8 @@ def find_layouts(root: Path, depth: int = SEARCH_DEPTH) -> list[Layout]:
     for official in OFFICIAL.values():
         for table in conversion.find_named(root, [official.table], depth):
             bases = [table.parent] + ([table.parent.parent] if table.parent != root else [])
-            dirs, groupings = [], None
+            dirs: list[Path] = []
+            groupings = None
             for base in bases:
                 dirs = dirs or _official_dirs(conversion.find_named(base, official.images, 2, dirs=True), official)
                 if official.groupings and groupings is None:
@@ -136,7 +137,7 @@ def layout_from(table: Path, image_dirs: list[Path], groupings: Path | None = No
                   Path(groupings) if groupings else None)
 
 
-def parse_aspect(value: str) -> str | None:
+def parse_aspect(value: str) -> str:
     """``auto`` | ``none`` | a forced ``W:H`` (as the contract's number, e.g. ``4:3`` → ``1.3333``)."""
     if value in ("auto", "none"):
         return value
@@ -174,7 +175,7 @@ def _read_ham(path: Path) -> pd.DataFrame:
 
 def _read_one_hot(path: Path, groupings: Path | None) -> pd.DataFrame:
     """image, diagnosis, group from an ISIC 2018 Task 3 ground truth (and its lesion groupings)."""
-    gt = conversion.source_table(path, ("image",) + ONE_HOT, f"give the ISIC 2018 Task 3 ground truth ({DOWNLOAD})")
+    gt = conversion.source_table(path, ("image", *ONE_HOT), f"give the ISIC 2018 Task 3 ground truth ({DOWNLOAD})")
     check_unique(gt, ["image"], path)
     diagnosis = one_hot(gt, ONE_HOT, path).eq("BCC").astype(int).astype(str)
     group = gt["image"]
@@ -225,7 +226,7 @@ def plan(layout: Layout, aspect: str = "auto", allow_outside: bool = False) -> c
     elif aspect != "none":
         images["aspect"] = aspect
     return conversion.Plan(layout.source, images, conversion.annotations(images["image_id"], layout.source),
-                           files=dict(zip(images["image"], sources)), notes=notes)
+                           files=dict(zip(images["image"], sources, strict=True)), notes=notes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,17 +59,17 @@ def read_rgb(path: str | Path, max_megapixels: float | None = 100.0, frames_ok: 
             if max_megapixels is not None and w * h > max_megapixels * 1e6:
                 raise UnreadableImage(f"image too large ({w}x{h} = {w * h / 1e6:.0f} megapixels > "
                                       f"max_megapixels={max_megapixels:g})")
-            if getattr(im, "n_frames", 1) > 1:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
                 if not frames_ok:
-                    raise UnreadableImage(f"an animated or multi-frame image ({im.n_frames} frames) where one picture "
+                    raise UnreadableImage(f"an animated or multi-frame image ({frames} frames) where one picture "
                                           f"is expected")
-                notes.append(f"first of {im.n_frames} frames")
+                notes.append(f"first of {frames} frames")
             fmt, mode = im.format, im.mode
             im.load()
             if im.getexif().get(0x0112, 1) not in (1, None):
                 notes.append("EXIF orientation applied")
-            im = ImageOps.exif_transpose(im)
-            rgb = _to_rgb(im, notes)
+            rgb = _to_rgb(ImageOps.exif_transpose(im), notes)
     except UnreadableImage:
         raise
     except Image.DecompressionBombError as e:
@@ -86,7 +86,7 @@ def read_rgb(path: str | Path, max_megapixels: float | None = 100.0, frames_ok: 
         raise UnreadableImage(f"could not be read ({type(e).__name__}: {e})") from None
     if min(rgb.shape[:2]) < 8:
         raise UnreadableImage(f"image too small ({rgb.shape[1]}x{rgb.shape[0]} pixels)")
-    return np.ascontiguousarray(rgb, dtype=np.uint8), "; ".join([f"{fmt} {mode}"] + notes)
+    return np.ascontiguousarray(rgb, dtype=np.uint8), "; ".join([f"{fmt} {mode}", *notes])
 
 
 def _signature(path: Path) -> str | None:
@@ -160,7 +160,8 @@ class Preprocess:
         return asdict(self)
 
 
-def view_box(width: int, height: int, resize: str = "square", aspect: float | None = None) -> tuple[float, ...]:
+def view_box(width: int, height: int, resize: str = "square",
+             aspect: float | None = None) -> tuple[float, float, float, float]:
     """``(left, top, right, bottom)`` in file pixels: the part of a `width` x `height` file the network sees.
 
     ``square``: all of it. ``crop``: the centre square of the picture as it was taken — `aspect` (its true

@@ -44,7 +44,7 @@ def one_hot(gt: pd.DataFrame, columns: tuple[str, ...], path: Path) -> pd.Series
 
 
 def _read_ground_truth(path: Path) -> pd.DataFrame:
-    gt = read_csv(path, ("image",) + DIAGNOSES[:-1], ("UNK",))
+    gt = read_csv(path, ("image", *DIAGNOSES[:-1]), ("UNK",))
     check_unique(gt, ["image"], path)
     return gt.assign(diagnosis=one_hot(gt, DIAGNOSES, path).eq("BCC").astype(int).astype(str))
 
@@ -71,7 +71,7 @@ def plan(ground_truth: Path, images_dir: Path, metadata: Path | None = None,
         lesion = meta.set_index("image").reindex(gt["image"])["lesion_id"].fillna("").to_numpy()
         table.insert(3, "group", np.where(lesion == "", table["image_id"], lesion))  # no lesion id: its own group
     return conversion.Plan("isic2019", table, conversion.annotations(table["image_id"], RATER),
-                           files=dict(zip(table["image"], sources)))
+                           files=dict(zip(table["image"], sources, strict=True)))
 
 
 def convert(ground_truth: Path, images_dir: Path, out: Path, metadata: Path | None = None,

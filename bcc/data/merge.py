@@ -60,10 +60,10 @@ def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, 
     sources = [load_dataset(root, allow_outside=allow_outside, write_stamp=False) for root in roots]
     with staged(out) as tmp:
         images, annotations = [], []
-        for ds, name in zip(sources, names):
+        for ds, name in zip(sources, names, strict=True):
             im = ds.images.copy()
             rels = [_placed(ds.root / rel, ds.root, allow_outside) for rel in im["image"]]
-            for rel, src in zip(rels, ds.image_paths):
+            for rel, src in zip(rels, ds.image_paths, strict=True):
                 if not (tmp / name / rel).exists():  # two rows may share a file
                     place_file(src.resolve(), tmp / name / rel, how)
             im["image_id"] = name + "_" + im["image_id"]

@@ -118,7 +118,8 @@ def read_txt(path: Path) -> pd.DataFrame:
     """The txt: a pipe-separated text dump — ``|| Name || Histological Diagnosis || Clinical Diagnosis ||
     Asymmetry | Pigment Network | … || Colors ||``, clinical diagnosis 0/1/2 — followed by a legend."""
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    rows, header, header_line = [], None, 0
+    rows: list[tuple[int, list[str]]] = []
+    header, header_line = None, 0
     for number, line in enumerate(lines, 1):
         if not line.lstrip().startswith("|"):
             if header is not None and rows and line.strip():

@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -59,7 +60,7 @@ def find_sets(data: Path, allow_outside: bool = False) -> dict[str, Found]:
         layout = _one("ham10000", [x for x in layouts if x.table.name.lower() == official], data)
         if layout is not None:
             sets["ham10000"] = Found("ham10000", layout.describe(),
-                                     lambda layout=layout: ham10000.plan(layout, "auto", allow_outside))
+                                     partial(ham10000.plan, layout, "auto", allow_outside))
             break
     release = _one("derm7pt", derm7pt.find_releases(data, SEARCH_DEPTH), data)
     if release is not None:

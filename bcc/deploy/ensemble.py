@@ -28,6 +28,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
 from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import read_checkpoint
-from bcc.models.network import untrained_note
+from bcc.models.network import MultitaskNet, untrained_note
 
 
 def checkpoints_of(value: str | Sequence[str]) -> list[Path]:
@@ -82,7 +83,7 @@ def checkpoints_of(value: str | Sequence[str]) -> list[Path]:
 class EnsembleNet(nn.Module):
     """K explained networks → (mean logits, mean raw maps, per-fold logits); `form` None: no maps."""
 
-    def __init__(self, nets: Sequence[nn.Module], form: str | None):
+    def __init__(self, nets: Sequence[MultitaskNet], form: str | None):
         super().__init__()
         self.form = form
         self.members = nn.ModuleList(nets if form is None else [ExplainedNet(n, form) for n in nets])
@@ -99,7 +100,7 @@ class EnsembleNet(nn.Module):
 def _members(checkpoints: Sequence[Path]):
     nets = [load_torch_network(c, channels_last=False) for c in checkpoints]
     first = nets[0]
-    for c, n in zip(checkpoints[1:], nets[1:]):
+    for c, n in zip(checkpoints[1:], nets[1:], strict=True):
         if (n.backbone_name, n.preprocess) != (first.backbone_name, first.preprocess):
             raise BadInput(f"checkpoint={c}: {n.backbone_name} at {n.image_size} px ({n.preprocess}), but "
                            f"{checkpoints[0]} is {first.backbone_name} at {first.image_size} px ({first.preprocess}); "
@@ -126,7 +127,7 @@ def _check(ens: EnsembleNet, nets, path: Path, size: int) -> dict[str, float]:
     worst = dict.fromkeys(names, 0.0)
     for n in (1, 5):
         x = rng.random((n, 3, size, size), dtype=np.float32)
-        got = dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+        got = dict(zip(names, sess.run(names, {INPUT_NAME: x}), strict=True))
         with torch.inference_mode():
             folds = np.stack([net(torch.from_numpy(x)).numpy() for net in nets], 1)
         want = {OUTPUT_NAME: folds.mean(1), FOLDS_NAME: folds}
@@ -141,35 +142,35 @@ def export_ensemble(checkpoints: Sequence[str | Path], output: str | Path | None
     """Export `checkpoints` (two or more) as one ONNX model (module docstring); returns its path."""
     import onnx
 
-    checkpoints = [Path(c) for c in checkpoints]
-    if len(checkpoints) < 2:
+    paths = [Path(c) for c in checkpoints]
+    if len(paths) < 2:
         raise BadInput("checkpoint=: an ensemble needs two or more checkpoints")
     if output is None:  # beside the members: their common folder (the run's <backbone> folder for fold*)
-        output = Path(os.path.commonpath([c.resolve().parent for c in checkpoints])) / "ensemble.onnx"
+        output = Path(os.path.commonpath([c.resolve().parent for c in paths])) / "ensemble.onnx"
     output = Path(output)
-    nets, form, why = _members(checkpoints)
+    nets, form, why = _members(paths)
     size = int(nets[0].image_size)
     ens = EnsembleNet(nets, form).eval()
     names = [OUTPUT_NAME] + ([] if form is None else [MAPS_NAME]) + [FOLDS_NAME]
-    roots = {dataset_root_of(c) for c in checkpoints}
+    roots = {dataset_root_of(c) for c in paths}
     root = roots.pop() if len(roots) == 1 else None
-    meta = {
+    meta: dict[str, Any] = {
         "backbone": nets[0].backbone_name, "timm_name": str(nets[0].spec.get("timm_name") or ""),
         "input_size": str(size), "input": "float32 NCHW RGB in [0, 1], dynamic batch",
         "preprocess": {"resize": nets[0].preprocess.resize, "colour": nets[0].preprocess.colour,
                        "how": "bcc.data.images.network_view: the picture's view box resized to input_size, then the "
                               "colour constancy"},
-        "trained_outputs": [o for o, *t in zip(OUTPUTS, *(n.trained for n in nets)) if all(t)],
+        "trained_outputs": [o for o, *t in zip(OUTPUTS, *(n.trained for n in nets), strict=True) if all(t)],
         "not_trained": "; ".join(filter(None, (untrained_note(n.spec) for n in nets[:1]))) or "none",
         "normalisation": {"mean": nets[0].mean.flatten().tolist(), "std": nets[0].std.flatten().tolist(),
                           "applied": "inside the model"},
-        "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": _median_thresholds(checkpoints),
+        "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": _median_thresholds(paths),
         "training_data_hash": dataset_hash(root, allow_outside) if root else "unknown",
         "training_data": str(root.resolve()) if root else "unknown",
-        "source_checkpoint": str(checkpoints[0].resolve()), "quantization": "none (fp32)", "opset": str(OPSET),
-        "stage": ",".join(sorted({_stage(c) for c in checkpoints})),
+        "source_checkpoint": str(paths[0].resolve()), "quantization": "none (fp32)", "opset": str(OPSET),
+        "stage": ",".join(sorted({_stage(c) for c in paths})),
         "maps": maps_metadata(nets[0], form, why, size),
-        "ensemble": {"members": [str(c.resolve()) for c in checkpoints], "combine": "mean of the logits; mean of "
+        "ensemble": {"members": [str(c.resolve()) for c in paths], "combine": "mean of the logits; mean of "
                      "the raw Grad-CAM maps", "fold_logits": FOLDS_NAME,
                      "disagreement": "flagged for review when the members' p(BCC) fall on both sides of the "
                                      "operating threshold"},
@@ -240,7 +241,7 @@ def attach_guarantee(model: str | Path, data: str | Path, y: np.ndarray, epsilon
     import onnx
 
     model, data = Path(model), Path(data)
-    meta = read_metadata(model)
+    meta: dict[str, Any] = read_metadata(model)
     images = dataset_images(data, int(meta["input_size"]), allow_outside=allow_outside)
     p, _ = model_scores(model, images)
     g = guaranteed_threshold(y, p, epsilon, delta, batch, source=f"guarantee_data={data}")

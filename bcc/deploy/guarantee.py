@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from bcc.core.errors import BadInput
+from bcc.models.calibration import threshold_for_sensitivity
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,6 @@ def guaranteed_threshold(y: np.ndarray, p: np.ndarray, epsilon: float = 0.05, de
                      deprioritised=float((p < t).mean()))
 
 
-def empirical_threshold(y: np.ndarray, p: np.ndarray, epsilon: float) -> float:
-    """The empirical point: the highest threshold whose calibration sensitivity is ≥ 1 − ε (no guarantee)."""
-    pos = np.sort(np.asarray(p, dtype=np.float64)[np.asarray(y).astype(bool)])
-    allowed = math.floor(epsilon * len(pos) + 1e-9)  # misses the calibration set may have
-    return float(pos[allowed]) if len(pos) else float("nan")
-
-
 def simulate(y: np.ndarray, p: np.ndarray, epsilon: float = 0.05, delta: float = 0.1, n_splits: int = 1000,
              calibration_share: float = 0.5, batch: bool = False, seed: int = 0) -> dict:
     """Random calibration/test splits of (out-of-fold) predictions, stratified by class: per split the
@@ -114,17 +109,18 @@ def simulate(y: np.ndarray, p: np.ndarray, epsilon: float = 0.05, delta: float =
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
     n_pos, n_neg = round(calibration_share * len(pos)), round(calibration_share * len(neg))
-    rows = {"guaranteed": [], "empirical": []}
+    rows: dict[str, list[tuple[float, float, float]]] = {"guaranteed": [], "empirical": []}
     for _ in range(n_splits):
         a, b = rng.permutation(pos), rng.permutation(neg)
         cal = np.concatenate([a[:n_pos], b[:n_neg]])
         test = np.concatenate([a[n_pos:], b[n_neg:]])
         g = guaranteed_threshold(y[cal], p[cal], epsilon, delta, len(pos) - n_pos if batch else None)
-        for name, t in (("guaranteed", g.threshold), ("empirical", empirical_threshold(y[cal], p[cal], epsilon))):
+        empirical = threshold_for_sensitivity(y[cal], p[cal], 1 - epsilon)  # the highest t, no guarantee
+        for name, t in (("guaranteed", g.threshold), ("empirical", empirical)):
             kept = p[test] >= t
             sens = kept[y[test]].mean()
             rows[name].append((sens, 1 - kept.mean(), t))
-    out = {"epsilon": epsilon, "delta": delta, "n_splits": n_splits, "calibration_share": calibration_share,
+    out: dict[str, Any] = {"epsilon": epsilon, "delta": delta, "n_splits": n_splits, "calibration_share": calibration_share,
            "batch": (len(pos) - n_pos) if batch else None, "n_bcc_calibration": n_pos,
            "n_calibration": n_pos + n_neg, "n_test": len(y) - n_pos - n_neg}
     for name, r in rows.items():

@@ -192,7 +192,7 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(tmp), ArrayReader(calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        qmeta = {**meta, "quantization": f"int8 static QDQ (per-channel int8 weights, uint8 activations), "
+        qmeta: dict[str, Any] = {**meta, "quantization": f"int8 static QDQ (per-channel int8 weights, uint8 activations), "
                                          f"calibrated on {len(calibration)} {source}"}
         maps = json.loads(meta.get("maps") or "null") or {}
         if maps.get("output") == MAPS_NAME:
@@ -224,7 +224,7 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
             print(f"[bcc.export] int8 Grad-CAM maps against fp32 on {m['data']}: mean |Δ| {m['mean_abs_diff']:.3f}, "
                   f"max |Δ| {m['max_abs_diff']:.3f} (maps in [0, 1] at the input size); {correlation_words(m)}; "
                   f"{m['blank_in_one_only']} of {m['maps']} maps blank in one model only")
-        if result is not None:
+        if check is not None and result is not None:
             print(f"[bcc.export] int8 check on {check.where}: BCC accuracy fp32 {result['accuracy_fp32']:.3f}, "
                   f"int8 {result['accuracy_int8']:.3f} ({100 * result['delta']:+.1f} points, allowed "
                   f"±{100 * check.max_drop:g}); decisions agree on {result['decisions_agree']}/{result['n']}")

@@ -40,6 +40,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,8 +57,7 @@ from bcc.data.contract import dataset_hash, load_image_table
 from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, read_metadata, set_metadata
 from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
-from bcc.explanation.gradcam import logits_from_pooled, raw_cams
-from bcc.models.backbones import spec
+from bcc.explanation.gradcam import logits_from_pooled, raw_cams, target
 from bcc.models.checkpoint import read_checkpoint
 from bcc.models.network import MultitaskNet, untrained_note
 
@@ -127,16 +127,18 @@ def check_datasets(a: dict, int8: bool) -> None:
 def closed_form(net: MultitaskNet) -> tuple[str | None, str]:
     """``(form, why)``: how the graph computes the 8 maps without a backward pass (module docstring), or
     None and why it cannot."""
-    mode = spec(net.backbone_name).cam_mode
+    mode = target(net).mode
     if mode == "linear":
         return "linear", "global average pooling, then the linear heads: d logits / d pooled = head_weights"
     head = getattr(net.backbone, "head", None)
     if (mode == "pooled" and isinstance(getattr(head, "norm", None), LayerNorm2d)
-            and getattr(head.global_pool, "pool_type", None) == "avg"
+            and getattr(getattr(head, "global_pool", None), "pool_type", None) == "avg"
             and all(isinstance(getattr(head, m, None), (nn.Identity, nn.Dropout)) for m in ("pre_logits", "drop", "fc"))):
         return "layernorm", "global average pooling, LayerNorm, then the linear heads: J in closed form per image"
     if mode == "tokens":
         return None, "ViT pools its class token: the maps need a backward pass through the last block"
+    if mode == "autograd":
+        return None, f"maps at backbone.gradcam_layer={net.spec['gradcam_layer']} need a backward pass"
     return None, f"the head after pooling of {net.backbone_name} has no closed-form Jacobian here"
 
 
@@ -207,13 +209,13 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
     th = thresholds if thresholds is not None else load_thresholds(checkpoint).as_dict()
     root = Path(data_root) if data_root else dataset_root_of(checkpoint)
     names = [OUTPUT_NAME] if form is None else [OUTPUT_NAME, MAPS_NAME]
-    meta = {
+    meta: dict[str, Any] = {
         "backbone": net.backbone_name, "timm_name": str(net.spec.get("timm_name") or ""),
         "input_size": str(size), "input": "float32 NCHW RGB in [0, 1], dynamic batch",
         "preprocess": {"resize": net.preprocess.resize, "colour": net.preprocess.colour,
                        "how": "bcc.data.images.network_view: the picture's view box resized to input_size, then the "
                               "colour constancy"},
-        "trained_outputs": [o for o, t in zip(OUTPUTS, net.trained) if t],
+        "trained_outputs": [o for o, t in zip(OUTPUTS, net.trained, strict=True) if t],
         "not_trained": untrained_note(net.spec) or "none",
         "normalisation": {"mean": net.mean.flatten().tolist(), "std": net.std.flatten().tolist(),
                           "applied": "inside the model"},
@@ -264,7 +266,7 @@ def max_abs_diff(net: MultitaskNet, onnx_path: str | Path, size: int, seed: int 
     worst = dict.fromkeys(names, 0.0)
     for n in (1, 5):
         x = rng.random((n, 3, size, size), dtype=np.float32)
-        got = dict(zip(names, sess.run(names, {INPUT_NAME: x})))
+        got = dict(zip(names, sess.run(names, {INPUT_NAME: x}), strict=True))
         want = {OUTPUT_NAME: _torch_logits(net, x)}
         if MAPS_NAME in names:
             want[MAPS_NAME] = raw_cams(net, torch.from_numpy(x))[0].numpy()

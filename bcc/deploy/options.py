@@ -1,15 +1,15 @@
 """Checks of the deployment commands' options before any work: a wrong value is a usage error (exit 2)
 naming the key and what it takes.
 
-Hydra hands a value over as typed: ``batch_size=0`` would reach ``range()``, ``batch_size=abc`` ``int()``
-and ``report=flase`` would be true (a non-empty string). The folders are checked too: ``output=`` must
+Numbers and switches: each command's ``OPTIONS`` table (``bcc.core.config.Range``, checked by
+``bcc.core.cli.options``: Hydra hands ``batch_size=0`` or ``report=flase`` over as typed). Here: choices,
+folders, devices and the ONNX output name. The folders: ``output=`` must
 not be ``input=`` or lie inside it when ``input=`` is a folder (the outputs of one run would be the
 inputs of the next, and this run would have to leave them out), and must not be an existing file;
 ``input=`` inside ``output=`` is fine (the outputs go beside the input folder, never into it).
 """
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,32 +19,6 @@ import torch
 
 from bcc.core.errors import BadInput, UsageError
 from bcc.explanation.batch import shown
-
-
-def whole(a: Mapping[str, Any], key: str, low: int = 1) -> int:
-    """``a[key]`` as a whole number ≥ `low`."""
-    v = a[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise UsageError(f"{key}={v}: expected a whole number ≥ {low}")
-    return v
-
-
-def positive(a: Mapping[str, Any], key: str, high: float = math.inf) -> float:
-    """``a[key]`` as a finite number > 0 (and ≤ `high`)."""
-    v = a[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf or v > high:
-        raise UsageError(f"{key}={v}: expected a number > 0" + (f" and ≤ {high:g}" if high < math.inf else ""))
-    return float(v)
-
-
-def flag(a: Mapping[str, Any], key: str, nullable: bool = False) -> bool | None:
-    """``a[key]`` as true/false (or null where `nullable`)."""
-    v = a[key]
-    if v is None and nullable:
-        return None
-    if not isinstance(v, bool):
-        raise UsageError(f"{key}={v}: expected true or false" + (" (or null)" if nullable else ""))
-    return v
 
 
 def choice(a: Mapping[str, Any], key: str, choices: Iterable[Any]) -> Any:
@@ -96,14 +70,6 @@ def device(a: Mapping[str, Any], key: str = "device") -> str:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"{key}={a[key]}: no CUDA device on this machine; use {key}=cpu")
     return str(dev)
-
-
-def fraction(a: Mapping[str, Any], key: str) -> float:
-    """``a[key]`` as a number in [0, 1]."""
-    v = a[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-        raise UsageError(f"{key}={v}: expected a number in [0, 1]")
-    return float(v)
 
 
 def onnx_output(a: Mapping[str, Any], key: str = "output") -> Path | None:

@@ -211,7 +211,7 @@ def render_html(table: pd.DataFrame, lesions: Sequence, info: Mapping[str, Any])
     stats = [("scored", len(ok), ""), ("likely BCC", n_bcc, "bcc"), ("flagged for review", n_flag, "review"),
              ("skipped", len(skipped), "")]
     summary = "".join(f'<div class="stat {c}"><b>{n}</b>{_e(label)}</div>' for label, n, c in stats)
-    cards = "".join(_card(les, r, th) for les, r, keep in zip(lesions, table.to_dict("records"), is_ok) if keep)
+    cards = "".join(_card(les, r, th) for les, r, keep in zip(lesions, table.to_dict("records"), is_ok, strict=True) if keep)
     skip_html = ""
     if len(skipped):
         items = "".join(f"<li><b>{_e(r['image'])}</b>: {_e(r['note'])}</li>" for r in skipped.to_dict("records"))

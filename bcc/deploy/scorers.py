@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 import torch
@@ -82,11 +82,16 @@ class TorchScorer:
     def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int | None = None):
         self.net = load_torch_network(checkpoint, device=device)
         self.threads = int(threads or torch.get_num_threads())
-        self.size = int(self.net.image_size)
+        self.size = self.net.image_size
         self.preprocess: Preprocess = self.net.preprocess
         self.trained: np.ndarray = self.net.trained  # (8,) bool: outputs whose head saw labels of both classes
         self.describe = f"{self.net.backbone_name} (torch, {Path(checkpoint).name})"
         self.maps_source = f"Grad-CAM (torch) from {checkpoint}"
+
+    @overload
+    def __call__(self, x: np.ndarray, maps: Literal[True]) -> tuple[np.ndarray, torch.Tensor]: ...
+    @overload
+    def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]: ...
 
     def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -175,6 +180,11 @@ class OnnxScorer:
                                   f"re-export the model with python -m bcc.export")
         return size
 
+    @overload
+    def __call__(self, x: np.ndarray, maps: Literal[True]) -> tuple[np.ndarray, torch.Tensor]: ...
+    @overload
+    def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]: ...
+
     def __call__(self, x: np.ndarray, maps: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
         out = self.session.run([OUTPUT_NAME, MAPS_NAME] if maps else [OUTPUT_NAME],
                                {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})
@@ -182,7 +192,7 @@ class OnnxScorer:
 
     def score(self, x: np.ndarray, maps: bool = False) -> Scores:
         names = [OUTPUT_NAME] + ([MAPS_NAME] if maps else []) + ([FOLDS_NAME] if self.members else [])
-        out = dict(zip(names, self.session.run(names, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})))
+        out = dict(zip(names, self.session.run(names, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}), strict=True))
         return Scores(expit(out[OUTPUT_NAME]), torch.from_numpy(out[MAPS_NAME]) if maps else None,
                       expit(out[FOLDS_NAME][..., 0]) if self.members else None)
 
@@ -208,14 +218,14 @@ def explainer(scorer: TorchScorer | OnnxScorer, explain_checkpoint: str | Path |
     """
     if explain_checkpoint:
         ex = make_scorer(explain_checkpoint, threads)
-        if not ex.explains:
+        if isinstance(ex, OnnxScorer) and not ex.explains:
             raise CheckpointError(f"explain_checkpoint={explain_checkpoint}: has no Grad-CAM maps "
                                   f"({ex.why_no_maps()}); pass its torch checkpoint")
         if ex.preprocess != scorer.preprocess:
             raise UsageError(f"explain_checkpoint={explain_checkpoint}: input {ex.preprocess}, the model's is "
                              f"{scorer.preprocess}; pass the checkpoint the model was exported from")
         return ex, ex.maps_source
-    if scorer.explains:
+    if isinstance(scorer, TorchScorer) or scorer.explains:
         return scorer, scorer.maps_source
     src = scorer.meta.get("source_checkpoint")
     why = scorer.why_no_maps()

@@ -37,16 +37,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from bcc.core.config import Range
 from bcc.core.io import OutputSet, atomic_path, csv_safe, write_csv, write_json
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
 from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
-from bcc.deploy.options import flag, input_and_output, positive, whole
+from bcc.deploy.options import input_and_output
 from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
 from bcc.deploy.thresholds import Thresholds, load_thresholds
@@ -89,6 +90,7 @@ def verdicts(probs: np.ndarray, th: Thresholds, folds: np.ndarray | None = None)
     detected = detect(probs, th)
     diag = (p_bcc >= th.bcc).astype(int)
     known = np.isfinite(probs[:, 1:]).all(axis=0) if len(probs) else np.ones(len(CODES), bool)
+    known = np.asarray(known)
     has_rule = rule_defined(known)
     rule = clinical_rule(detected.astype(int), known)
     rows = []
@@ -174,7 +176,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
                 explain = render and explainer is not None
                 probs, cams, folds = scorer.score(x, maps=explain and explainer is scorer)
                 probs = np.where(scorer.trained, probs, np.nan)  # an untrained head's output is no finding
-                if explain and explainer is not scorer:
+                if explain and explainer is not None and explainer is not scorer:
                     cams = explainer(x, maps=True)[1]
                 for i, (les, _, rgb) in enumerate(batch):
                     les.probs = np.asarray(probs[i], dtype=np.float64)
@@ -193,10 +195,11 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
 
 def worklist(lesions: list[Lesion], th: Thresholds) -> tuple[pd.DataFrame, list[Lesion]]:
     """Scored lesions ranked by p_bcc (highest first; ties by name), then the skipped ones by name."""
-    ok = sorted((les for les in lesions if les.probs is not None), key=lambda les: (-float(les.probs[0]), les.image))
+    ok = sorted((les for les in lesions if les.probs is not None),
+                key=lambda les: (-float(cast(np.ndarray, les.probs)[0]), les.image))
     skipped = sorted((les for les in lesions if les.probs is None), key=lambda les: les.image)
-    folds = np.stack([les.folds for les in ok]) if ok and ok[0].folds is not None else None
-    table = verdicts(np.stack([les.probs for les in ok]) if ok else np.empty((0, len(OUTPUTS))), th, folds)
+    folds = np.stack([cast(np.ndarray, les.folds) for les in ok]) if ok and ok[0].folds is not None else None
+    table = verdicts(np.stack([cast(np.ndarray, les.probs) for les in ok]) if ok else np.empty((0, len(OUTPUTS))), th, folds)
     table.insert(0, "image", [les.image for les in ok])
     table.insert(0, "rank", range(1, len(ok) + 1))
     table["status"] = "ok"
@@ -222,7 +225,7 @@ def write_worklist(out: Path, table: pd.DataFrame, lesions: list[Lesion], info: 
     maps = bool(scored) and all(les.cams is not None for les in scored)
     if maps:
         with atomic_path(out / MAPS) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.stack([les.cams for les in scored]))
+            np.save(f, np.stack([cast(np.ndarray, les.cams) for les in scored]))
     write_csv(csv_safe(table), out / "triage.csv", float_format="%.4f")
     if report:
         write_report(out / "report.html", table, lesions, info)
@@ -241,17 +244,15 @@ def guarantee_status(g: Mapping[str, Any] | None, th: Thresholds) -> dict[str, A
 
 
 # ---- the command ----------------------------------------------------------------------------------------
+#: what each number and switch of ``conf/predict.yaml`` takes (``bcc.core.cli.options`` checks them)
+OPTIONS = {"batch_size": Range(int, 1), "threads": Range(int, 1), "max_megapixels": Range(float, 0, low_open=True),
+           "explain": Range(bool), "report": Range(bool), "progress": Range(bool, nullable=True),
+           "overwrite": Range(bool)}
+
+
 def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
-    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``); returns the worklist
-    (``triage.csv`` holds it with formula-leading text cells neutralised)."""
-    opts = {"batch_size": whole(a, "batch_size"), "threads": whole(a, "threads"),
-            "max_megapixels": positive(a, "max_megapixels"), "explain": flag(a, "explain"),
-            "report": flag(a, "report"), "progress": flag(a, "progress", nullable=True),
-            "overwrite": flag(a, "overwrite")}
-    return _run({**a, **opts}, log)
-
-
-def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
+    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``, checked against ``OPTIONS``);
+    returns the worklist (``triage.csv`` holds it with formula-leading text cells neutralised)."""
     t0 = time.perf_counter()
     inp, out = input_and_output(a)
     root, files = list_inputs(inp)
@@ -277,7 +278,7 @@ def _run(a: Mapping[str, Any], log) -> pd.DataFrame:
         log(f"[bcc.predict] warning: {shrunk} image(s) are {SHRINK_WARNING}x or more larger than the model's "
             f"{scorer.preprocess.size} px input (what it was trained at): their fine detail is lost (note in "
             f"triage.csv)")
-    untrained = [o for o, t in zip(OUTPUTS, scorer.trained) if not t]
+    untrained = [o for o, t in zip(OUTPUTS, scorer.trained, strict=True) if not t]
     info = {"model": scorer.describe, "input": shown(inp), "input_path": os.fsdecode(inp.resolve()),
             "thresholds": th.as_dict(), "explanations": explain_note, "seconds": seconds,
             "input_size": scorer.preprocess.size, "preprocess": scorer.preprocess.as_dict(), "not_trained": untrained,

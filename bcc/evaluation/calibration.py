@@ -2,7 +2,7 @@
 
 * :func:`expected_calibration_error` — ECE with equal-width bins (torchmetrics' binary calibration
   error, L1: Σ_b (n_b / n) · |mean(y)_b − mean(p)_b|; its bins are closed on the left, those of the
-  reliability diagrams on the right as scikit-learn's ``calibration_curve`` — they differ only at ties).
+  reliability diagrams on the right — scikit-learn's ``calibration_curve`` — they differ only at ties).
 * :func:`calibration_per_output` — ECE of every output before and after its temperature (fitted on each
   fold's validation slice by training, ``calibration.json``), on the pooled test folds.
 * :func:`reliability_diagram` / :func:`reliability_grid` — observed frequency per bin against the mean
@@ -11,7 +11,9 @@
   sensitivity (default 0.95). It is chosen *out of fold*: for test fold k on the pooled test predictions
   of the other folds, then applied to fold k, so no fold's threshold has seen its own labels. It reports
   the sensitivity and specificity reached and the share of cases *deprioritised* (p < threshold: cases
-  a dermatologist could review later because the model puts them below the triage threshold).
+  a dermatologist could review later because the model puts them below the triage threshold). The
+  threshold is ``models.calibration.threshold_for_sensitivity`` (scikit-learn's ROC curve), the rates
+  ``evaluation.metrics.binary_metrics`` of the pooled decisions.
 * :func:`read_calibrations` — per fold, the thresholds and temperatures training fitted on that fold's
   validation slice (never the test fold).
 """
@@ -28,26 +30,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.calibration import CalibrationDisplay, calibration_curve
+from sklearn.metrics import confusion_matrix
 from torchmetrics.functional.classification import binary_calibration_error
 
 from bcc.core.layout import CALIBRATION
 from bcc.core.patterns import OUTPUTS, PAPER_NAMES
 from bcc.evaluation.figures import save_output_grid
+from bcc.evaluation.metrics import binary_metrics
 from bcc.evaluation.runs import MissingRunsError, Run
-from bcc.models.calibration import calibrated
-
-
-def calibration_bins(y, p, n_bins: int = 10) -> pd.DataFrame:
-    """Per equal-width bin of [0, 1]: count, mean predicted probability, observed frequency (empty bins dropped).
-
-    Bins are right-closed, (lo, hi] (the first one [0, hi]), as scikit-learn's ``calibration_curve``.
-    """
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    idx = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p)
-    rows = [{"bin": b, "lo": b / n_bins, "hi": (b + 1) / n_bins, "count": int((idx == b).sum()),
-             "confidence": float(p[idx == b].mean()), "frequency": float(y[idx == b].mean())}
-            for b in range(n_bins) if (idx == b).any()]
-    return pd.DataFrame(rows, columns=["bin", "lo", "hi", "count", "confidence", "frequency"])
+from bcc.models.calibration import calibrated, threshold_for_sensitivity
 
 
 def expected_calibration_error(y, p, n_bins: int = 10) -> float:
@@ -60,14 +52,13 @@ def expected_calibration_error(y, p, n_bins: int = 10) -> float:
 
 
 def reliability_diagram(y, p, path: Path, n_bins: int = 10, title: str = "p(BCC) reliability") -> Path:
-    bins = calibration_bins(y, p, n_bins)
+    """scikit-learn's reliability curve (observed frequency per non-empty bin against its mean predicted
+    probability) over a histogram of the predictions."""
     ece = expected_calibration_error(y, p, n_bins)
     fig, (ax, hx) = plt.subplots(2, 1, figsize=(4.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect calibration")
-    ax.bar(bins["lo"], bins["frequency"], width=1 / n_bins, align="edge", alpha=0.6, edgecolor="k",
-           label="observed BCC frequency")
-    ax.plot(bins["confidence"], bins["frequency"], "o-", c="C3", ms=4, label="bin mean p")
-    ax.set(ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1), title=f"{title} — ECE {ece:.3f}")
+    CalibrationDisplay.from_predictions(np.asarray(y, int), np.asarray(p, float), n_bins=n_bins, ax=ax,
+                                        name="bin mean p", c="C3", ms=4)
+    ax.set(ylabel="observed frequency", xlabel="", xlim=(0, 1), ylim=(0, 1), title=f"{title} — ECE {ece:.3f}")
     ax.legend(fontsize=7, loc="upper left")
     hx.hist(np.asarray(p, float), bins=np.linspace(0, 1, n_bins + 1), color="C0", edgecolor="k")
     hx.set(xlabel="predicted p(BCC)", ylabel="cases")
@@ -77,37 +68,24 @@ def reliability_diagram(y, p, path: Path, n_bins: int = 10, title: str = "p(BCC)
     return path
 
 
-def threshold_for_sensitivity(y, p, target: float = 0.95) -> float:
-    """The highest threshold t with sensitivity(p ≥ t) ≥ target (0.0 when there are no positives)."""
-    y, p = np.asarray(y).astype(bool), np.asarray(p, float)
-    pos = np.sort(p[y])[::-1]
-    if len(pos) == 0:
-        return 0.0
-    need = int(np.ceil(target * len(pos) - 1e-9))  # positives that must be at or above t
-    return float(pos[max(need, 1) - 1])
-
-
 def triage_operating_point(predictions: pd.DataFrame, target: float = 0.95, output: str = "bcc") -> dict:
     """Out-of-fold operating point at `target` sensitivity, pooled over the folds (module docstring)."""
     df = predictions.dropna(subset=[f"y_{output}"])
-    tp = fn = tn = fp = deprior = 0
-    per_fold = {}
+    per_fold, decided = {}, []
     for fold, test in df.groupby("fold"):
         rest = df[df["fold"] != fold]
         source = rest if len(rest) else test  # one fold only: in-sample, said in `oof`
-        t = threshold_for_sensitivity(source[f"y_{output}"], source[f"p_{output}"], target)
-        y = test[f"y_{output}"].to_numpy().astype(bool)
-        hit = test[f"p_{output}"].to_numpy() >= t
-        tp, fn = tp + int((y & hit).sum()), fn + int((y & ~hit).sum())
-        tn, fp = tn + int((~y & ~hit).sum()), fp + int((~y & hit).sum())
-        deprior += int((~hit).sum())
-        per_fold[int(fold)] = t
-    n = tp + fn + tn + fp
+        per_fold[int(fold)] = threshold_for_sensitivity(source[f"y_{output}"], source[f"p_{output}"], target)
+        decided.append(test.assign(hit=test[f"p_{output}"] >= per_fold[int(fold)]))
+    pooled = pd.concat(decided) if decided else df.assign(hit=False)
+    y, hit = pooled[f"y_{output}"].to_numpy(int), pooled["hit"].to_numpy(int)
+    rates = binary_metrics(y, hit)
+    missed = int(confusion_matrix(y, hit, labels=[0, 1])[1, 0]) if len(y) else 0
     nan = float("nan")
     return {"target_sensitivity": target, "threshold_mean": float(np.mean(list(per_fold.values()))) if per_fold else nan,
-            "thresholds": per_fold, "sensitivity": tp / (tp + fn) if tp + fn else nan,
-            "specificity": tn / (tn + fp) if tn + fp else nan, "deprioritised": deprior / n if n else nan,
-            "missed_bcc": fn, "n": n, "oof": df["fold"].nunique() > 1}
+            "thresholds": per_fold, "sensitivity": rates["recall"], "specificity": rates["specificity"],
+            "deprioritised": float((1 - hit).mean()) if len(y) else nan, "missed_bcc": missed, "n": len(y),
+            "oof": df["fold"].nunique() > 1}
 
 
 def read_calibrations(runs: list[Run]) -> dict[int, dict[str, dict]]:
@@ -151,16 +129,16 @@ def reliability_grid(predictions: pd.DataFrame, scaled: pd.DataFrame | None, pat
                      title: str = "") -> Path:
     """One reliability panel per output: raw and temperature-scaled (when given), ECE in the legend."""
     fig, axes = plt.subplots(2, 4, figsize=(14, 7), sharex=True, sharey=True)
-    for ax, o in zip(axes.ravel(), OUTPUTS):
+    for ax, o in zip(axes.ravel(), OUTPUTS, strict=True):
         seen = predictions[f"y_{o}"].notna()
         y = predictions.loc[seen, f"y_{o}"]
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
         for name, df, c in (("raw", predictions, "C0"), ("temperature", scaled, "C3")):
-            if df is None:
+            if df is None or not seen.any():  # an output without labels here (an external set's codes): no curve
                 continue
             p = df.loc[seen, f"p_{o}"]
-            b = calibration_bins(y, p, n_bins)
-            ax.plot(b["confidence"], b["frequency"], "o-", c=c, ms=3,
+            frequency, confidence = calibration_curve(y, p, n_bins=n_bins)
+            ax.plot(confidence, frequency, "o-", c=c, ms=3,
                     label=f"{name}: ECE {expected_calibration_error(y, p, n_bins):.3f}")
         ax.set_title(f"{PAPER_NAMES.get(o, 'BCC/non-BCC')} ({o}), n={int(seen.sum())}", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")

@@ -32,7 +32,7 @@ A metric whose denominator is 0 in a fold (e.g. no SW lesion in it) is NaN for t
 then says over how many folds it was defined (``folds`` column), never hiding it. An output the model
 was not trained on (``p_<output>`` blank in the predictions) is a row marked ``not trained``, and the
 clinical rule runs over the trained codes only (``clinical_rule(known=...)``); with no BCC pattern
-trained it is ``not trained`` too.
+trained it is ``not trained`` too. Every cell is scikit-learn's (``bcc.evaluation.metrics``).
 """
 from __future__ import annotations
 
@@ -40,35 +40,15 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from bcc.core.patterns import BCC_CODES, CODES, OUTPUTS, PAPER_NAMES, clinical_rule, rule_defined
+from bcc.evaluation.metrics import binary_metrics, roc_auc
 
 METRICS = ("recall", "specificity", "precision", "accuracy")
 RANKING = "auroc"  # of the probability behind a row (the diagnosis head, each pattern head); none for a verdict
 BINARY, PATTERNS, CLINICAL = "BCC/Non-BCC", "Pattern detection", "Clinically-inspired XAI"
 ROW_BCC, ROW_RULE = "BCC/Non-BCC", "BCC/Non-BCC (clinical rule)"
 ROW_NO_PATTERN, ROW_PN, ROW_DETECTION = "No-pattern (all zeros)", "Pigment Network", "BCC pattern detection"
-
-
-def _ratio(num: int, den: int) -> float:
-    return float(num) / den if den else float("nan")
-
-
-def roc_auc(y, p) -> float:
-    """scikit-learn's ROC AUC, NaN (not an error) where one class is absent: a fold or subgroup without
-    positives has no AUROC, and the mean over folds skips it."""
-    y = np.asarray(y).astype(bool)
-    return float(roc_auc_score(y, np.asarray(p, float))) if 0 < y.sum() < len(y) else float("nan")
-
-
-def binary_metrics(y_true, y_pred) -> dict[str, float]:
-    """Recall, specificity, precision and accuracy of 0/1 arrays (NaN where a denominator is 0)."""
-    y, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
-    tp, fn = int((y & p).sum()), int((y & ~p).sum())
-    tn, fp = int((~y & ~p).sum()), int((~y & p).sum())
-    return {"recall": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
-            "precision": _ratio(tp, tp + fp), "accuracy": _ratio(tp + tn, len(y)), "n": len(y)}
 
 
 def thresholds_for(value: float | Mapping[str, float]) -> dict[str, float]:
@@ -116,7 +96,7 @@ def fold_rows(df: pd.DataFrame, thresholds: Mapping[str, float]) -> list[dict]:
         score=df["p_bcc"])
     rule = clinical_rule(hat[[f"yhat_{c}" for c in CODES]].to_numpy(), known)
     add(BINARY, ROW_RULE, ok, df["y_bcc"].fillna(0), rule, trained=rule_defined(known))
-    for c, trained in zip(CODES, known):
+    for c, trained in zip(CODES, known, strict=True):
         add(PATTERNS, PAPER_NAMES[c], _observed(df, [f"y_{c}"]), df[f"y_{c}"].fillna(0), hat[f"yhat_{c}"],
             trained=bool(trained), score=df[f"p_{c}"])
 
@@ -139,7 +119,7 @@ def bcc_pattern_detection(df: pd.DataFrame, hat: pd.DataFrame) -> dict[str, floa
     bcc = (df["y_bcc"].fillna(0).to_numpy() == 1)[ok]
     population = bcc & ref.any(axis=1)
     hits = (ref & pred).any(axis=1)[population]
-    out["accuracy"] = _ratio(int(hits.sum()), int(population.sum()))
+    out["accuracy"] = float(hits.mean()) if population.any() else float("nan")  # recall over `population`
     out["n"] = int(population.sum())  # the detection rate's population
     return out
 

@@ -1,14 +1,14 @@
 """External validation (``experiment=external``): a trained experiment's fold models on another dataset.
 
     python -m bcc.data.isic ISIC_2019_Training_GroundTruth.csv ISIC_2019_Training_Input/ --out data/isic2019
-    python -m bcc.train experiment=external external.source=outputs/paper   # data.root=data/isic2019
-    python -m bcc.evaluate experiment=external                               # the rows that have labels
+    python -m bcc.evaluate experiment=external external.source=outputs/paper data.root=data/isic2019
 
 Each fold's stage-s ``best.ckpt`` of the source experiment scores every image of the external set (none
 of which it was trained on). Outputs follow the training layout, ``<output_dir>/<backbone>/fold<k>/
 stage<s>/{predictions.csv, metrics.json, .hydra/config.yaml}``, so ``bcc.evaluate`` reads them as they
-are. Codes the external set does not annotate (ISIC 2019: all seven) stay blank and out of the metrics;
-the diagnosis head is scored against the set's ``diagnosis``.
+are (the same command then writes the report, the fold ensemble included). Codes the external set does
+not annotate (ISIC 2019: all seven) stay blank and out of the metrics; the diagnosis head is scored
+against the set's ``diagnosis``.
 """
 from __future__ import annotations
 

@@ -20,10 +20,10 @@ from bcc.evaluation.clinical_metrics import (
     PATTERNS,
     fold_thresholds,
     hard_predictions,
-    roc_auc,
     thresholds_for,
     trained_codes,
 )
+from bcc.evaluation.metrics import roc_auc
 
 
 def per_fold_auc(predictions: pd.DataFrame, output: str) -> np.ndarray:
@@ -37,7 +37,7 @@ def per_fold_auc(predictions: pd.DataFrame, output: str) -> np.ndarray:
 def roc_figure(predictions: pd.DataFrame, path: Path, title: str = "") -> Path:
     """One panel per output: each fold's ROC (thin) and the pooled one (thick), AUC mean ± sd over folds."""
     fig, axes = plt.subplots(2, 4, figsize=(13, 6.5), sharex=True, sharey=True)
-    for ax, o in zip(axes.ravel(), OUTPUTS):
+    for ax, o in zip(axes.ravel(), OUTPUTS, strict=True):
         for _, d in predictions.groupby("fold"):
             d = d.dropna(subset=[f"y_{o}"])
             if d[f"y_{o}"].nunique() == 2:  # a fold with one class has no ROC curve
@@ -84,12 +84,12 @@ def confusion_figure(predictions: pd.DataFrame, path: Path, thresholds=0.5) -> P
     rule = clinical_rule(hat[[f"yhat_{c}" for c in CODES]].to_numpy(), known)
     panels.append(("BCC (clinical rule)", predictions.loc[seen, "y_bcc"], rule[seen.to_numpy()])
                   if rule_defined(known) else ("BCC (clinical rule): not trained", None, None))
-    for c, trained in zip(CODES, known):
+    for c, trained in zip(CODES, known, strict=True):
         s = predictions[f"y_{c}"].notna()
         panels.append((f"{PAPER_NAMES[c]} ({c})", predictions.loc[s, f"y_{c}"], hat.loc[s, f"yhat_{c}"])
                       if trained else (f"{PAPER_NAMES[c]} ({c}): not trained", None, None))
     fig, axes = plt.subplots(3, 3, figsize=(9, 9))
-    for ax, (name, y, yh) in zip(axes.ravel(), panels):
+    for ax, (name, y, yh) in zip(axes.ravel(), panels, strict=True):
         if y is None or len(y) == 0:
             ax.set_title(name if y is None else f"{name}: no labels", fontsize=9)
             ax.axis("off")
@@ -121,9 +121,9 @@ def pattern_bars(per_fold: pd.DataFrame, path: Path, title: str = "") -> Path:
         sd = [np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else 0 for v in vals]
         pos = x - 0.4 + width * (i + 0.5)
         ax.bar(pos, mean, width, yerr=sd, capsize=2, label=m, alpha=0.8)
-        for p, v in zip(pos, vals):
+        for p, v in zip(pos, vals, strict=True):
             ax.scatter(np.full(len(v), p), v, s=6, c="k", zorder=3)
-    ax.set_xticks(x, [f"{r}\n({c})" for r, c in zip(rows, CODES)], fontsize=8)
+    ax.set_xticks(x, [f"{r}\n({c})" for r, c in zip(rows, CODES, strict=True)], fontsize=8)
     ax.set(ylim=(0, 1.05), ylabel="test-fold value", title=title or "Pattern detection per code: mean ± sd over folds")
     ax.legend(ncol=4, fontsize=8, loc="lower right")
     fig.tight_layout()

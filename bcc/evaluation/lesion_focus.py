@@ -31,8 +31,8 @@ from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import LESION
 from bcc.data.images import read_mask, shrink, view_region
-from bcc.evaluation.mask_baselines import centre_map, fit_mask
-from bcc.evaluation.mask_records import predicted_class_cams, read_image
+from bcc.evaluation.localisation.baselines import centre_map, fit_mask
+from bcc.evaluation.localisation.records import predicted_class_cams, read_image
 from bcc.explanation.gradcam import maps_on_picture
 from bcc.explanation.render import overlay
 from bcc.models.checkpoint import load_network
@@ -83,7 +83,7 @@ def run_records(run_dir: Path, dataset, outputs: Sequence[str] = ("bcc",), thres
         aspects = [dataset.aspect(i) for i in chunk]
         p = preds.loc[chunk, PROB_COLUMNS].to_numpy(np.float64)
         _, cams, signs = predicted_class_cams(net, rgbs, np.nan_to_num(p, nan=0.0), threshold, aspects)
-        for k, (image_id, rgb) in enumerate(zip(chunk, rgbs)):
+        for k, (image_id, rgb) in enumerate(zip(chunk, rgbs, strict=True)):
             lesion = fit_mask(read_mask(dataset.masks[image_id][LESION]), rgb.shape[:2])
             maps = maps_on_picture(cams[k:k + 1], rgb.shape[:2], net.preprocess, aspects[k])[0].numpy()
             region = view_region(rgb.shape[:2], net.preprocess, aspects[k])

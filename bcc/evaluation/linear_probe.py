@@ -29,7 +29,7 @@ from bcc.core.patterns import BCC_CODES
 from bcc.data.cache import decoded_images
 from bcc.data.images import Preprocess
 from bcc.data.table import aspects, read_table
-from bcc.evaluation.clinical_metrics import roc_auc
+from bcc.evaluation.metrics import roc_auc
 from bcc.models.checkpoint import load_network
 from bcc.models.network import MultitaskNet
 

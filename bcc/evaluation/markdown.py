@@ -29,7 +29,7 @@ def cell(v, digits: int = 3) -> str:
 def markdown_table(df: pd.DataFrame, index: bool = True, digits: int = 3) -> str:
     cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    for i, row in zip(df.index, df.astype(object).itertuples(index=False)):
+    for i, row in zip(df.index, df.astype(object).itertuples(index=False), strict=True):
         cells = ([cell(i)] if index else []) + [cell(v, digits) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from bcc.core.config import Range
@@ -24,14 +25,14 @@ from bcc.data.images import Preprocess
 from bcc.data.table import read_table
 from bcc.evaluation import calibration as cal
 from bcc.evaluation.agreement import summarise_dataset
-from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, roc_auc, table3
+from bcc.evaluation.clinical_metrics import BINARY, PATTERNS, ROW_BCC, ROW_RULE, table3
 from bcc.evaluation.complexity import complexity
 from bcc.evaluation.external import evaluate_external
 from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc, roc_figure
 from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
-from bcc.evaluation.mask_agreement import describe, mask_report
-from bcc.evaluation.mask_records import Table4Settings
+from bcc.evaluation.localisation.table4 import describe, mask_report
+from bcc.evaluation.metrics import roc_auc
 from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
 from bcc.evaluation.runs import (
     MissingRunsError,
@@ -58,12 +59,12 @@ RANGES = {
     "eval.linear_probe_c": Range(float, 0, 1e6, low_open=True),
     "eval.bench_batch": Range(int, 1, 4096),
     "eval.bench_repeats": Range(int, 1, 1000),
-    "eval.mask_figures": Range(int, 0, 100),
-    "eval.table4_threshold": Range(float, 0, 1),
-    "eval.table4_centre_sigma": Range(float, 0, 10, low_open=True),
-    "eval.table4_seed": Range(int, 0, 2**32 - 1),
-    "eval.table4_road_images": Range(int, 0, 100_000),
-    "eval.table4_max_side": Range(int, 16, 100_000, nullable=True),
+    "eval.table4.max_figures": Range(int, 0, 100),
+    "eval.table4.threshold": Range(float, 0, 1),
+    "eval.table4.centre_sigma": Range(float, 0, 10, low_open=True),
+    "eval.table4.seed": Range(int, 0, 2**32 - 1),
+    "eval.table4.road_images": Range(int, 0, 100_000),
+    "eval.table4.max_side": Range(int, 16, 100_000, nullable=True),
 }
 
 
@@ -187,25 +188,20 @@ def stages_table(runs: list[Run], experiment: str, k: int, output_dir: Path) -> 
     return pd.DataFrame(rows)
 
 
-# ---- Table 4 (Grad-CAM vs masks, bcc.evaluation.mask_agreement) ---------------------------------------
+# ---- Table 4 (Grad-CAM vs masks, bcc.evaluation.localisation.table4) ---------------------------------------
 def table4(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
-    """Table 4, its baselines and deletion tests, and Fig. 3 into the evaluation (``mask_agreement.mask_report``),
-    or why not. Settings: ``eval.table4_*`` and ``eval.mask_figures``."""
+    """Table 4, its baselines and deletion tests, and Fig. 3 into the evaluation (``localisation.table4.mask_report``),
+    or why not. Settings: the ``eval.table4`` node, a ``localisation.records.Table4Settings``."""
     if not cfg.eval.table4:
-        ev.table4_note = "Not computed (eval.table4=false)."
+        ev.table4_note = "Not computed (eval.table4=null)."
         return
-    if ev.dataset is None or not ev.dataset.has_masks:
+    if ev.dataset is None or ev.dataset.root is None or not ev.dataset.has_masks:
         ev.table4_note = "The dataset has no `masks/`: Table 4 needs the dermatologists' pattern masks."
         return
     done = {x.backbone for x in ev.results}
     dirs = [r.path for r in runs if r.stage == ev.stage and r.finished and r.backbone in done]
-    e = cfg.eval
-    settings = Table4Settings(threshold=float(e.table4_threshold), centre_sigma=float(e.table4_centre_sigma),
-                              seed=int(e.table4_seed), road_images=int(e.table4_road_images),
-                              road_percentiles=tuple(int(q) for q in e.table4_road_percentiles),
-                              max_figures=int(e.mask_figures),
-                              max_side=None if e.table4_max_side is None else int(e.table4_max_side),
-                              allow_outside=bool(cfg.data.get("allow_outside", False)))
+    settings = instantiate(cfg.eval.table4, allow_outside=bool(cfg.data.get("allow_outside", False)),
+                           _convert_="all")
     result = mask_report(dirs, ev.dataset.root, ev.report_dir, settings)
     if result is None:
         ev.table4_note = "No test image of these runs has a mask: Table 4 is empty."
@@ -313,14 +309,14 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
             log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))
     ev.report_dir = report_dir
 
-    def moved(p: Path | None) -> Path | None:
-        return None if p is None else report_dir / Path(p).relative_to(staged)
+    def moved(p: Path) -> Path:
+        return report_dir / Path(p).relative_to(staged)
 
     for r in ev.results:
         r.figures = {k: moved(p) for k, p in r.figures.items()}
         write_model_thresholds(runs, r, stage)
     ev.table4_figures = [moved(p) for p in ev.table4_figures]
-    ev.lesion_focus_figure = moved(ev.lesion_focus_figure)
+    ev.lesion_focus_figure = None if ev.lesion_focus_figure is None else moved(ev.lesion_focus_figure)
     return ev
 
 
@@ -339,8 +335,9 @@ def write_tables(ev: Evaluation) -> dict[str, pd.DataFrame]:
     tables = {"table3": t3, "table3_per_fold": t3f, "table5": ev.table5, "calibration": calib, "stages": ev.stages,
               "thresholds": thr,
               "calibration_per_output": pd.concat([r.calibration_outputs.assign(backbone=r.backbone)
-                                                   for r in ev.results], ignore_index=True),
-              "within_bcc": pd.concat([r.within_bcc.assign(backbone=r.backbone) for r in ev.results],
+                                                   for r in ev.results if r.calibration_outputs is not None], ignore_index=True),
+              "within_bcc": pd.concat([r.within_bcc.assign(backbone=r.backbone) for r in ev.results
+                                       if r.within_bcc is not None],
                                       ignore_index=True)}
     val = [tag(r.table3_val, r).assign(thresholds="val") for r in ev.results if r.table3_val is not None]
     if val:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from bcc.core.io import write_text
 from bcc.evaluation.agreement import DatasetSummary, format_dataset
 from bcc.evaluation.clinical_metrics import format_table3
+from bcc.evaluation.localisation.table4 import FILES, REPORT_COLUMNS, read_tables
 from bcc.evaluation.markdown import markdown_table, markdown_text
-from bcc.evaluation.mask_agreement import FILES, REPORT_COLUMNS, read_tables
 from bcc.evaluation.sources import SourceReport
 
 
@@ -358,7 +359,7 @@ def log_wandb(ev: Evaluation, tables: dict[str, pd.DataFrame], project: str = "b
                              "backbones": [r.backbone for r in ev.results]}, reinit="finish_previous")
     failed = True
     try:
-        log = {f"tables/{name}": wandb.Table(dataframe=df.reset_index(drop=True).astype(
+        log: dict[str, Any] = {f"tables/{name}": wandb.Table(dataframe=df.reset_index(drop=True).astype(
             {c: str for c in df.columns if df[c].dtype == object})) for name, df in tables.items() if df is not None}
         for r in ev.results:
             for key, path in r.figures.items():

@@ -10,17 +10,18 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bcc.core import jobs
 from bcc.core.errors import BadInput
 from bcc.core.layout import CALIBRATION, METRICS, PREDICTIONS, read_job_config
 from bcc.core.machine import describe
 from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import read_predictions
-from bcc.training import jobs
 
 _JOB = re.compile(r"^fold(\d+)/stage(\d+)$")
 
@@ -39,7 +40,7 @@ class Run:
     path: Path
     config: dict = field(default_factory=dict, repr=False)
     metrics: dict = field(default_factory=dict, repr=False)
-    stale: str | None = None  # why the job no longer holds (``bcc.training.jobs.stale``)
+    stale: str | None = None  # why the job no longer holds (``bcc.core.jobs.stale``)
 
     @property
     def predictions(self) -> Path:
@@ -78,9 +79,9 @@ def read_config(job: Path) -> dict:
     if cfg is None:
         return {}
     try:
-        return OmegaConf.to_container(cfg, resolve=True)
+        return cast(dict, OmegaConf.to_container(cfg, resolve=True))
     except OmegaConfBaseException:  # an interpolation Hydra would have resolved (e.g. ${hydra:...}): keep it raw
-        return OmegaConf.to_container(cfg, resolve=False)
+        return cast(dict, OmegaConf.to_container(cfg, resolve=False))
 
 
 def discover(output_dir: str | Path) -> list[Run]:
@@ -222,7 +223,7 @@ def run_facts(runs: list[Run], backbone: str, stage: int) -> dict:
     first = chosen[0] if chosen else None
     cfg = first.config if first else {}
     stage1 = [r for r in runs if r.backbone == backbone and r.stage == 1]
-    starts = sorted({r.metrics.get("start") for r in stage1 if r.metrics.get("start")})
+    starts = sorted({str(r.metrics["start"]) for r in stage1 if r.metrics.get("start")})
     if not starts and cfg.get("backbone"):
         b = cfg["backbone"]
         starts = [f"weights:{b['weights']}" if b.get("weights") else ("imagenet" if b.get("pretrained") else "stage0")]

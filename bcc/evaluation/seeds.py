@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bcc.core.patterns import CODES
-from bcc.evaluation.clinical_metrics import roc_auc
+from bcc.evaluation.metrics import roc_auc
 from bcc.evaluation.runs import discover, load_predictions
 
 
@@ -46,13 +46,13 @@ def run_row(preds: pd.DataFrame, sources: pd.Series | None) -> dict[str, float]:
 def seed_spread(output_dir: Path, backbone: str, stage: int, k: int, sources: pd.Series | None = None
                 ) -> pd.DataFrame | None:
     """Rows per seed run (this one first) and two summary rows, ``mean`` and ``sd``; None without other seeds."""
-    dirs: Sequence[Path] = [Path(output_dir)] + sorted(p for p in (Path(output_dir) / "seeds").glob("*") if p.is_dir())
+    dirs: Sequence[Path] = [Path(output_dir), *sorted(p for p in (Path(output_dir) / "seeds").glob("*") if p.is_dir())]
     rows = []
     for d in dirs:
         runs = [r for r in discover(d) if r.backbone == backbone and r.stage == stage and r.finished]
         if sorted({r.fold for r in runs}) != list(range(k)):
             continue  # an unfinished seed run is left out, never averaged over fewer folds
-        seed = sorted({r.metrics.get("seed") for r in runs if r.metrics.get("seed") is not None})
+        seed = sorted({r.metrics["seed"] for r in runs if r.metrics.get("seed") is not None})
         rows.append({"run": d.name if d != Path(output_dir) else "this run", "seed": ",".join(map(str, seed)),
                      **run_row(load_predictions(runs, backbone, stage), sources)})
     if len(rows) < 2:

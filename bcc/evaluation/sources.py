@@ -38,8 +38,8 @@ from bcc.data.cache import decoded_images
 from bcc.data.images import Preprocess
 from bcc.data.synthetic.audit import colour_features
 from bcc.data.table import aspects, read_table
-from bcc.evaluation.clinical_metrics import binary_metrics, roc_auc
 from bcc.evaluation.linear_probe import run_features
+from bcc.evaluation.metrics import binary_metrics, roc_auc
 
 ALL = "all sources"
 
@@ -145,7 +145,7 @@ def rule_on_labels(table: pd.DataFrame) -> pd.DataFrame:
             continue
         codes = d[list(CODES)].fillna(0).to_numpy(int)
         verdict = clinical_rule(codes, known)
-        rows.append({"source": name, "codes": "+".join(c for c, k in zip(CODES, known) if k),
+        rows.append({"source": name, "codes": "+".join(c for c, k in zip(CODES, known, strict=True) if k),
                      **binary_metrics(d["bcc"].to_numpy(int), verdict)})
     return pd.DataFrame(rows)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bcc.core.patterns import BCC_CODES
-from bcc.evaluation.clinical_metrics import roc_auc
+from bcc.evaluation.metrics import roc_auc
 
 
 def within_bcc_auroc(predictions: pd.DataFrame) -> pd.DataFrame:

@@ -32,6 +32,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -155,7 +156,7 @@ def explain_files(explainer: Explainer, preprocess: Preprocess | int, files: Seq
         chunk = []
         for path in files[start:start + batch_size]:
             image, remark = input_name(path, root)
-            row = {"image": image, "name": output_name(path, root), "status": "ok", "note": remark}
+            row: dict[str, Any] = {"image": image, "name": output_name(path, root), "status": "ok", "note": remark}
             rows.append(row)
             try:
                 rgb, note = read_input(path, max_megapixels)

@@ -7,7 +7,9 @@
     x, rgb = read_image("lesion.jpg", net.image_size)
     maps, logits = gradcam_maps(net, x[None], size=rgb.shape[:2])   # (1, 8, H, W) in [0, 1], (1, 8)
 
-The target layer and the mode of each backbone are in the registry ``bcc.models.backbones.BACKBONES``.
+The default target layer and the mode of each backbone are in the registry
+``bcc.models.backbones.BACKBONES``; ``backbone.gradcam_layer`` (recorded in the network's spec) moves
+the maps to another layer, e.g. MobileNetV2's stride-16 ``blocks.4``.
 
 Why it is cheap. Grad-CAM weights channel c of the target feature map A (C x h x w) by the spatial mean
 of d y_k / d A_c. Where the network ends in global average pooling, the gradient at every position is
@@ -24,6 +26,8 @@ the same, (1 / hw) * d y_k / d p_c with p the pooled vector, so the 8 maps are
   gradient (the pytorch-grad-cam documentation's point); the target is ``blocks[-1].norm1`` (the
   input of the last attention), with a reshape transform dropping the prefix tokens. One forward, and
   one batched backward from the 8 logits to that layer (the graph below it is cut off).
+- ``autograd`` (any other layer, ``backbone.gradcam_layer``): the same forward and batched backward as
+  ``tokens``, on a feature map that needs no reshape.
 
 Gradients are taken with respect to a leaf made from the target activation, so they flow when every
 parameter is frozen; the backward paths run with grad enabled (never under ``no_grad`` /
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +52,7 @@ from torch import nn
 
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import Preprocess, view_region
-from bcc.models.backbones import spec
+from bcc.models.backbones import cam_target
 from bcc.models.network import MultitaskNet
 
 EPS = 1e-7  # pytorch-grad-cam's scale_cam_image epsilon
@@ -62,7 +67,7 @@ class Target:
     mode: str
 
 
-def token_reshape(backbone: nn.Module, image_hw: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+def token_reshape(backbone: Any, image_hw: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
     """ViT tokens (N, prefix + gh*gw, D) → (N, D, gh, gw), dropping the class/register prefix tokens."""
     prefix = int(getattr(backbone, "num_prefix_tokens", 1))
     ph, pw = backbone.patch_embed.patch_size
@@ -75,10 +80,11 @@ def token_reshape(backbone: nn.Module, image_hw: Sequence[int]) -> Callable[[tor
 
 
 def target(net: MultitaskNet, image_hw: Sequence[int] = (224, 224)) -> Target:
-    """The backbone's Grad-CAM target layer and mode (``BACKBONES``), with the token reshape for ViT."""
-    s = spec(net.backbone_name)
-    reshape = token_reshape(net.backbone, image_hw) if s.cam_mode == "tokens" else None
-    return Target(s.cam_layer(net.backbone), reshape, s.cam_mode)
+    """The network's Grad-CAM target layer (its spec's ``gradcam_layer``, else the backbone's default) and
+    mode, with the token reshape for ViT."""
+    path, mode = cam_target(net.backbone_name, net.spec.get("gradcam_layer"))
+    reshape = token_reshape(net.backbone, image_hw) if mode == "tokens" else None
+    return Target(net.backbone.get_submodule(path), reshape, mode)
 
 
 def logits_from_pooled(net: MultitaskNet, pooled: torch.Tensor) -> torch.Tensor:
@@ -115,14 +121,14 @@ def raw_cams(net: MultitaskNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     net.eval()
     try:
         x = _prepare(net, x)
-        mode = spec(net.backbone_name).cam_mode
-        if mode == "tokens":
-            return _token_cams(net, x)
+        t = target(net, x.shape[-2:])
+        if t.mode in ("tokens", "autograd"):
+            return _hooked_cams(net, x, t)
         with torch.no_grad():
             feats = net.backbone.forward_features((x - net.mean) / net.std)
         hw = feats.shape[-2] * feats.shape[-1]
         pooled = feats.mean(dim=(2, 3))
-        if mode == "linear":
+        if t.mode == "linear":
             with torch.no_grad():
                 w = net.head_weights()
                 cams = torch.einsum("kc,nchw->nkhw", w, feats) / hw
@@ -137,8 +143,8 @@ def raw_cams(net: MultitaskNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         net.train(was_training)
 
 
-def _token_cams(net: MultitaskNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    t = target(net, x.shape[-2:])
+def _hooked_cams(net: MultitaskNet, x: torch.Tensor, t: Target) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM at any layer: its output made a leaf by a forward hook, one batched backward from the logits."""
     held: list[torch.Tensor] = []
 
     def make_leaf(module, inputs, output):
@@ -153,9 +159,10 @@ def _token_cams(net: MultitaskNet, x: torch.Tensor) -> tuple[torch.Tensor, torch
             grads = _batched_vjp(logits, held[0])  # (8, N, T, D)
     finally:
         handle.remove()
-    acts = t.reshape(held[0].detach())  # (N, D, gh, gw)
+    shape = t.reshape or (lambda a: a)
+    acts = shape(held[0].detach())  # (N, D, gh, gw)
     k = grads.shape[0]
-    g = t.reshape(grads.flatten(0, 1)).unflatten(0, (k, -1))  # (8, N, D, gh, gw)
+    g = shape(grads.flatten(0, 1)).unflatten(0, (k, -1))  # (8, N, D, gh, gw)
     weights = g.mean(dim=(-2, -1))
     return torch.einsum("knd,ndhw->nkhw", weights, acts), logits.detach()
 
@@ -215,7 +222,7 @@ def maps_on_picture(cams: torch.Tensor, shape: Sequence[int], preprocess: Prepro
                     aspect: float | None = None) -> torch.Tensor:
     """Raw maps (N, 8, h, w) post-processed onto an (H, W) picture: over the part the network saw
     (``bcc.data.images.view_region``: all of it for ``square``, the centre square for ``crop``), 0 outside."""
-    top, left, height, width = view_region(tuple(shape), preprocess, aspect)
+    top, left, height, width = view_region((int(shape[0]), int(shape[1])), preprocess, aspect)
     region = postprocess(cams, (height, width))
     if (height, width) == tuple(int(s) for s in shape):
         return region

@@ -1,7 +1,9 @@
 """timm backbones: everything that differs per `backbone=` name lives in the registry ``BACKBONES``.
 
 Per backbone: the timm architecture, its "last three blocks", whether it must be told the input size,
-and how Grad-CAM reads it (target layer and mode, see ``bcc.explanation.gradcam``).
+and how Grad-CAM reads it (target layer and mode, see ``bcc.explanation.gradcam``). The target layer is
+a choice: ``backbone.gradcam_layer`` (``conf/backbone/<name>.yaml``, a module path of the timm model such
+as ``blocks.4``) replaces the default below, and ``cam_target`` says how the maps are then computed.
 
 Every backbone is created with ``num_classes=0``: it returns pooled features (``num_features`` wide) and
 our own heads sit on top (``bcc.models.network``). The one place per backbone that says what "the last three
@@ -27,6 +29,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import timm
@@ -40,43 +43,48 @@ class BackboneWeightsError(BadInput):
     """Pretrained weights were asked for but cannot be had; the message says how to supply them."""
 
 
-def _mobilenet_last_blocks(m: nn.Module) -> list[nn.Module]:
+def _mobilenet_last_blocks(m: Any) -> list[nn.Module]:  # a timm model
     inverted_residuals = [block for stage in m.blocks for block in stage]
-    return inverted_residuals[-3:] + [m.conv_head, m.bn2]
+    return [*inverted_residuals[-3:], m.conv_head, m.bn2]
 
 
-def _convnext_last_blocks(m: nn.Module) -> list[nn.Module]:
-    return list(m.stages[-1].blocks)[-3:] + [m.head.norm]
+def _convnext_last_blocks(m: Any) -> list[nn.Module]:  # a timm model
+    return [*list(m.stages[-1].blocks)[-3:], m.head.norm]
 
 
-def _vit_last_blocks(m: nn.Module) -> list[nn.Module]:
-    return list(m.blocks)[-3:] + [m.norm]
-
-
-def _convnext_cam_layer(m: nn.Module) -> nn.Module:
-    # the last stage's output; timm's norm_pre is the identity for ConvNeXt (else it is the last map)
-    return m.stages[-1] if isinstance(getattr(m, "norm_pre", nn.Identity()), nn.Identity) else m.norm_pre
+def _vit_last_blocks(m: Any) -> list[nn.Module]:  # a timm model
+    return [*list(m.blocks)[-3:], m.norm]
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
     timm_name: str
     last_blocks: Callable[[nn.Module], list[nn.Module]]
-    cam_layer: Callable[[nn.Module], nn.Module]  # Grad-CAM's target layer
-    cam_mode: str  # how the 8 maps are computed: "linear" | "pooled" | "tokens" (bcc.explanation.gradcam)
+    cam_layer: str  # Grad-CAM's default target layer: its module path in the timm model (``get_submodule``)
+    cam_mode: str  # how the 8 maps are computed there: "linear" | "pooled" | "tokens" (bcc.explanation.gradcam)
     sized: bool = False  # the architecture must be told the input size (ViT position embeddings)
 
 
 #: backbone name (conf/backbone/<name>.yaml) → its architecture, last three blocks and Grad-CAM reading.
 BACKBONES: dict[str, BackboneSpec] = {
     # bn2 = BatchNormAct2d after conv_head: the last feature map (activation included)
-    "mobilenet": BackboneSpec("mobilenetv2_100", _mobilenet_last_blocks, lambda m: m.bn2, "linear"),
-    "convnext": BackboneSpec("convnext_tiny", _convnext_last_blocks, _convnext_cam_layer, "pooled"),
+    "mobilenet": BackboneSpec("mobilenetv2_100", _mobilenet_last_blocks, "bn2", "linear"),
+    # the last stage's output (timm's norm_pre after it is the identity for ConvNeXt-T)
+    "convnext": BackboneSpec("convnext_tiny", _convnext_last_blocks, "stages.3", "pooled"),
     # the input of the last attention: ViT pools the class token, so the last block's patch tokens get
     # no gradient
-    "vit": BackboneSpec("vit_base_patch16_224", _vit_last_blocks, lambda m: m.blocks[-1].norm1, "tokens",
-                        sized=True),
+    "vit": BackboneSpec("vit_base_patch16_224", _vit_last_blocks, "blocks.11.norm1", "tokens", sized=True),
 }
+
+
+def cam_target(name: str, layer: str | None = None) -> tuple[str, str]:
+    """``(module path, mode)`` of Grad-CAM for backbone `name` at `layer` (None: the default). Away from
+    the default layer the fast closed forms do not hold: ``autograd`` (one batched backward to the layer),
+    or ``tokens`` (the same, reshaping ViT's tokens to a grid)."""
+    s = spec(name)
+    if layer in (None, "", s.cam_layer):
+        return s.cam_layer, s.cam_mode
+    return str(layer), "tokens" if s.cam_mode == "tokens" else "autograd"
 
 
 def spec(name: str) -> BackboneSpec:
@@ -158,7 +166,8 @@ def create_backbone(name: str, timm_name: str | None = None, pretrained: bool = 
         return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
     if not pretrained:
         return timm.create_model(timm_name, pretrained=False, **kwargs)
-    hf_hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
+    pretrained_cfg = timm.models.get_pretrained_cfg(timm_name)
+    hf_hub_id = pretrained_cfg.hf_hub_id if pretrained_cfg is not None else None
     cached = _cached_hub_file(hf_hub_id) if hf_hub_id else None
     if cached:
         return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **kwargs)

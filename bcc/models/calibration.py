@@ -5,23 +5,28 @@ are neither calibrated nor meant to be cut at 0.5. For each output, on the valid
 (never a test fold):
 
 - **threshold**: the one maximising Youden's J (sensitivity + specificity − 1), midway to the next lower
-  score (``youden_threshold``);
+  score (``youden_threshold``; the candidates and their rates are scikit-learn's ``roc_curve``);
 - **temperature** T: the probability is recalibrated as ``sigmoid(logit(p) / T)``; T minimises the
   negative log-likelihood on the validation slice (one scalar per output, Guo et al. 2017's temperature
   scaling in its binary form). Monotone, so it changes calibration, never the ranking or the decisions
   at the matching threshold. Why not netcal's ``TemperatureScaling``: netcal 1.4 imports pyro-ppl (and
   requires gpytorch and tensorboard) for it; a one-parameter NLL fit is scipy's bounded minimiser.
 
-Training writes the result as ``calibration.json`` beside ``best.ckpt``; evaluation reads it.
+Training writes the result as ``calibration.json`` beside ``best.ckpt``; evaluation reads it. The other
+operating point, the highest threshold reaching a target sensitivity (``threshold_for_sensitivity``: the
+evaluation's triage point and the deployment's empirical point), is read off the same ROC curve.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import roc_curve
 
 from bcc.core.patterns import OUTPUTS
 
@@ -31,18 +36,27 @@ T_RANGE = (0.05, 20.0)
 
 def youden_threshold(y, p) -> float:
     """Threshold maximising sensitivity + specificity − 1 (0.5 when one class is absent); ties → the middle."""
-    y, p = np.asarray(y).astype(bool), np.asarray(p, float)
+    y = np.asarray(y).astype(bool)
     if y.all() or (~y).all():
         return 0.5
-    cands = np.unique(p)
-    sens = np.array([(p[y] >= t).mean() for t in cands])
-    spec = np.array([(p[~y] < t).mean() for t in cands])
-    j = sens + spec
+    fpr, tpr, cands = (a[:0:-1] for a in roc_curve(y, np.asarray(p, float), drop_intermediate=False))
+    j = tpr - fpr  # per distinct score, ascending (roc_curve's leading +inf dropped)
     best = np.flatnonzero(j >= j.max() - 1e-12)
     i = best[len(best) // 2]
     # midway to the next lower score keeps the decision of the validation set but generalises better
     lower = cands[i - 1] if i > 0 else 0.0
     return float((cands[i] + lower) / 2)
+
+
+def threshold_for_sensitivity(y, p, target: float = 0.95) -> float:
+    """The highest threshold t with sensitivity(p ≥ t) ≥ target, 0 < target ≤ 1 (0.0 without positives)."""
+    y = np.asarray(y).astype(bool)
+    if not y.any():
+        return 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # no negatives: the fpr is undefined, unused
+        _, tpr, cands = roc_curve(y, np.asarray(p, float), drop_intermediate=False)
+    return float(cands[np.argmax(tpr >= target - 1e-9)])
 
 
 def scale(p, temperature: float) -> np.ndarray:

@@ -96,7 +96,7 @@ def load_network(checkpoint_path: str | Path, device: str | torch.device = "cpu"
     try:
         net = MultitaskNet.build(spec["backbone"], spec.get("timm_name"), pretrained=False,
                                  dropout=float(spec.get("dropout", 0.3)), image_size=image_size,
-                                 resize=pre.resize, colour=pre.colour)
+                                 resize=pre.resize, colour=pre.colour, gradcam_layer=spec.get("gradcam_layer"))
         net.load_state_dict(_net_state(ckpt["state_dict"]), strict=True)
         if "trained" in spec:
             net.spec["trained"] = dict(spec["trained"])

@@ -35,7 +35,7 @@ def resolve_alpha(alpha, freq: Sequence[float]) -> list[float]:
         unknown = set(alpha) - set(OUTPUTS)
         if unknown:
             raise UsageError(f"loss.alpha: unknown outputs {sorted(unknown)}; use keys from {OUTPUTS}")
-        return [float(alpha.get(o, a)) for o, a in zip(OUTPUTS, auto)]
+        return [float(alpha.get(o, a)) for o, a in zip(OUTPUTS, auto, strict=True)]
     values = [float(a) for a in alpha]
     if len(values) != len(OUTPUTS):
         raise UsageError(f"loss.alpha: need {len(OUTPUTS)} values in order {OUTPUTS}, got {len(values)}")
@@ -54,6 +54,8 @@ def masked_focal_terms(logits: torch.Tensor, targets: torch.Tensor, alpha: torch
 
 class MultitaskFocalLoss(nn.Module):
     """Focal loss per head (``HEADS``), summed with the stage's head weights; a head of weight 0 is not trained."""
+
+    alpha: torch.Tensor  # a buffer, declared for the type checker
 
     def __init__(self, alpha: Sequence[float], gamma: float = 2.0, weights: Mapping[str, float] | None = None):
         super().__init__()

@@ -10,10 +10,12 @@ and out of the pattern averages; it is not computed when no BCC pattern is train
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import cast
 
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryAUROC,
@@ -31,13 +33,13 @@ RULE = "rule"
 
 def _collection(prefix: str, with_auroc: bool = True) -> MetricCollection:
     # sync_on_compute=False: under DDP the LightningModule computes over every process's gathered outputs
-    kw = {"sync_on_compute": False}
-    metrics = {
-        "recall": BinaryRecall(**kw), "specificity": BinarySpecificity(**kw), "precision": BinaryPrecision(**kw),
-        "accuracy": BinaryAccuracy(**kw), "f1": BinaryF1Score(**kw),
+    metrics: dict[str, Metric | MetricCollection] = {
+        "recall": BinaryRecall(sync_on_compute=False), "specificity": BinarySpecificity(sync_on_compute=False),
+        "precision": BinaryPrecision(sync_on_compute=False), "accuracy": BinaryAccuracy(sync_on_compute=False),
+        "f1": BinaryF1Score(sync_on_compute=False),
     }
     if with_auroc:
-        metrics["auroc"] = BinaryAUROC(**kw)
+        metrics["auroc"] = BinaryAUROC(sync_on_compute=False)
     return MetricCollection(metrics, prefix=prefix)
 
 
@@ -52,6 +54,9 @@ class OutputMetrics(nn.Module):
         self._seen: set[str] = set()  # collections updated since the last reset
         self.trained = torch.ones(len(OUTPUTS), dtype=torch.bool)
 
+    def _output(self, o: str) -> MetricCollection:
+        return cast(MetricCollection, self.outputs[o])
+
     def use_trained(self, trained) -> None:
         """Restrict the rule and the pattern averages to these outputs ((8,) bool in OUTPUTS order)."""
         self.trained = torch.as_tensor(trained, dtype=torch.bool)
@@ -62,7 +67,7 @@ class OutputMetrics(nn.Module):
         for j, o in enumerate(OUTPUTS):
             seen = torch.isfinite(labels[:, j])
             if seen.any() and self.trained[j]:
-                self.outputs[o].update(probs[seen, j], labels[seen, j].long())
+                self._output(o).update(probs[seen, j], labels[seen, j].long())
                 self._seen.add(o)
         known = self.trained[1:]
         if not rule_defined(known.numpy()):
@@ -79,7 +84,7 @@ class OutputMetrics(nn.Module):
             warnings.simplefilter("ignore")  # a class absent from a tiny split: AUROC is 0, not an error
             for o in OUTPUTS:
                 if o in self._seen:
-                    out.update({k: float(v) for k, v in self.outputs[o].compute().items()})
+                    out.update({k: float(v) for k, v in self._output(o).compute().items()})
             if RULE in self._seen:
                 out.update({k: float(v) for k, v in self.rule.compute().items()})
         for m in METRICS:
@@ -89,13 +94,13 @@ class OutputMetrics(nn.Module):
         return out
 
     def reset(self) -> None:
-        for c in self.outputs.values():
-            c.reset()
+        for o in OUTPUTS:
+            self._output(o).reset()
         self.rule.reset()
         self._seen.clear()
 
 
-def nested(flat: dict[str, float], split: str) -> dict[str, dict[str, float]]:
+def nested(flat: Mapping[str, float], split: str) -> dict[str, dict[str, float]]:
     """``{"<split>/<output>/<metric>": v}`` → ``{output: {metric: v}}`` (the metrics.json layout)."""
     out: dict[str, dict[str, float]] = {}
     for key, v in flat.items():

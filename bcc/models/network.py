@@ -15,27 +15,35 @@ asks :meth:`MultitaskNet.trained` before it shows or uses an output.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from bcc.core.errors import BadInput
 from bcc.core.patterns import HEADS, OUTPUTS
 from bcc.data.images import Preprocess
-from bcc.models.backbones import create_backbone, last_blocks, spec
+from bcc.models.backbones import cam_target, create_backbone, last_blocks, spec
 
 #: Parts of the network a stage can train (conf/stage/*.yaml `trainable`).
 PARTS = ("backbone", "last_blocks", *(f"{h}_head" for h in HEADS))
 
 
 class MultitaskNet(nn.Module):
+    # declared for the type checker (nn.Module's attribute lookup answers Tensor | Module for everything)
+    backbone: Any  # a timm model: forward_features, forward_head and each architecture's own parts
+    mean: torch.Tensor
+    std: torch.Tensor
+    image_size: int  # set by models.checkpoint.load_network, with checkpoint_path
+    checkpoint_path: str
+
     def __init__(self, backbone: nn.Module, backbone_name: str, dropout: float = 0.3):
         super().__init__()
         self.backbone_name = backbone_name
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
-        width = backbone.num_features
+        width = cast(int, backbone.num_features)
         self.heads = nn.ModuleDict({h: nn.Linear(width, len(outputs)) for h, outputs in HEADS.items()})
         cfg = getattr(backbone, "pretrained_cfg", {}) or {}
         mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
@@ -47,17 +55,31 @@ class MultitaskNet(nn.Module):
     @classmethod
     def build(cls, backbone: str, timm_name: str | None = None, pretrained: bool = False, weights=None,
               dropout: float = 0.3, image_size: int | None = None, resize: str = "square",
-              colour: str = "none") -> MultitaskNet:
+              colour: str = "none", gradcam_layer: str | None = None) -> MultitaskNet:
         """The network for backbone name `backbone` (``conf/model/multitask.yaml`` instantiates this).
 
-        `resize` and `colour` are how its input is made (``bcc.data.images.Preprocess``): kept in the spec,
-        so a checkpoint carries them to every consumer."""
+        `resize` and `colour` are how its input is made (``bcc.data.images.Preprocess``) and
+        `gradcam_layer` where Grad-CAM reads it (``backbone.gradcam_layer``): kept in the spec, so a
+        checkpoint carries them to every consumer."""
         net = cls(create_backbone(backbone, timm_name, pretrained=pretrained, weights=weights,
                                   image_size=image_size), backbone, dropout)
         # what a checkpoint needs to rebuild it and to make its input
         net.spec.update(timm_name=timm_name or spec(backbone).timm_name, image_size=image_size, resize=resize,
                         colour=colour)
+        net.explain_at(gradcam_layer)
         return net
+
+    def explain_at(self, layer: str | None) -> None:
+        """Take Grad-CAM's maps at backbone module `layer` (a path such as ``blocks.4``; None: the backbone's
+        default, ``bcc.models.backbones.BACKBONES``)."""
+        path, _ = cam_target(self.backbone_name, layer)
+        try:
+            self.backbone.get_submodule(path)
+        except AttributeError:
+            raise BadInput(f"backbone.gradcam_layer={layer}: {self.spec.get('timm_name', self.backbone_name)} has "
+                           f"no module {path!r} (print(net.backbone) lists them; e.g. "
+                           f"{spec(self.backbone_name).cam_layer})") from None
+        self.spec["gradcam_layer"] = None if layer in (None, "") else str(layer)
 
     def record_training(self, heads: Iterable[str], counts: Mapping[str, Mapping[str, int]], stage: int) -> None:
         """Note that `heads` were trained at `stage` on the labels `counts` (per output: labelled, positive)."""
@@ -101,16 +123,19 @@ class MultitaskNet(nn.Module):
         at 192 px: pattern AUROC 0.85 before stage 3 ran)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for head in self.heads.values():
+            for head in self._linear_heads():
                 head.reset_parameters()
 
     def head_weights(self) -> torch.Tensor:
         """(8, C): the heads' weight rows stacked in OUTPUTS order."""
-        return torch.cat([self.heads[h].weight for h in HEADS], dim=0)
+        return torch.cat([head.weight for head in self._linear_heads()], dim=0)
 
     def head_bias(self) -> torch.Tensor:
         """(8,): the heads' biases in OUTPUTS order."""
-        return torch.cat([self.heads[h].bias for h in HEADS], dim=0)
+        return torch.cat([head.bias for head in self._linear_heads()], dim=0)
+
+    def _linear_heads(self) -> list[nn.Linear]:
+        return [cast(nn.Linear, self.heads[h]) for h in HEADS]
 
     def part(self, name: str) -> list[nn.Module]:
         if name == "last_blocks":
@@ -161,7 +186,7 @@ def untrained_note(spec: Mapping[str, Any]) -> str:
     """'U, ON: not trained (no labels)' — which outputs a report must not show as findings, and why."""
     record, mask = spec.get("trained") or {}, trained_outputs(spec)
     parts = []
-    for o, ok in zip(OUTPUTS, mask):
+    for o, ok in zip(OUTPUTS, mask, strict=True):
         if not ok:
             r = record.get(o) or {}
             why = ("no labels" if not r or not r.get("labelled") else

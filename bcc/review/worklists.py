@@ -116,7 +116,7 @@ def _dataset_ids(dataset: Path) -> dict[str, str]:
     table = load_image_table(dataset, check_files=False)
     base = dataset.resolve()
     out = {}
-    for image_id, rel in zip(table["image_id"].astype(str), table["image"].astype(str)):
+    for image_id, rel in zip(table["image_id"].astype(str), table["image"].astype(str), strict=True):
         p = inside(dataset, rel, str(dataset / "images.csv"), False, base=base)
         if p.is_file():
             out[hashlib.sha256(p.read_bytes()).hexdigest()] = image_id
@@ -153,7 +153,7 @@ def export_annotations(sessions: sessionmaker[Session], out: str | Path, dataset
                 continue
             seen.add((image_id, v.reviewer))
             codes = [int(v.patterns.get(c, 0)) for c in CODES]
-            rows.append({"image_id": image_id, "rater": v.reviewer, **dict(zip(CODES, codes))})
+            rows.append({"image_id": image_id, "rater": v.reviewer, **dict(zip(CODES, codes, strict=True))})
             rule = int(clinical_rule(np.array([codes]))[0])
             audit.append({"image_id": image_id, "rater": v.reviewer, "bcc": int(v.bcc), "rule_over_codes": rule,
                           "agrees": int(rule == int(v.bcc)), "note": v.note, "recorded": v.recorded.isoformat(),
@@ -171,6 +171,6 @@ def export_annotations(sessions: sessionmaker[Session], out: str | Path, dataset
     write_csv(pd.DataFrame(audit, columns=["image_id", "rater", "bcc", "rule_over_codes", "agrees", "note", "recorded",
                                            "worklist", "case"]), audit_path)
     log(f"[bcc.review] {len(rows)} verdicts → {shown(out)}"
-        + (f" ({len(unmatched)} reviewed cases are not in {shown(Path(dataset))} and were left out: "
+        + (f" ({len(unmatched)} reviewed cases are not in {shown(Path(dataset or '.'))} and were left out: "
            f"{', '.join(sorted(unmatched)[:5])}{'…' if len(unmatched) > 5 else ''})" if unmatched else ""))
     return ann

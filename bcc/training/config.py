@@ -2,12 +2,14 @@
 
 Nodes with a ``_target_`` (data, model, loss, optimizer, callbacks, trainer, logger) are checked against
 their target's parameters (``bcc.core.config.check_targets``); the plain nodes (stage, backbone, paths,
-the top level) against the keys below. So a typo — in an override, ``+data.image_sz=64``, or in an
+the top level) against the keys their YAML declares (:func:`declared_keys`). So a typo — in an override, ``+data.image_sz=64``, or in an
 experiment file — stops the job at once with the key's name, before stage 0 trains for minutes.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import cache
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -22,18 +24,47 @@ from bcc.core.config import (
     override_key,
 )
 from bcc.core.errors import UsageError
+from bcc.core.patterns import OUTPUTS
 from bcc.data.images import IMAGE_SIZE
 from bcc.models.backbones import check_timm_name
+from bcc.models.metrics import METRICS, RULE
 
 Composer = Callable[[list[str]], DictConfig]
 
-TOP_LEVEL = ("experiment_name", "fold", "seed", "ckpt_path", "skip_done", "log_test_images", "paths", "data",
-             "backbone", "model", "loss", "optimizer", "callbacks", "stage", "trainer", "logger", "external")
-STAGE = ("name", "trainable", "lr", "last_blocks_lr_scale", "batch_size", "max_epochs", "loss_weights", "gamma",
-         "warmup_steps", "monitor", "monitor_mode")
-BACKBONE = ("name", "timm_name", "pretrained", "weights")
-PATHS = ("data_dir", "output_dir", "job_dir")
-EXTERNAL = ("source", "stage", "batch_size")
+
+def _yaml_keys(path: Path, node: str | None = None) -> set[str]:
+    """The keys `path` (a file of conf/) declares, at its top or under `node`; its defaults list aside."""
+    cfg = OmegaConf.load(path)
+    return {str(k) for k in (cfg if node is None else OmegaConf.select(cfg, node)) if k != "defaults"}
+
+
+def group_keys(group: str) -> set[str]:
+    """The keys of a plain config group's nodes, as its options (``conf/<group>/*.yaml``) declare them: every
+    option declares the same ones, so a key misspelt in one of them is an error here too, naming the file."""
+    files = sorted((CONF_DIR / group).glob("*.yaml"))
+    keys = _yaml_keys(files[0])
+    for f in files[1:]:
+        if _yaml_keys(f) != keys:
+            raise UsageError(f"{f}: keys {sorted(_yaml_keys(f) ^ keys)} differ from {files[0].name}'s; every option "
+                             f"of conf/{group}/ declares the same keys")
+    return keys
+
+
+@cache
+def declared_keys() -> dict[str, set[str]]:
+    """What the YAML declares for the plain (not instantiated) nodes: the top level (``conf/config.yaml``'s keys
+    and config groups), ``stage``, ``backbone``, ``paths`` (their groups) and ``external`` (experiment=external).
+    Read from conf/, so a new key is added in one place: its YAML."""
+    groups = {str(next(iter(d))) for d in OmegaConf.load(CONF_DIR / "config.yaml").defaults if not isinstance(d, str)}
+    nodes = {g for g in groups if " " not in g and not _merges_into_top(g)}  # not `override ...`, `optional ...`
+    return {"": _yaml_keys(CONF_DIR / "config.yaml") - {"hydra"} | nodes,
+            "stage": group_keys("stage"), "backbone": group_keys("backbone"), "paths": group_keys("paths"),
+            "external": _yaml_keys(CONF_DIR / "experiment" / "external.yaml", "external")}
+
+
+def _merges_into_top(group: str) -> bool:
+    """A group whose options are ``# @package _global_`` (experiment, debug, ...) adds no node of its own."""
+    return any("@package _global_" in f.read_text().split("\n", 1)[0] for f in (CONF_DIR / group).glob("*.yaml"))
 #: every numeric option of a training job and what it accepts (checked with the keys, before a job folder exists)
 RANGES = {
     "seed": Range(int, 0, 2**32 - 1, why="numpy's seed range"),
@@ -55,11 +86,6 @@ RANGES = {
     "stage.loss_weights.diagnosis": Range(float, 0, 1000),
     "stage.loss_weights.negative": Range(float, 0, 1000),
     "stage.loss_weights.patterns": Range(float, 0, 1000),
-    "data.augment.rotate": Range(float, 0, 180, why="degrees"),
-    **{f"data.augment.{p}": Range(float, 0, 1, why="a probability") for p in
-       ("rotate_p", "perspective_p", "blur_p", "hflip", "vflip", "jitter_p")},
-    "data.augment.jitter": Range(float, 0, 1),
-    "data.augment.hue": Range(float, 0, 0.5),
     "trainer.check_val_every_n_epoch": Range(int, 1, 100_000),
     "trainer.log_every_n_steps": Range(int, 1, 1_000_000),
     "trainer.gradient_clip_val": Range(float, 0, 1e6, low_open=True, nullable=True),
@@ -72,12 +98,9 @@ GIVEN = {"model": ("net", "loss", "optimizer"), "trainer": ("callbacks", "logger
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ``UsageError`` naming the first unknown key of the composed training config."""
-    check_keys(cfg, TOP_LEVEL, "")
-    check_keys(cfg.stage, STAGE, "stage")
-    check_keys(cfg.backbone, BACKBONE, "backbone")
-    check_keys(cfg.paths, PATHS, "paths")
-    if cfg.get("external") is not None:
-        check_keys(cfg.external, EXTERNAL, "external")
+    for node, keys in declared_keys().items():
+        if node == "" or cfg.get(node) is not None:
+            check_keys(cfg if node == "" else cfg[node], keys, node)
     if cfg.data.get("root") in (None, ""):
         raise UsageError("data.root is not set: point it at your dataset directory (`data=csv data.root=/path`, "
                          "docs/dataset.md)")
@@ -86,6 +109,7 @@ def check_config(cfg: DictConfig) -> None:
                        if not (chain and k.startswith("stage.") and OmegaConf.select(cfg, k) is None)})
     check_timm_name(str(cfg.backbone.name), cfg.backbone.get("timm_name"))
     check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
+    _check_augment(cfg.data.get("augment"))
     _check_devices(cfg.trainer)
     fold, k = cfg.fold, cfg.data.k
     if not isinstance(fold, int) or not 0 <= fold < int(k):
@@ -93,6 +117,46 @@ def check_config(cfg: DictConfig) -> None:
                          f"--multirun for every fold")
     for name in cfg.callbacks:
         check_targets(cfg, [f"callbacks.{name}"])
+    _check_optimized_metric(cfg.get("optimized_metric"))
+
+
+def _check_augment(augment: DictConfig | None) -> None:
+    """Build each training transform once: albumentations checks its own arguments (a probability above 1,
+    a reversed range) — here, before a job folder exists, and named by its key."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    for name, node in (augment or {}).items():
+        try:
+            instantiate(node)
+        except InstantiationException as e:
+            cause = " ".join(str(e.__cause__ or e).split())
+            raise UsageError(f"data.augment.{name!s}: {cause}") from None
+
+
+def _check_optimized_metric(name: str | None) -> None:
+    """A sweep ranks jobs by it, so it must be one the job logs on the validation slice — never the test fold."""
+    if name is None:
+        return
+    logged = validation_metrics()
+    if name not in logged:
+        test = " (the test fold: selecting on it leaks it into the choice)" if str(name).startswith("test/") else ""
+        raise UsageError(f"optimized_metric={name} is not a validation metric the job logs{test}; e.g. "
+                         f"val/bcc/auroc, val/patterns/auroc, val/rule/accuracy")
+
+
+def validation_metrics() -> set[str]:
+    """Every ``val/<output>/<metric>`` training logs and keeps in metrics.json (``models.metrics.OutputMetrics``)."""
+    return {f"val/{o}/{m}" for o in (*OUTPUTS, RULE, "patterns") for m in METRICS}
+
+
+def optimized_value(cfg: DictConfig, results: dict[int, dict]) -> float | None:
+    """``optimized_metric`` of the job's last stage (its metrics.json), what the training task returns."""
+    name = cfg.get("optimized_metric")
+    if name is None or not results:
+        return None
+    _, output, metric = name.split("/")
+    return float(results[max(results)]["val"].get(output, {}).get(metric, float("nan")))
 
 
 def hint(overrides: Iterable[str]) -> str:

@@ -11,8 +11,9 @@ are ``bcc.data.images.Preprocess``'s: the network records them, so triage repeat
 uint8 (C, H, W) tensors; the model scales them to [0, 1]. ``sampler="balanced"`` draws each epoch's
 training images with replacement, weighting an image by its class frequency to the power
 ``-sampler_power`` (1: BCC and non-BCC equally often; 0.5: square-root balancing) — the other answer to a
-rare class beside the loss's ``alpha``. Training transforms (albumentations, on the cached uint8 image): rotation,
-random perspective and Gaussian blur as in the paper (§2.4), plus flips and a mild colour jitter.
+rare class beside the loss's ``alpha``. Training transforms: ``augment``, albumentations transforms by name
+that Hydra builds from ``conf/data/synthetic.yaml`` (rotation, random perspective and Gaussian blur as in the
+paper, §2.4, plus flips and a mild colour jitter), composed in that order on the cached uint8 image.
 Evaluation transforms are the identity on the cached resize (deterministic). With the cache, a batch
 costs about a millisecond per image here, so ``num_workers=0`` (the main process) is the default on a
 2-core machine; with workers they are persistent.
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import albumentations as A
-import cv2
 import lightning as L
 import numpy as np
 import pandas as pd
@@ -43,23 +43,6 @@ from bcc.data.table import aspects, read_table
 
 SAMPLERS = ("shuffle", "balanced")
 
-DEFAULT_AUGMENT = {"rotate": 30, "rotate_p": 0.7, "perspective": [0.02, 0.06], "perspective_p": 0.3,
-                   "blur_p": 0.2, "blur_sigma": [0.1, 1.0], "hflip": 0.5, "vflip": 0.5,
-                   "jitter": 0.1, "hue": 0.02, "jitter_p": 0.5}
-
-
-def train_transform(augment: Mapping[str, Any] | None = None, seed: int | None = None) -> A.Compose:
-    a = {**DEFAULT_AUGMENT, **(augment or {})}
-    return A.Compose([
-        A.Rotate(limit=a["rotate"], border_mode=cv2.BORDER_REFLECT_101, p=a["rotate_p"]),
-        A.Perspective(scale=tuple(a["perspective"]), keep_size=True, border_mode=cv2.BORDER_REFLECT_101,
-                      p=a["perspective_p"]),
-        A.GaussianBlur(blur_limit=(3, 5), sigma_limit=tuple(a["blur_sigma"]), p=a["blur_p"]),
-        A.HorizontalFlip(p=a["hflip"]),
-        A.VerticalFlip(p=a["vflip"]),
-        A.ColorJitter(brightness=a["jitter"], contrast=a["jitter"], saturation=a["jitter"], hue=a["hue"],
-                      p=a["jitter_p"]),
-    ], seed=seed)
 
 
 class LesionDataset(Dataset):
@@ -139,7 +122,7 @@ class BCCDataModule(L.LightningDataModule):
     def __init__(self, root: str | Path, fold: int = 0, k: int = 5, split_seed: int = 0, image_size: int = 224,
                  batch_size: int = 32, eval_batch_size: int | None = None, val_fraction: float = 0.15,
                  num_workers: int = 0, seed: int = 0, soft_targets: bool = False,
-                 augment: Mapping[str, Any] | None = None, generate: Mapping[str, Any] | None = None,
+                 augment: Mapping[str, A.BasicTransform] | None = None, generate: Mapping[str, Any] | None = None,
                  disk_cache: bool = True, allow_outside: bool = False, resize: str = "square", colour: str = "none",
                  sampler: str = "shuffle", sampler_power: float = 1.0, stratify_source: bool = False,
                  test_source: str | None = None):
@@ -163,7 +146,7 @@ class BCCDataModule(L.LightningDataModule):
         self.soft_targets, self.augment = bool(soft_targets), dict(augment or {})
         self.generate, self.disk_cache = dict(generate) if generate else None, disk_cache
         self.allow_outside = bool(allow_outside)  # image paths may leave the dataset folder (docs/dataset.md)
-        self.table: pd.DataFrame | None = None
+        self._table: pd.DataFrame | None = None
 
     def prepare_data(self) -> None:
         """Generate the synthetic set when asked and absent; write/reuse labels.csv and splits.csv."""
@@ -173,8 +156,15 @@ class BCCDataModule(L.LightningDataModule):
         ensure_splits(self.root, k=self.k, seed=self.split_seed, allow_outside=self.allow_outside,
                       by_source=self.stratify_source)
 
+    @property
+    def table(self) -> pd.DataFrame:
+        """images.csv joined with labels and folds, each row's split (train/val/test) for this fold."""
+        if self._table is None:
+            raise RuntimeError("the datamodule is not set up: call setup() first")
+        return self._table
+
     def setup(self, stage: str | None = None) -> None:
-        if self.table is not None:
+        if self._table is not None:
             return
         if not 0 <= self.fold < self.k:
             raise UsageError(f"fold={self.fold} is outside 0..{self.k - 1} (data.k={self.k})")
@@ -191,7 +181,7 @@ class BCCDataModule(L.LightningDataModule):
         pool = table.index[table["split"] == "train"]
         val = validation_rows(table.loc[pool], self.val_fraction, self.split_seed + self.fold, self.stratify_source)
         table.loc[pool[val], "split"] = "val"
-        self.table = table
+        self._table = table
         self.images = decoded_images(self.root, list(table["image"]), self.preprocess, disk_cache=self.disk_cache,
                                      allow_outside=self.allow_outside, aspects=aspects(table))
 
@@ -224,7 +214,7 @@ class BCCDataModule(L.LightningDataModule):
     def dataset(self, split: str, augment: bool | None = None) -> LesionDataset:
         rows = self.rows(split)
         augment = split == "train" if augment is None else augment
-        tf = train_transform(self.augment, seed=self.seed) if augment else None
+        tf = A.Compose(list(self.augment.values()), seed=self.seed) if augment and self.augment else None
         return LesionDataset(self.images, rows, self.labels(rows), self.targets(rows), tf)
 
     def _loader(self, split: str, shuffle: bool, batch_size: int, drop_last: bool = False) -> DataLoader:

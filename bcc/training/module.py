@@ -12,6 +12,7 @@ training batches under no_grad, cumulative average). Frozen BatchNorm layers kee
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import lightning as L
 import numpy as np
@@ -55,7 +56,7 @@ class MultitaskModule(L.LightningModule):
     # ---- data → network -------------------------------------------------------------------------------
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
-        return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.hparams["channels_last"] else x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(self.prepare(images))
@@ -65,7 +66,7 @@ class MultitaskModule(L.LightningModule):
         loss, heads = self.loss_fn(self(batch["image"]), batch["target"])
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"stage {self.hparams.stage}: non-finite loss ({loss.item()}) at epoch {self.current_epoch}, "
+                f"stage {self.hparams['stage']}: non-finite loss ({loss.item()}) at epoch {self.current_epoch}, "
                 f"batch {batch_idx}; lower stage.lr, check the images and labels, or resume from an earlier "
                 f"checkpoint")
         n = batch["image"].shape[0]
@@ -105,12 +106,12 @@ class MultitaskModule(L.LightningModule):
         count the padding) is involved."""
         idx, y, p = (np.concatenate([o[i] for o in self.outputs[split]]) for i in range(3))
         if self.trainer.world_size > 1:
-            idx, y, p = (self.all_gather(torch.as_tensor(a).to(self.device)).flatten(0, 1).cpu().numpy()
-                         for a in (idx, y, p))
+            idx, y, p = (cast(torch.Tensor, self.all_gather(torch.as_tensor(a).to(self.device))).flatten(0, 1)
+                         .cpu().numpy() for a in (idx, y, p))
             _, first = np.unique(idx, return_index=True)
             idx, y, p = idx[first], y[first], p[first]
         self.outputs[split] = [(idx, y, p)]
-        metrics = self.metrics[split]
+        metrics = cast(OutputMetrics, self.metrics[split])
         metrics.use_trained(self.net.trained)
         metrics.update(torch.from_numpy(p), torch.from_numpy(y))
         self.log_dict(metrics.compute(), sync_dist=False)
@@ -194,10 +195,10 @@ class MultitaskModule(L.LightningModule):
     def recalibrate_batchnorm(self) -> None:
         """Recompute running stats of BatchNorm layers in train mode for the averaged weights."""
         trainer = self._trainer
-        n = int(self.hparams.bn_recalibration_batches)
+        n = int(self.hparams["bn_recalibration_batches"])
         bns = [m for m in self.net.modules() if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
         loader = getattr(trainer, "train_dataloader", None) if trainer is not None else None
-        if not bns or n <= 0 or loader is None or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+        if not bns or n <= 0 or trainer is None or loader is None or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         momenta = [m.momentum for m in bns]
         for m in bns:
@@ -207,6 +208,6 @@ class MultitaskModule(L.LightningModule):
             if i >= n:
                 break
             self(batch["image"].to(self.device))
-        for m, mom in zip(bns, momenta):
+        for m, mom in zip(bns, momenta, strict=True):
             m.momentum = mom
 

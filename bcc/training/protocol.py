@@ -15,8 +15,9 @@ import signal
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import pandas as pd
@@ -25,6 +26,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bcc.core import jobs
 from bcc.core.config import normalize_overrides, with_override
 from bcc.core.errors import Interrupted, UsageError
 from bcc.core.io import write_json
@@ -49,7 +51,7 @@ from bcc.models.checkpoint import load_weights, read_checkpoint
 from bcc.models.losses import resolve_alpha
 from bcc.models.metrics import nested
 from bcc.models.serialization import safe_load
-from bcc.training import ddp, jobs, loggers
+from bcc.training import ddp, loggers
 from bcc.training.config import Composer, check_config, compose_config, hint
 from bcc.training.datamodule import BCCDataModule
 from bcc.training.module import MultitaskModule
@@ -75,7 +77,8 @@ def prepare_dataset(cfg: DictConfig) -> None:
 # ---- one stage ----------------------------------------------------------------------------------------
 def build_module(cfg: DictConfig, dm: BCCDataModule, load_pretrained: bool) -> MultitaskModule:
     """The stage's LightningModule: network (ImageNet weights only when `load_pretrained`), loss, optimizer."""
-    alpha = resolve_alpha(OmegaConf.to_container(cfg.loss, resolve=True)["alpha"], dm.positive_frequencies())
+    loss_cfg = cast(dict, OmegaConf.to_container(cfg.loss, resolve=True))
+    alpha = resolve_alpha(loss_cfg["alpha"], dm.positive_frequencies())
     loss = instantiate(cfg.loss, alpha=alpha, _convert_="all")
     weights = {} if load_pretrained else {"pretrained": False, "weights": None}
     net = instantiate(cfg.model.net, **weights)
@@ -146,7 +149,7 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
     """Train, select, test and write the outputs of one stage; returns its metrics.json content.
 
     `overrides`: those that composed `cfg` (saved beside it, and repeated in the commands the messages
-    suggest). The job folder is written under its lock (``bcc.training.jobs``), and only after every
+    suggest). The job folder is written under its lock (``bcc.core.jobs``), and only after every
     check that can refuse the job has passed."""
     quiet_lightning()
     check_config(cfg)
@@ -174,7 +177,8 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
                       f"fold={fold} {hint(overrides)}`")
     dm.setup("fit")
     first = ddp.rank() == 0
-    with jobs.locked(job) if first else nullcontext({}) as stale:
+    lock: AbstractContextManager[dict] = jobs.locked(job) if first else nullcontext({})
+    with lock as stale:
         if first:
             if stale and resume is None:
                 print(f"[bcc] {job}: an earlier run did not finish ({jobs.describe(stale)}); training it again")
@@ -204,7 +208,7 @@ def record_stage_labels(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModu
     heads = [h for h in HEADS if f"{h}_head" in cfg.stage.trainable and float(weights.get(h, 1.0)) != 0.0]
     counts = dm.labelled_counts("train")
     model.net.record_training(heads, counts, stage)
-    trained = dict(zip(OUTPUTS, model.net.trained))
+    trained = dict(zip(OUTPUTS, model.net.trained, strict=True))
     outputs = [o for h in heads for o in HEADS[h]]
     learnable = [o for o in outputs if trained[o]]
     idle = [f"{o} ({counts[o]['labelled']} labelled, {counts[o]['positive']} positive)" for o in outputs
@@ -274,7 +278,7 @@ def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, j
         if cfg.log_test_images:
             rows = dm.rows("test")[:8]
             caps = [f"{i}: y_bcc={int(y)} p_bcc={p:.2f}" for i, y, p in
-                    zip(dm.image_ids(rows), dm.labels(rows)[:, 0], preds["p_bcc"].to_numpy()[:8])]
+                    zip(dm.image_ids(rows), dm.labels(rows)[:, 0], preds["p_bcc"].to_numpy()[:8], strict=True)]
             loggers.log_example_images(logger, dm.images[rows], caps)
         write_json(metrics, job / METRICS)  # written last: its presence marks the job done
         return metrics

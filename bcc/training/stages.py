@@ -23,15 +23,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from bcc.core import jobs
 from bcc.core.errors import BadInput
 from bcc.core.layout import BEST, METRICS, stage_dir
 from bcc.models.backbones import weights_source
-from bcc.training import jobs
+from bcc.models.network import MultitaskNet
 
 
 class MissingStageError(BadInput):
@@ -46,10 +47,14 @@ class StageFreezing(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
-            pl_module.net.set_trainable(self.trainable)
+            _net(pl_module).set_trainable(self.trainable)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.net.train()  # re-applies the held eval modes after Lightning's mode handling
+        _net(pl_module).train()  # re-applies the held eval modes after Lightning's mode handling
+
+
+def _net(pl_module: L.LightningModule) -> MultitaskNet:
+    return cast(MultitaskNet, pl_module.net)
 
 
 def needs_stage0(backbone: Mapping[str, Any]) -> bool:

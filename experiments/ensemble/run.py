@@ -36,7 +36,7 @@ from bcc.deploy.int8 import dataset_images
 from bcc.deploy.onnx_export import export_onnx
 from bcc.deploy.onnx_model import INPUT_NAME, OUTPUT_NAME, ort_session
 from bcc.evaluation.calibration import expected_calibration_error
-from bcc.evaluation.clinical_metrics import roc_auc
+from bcc.evaluation.metrics import roc_auc
 
 EPS, DELTA, SPLITS = 0.05, 0.1, 1000
 

@@ -216,7 +216,7 @@ CASES: list[Case] = [
     Case("predict/report-not-a-boolean", PREDICT, batch("report=flase"), 2, r"report=flase: expected true or false",
          _ready),
     Case("predict/progress-not-a-boolean", PREDICT, batch("progress=maybe"), 2,
-         r"progress=maybe: expected true or false \(or null\)", _ready),
+         r"progress=maybe: expected true or false, or null", _ready),
     Case("predict/threshold-outside-0-1", PREDICT, batch("threshold=1.5"), 2, r"bcc = 1\.5 is not in \[0, 1\]", _ready),
     Case("predict/thresholds-file-missing", PREDICT, batch("thresholds=nowhere.json"), 2,
          r"thresholds=nowhere\.json: no such file", _ready),

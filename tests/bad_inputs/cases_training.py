@@ -7,8 +7,8 @@ import shutil
 
 import torch
 
+from bcc.core.jobs import file_sha256
 from bcc.core.layout import BEST, LOCK, METRICS
-from bcc.training.jobs import file_sha256
 from tests.bad_inputs.case import Case, Workspace
 from tests.helpers.checkpoints import tampered_copy
 from tests.helpers.runs import write_runs
@@ -170,6 +170,10 @@ CASES: list[Case] = [
     Case("train/csv-without-root", TRAIN, lambda ws: ["data=csv", f"paths.output_dir={ws.root / 'out'}", "logger=csv"], 2,
          r"data\.root is not set: point it at your dataset"),
     Case("train/unknown-stage-key", TRAIN, smoke("+stage.lrr=0.1"), 2, r"stage\.lrr", _dataset),
+    Case("train/augment-probability-above-1", TRAIN, smoke("data.augment.rotate.p=1.5"), 2,
+         r"data\.augment\.rotate: .*less than or equal to 1", _dataset),
+    Case("train/augment-unknown-argument", TRAIN, smoke("+data.augment.blur.sigma=2"), 2,
+         r"data\.augment\.blur\.sigma \(albumentations\.GaussianBlur takes", _dataset),
     Case("train/fold-out-of-range", TRAIN, smoke("fold=9"), 2, r"fold=9 is outside 0\.\.4", _dataset),
     Case("train/fold-range-descending", TRAIN, smoke("fold=4-0", "--multirun"), 2, r"fold=4-0: the range must go up",
          _dataset),

@@ -50,7 +50,7 @@ def ham10000(root: Path, parts: int = 2, square: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     names = ["HAM10000_images"] if parts == 1 else [f"HAM10000_images_part_{k}" for k in (1, 2)]
     _ham_images([root / n for n in names], square)
-    rows = [(lesion, image, dx, "histo", "55.0", "female", "back") for image, (lesion, dx) in zip(ham_ids(), HAM_ROWS)]
+    rows = [(lesion, image, dx, "histo", "55.0", "female", "back") for image, (lesion, dx) in zip(ham_ids(), HAM_ROWS, strict=True)]
     pd.DataFrame(rows, columns=list(HAM_COLUMNS)).to_csv(root / "HAM10000_metadata.csv", index=False)
     return root
 
@@ -66,9 +66,9 @@ def isic2018_training(root: Path) -> Path:
     gt.parent.mkdir(parents=True)
     _ham_images([root / "ISIC2018_Task3_Training_Input"], square=False)
     (root / "ISIC2018_Task3_Training_Input" / "ATTRIBUTION.txt").write_text("HAM10000, CC BY-NC 4.0\n")
-    pd.DataFrame([[image, *_one_hot(dx)] for image, (_, dx) in zip(ham_ids(), HAM_ROWS)],
+    pd.DataFrame([[image, *_one_hot(dx)] for image, (_, dx) in zip(ham_ids(), HAM_ROWS, strict=True)],
                  columns=["image", *ONE_HOT]).to_csv(gt, index=False)
-    pd.DataFrame([(image, lesion, "histopathology") for image, (lesion, _) in zip(ham_ids(), HAM_ROWS)],
+    pd.DataFrame([(image, lesion, "histopathology") for image, (lesion, _) in zip(ham_ids(), HAM_ROWS, strict=True)],
                  columns=["image", "lesion_id", "diagnosis_confirm_type"]).to_csv(
         root / "ISIC2018_Task3_Training_LesionGroupings.csv", index=False)
     return root
@@ -81,7 +81,7 @@ def isic2018_test(root: Path) -> Path:
     ids = [f"ISIC_{34524 + i:07d}" for i in range(len(dxs))]
     for i, name in enumerate(ids):
         picture(root / "ISIC2018_Task3_Test_Input" / f"{name}.jpg", (32, 24), 100 + i)
-    pd.DataFrame([[image, *_one_hot(dx)] for image, dx in zip(ids, dxs)], columns=["image", *ONE_HOT]).to_csv(
+    pd.DataFrame([[image, *_one_hot(dx)] for image, dx in zip(ids, dxs, strict=True)], columns=["image", *ONE_HOT]).to_csv(
         root / "ISIC2018_Task3_Test_GroundTruth.csv", index=False)
     return root
 
@@ -176,7 +176,7 @@ def ph2_txt(path: Path) -> Path:
     widths = [max(len(c), 6) + 4 for c in TXT_COLUMNS]
 
     def line(cells: list[str]) -> str:
-        padded = [c.center(w) for c, w in zip(cells, widths)]
+        padded = [c.center(w) for c, w in zip(cells, widths, strict=True)]
         return "||" + "||".join(padded[:3]) + "||" + "|".join(padded[3:9]) + "||" + padded[9] + "||"
 
     path.write_text("\n".join([line(list(TXT_COLUMNS)), *(line(r) for r in _ph2_records())]) + "\n" + TXT_LEGEND)

@@ -35,8 +35,8 @@ def fold_predictions(fold: int) -> pd.DataFrame:
     rows = []
     for name, y in LESIONS.items():
         row = {"image_id": f"{name}{fold}", "fold": fold}
-        row.update({f"y_{o}": v for o, v in zip(OUTPUTS, y)})
-        row.update({f"p_{o}": CHANGES[fold].get((name, o), 0.9 if v else 0.1) for o, v in zip(OUTPUTS, y)})
+        row.update({f"y_{o}": v for o, v in zip(OUTPUTS, y, strict=True)})
+        row.update({f"p_{o}": CHANGES[fold].get((name, o), 0.9 if v else 0.1) for o, v in zip(OUTPUTS, y, strict=True)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -90,7 +90,7 @@ def write_dataset(root: Path, n: int = 20, raters: int = 3, seed: int = 0) -> Pa
     for r in range(raters):
         noisy = np.where(rng.random(truth.shape) < 0.1, 1 - truth, truth)
         for i, img in enumerate(ids):
-            ann.append({"image_id": img, "rater": f"r{r}", **dict(zip(CODES, noisy[i]))})
+            ann.append({"image_id": img, "rater": f"r{r}", **dict(zip(CODES, noisy[i], strict=True))})
     pd.DataFrame(ann).to_csv(root / "annotations.csv", index=False)
     labels = pd.DataFrame(truth, columns=list(CODES))
     labels.insert(0, "image_id", ids)

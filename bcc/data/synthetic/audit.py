@@ -3,10 +3,10 @@
 Shortcuts: a logistic regression on whole-image colour statistics (RGB and HSV means, standard deviations
 and 8-bin histograms at 64 px) is the cheapest shortcut a network could learn. On the real images it
 should predict BCC well (the patterns' own colour is evidence); on the twins (no patterns) and on the
-pixels off the lesion it must not, or something other than the patterns carries the label. Needs
-scikit-learn (a test dependency), imported when used. Structures: how wide the painted strokes are at the
-resolution a network trains at, and how much of the image the masks cover. Placement: how well maps that
-ignore the image (favouring its centre, or the lesion's) single out the pattern pixels.
+pixels off the lesion it must not, or something other than the patterns carries the label. Structures:
+how wide the painted strokes are at the resolution a network trains at, and how much of the image the
+masks cover. Placement: how well maps that ignore the image (favouring its centre, or the lesion's)
+single out the pattern pixels (scikit-learn's ROC AUC of the pixels).
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.stats import mannwhitneyu
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -95,12 +94,6 @@ def visible_core(rgb: np.ndarray, without: np.ndarray) -> np.ndarray:
     return (d > 0) & (d >= 0.5 * cv2.dilate(d, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))))
 
 
-def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(a positive scores above a negative), ties counting half (the Mann-Whitney U, scipy)."""
-    pos, neg = np.ravel(pos), np.ravel(neg)
-    return float(mannwhitneyu(pos, neg, method="asymptotic", use_continuity=False).statistic / (pos.size * neg.size))
-
-
 def prior_aurocs(lesion: np.ndarray, patterns: np.ndarray) -> dict[str, float]:
     """How well two maps that ignore the image separate the pattern pixels from the others.
 
@@ -112,14 +105,21 @@ def prior_aurocs(lesion: np.ndarray, patterns: np.ndarray) -> dict[str, float]:
     ly, lx = np.nonzero(lesion)
     centre = -np.hypot(xx - w / 2, yy - h / 2)
     lesion_centre = -np.hypot(xx - lx.mean() - 0.5, yy - ly.mean() - 0.5)
-    rest = lesion & ~patterns
-    return {"centre/image": auroc(centre[patterns], centre[~patterns]),
-            "centre/lesion": auroc(centre[patterns], centre[rest]),
-            "lesion_centre/lesion": auroc(lesion_centre[patterns], lesion_centre[rest])}
+    lesion = lesion | patterns
+    return {"centre/image": float(roc_auc_score(patterns.ravel(), centre.ravel())),
+            "centre/lesion": float(roc_auc_score(patterns[lesion], centre[lesion])),
+            "lesion_centre/lesion": float(roc_auc_score(patterns[lesion], lesion_centre[lesion]))}
+
+
+def _read(path: Path, flags: int) -> np.ndarray:
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise FileNotFoundError(f"{path}: missing or unreadable")
+    return img
 
 
 def _rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_read(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def audit(root: Path, seed: int = 0) -> dict[str, float]:
@@ -135,9 +135,9 @@ def audit(root: Path, seed: int = 0) -> dict[str, float]:
     truth = pd.read_csv(root / "truth.csv", dtype={"image_id": str}).set_index("image_id").loc[images["image_id"]]
     y = clinical_rule(truth[list(CODES)].to_numpy())
     feats: dict[str, list[np.ndarray]] = {"image": [], "twin": [], "off_lesion": []}
-    for image_id, rel in zip(images["image_id"], images["image"]):
+    for image_id, rel in zip(images["image_id"], images["image"], strict=True):
         rgb = _rgb(root / rel)
-        off = cv2.imread(str(root / "masks" / f"{image_id}_{LESION}.png"), cv2.IMREAD_GRAYSCALE) == 0
+        off = _read(root / "masks" / f"{image_id}_{LESION}.png", cv2.IMREAD_GRAYSCALE) == 0
         feats["image"].append(colour_features(rgb))
         feats["twin"].append(colour_features(_rgb(root / "twins" / f"{image_id}.png")))
         feats["off_lesion"].append(colour_features(rgb, off))
@@ -166,17 +166,17 @@ def structure_figures(root: Path, train_size: int = 128) -> dict[str, float]:
     thick_mask: dict[str, list[float]] = {}
     prior: dict[str, list[float]] = {}
     for image_id, t in truth.iterrows():
-        lesion = cv2.imread(str(root / "masks" / f"{image_id}_{LESION}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        lesion = _read(root / "masks" / f"{image_id}_{LESION}.png", cv2.IMREAD_GRAYSCALE) > 0
         cov.setdefault("lesion", []).append(float(lesion.mean()))
         if not (root / "masks" / f"{image_id}.png").is_file():
             continue
-        union = cv2.imread(str(root / "masks" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        union = _read(root / "masks" / f"{image_id}.png", cv2.IMREAD_GRAYSCALE) > 0
         cov.setdefault("union", []).append(float(union.mean()))
         for k, v in prior_aurocs(lesion, union).items():
             prior.setdefault(k, []).append(v)
         present = [c for c in CODES if t[c]]
         for c in present:
-            m = cv2.imread(str(root / "masks" / f"{image_id}_{c}.png"), cv2.IMREAD_GRAYSCALE) > 0
+            m = _read(root / "masks" / f"{image_id}_{c}.png", cv2.IMREAD_GRAYSCALE) > 0
             cov.setdefault(c, []).append(float(m.mean()))
             thick_mask.setdefault(c, []).append(block_share(downsample(m, train_size)))
         if len(present) == 1:

@@ -68,7 +68,7 @@ def sample_truth(n: int, rng: np.random.Generator) -> np.ndarray:
                     break
             else:  # too few patterns in total (tiny n): add one
                 sub[r, rng.integers(len(BCC_CODES))] = 1
-        truth[np.ix_(bcc_idx, [_C[c] for c in BCC_CODES])] = sub
+        truth[np.ix_(bcc_idx, np.array([_C[c] for c in BCC_CODES]))] = sub
     return truth
 
 
@@ -90,7 +90,7 @@ def sample_devices(sources: list[str], rng: np.random.Generator) -> list[str]:
     """The device (a centre's look) of each image: its centre's own; for an ``isic`` image a centre's drawn
     with the centres' weights, so that the look of the (all non-BCC) isic subset cannot give the label away."""
     drawn = np.array(CENTRES)[rng.choice(len(CENTRES), size=len(sources), p=CENTRE_WEIGHTS / CENTRE_WEIGHTS.sum())]
-    return [str(d) if s == "isic" else s for s, d in zip(sources, drawn)]
+    return [str(d) if s == "isic" else s for s, d in zip(sources, drawn, strict=True)]
 
 
 def sample_xai(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:

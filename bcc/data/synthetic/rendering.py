@@ -86,7 +86,7 @@ class _Finish:
         img += self.noise
         np.clip(img, -0.5, 254.5, out=img)
         img += 0.5
-        out = img.astype(np.uint8)
+        out: np.ndarray = img.astype(np.uint8)
         if self.gamma != 1.0:
             out = cv2.LUT(out, _gamma_lut(self.gamma))
         return out

@@ -40,7 +40,7 @@ def _render_one(job) -> None:
     r = render(np.random.default_rng([seed, i]), patterns, size, device, twin=twins)
     root = Path(root)
     _write_png(root / "images" / f"{image_id}.png", cv2.cvtColor(r.rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
-    if twins:
+    if r.twin is not None:  # asked for with twins
         _write_png(root / "twins" / f"{image_id}.png", cv2.cvtColor(r.twin, cv2.COLOR_RGB2BGR), PNG_PARAMS)
     _write_png(root / "masks" / f"{image_id}_{LESION}.png", r.lesion.astype(np.uint8) * 255, MASK_PARAMS)
     if with_masks and r.masks:

@@ -30,7 +30,7 @@ def localisation(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], region
     """metric name → (K,) scores for K (map, mask, region) triples of one shape (H, W)."""
     if len(maps) == 0:
         return {name: np.zeros(0) for name in METRICS}
-    a = np.stack([np.asarray(z, np.float32) * np.asarray(r, bool) for z, r in zip(maps, regions)])[:, None]
+    a = np.stack([np.asarray(z, np.float32) * np.asarray(r, bool) for z, r in zip(maps, regions, strict=True)])[:, None]
     s = np.stack([np.asarray(m, bool) for m in masks])[:, None]
     empty = a.reshape(len(a), -1).max(axis=1) <= 0
     out = {}

@@ -6,7 +6,8 @@ the rest of the image, as in the paper, or the rest of the lesion), ``region_sta
 - the conditional PDFs P(z | Fg), P(z | Bg) as density histograms on fixed bins (``BINS``) and the area
   of their intersection, ∫ min(P(z|Fg), P(z|Bg)) dz, in [0, 1];
 - mean and standard deviation of z in Fg and Bg, and the gap mean(Fg) − mean(Bg);
-- ``pixel_auc``: the probability that a pixel of Fg is hotter than one of Bg (ties count half). Unlike
+- ``auc``: the probability that a pixel of Fg is hotter than one of Bg (ties count half: the ROC AUC of
+  the pixels, Fg positive, ``evaluation.metrics.roc_auc``). Unlike
   the gap it is unchanged by any increasing transformation of z: a sharper or flatter map with the same
   ranking of pixels scores the same (every centred radial map scores what the centre baseline does);
 - the paper's pixel-wise two-sample z-test of the energy z², now **one-sided** (Fg hotter than Bg: a map
@@ -23,10 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.signal import correlate
-from scipy.stats import mannwhitneyu, wilcoxon
+from scipy.stats import wilcoxon
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ztest
+
+from bcc.evaluation.metrics import roc_auc
 
 BINS = np.linspace(0.0, 1.0, 51)
 ALPHA = 0.05
@@ -65,12 +69,6 @@ def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
     if pooled == 0:
         return 0.0 if diff == 0 else float("nan")
     return float(diff / np.sqrt(pooled))
-
-
-def pixel_auc(fg: np.ndarray, bg: np.ndarray) -> float:
-    """P(z_Fg > z_Bg) + P(z_Fg = z_Bg) / 2 over all pixel pairs: the Mann–Whitney U over n_Fg · n_Bg (scipy)."""
-    fg, bg = np.ravel(fg), np.ravel(bg)
-    return float(mannwhitneyu(fg, bg, method="asymptotic", use_continuity=False).statistic / (fg.size * bg.size))
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,8 @@ def region_stats(z: np.ndarray, fg: np.ndarray, bg: np.ndarray, bins: np.ndarray
     p_place, n_place = placement_test(z, fg, fg | bg, where)
     return {"n_fg": int(zf.size), "n_bg": int(zb.size), "mean_fg": float(zf.mean()), "mean_bg": float(zb.mean()),
             "std_fg": float(zf.std()), "std_bg": float(zb.std()), "gap": float(zf.mean() - zb.mean()),
-            "auc": pixel_auc(zf, zb), "intersection": pdf_intersection(pdf_fg, pdf_bg, bins), "z_stat": stat, "p_ztest": p,
+            "auc": roc_auc(np.r_[np.ones(zf.size), np.zeros(zb.size)], np.r_[zf, zb]),
+            "intersection": pdf_intersection(pdf_fg, pdf_bg, bins), "z_stat": stat, "p_ztest": p,
             "cohens_d": cohens_d(zf ** 2, zb ** 2), "p_placement": p_place, "n_placements": n_place,
             "pdf_fg": pdf_fg, "pdf_bg": pdf_bg}
 
@@ -147,7 +146,7 @@ def significance(p_values: Sequence[float], alpha: float = ALPHA) -> pd.DataFram
                          "bh": multipletests(p, alpha=alpha, method="fdr_bh")[0]})
 
 
-def paired_greater(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+def paired_greater(a: ArrayLike, b: ArrayLike) -> dict[str, float]:
     """Is `a` larger than `b`, pair by pair (one image each)? Mean/median difference, share a > b and the
     one-sided Wilcoxon signed-rank p (scipy; NaN with fewer than 2 non-zero differences)."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""bcc.evaluation.mask_statistics and mask_tables: each Table-4 statistic on hand-made maps whose answer is known,
+"""bcc.evaluation.localisation.statistics and .tables: each Table-4 statistic on hand-made maps whose answer is known,
 against independent computations (statsmodels, scipy, brute force, formulas)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ztest
 
-from bcc.evaluation.mask_statistics import (
+from bcc.evaluation.localisation.statistics import (
     BINS,
     cohens_d,
     conditional_pdfs,
@@ -21,7 +21,7 @@ from bcc.evaluation.mask_statistics import (
     region_stats,
     significance,
 )
-from bcc.evaluation.mask_tables import faithfulness, statistics
+from bcc.evaluation.localisation.tables import faithfulness, statistics
 
 
 def disc(size: int = 64, centre=(20, 40), radius: float = 10) -> np.ndarray:
@@ -203,7 +203,7 @@ def test_paired_greater_is_scipys_one_sided_wilcoxon():
 
 
 def _records(n: int = 6) -> pd.DataFrame:
-    """Records as mask_records makes them: gradcam maps hot inside the mask when correct, noise when not."""
+    """Records as localisation.records makes them: gradcam maps hot inside the mask when correct, noise when not."""
     mask, lesion = disc(radius=5), disc(radius=18)
     rows = []
     for i in range(n):
@@ -254,17 +254,16 @@ def test_faithfulness_table():
     assert faithfulness(pd.DataFrame(), pd.DataFrame()).empty
 
 
-def test_pixel_auc_by_hand_and_against_sklearn():
-    from sklearn.metrics import roc_auc_score
-
-    from bcc.evaluation.mask_statistics import pixel_auc
-
-    # pairs (fg, bg): 0.9 beats all 3, 0.5 beats 0.1 and ties 0.5 (half), loses to 0.7 -> (3 + 1.5) / 6
-    assert pixel_auc(np.array([0.9, 0.5]), np.array([0.1, 0.5, 0.7])) == pytest.approx(4.5 / 6)
+def test_region_auc_ranks_pixels():
+    """The pixels' AUC: hand-counted pairs, and unchanged by an increasing transformation of the map (the gap
+    is not)."""
+    # Fg pixels 0.9, 0.5 against Bg 0.1, 0.5, 0.7: 0.9 beats all 3, 0.5 beats 0.1 and ties 0.5 -> (3 + 1.5) / 6
+    z = np.array([[0.9, 0.5, 0.1], [0.5, 0.7, 0.0]])
+    fg, bg = np.array([[1, 1, 0], [0, 0, 0]], bool), np.array([[0, 0, 1], [1, 1, 0]], bool)
+    assert region_stats(z, fg, bg)["auc"] == pytest.approx(4.5 / 6)
     rng = np.random.default_rng(3)
-    fg, bg = np.round(rng.random(200), 2), np.round(0.8 * rng.random(900), 2)  # many ties
-    ref = roc_auc_score(np.r_[np.ones(fg.size), np.zeros(bg.size)], np.r_[fg, bg])
-    assert pixel_auc(fg, bg) == pytest.approx(ref, rel=1e-12)
-    # unchanged by an increasing transformation of the map, unlike the gap
-    assert pixel_auc(fg ** 3, bg ** 3) == pytest.approx(pixel_auc(fg, bg))
-    assert pixel_auc(np.ones(4), np.ones(5)) == 0.5
+    mask = disc()
+    z = np.round(rng.random(mask.shape), 2)  # many ties
+    plain, cubed = region_stats(z, mask, ~mask), region_stats(z ** 3, mask, ~mask)
+    assert cubed["auc"] == pytest.approx(plain["auc"]) and cubed["gap"] != pytest.approx(plain["gap"])
+    assert region_stats(np.ones(mask.shape), mask, ~mask)["auc"] == 0.5

@@ -37,7 +37,7 @@ def shuffled_pairs(image_ids: Sequence[str], seed: int = 0) -> dict[str, str]:
     if len(ids) < 2:
         return {}
     order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-    return {a: b for a, b in zip(order, order[1:] + order[:1])}
+    return {a: b for a, b in zip(order, order[1:] + order[:1], strict=True)}
 
 
 def fit_mask(mask: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -4,15 +4,17 @@ against its masks, and the inputs of the deletion tests.
 Per image with masks (``image_records``): the Grad-CAM map of each output's *predicted class* — the
 positive logit where p >= threshold, the negative logit otherwise (Grad-CAM is linear in the target, so
 that map is the raw map negated before the ReLU: ``predicted_class_cams``) — and the baselines of
-``mask_baselines``, against the output's mask (``map_masks``) with every background there is: the rest
+``baselines``, against the output's mask (``map_masks``) with every background there is: the rest
 of the image (the paper's), the rest of the lesion (where ``masks/<id>_lesion.png`` exists) and, for a
-pattern head, the other patterns' masks. Each pair is scored by ``mask_statistics.region_stats`` and
-Quantus' localisation metrics (``mask_localisation``).
+pattern head, the other patterns' masks. Each pair is scored by ``statistics.region_stats`` and
+Quantus' localisation metrics (``quantus_metrics``).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,29 +26,40 @@ from bcc.core.patterns import BCC_CODES, CODES, OUTPUTS
 from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import LESION
 from bcc.data.images import UnreadableImage, read_mask, read_rgb, to_input
-from bcc.evaluation.mask_baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
-from bcc.evaluation.mask_faithfulness import road_scores, twin_path, twin_probabilities
-from bcc.evaluation.mask_localisation import localisation
-from bcc.evaluation.mask_statistics import placements, region_stats
+from bcc.evaluation.localisation.baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
+from bcc.evaluation.localisation.faithfulness import road_scores, twin_path, twin_probabilities
+from bcc.evaluation.localisation.quantus_metrics import localisation
+from bcc.evaluation.localisation.statistics import placements, region_stats
 from bcc.explanation.gradcam import maps_on_picture, postprocess, raw_cams
 from bcc.models.checkpoint import load_network
+from bcc.models.network import MultitaskNet
 
 BCC = OUTPUTS.index("bcc")
 
 
 @dataclass(frozen=True)
 class Table4Settings:
-    """``eval.table4_*`` and ``eval.mask_figures`` (conf/eval.yaml)."""
+    """Table 4's settings: the ``eval.table4`` node of conf/eval.yaml builds one (``allow_outside`` from
+    ``data.allow_outside``)."""
 
     threshold: float = 0.5          # p >= threshold: the positive class is predicted (and explained)
     centre_sigma: float = 0.25      # the centre baseline's standard deviation, a fraction of the side
     seed: int = 0                   # shuffled-mask pairing, ROAD's choice of images and imputation noise
     road_images: int = 20           # per run; 0 turns ROAD off (a few seconds per image at 224 px)
-    road_percentiles: tuple[int, ...] = (20, 40, 60, 80)
+    road_percentiles: Sequence[int] = (20, 40, 60, 80)
     max_figures: int = 3            # Fig. 3: median, best, worst
     max_side: int | None = 512      # statistics at most this many pixels on the longer side; None: the image's
     batch_size: int = 16
     allow_outside: bool = False     # data.allow_outside: the dataset's paths may leave its folder
+    gradcam_layer: str | None = None  # the maps' layer; None: the run's own (its backbone.gradcam_layer)
+
+
+def explained_network(run_dir: Path, settings: Table4Settings) -> MultitaskNet:
+    """The run's ``best.ckpt``, its Grad-CAM at ``settings.gradcam_layer`` when one is given."""
+    net = load_network(Path(run_dir) / BEST)
+    if settings.gradcam_layer is not None:
+        net.explain_at(settings.gradcam_layer)
+    return net
 
 
 # ---- masks and maps ---------------------------------------------------------------------------------
@@ -86,7 +99,8 @@ def working_shape(shape: tuple[int, int], max_side: int | None) -> tuple[int, in
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _fitted(masks: dict[str, np.ndarray], max_side: int | None) -> dict[str, np.ndarray]:
+def fitted_masks(masks: dict[str, np.ndarray], max_side: int | None) -> dict[str, np.ndarray]:
+    """The masks at the statistics' working size (``working_shape``); one that vanishes there is dropped."""
     fitted = {o: fit_mask(m, working_shape(m.shape, max_side)) for o, m in masks.items()}
     return {o: m for o, m in fitted.items() if m.any()}
 
@@ -107,7 +121,7 @@ def predicted_class_cams(net, rgbs: list[np.ndarray], p: np.ndarray, threshold: 
     """``(inputs (N, 3, S, S), raw maps of the predicted classes (N, 8, h, w), signs (N, 8))`` for images
     whose predicted probabilities are `p` (N, 8, OUTPUTS order); ``maps_on_picture`` makes them [0, 1] maps."""
     aspects = aspects or [None] * len(rgbs)
-    x = torch.stack([to_input(rgb, net.preprocess, a) for rgb, a in zip(rgbs, aspects)])
+    x = torch.stack([to_input(rgb, net.preprocess, a) for rgb, a in zip(rgbs, aspects, strict=True)])
     signs = predicted_signs(p, threshold)
     return x, signed_cams(raw_cams(net, x)[0], signs), signs
 
@@ -131,7 +145,8 @@ def image_records(maps: np.ndarray, masks: dict[str, np.ndarray], lesion: np.nda
     `shuffled`: output → (another image's mask, that image's lesion or None, its id), fitted to this image.
     """
     centre = centre_map(maps.shape[-2:], centre_sigma)
-    jobs = []  # (map name, output, z, fg, backgrounds, whose mask when not this image's)
+    # (map name, output, z, fg, backgrounds, whose mask when not this image's)
+    jobs: list[tuple[str, str, np.ndarray, np.ndarray, dict[str, np.ndarray], str | None]] = []
     for output, fg in masks.items():
         z = maps[OUTPUTS.index(output)]
         bgs = _backgrounds(output, fg, masks, lesion)
@@ -143,7 +158,8 @@ def image_records(maps: np.ndarray, masks: dict[str, np.ndarray], lesion: np.nda
             other, other_lesion, other_id = shuffled[output]
             jobs.append(("shuffled_mask", output, z, other,
                          _backgrounds(output, other, {}, other_lesion, other_patterns=False), other_id))
-    rows, triples, where = [], [], {}
+    rows, triples = [], []
+    where: dict[tuple[str, str | None, str], Any] = {}
     for name, output, z, fg, bgs, mask_of in jobs:
         for bg_name, bg in bgs.items():
             key = (output, mask_of, bg_name)  # the same mask and region: the same placements for every map
@@ -154,14 +170,15 @@ def image_records(maps: np.ndarray, masks: dict[str, np.ndarray], lesion: np.nda
             rows.append({"map": name, "output": output, "mask_of": mask_of, "background": bg_name,
                          "empty_map": bool(z.max() <= 0), **stats})
             triples.append((z, fg, fg | bg))
-    scores = localisation(*zip(*triples)) if triples else {}
+    scores = localisation(*zip(*triples, strict=True)) if triples else {}
     for k, row in enumerate(rows):
         row.update({m: float(v[k]) for m, v in scores.items()})
     return rows
 
 
 # ---- trained runs --------------------------------------------------------------------------------------
-def _correct(row: pd.Series, output: str, threshold: float = 0.5):
+def prediction_correct(row: pd.Series, output: str, threshold: float = 0.5):
+    """A record's ``correct``: whether p >= `threshold` agrees with the label; NA where it is unknown."""
     y = row.get(f"y_{output}")
     if y is None or pd.isna(y):
         return pd.NA
@@ -185,7 +202,7 @@ def _twin_records(net, preds: pd.DataFrame, batch_size: int) -> pd.DataFrame:
         t = torch.stack([to_input(read_image(p), net.preprocess) for p in chunk["twin_path"]])
         p_image, p_twin = twin_probabilities(net, x, t)
         rows += [{"image_id": i, "y_bcc": y, "p_image": a, "p_twin": b}
-                 for i, y, a, b in zip(chunk["image_id"], chunk["y_bcc"], p_image, p_twin)]
+                 for i, y, a, b in zip(chunk["image_id"], chunk["y_bcc"], p_image, p_twin, strict=True)]
     return pd.DataFrame(rows)
 
 
@@ -195,7 +212,7 @@ def _road_records(net, inputs: list[tuple[str, torch.Tensor, np.ndarray, float]]
     for a map that is 0 everywhere (it ranks no pixel above another)."""
     rows = []
     for start in range(0, len(inputs), settings.batch_size):
-        ids, xs, maps, signs = zip(*inputs[start:start + settings.batch_size])
+        ids, xs, maps, signs = zip(*inputs[start:start + settings.batch_size], strict=True)
         x = torch.stack(xs)
         centre = np.broadcast_to(centre_map(x.shape[-2:], settings.centre_sigma), (len(ids), *x.shape[-2:]))
         for name, m in (("gradcam", np.stack(maps)), ("centre", centre)):
@@ -205,7 +222,7 @@ def _road_records(net, inputs: list[tuple[str, torch.Tensor, np.ndarray, float]]
             if ok.any():
                 scores[ok] = road_scores(net, x[ok], m[ok], np.asarray(signs)[ok], settings.road_percentiles,
                                          settings.seed)
-            rows += [{"image_id": i, "map": name, "road": s} for i, s in zip(ids, scores)]
+            rows += [{"image_id": i, "map": name, "road": s} for i, s in zip(ids, scores, strict=True)]
     return pd.DataFrame(rows)
 
 
@@ -226,9 +243,9 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
     preds = preds[preds["twin_path"].notna()].assign(image_path=lambda d: [dataset.image_path(i) for i in d["image_id"]])
     if masked.empty and preds.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
-    net = load_network(run_dir / BEST)
-    masks = {i: _fitted(map_masks(dataset.masks[i]), settings.max_side) for i in masked["image_id"]}
-    lesions = {i: _fitted({"lesion": m} if (m := lesion_mask(dataset.masks[i])) is not None else {},
+    net = explained_network(run_dir, settings)
+    masks = {i: fitted_masks(map_masks(dataset.masks[i]), settings.max_side) for i in masked["image_id"]}
+    lesions = {i: fitted_masks({"lesion": m} if (m := lesion_mask(dataset.masks[i])) is not None else {},
                           settings.max_side).get("lesion") for i in masked["image_id"]}
     pairs = {o: shuffled_pairs([i for i in masked["image_id"] if o in masks[i]], settings.seed) for o in OUTPUTS}
     with_bcc = [i for i in masked["image_id"] if "bcc" in masks[i]]
@@ -240,10 +257,10 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
         aspects = [dataset.aspect(i) for i in chunk["image_id"]]
         x, cams, signs = predicted_class_cams(net, rgbs, chunk[PROB_COLUMNS].to_numpy(np.float64), settings.threshold,
                                               aspects)
-        for k, ((_, row), rgb) in enumerate(zip(chunk.iterrows(), rgbs)):
+        for k, ((_, row), rgb) in enumerate(zip(chunk.iterrows(), rgbs, strict=True)):
             image_id, shape = str(row["image_id"]), working_shape(rgb.shape[:2], settings.max_side)
             maps = maps_on_picture(cams[k:k + 1], shape, net.preprocess, aspects[k])[0].numpy()
-            shuffled = {o: (fit_mask(masks[j][o], shape), None if lesions[j] is None else fit_mask(lesions[j], shape), j)
+            shuffled = {o: (fit_mask(masks[j][o], shape), None if (lj := lesions[j]) is None else fit_mask(lj, shape), j)
                         for o, pr in pairs.items() if (j := pr.get(image_id))}
             for rec in image_records(maps, masks[image_id], lesions[image_id], shuffled, settings.centre_sigma):
                 o = rec["output"]
@@ -251,7 +268,7 @@ def run_records(run_dir: Path, dataset, settings: Table4Settings | None = None
                              "run_dir": str(run_dir),
                              "kind": "diagnosis" if o == "bcc" else "patterns",
                              "target": "positive" if signs[k, OUTPUTS.index(o)] > 0 else "negative",
-                             "correct": _correct(row, o, settings.threshold), **rec})
+                             "correct": prediction_correct(row, o, settings.threshold), **rec})
             if image_id in road_ids:
                 road_map = postprocess(cams[k:k + 1, BCC:BCC + 1], x.shape[-2:])[0, 0].numpy()
                 road_inputs.append((image_id, x[k], road_map, signs[k, BCC]))

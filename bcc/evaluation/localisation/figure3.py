@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bcc.core.io import atomic_path
-from bcc.evaluation.mask_statistics import BINS, conditional_pdfs, pdf_intersection
+from bcc.evaluation.localisation.statistics import BINS, conditional_pdfs, pdf_intersection
 from bcc.explanation.render import overlay
 
 RANKS = ("median", "best", "worst")

@@ -1,11 +1,11 @@
 """Table 4 from per-map records: the statistics table, the model against each baseline, per pattern head,
 and the deletion tests.
 
-A record (``mask_agreement.run_records``) is one map scored against one mask and one background:
+A record (``table4.run_records``) is one map scored against one mask and one background:
 ``map`` (``MAPS``: the model's Grad-CAM or a baseline), ``kind`` (``diagnosis``: the bcc output's map
 against the union of the BCC-pattern masks; ``patterns``: each code's map against its own mask),
 ``background`` (``BACKGROUNDS``), ``correct`` (the model's prediction for that output and image) and
-the columns of ``mask_statistics.region_stats`` and ``mask_localisation.localisation``.
+the columns of ``statistics.region_stats`` and ``quantus_metrics.localisation``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bcc.core.patterns import CODES
-from bcc.evaluation.mask_statistics import (
+from bcc.evaluation.localisation.statistics import (
     ALPHA,
     BINS,
     CORRECTIONS,

@@ -1,10 +1,10 @@
 """Grad-CAM maps against the dermatologists' masks: the paper's Table 4 and Fig. 3 (§3.2.2), built so that it
 tells a model that looks at the lesion's patterns from one that looks at the image centre.
 
-``mask_report`` runs it for trained runs: the records (``mask_records``: the model's maps of the
+``mask_report`` runs it for trained runs: the records (``records``: the model's maps of the
 predicted class and the baselines against each mask and background), the deletion tests
-(``mask_faithfulness``: counterfactual twins, ROAD), the tables (``mask_tables``) and Fig. 3 at the
-median, best and worst map (``mask_figures``); ``describe`` says in words what the model's gaps are
+(``faithfulness``: counterfactual twins, ROAD), the tables (``tables``) and Fig. 3 at the
+median, best and worst map (``figure3``); ``describe`` says in words what the model's gaps are
 against the baselines. How to read it all: docs/table4.md.
 """
 from __future__ import annotations
@@ -16,23 +16,23 @@ import numpy as np
 import pandas as pd
 
 from bcc.core.io import write_csv
-from bcc.core.layout import BEST, PREDICTIONS
+from bcc.core.layout import PREDICTIONS
 from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import load_dataset
-from bcc.evaluation.mask_figures import figure3, figure_choice
-from bcc.evaluation.mask_records import (
+from bcc.evaluation.localisation.figure3 import figure3, figure_choice
+from bcc.evaluation.localisation.records import (
     Table4Settings,
+    explained_network,
     lesion_mask,
     map_masks,
     predicted_class_cams,
     read_image,
     run_records,
 )
-from bcc.evaluation.mask_statistics import effect_size_label
-from bcc.evaluation.mask_tables import baselines, faithfulness, per_head, statistics
+from bcc.evaluation.localisation.statistics import effect_size_label
+from bcc.evaluation.localisation.tables import baselines, faithfulness, per_head, statistics
 from bcc.explanation.gradcam import postprocess
-from bcc.models.checkpoint import load_network
 
 FILES = {"statistics": "table4.csv", "baselines": "table4_baselines.csv", "per_head": "table4_per_head.csv",
          "faithfulness": "table4_faithfulness.csv"}
@@ -58,7 +58,7 @@ def _draw(choice: pd.DataFrame, dataset, out_dir: Path, settings: Table4Settings
     """Fig. 3 of each chosen record, the map recomputed with its run's network."""
     paths = []
     for run_dir, rec in choice.groupby("run_dir", sort=False):
-        net = load_network(Path(run_dir) / BEST)
+        net = explained_network(run_dir, settings)
         preds = read_predictions(Path(run_dir) / PREDICTIONS).set_index("image_id")
         for _, r in rec.iterrows():
             rgb = read_image(dataset.image_path(r["image_id"]))
@@ -85,7 +85,7 @@ def _notes(records: pd.DataFrame, twins: pd.DataFrame, settings: Table4Settings)
     if twins.empty:
         notes.append("No counterfactual twins (`twins/<id>.png`) for these images: no twin deletion test.")
     if settings.road_images <= 0:
-        notes.append("ROAD not computed (eval.table4_road_images = 0).")
+        notes.append("ROAD not computed (eval.table4.road_images = 0).")
     if not (records["map"] == "shuffled_mask").any():
         notes.append("Fewer than two images per output with a mask: no shuffled-mask baseline.")
     return notes
@@ -97,7 +97,7 @@ def mask_report(run_dirs: list[Path], dataset_root: Path, out_dir: Path,
     ``predictions.csv``); None (nothing written) when no test image of these runs has a mask.
 
     Writes into `out_dir`: ``FILES`` (``table4.csv`` statistics, ``table4_baselines.csv``,
-    ``table4_per_head.csv``, ``table4_faithfulness.csv``; columns: ``mask_tables``), ``gradcam_per_image.csv``
+    ``table4_per_head.csv``, ``table4_faithfulness.csv``; columns: ``tables``), ``gradcam_per_image.csv``
     (every record, without the PDFs), ``table4_faithfulness_per_image.csv`` (twins and ROAD per image)
     and ``figures/fig3_<rank>_<image_id>_<output>.png`` for rank median, best, worst.
     """

@@ -1,4 +1,4 @@
-"""Table 4 (bcc.evaluation.mask_agreement and its modules): the issue's checks on hand-made maps with a known
+"""Table 4 (bcc.evaluation.localisation.table4 and its modules): the issue's checks on hand-made maps with a known
 answer — a map equal to the mask beats every baseline, a centred map does not beat the centre baseline, a map hot
 outside the mask is never significant —, Quantus against the project's own figures, the negative-logit map of a
 predicted-non-BCC image against pytorch-grad-cam, and the report end to end on the session's smoke run."""
@@ -18,19 +18,19 @@ from bcc.cli import evaluate as evaluate_cli
 from bcc.core.errors import BadInput
 from bcc.core.patterns import OUTPUTS
 from bcc.data.contract import load_dataset
-from bcc.evaluation.mask_agreement import PER_MAP, Table4, describe, mask_report
-from bcc.evaluation.mask_baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
-from bcc.evaluation.mask_faithfulness import LogitTarget
-from bcc.evaluation.mask_figures import figure3, figure_choice
-from bcc.evaluation.mask_localisation import localisation
-from bcc.evaluation.mask_records import (
+from bcc.evaluation.localisation.baselines import centre_map, fit_mask, shuffled_pairs, uniform_map
+from bcc.evaluation.localisation.faithfulness import LogitTarget
+from bcc.evaluation.localisation.figure3 import figure3, figure_choice
+from bcc.evaluation.localisation.quantus_metrics import localisation
+from bcc.evaluation.localisation.records import (
     Table4Settings,
     image_records,
     map_masks,
     predicted_class_cams,
     predicted_signs,
 )
-from bcc.evaluation.mask_tables import baselines, faithfulness, per_head, statistics
+from bcc.evaluation.localisation.table4 import PER_MAP, Table4, describe, mask_report
+from bcc.evaluation.localisation.tables import baselines, faithfulness, per_head, statistics
 from bcc.evaluation.pipeline import evaluate
 from bcc.explanation.gradcam import gradcam_maps, postprocess, target
 from bcc.models.network import MultitaskNet
@@ -208,11 +208,12 @@ def test_quantus_agrees_with_the_projects_own_figures():
 
 # ---- maps of the predicted class -------------------------------------------------------------------------
 def test_correct_and_map_masks(tmp_path):
-    from bcc.evaluation.mask_records import _correct
+    from bcc.evaluation.localisation.records import prediction_correct
 
     row = pd.Series({"y_bcc": 1.0, "p_bcc": 0.7, "y_U": 0.0, "p_U": 0.6, "y_PN": np.nan, "p_PN": 0.2})
-    assert _correct(row, "bcc") is True and _correct(row, "U") is False and _correct(row, "PN") is pd.NA
-    assert _correct(row, "bcc", threshold=0.8) is False
+    assert prediction_correct(row, "bcc") is True and prediction_correct(row, "U") is False
+    assert prediction_correct(row, "PN") is pd.NA
+    assert prediction_correct(row, "bcc", threshold=0.8) is False
     a, b, pn = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
     a[:2], b[-2:], pn[3:5] = 255, 255, 255
     paths = {}
@@ -227,16 +228,16 @@ def test_correct_and_map_masks(tmp_path):
 
 
 def test_working_shape():
-    from bcc.evaluation.mask_records import working_shape
+    from bcc.evaluation.localisation.records import working_shape
 
     assert working_shape((1024, 768), 512) == (512, 384)
     assert working_shape((300, 200), 512) == (300, 200) and working_shape((2000, 999), None) == (2000, 999)
     # masks follow (nearest neighbour); one that vanishes at the working size is dropped
-    from bcc.evaluation.mask_records import _fitted
+    from bcc.evaluation.localisation.records import fitted_masks
 
     big, tiny = np.zeros((1024, 1024), bool), np.zeros((1024, 1024), bool)
     big[100:140, 200:260], tiny[0, 0] = True, True
-    fitted = _fitted({"U": big, "MG": tiny}, 512)
+    fitted = fitted_masks({"U": big, "MG": tiny}, 512)
     assert list(fitted) == ["U"] and fitted["U"].shape == (512, 512) and fitted["U"].sum() == 20 * 30
 
 
@@ -320,7 +321,7 @@ def smoke_report(ckpt, data_dir, tmp_path_factory):
     out = tmp / "outputs"
     shutil.copytree(ckpt.parent.parent.parent.parent, out, ignore=shutil.ignore_patterns("last.ckpt", "csv"))
     cfg = evaluate_cli.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false",
-                                    "eval.stage=0", "eval.k=1", f"eval.dataset={root}", "eval.table4_road_images=2"])
+                                    "eval.stage=0", "eval.k=1", f"eval.dataset={root}", "eval.table4.road_images=2"])
     ev = evaluate(cfg)
     return ev, root, out / "mobilenet" / "fold0" / "stage0"
 
@@ -351,7 +352,7 @@ def test_records_of_the_smoke_run(smoke_report):
     assert set(per_map["image_id"]) == {i for i in preds.index if i in ds.masks and map_masks(ds.masks[i])}
     model = per_map[per_map["map"] == "gradcam"]
     # each map explains the class the run predicted: the negative logit's where p < 0.5
-    p = np.array([preds.loc[i, f"p_{o}"] for i, o in zip(model["image_id"], model["output"])])
+    p = np.array([preds.loc[i, f"p_{o}"] for i, o in zip(model["image_id"], model["output"], strict=True)])
     assert (model["target"] == np.where(p >= 0.5, "positive", "negative")).all()
     assert (model["target"] == "negative").any()
     # the diagnosis map against the union of the BCC-pattern masks, with both backgrounds
@@ -375,7 +376,7 @@ def test_records_of_the_smoke_run(smoke_report):
 
 
 def test_the_call_site_passes_the_eval_settings(tmp_path, monkeypatch):
-    """pipeline.table4 hands the eval.table4_* keys to mask_report and puts its result into report.md."""
+    """pipeline.table4 hands the eval.table4 node to mask_report and puts its result into report.md."""
     from tests.helpers.runs import write_dataset, write_runs
 
     ds = write_dataset(tmp_path / "data" / "synth")
@@ -394,13 +395,13 @@ def test_the_call_site_passes_the_eval_settings(tmp_path, monkeypatch):
 
     monkeypatch.setattr("bcc.evaluation.pipeline.mask_report", fake_report)
     evaluate(evaluate_cli.load_config([f"output_dir={out}", "wandb.enabled=false", "eval.complexity=false",
-                                       "eval.mask_figures=2", "eval.table4_threshold=0.4", "eval.table4_road_images=0",
-                                       "eval.table4_max_side=null", "eval.table4_road_percentiles=[50]",
+                                       "eval.table4.max_figures=2", "eval.table4.threshold=0.4", "eval.table4.road_images=0",
+                                       "eval.table4.max_side=null", "eval.table4.road_percentiles=[50]",
                                        "data.allow_outside=true", "eval.lesion_focus=false"]))  # its masks are fake
     st = calls["settings"]
     assert calls["n"] == 5 and calls["root"] == ds
-    assert (st.max_figures, st.threshold, st.road_images, st.max_side, st.road_percentiles, st.allow_outside) == \
-        (2, 0.4, 0, None, (50,), True)
+    assert (st.max_figures, st.threshold, st.road_images, st.max_side, list(st.road_percentiles), st.allow_outside) == \
+        (2, 0.4, 0, None, [50], True)
     md = (out / "report" / "report.md").read_text()
     assert "0.432" in md and "a note from mask_report" in md and "| gradcam | diagnosis | image | all |" in md
 
