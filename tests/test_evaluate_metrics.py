@@ -124,3 +124,26 @@ def test_per_fold_thresholds_change_the_table():
     _summary, per_fold = table3(df, per)
     acc = per_fold[per_fold["row"] == ROW_BCC].sort_values("fold")["accuracy"].to_numpy()
     np.testing.assert_allclose(acc, [1.0, 1.0, 0.75, 0.75, 1.0])
+
+
+def test_clinical_rows_judge_only_the_trained_codes():
+    """The public sets label PN and AT only: a lesion with both 0 counts as "no pattern" and an AT-positive
+    BCC enters the detection rate, although U…SW are unknown (blank) — never read as 0, never as missing."""
+    from bcc.core.patterns import CODES
+
+    rows = []
+    for i, (y_bcc, y_pn, y_at, p_pn, p_at) in enumerate([(1, 0, 1, 0.1, 0.9),   # AT shown, detected
+                                                         (1, 0, 1, 0.1, 0.2),   # AT shown, missed
+                                                         (0, 0, 0, 0.2, 0.1),   # no pattern, predicted none
+                                                         (0, 1, 0, 0.8, 0.1)]):  # PN
+        row = {"image_id": f"x{i}", "fold": 0, "y_bcc": y_bcc, "p_bcc": 0.9 if y_bcc else 0.1}
+        for c in CODES:
+            row[f"y_{c}"], row[f"p_{c}"] = {"PN": (y_pn, p_pn), "AT": (y_at, p_at)}.get(c, (np.nan, np.nan))
+        rows.append(row)
+    summary, _ = table3(pd.DataFrame(rows), 0.5)
+    s = summary.set_index("row")
+    assert s.loc[ROW_DETECTION, "accuracy_mean"] == pytest.approx(0.5) and s.loc[ROW_DETECTION, "n"] == 2
+    assert s.loc[ROW_NO_PATTERN, "recall_mean"] == pytest.approx(1.0) and s.loc[ROW_NO_PATTERN, "n"] == 4
+    untrained = pd.DataFrame(rows).assign(p_AT=np.nan)  # no BCC pattern trained: the row says so
+    s = table3(untrained, 0.5)[0].set_index("row")
+    assert s.loc[ROW_DETECTION, "note"] == "not trained"

@@ -32,11 +32,13 @@ A metric whose denominator is 0 in a fold (e.g. no SW lesion in it) is NaN for t
 then says over how many folds it was defined (``folds`` column), never hiding it. An output the model
 was not trained on (``p_<output>`` blank in the predictions) is a row marked ``not trained``, and the
 clinical rule runs over the trained codes only (``clinical_rule(known=...)``); with no BCC pattern
-trained it is ``not trained`` too. Every cell is scikit-learn's (``bcc.evaluation.metrics``).
+trained it is ``not trained`` too. So do *No-pattern* and *BCC pattern detection*: "all codes 0" and "a BCC
+pattern shown" are judged over the trained codes (on the public sets: PN and AT, the only ones labelled),
+never over codes nobody rated. Every cell is scikit-learn's (``bcc.evaluation.metrics``).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -100,21 +102,27 @@ def fold_rows(df: pd.DataFrame, thresholds: Mapping[str, float]) -> list[dict]:
         add(PATTERNS, PAPER_NAMES[c], _observed(df, [f"y_{c}"]), df[f"y_{c}"].fillna(0), hat[f"yhat_{c}"],
             trained=bool(trained), score=df[f"p_{c}"])
 
-    all_codes = _observed(df, [f"y_{c}" for c in CODES])
-    ref = df[[f"y_{c}" for c in CODES]].fillna(0).to_numpy().astype(int)
-    pred = hat[[f"yhat_{c}" for c in CODES]].to_numpy()
-    add(CLINICAL, ROW_NO_PATTERN, all_codes, ref.sum(axis=1) == 0, pred.sum(axis=1) == 0)
-    add(CLINICAL, ROW_PN, _observed(df, ["y_PN"]), df["y_PN"].fillna(0), hat["yhat_PN"])
-    rows.append({"section": CLINICAL, "row": ROW_DETECTION, **bcc_pattern_detection(df, hat)})
+    codes = [c for c, k in zip(CODES, known, strict=True) if k]  # an untrained code is neither 0 nor 1
+    all_codes = _observed(df, [f"y_{c}" for c in codes])
+    ref = df[[f"y_{c}" for c in codes]].fillna(0).to_numpy().astype(int)
+    pred = hat[[f"yhat_{c}" for c in codes]].to_numpy()
+    add(CLINICAL, ROW_NO_PATTERN, all_codes, ref.sum(axis=1) == 0, pred.sum(axis=1) == 0, trained=bool(codes))
+    add(CLINICAL, ROW_PN, _observed(df, ["y_PN"]), df["y_PN"].fillna(0), hat["yhat_PN"], trained=bool(known[0]))
+    bcc_codes = [c for c in BCC_CODES if c in codes]
+    if bcc_codes:
+        rows.append({"section": CLINICAL, "row": ROW_DETECTION, **bcc_pattern_detection(df, hat, bcc_codes)})
+    else:
+        add(CLINICAL, ROW_DETECTION, np.zeros(len(df), bool), df["y_bcc"].fillna(0), hat["yhat_bcc"], trained=False)
     return rows
 
 
-def bcc_pattern_detection(df: pd.DataFrame, hat: pd.DataFrame) -> dict[str, float]:
-    """The ``BCC pattern detection`` row (definitions in the module docstring)."""
-    cols = [f"y_{c}" for c in BCC_CODES]
+def bcc_pattern_detection(df: pd.DataFrame, hat: pd.DataFrame, codes: Sequence[str] = BCC_CODES) -> dict[str, float]:
+    """The ``BCC pattern detection`` row over the BCC `codes` the model was trained on (definitions in the
+    module docstring)."""
+    cols = [f"y_{c}" for c in codes]
     ok = _observed(df, cols)
     ref = df[cols].fillna(0).to_numpy().astype(bool)[ok]
-    pred = hat[[f"yhat_{c}" for c in BCC_CODES]].to_numpy().astype(bool)[ok]
+    pred = hat[[f"yhat_{c}" for c in codes]].to_numpy().astype(bool)[ok]
     out = binary_metrics(ref.any(axis=1), pred.any(axis=1))
     bcc = (df["y_bcc"].fillna(0).to_numpy() == 1)[ok]
     population = bcc & ref.any(axis=1)
