@@ -68,6 +68,8 @@ def test_probe_reads_a_linear_feature_and_scores_only_with_the_test_labels():
     unlabelled[:150] = np.nan  # NaN (not rated) rows are left out of the fit and the score
     assert np.isfinite(probe_auroc(x[train], unlabelled[train], x[test], y[test]))
     assert np.isnan(probe_auroc(x[train], np.zeros(300), x[test], y[test]))  # one class: undefined, not 0.5
+    # a code nobody rated (the public sets' U..SW): no training label at all, NaN and no fit
+    assert np.isnan(probe_auroc(x[train], np.full(300, np.nan), x[test], y[test]))
 
 
 def test_pooled_features_are_what_the_heads_read(ckpt, data_dir):

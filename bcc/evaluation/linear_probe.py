@@ -50,8 +50,8 @@ def probe_auroc(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, te
     NaN when either side has one class only."""
     keep, held = ~np.isnan(train_y), ~np.isnan(test_y)
     y = train_y[keep].astype(int)
-    if y.min(initial=1) == y.max(initial=0):
-        return float("nan")  # nothing to fit (roc_auc gives NaN for a one-class test side)
+    if len(np.unique(y)) < 2:  # no labels (a code nobody rated) or one class: nothing to fit
+        return float("nan")  # (roc_auc gives NaN for a one-class test side)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(train_x[keep], y)
     return roc_auc(test_y[held], model.decision_function(test_x[held]))
 
