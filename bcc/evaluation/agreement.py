@@ -13,6 +13,7 @@ import pandas as pd
 
 from bcc.core.patterns import CODES
 from bcc.data.consensus import fleiss_kappa_per_code, ratings_array
+from bcc.data.contract import LESION
 from bcc.evaluation.markdown import markdown_table
 
 
@@ -24,7 +25,8 @@ class DatasetSummary:
     prevalence: pd.DataFrame | None = None       # code → consensus positives, share
     kappa: pd.Series | None = None               # code → Fleiss' kappa
     rater_quality: pd.DataFrame | None = None    # rater × (sensitivity, specificity) per code
-    has_masks: bool = False
+    has_masks: bool = False          # pattern masks (masks/<id>_<CODE>.png)
+    has_lesion_masks: bool = False   # whole-lesion masks (masks/<id>_lesion.png), e.g. PH2's
     notes: list[str] = field(default_factory=list)
 
 
@@ -39,7 +41,9 @@ def summarise_dataset(root: str | Path | None) -> DatasetSummary:
         return out
     images = pd.read_csv(root / "images.csv", dtype=str, keep_default_na=False)
     out.n_images = len(images)
-    out.has_masks = (root / "masks").is_dir() and any((root / "masks").glob("*.png"))
+    masks = [m.stem for m in (root / "masks").glob("*.png")] if (root / "masks").is_dir() else []
+    out.has_lesion_masks = any(m.endswith(f"_{LESION}") for m in masks)
+    out.has_masks = any(not m.endswith(f"_{LESION}") for m in masks)
     ann_path = root / "annotations.csv"
     if ann_path.is_file():
         ann = pd.read_csv(ann_path, dtype={"image_id": str, "rater": str})
@@ -71,7 +75,8 @@ def format_dataset(d: DatasetSummary) -> str:
     if d.root is None or d.n_images is None:
         return "\n".join(f"- {n}" for n in d.notes) or "- no dataset information"
     lines = [(f"- Dataset: `{d.root}` — {d.n_images} images, {d.n_raters or '?'} raters"
-             f"{', pattern masks present' if d.has_masks else ', no masks'}.")]
+             f"{', pattern masks present' if d.has_masks else ', no pattern masks'}"
+             f"{', lesion masks present' if d.has_lesion_masks else ''}.")]
     if d.prevalence is not None or d.kappa is not None:
         t = pd.DataFrame(index=[*CODES, "bcc"])
         if d.prevalence is not None:
