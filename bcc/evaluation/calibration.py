@@ -141,6 +141,9 @@ def reliability_grid(predictions: pd.DataFrame, scaled: pd.DataFrame | None, pat
             ax.plot(confidence, frequency, "o-", c=c, ms=3,
                     label=f"{name}: ECE {expected_calibration_error(y, p, n_bins):.3f}")
         ax.set_title(f"{PAPER_NAMES.get(o, 'BCC/non-BCC')} ({o}), n={int(seen.sum())}", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        if seen.any():
+            ax.legend(fontsize=7, loc="upper left")
+        else:
+            ax.text(0.5, 0.5, "no labels", ha="center", va="center", fontsize=9, color="grey")
     return save_output_grid(fig, axes, "predicted probability", "observed frequency",
                             title or "Reliability per output, test folds pooled", path)
