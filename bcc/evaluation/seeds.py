@@ -12,34 +12,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from bcc.core.patterns import CODES
-from bcc.evaluation.metrics import roc_auc
 from bcc.evaluation.runs import discover, load_predictions
-
-
-def _fold_mean_auroc(preds: pd.DataFrame, output: str, mask: np.ndarray | None = None) -> float:
-    d = preds if mask is None else preds[mask]
-    d = d[d[f"y_{output}"].notna() & d[f"p_{output}"].notna()]
-    values = [roc_auc(f[f"y_{output}"].astype(int), f[f"p_{output}"]) for _, f in d.groupby("fold")]
-    values = [v for v in values if np.isfinite(v)]
-    return float(np.mean(values)) if values else float("nan")
+from bcc.evaluation.sources import ALL, heads_by_source, per_source
 
 
 def run_row(preds: pd.DataFrame, sources: pd.Series | None) -> dict[str, float]:
     """One run's figures: AUROC of p(BCC) (mean over its test folds) overall and per source, of each trained
-    and labelled pattern head overall, and the BCC accuracy at 0.5."""
-    row = {"bcc_auroc": _fold_mean_auroc(preds, "bcc"),
+    and labelled pattern head overall (:mod:`bcc.evaluation.sources`' tables), and the BCC accuracy at 0.5."""
+    groups = sources if sources is not None else pd.Series(dtype=str)
+    bcc = per_source(preds, groups).set_index("source")["auroc_mean"]
+    row = {"bcc_auroc": float(bcc[ALL]),
            "bcc_accuracy": float(((preds["p_bcc"] >= 0.5) == (preds["y_bcc"] == 1)).mean())}
     if sources is not None:
-        src = preds["image_id"].map(sources).astype(str).to_numpy()
-        for s in sorted(set(src)):
-            row[f"bcc_auroc[{s}]"] = _fold_mean_auroc(preds, "bcc", src == s)
-    for c in CODES:
-        if preds[f"p_{c}"].notna().any() and preds[f"y_{c}"].notna().any():
-            row[f"{c}_auroc"] = _fold_mean_auroc(preds, c)
+        row.update({f"bcc_auroc[{s}]": float(v) for s, v in bcc.drop(ALL).items()})
+    heads = heads_by_source(preds, groups)
+    for _, h in heads[heads["source"] == ALL].iterrows() if len(heads) else []:
+        row[f"{h['output']}_auroc"] = float(h["auroc_mean"])
     return row
 
 
