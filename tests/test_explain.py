@@ -52,6 +52,7 @@ def _check_against_pytorch_grad_cam(name: str, timm_name: str | None, size: int)
 # the configured convnext_tiny / vit_base_patch16_224, built in a fraction of the time.
 @pytest.mark.parametrize("name, timm_name, size", [
     ("mobilenet", None, 96),                # linear shortcut: one einsum with the head weights
+    ("efficientnet_lite0", None, 96),       # the same family and shortcut, TensorFlow "same" padding
     ("convnext", "convnext_atto", 64),      # LayerNorm after pooling: batched backward through the head
     ("vit", "vit_tiny_patch16_224", 64),    # blocks[-1].norm1, prefix tokens dropped: batched backward
 ])

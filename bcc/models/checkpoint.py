@@ -96,11 +96,14 @@ def load_network(checkpoint_path: str | Path, device: str | torch.device = "cpu"
     try:
         net = MultitaskNet.build(spec["backbone"], spec.get("timm_name"), pretrained=False,
                                  dropout=float(spec.get("dropout", 0.3)), image_size=image_size,
-                                 resize=pre.resize, colour=pre.colour, gradcam_layer=spec.get("gradcam_layer"))
+                                 resize=pre.resize, colour=pre.colour, gradcam_layer=spec.get("gradcam_layer"),
+                                 mean=spec.get("mean"), std=spec.get("std"))
         net.load_state_dict(_net_state(ckpt["state_dict"]), strict=True)
         if "trained" in spec:
             net.spec["trained"] = dict(spec["trained"])
-    except (RuntimeError, ValueError, KeyError) as e:
+    except BadInput as e:
+        raise CheckpointError(f"{path}: hyper_parameters.network: {e}") from None
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: weights do not fit backbone {spec['backbone']!r} "
                               f"({spec.get('timm_name')}): {str(e).splitlines()[0]}") from None
     net.image_size = image_size

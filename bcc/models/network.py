@@ -1,7 +1,14 @@
 """The multitask network (paper §2.3): shared backbone → dropout → three heads, logits in OUTPUTS order.
 
 Input: float images in [0, 1], shape (N, 3, H, W); the network normalises them with its backbone's mean
-and std itself, so every consumer (training, Grad-CAM, predict, ONNX export) feeds the same thing.
+and std itself (timm's pretrained config of the architecture, recorded in ``spec["mean"]``/``spec["std"]`` so a
+checkpoint carries them), so every consumer (training, Grad-CAM, predict, ONNX export) feeds the same thing.
+
+The network can also be entered and left at two inner *levels* (``LEVELS``): ``trunk`` (the input of the
+last three blocks) and ``pooled`` (the pooled features the heads read). ``encode(x, level)`` runs the part
+before a level and ``logits_from(level, t)`` the part after it; ``logits_from(level, encode(x, level))`` is
+``forward(x)``. ``input_level(parts)`` is the deepest level below which a stage training `parts` changes
+nothing: its frozen part's output can be computed once and reused (``bcc.training.frozen``).
 Output: (N, 8) logits in ``bcc.core.patterns.OUTPUTS`` order ``bcc, PN, U, ON, MG, ML, SW, AT``: the
 heads of ``HEADS`` — diagnosis (bcc), negative criterion (PN), BCC patterns (U..AT) — side by side.
 ``head_weights()`` / ``head_bias()`` are the one accessor of the stacked head parameters (Grad-CAM's
@@ -14,7 +21,7 @@ asks :meth:`MultitaskNet.trained` before it shows or uses an output.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -28,6 +35,16 @@ from bcc.models.backbones import cam_target, create_backbone, last_blocks, spec
 
 #: Parts of the network a stage can train (conf/stage/*.yaml `trainable`).
 PARTS = ("backbone", "last_blocks", *(f"{h}_head" for h in HEADS))
+#: Where the network can be entered: the image, the input of the last three blocks, the pooled features.
+LEVELS = ("image", "trunk", "pooled")
+
+
+def input_level(parts: Iterable[str]) -> str:
+    """The deepest level whose input a stage training `parts` leaves unchanged (everything before it frozen)."""
+    parts = set(parts)
+    if "backbone" in parts:
+        return "image"
+    return "trunk" if "last_blocks" in parts else "pooled"
 
 
 class MultitaskNet(nn.Module):
@@ -38,31 +55,33 @@ class MultitaskNet(nn.Module):
     image_size: int  # set by models.checkpoint.load_network, with checkpoint_path
     checkpoint_path: str
 
-    def __init__(self, backbone: nn.Module, backbone_name: str, dropout: float = 0.3):
+    def __init__(self, backbone: nn.Module, backbone_name: str, dropout: float = 0.3,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
         super().__init__()
         self.backbone_name = backbone_name
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
         width = cast(int, backbone.num_features)
         self.heads = nn.ModuleDict({h: nn.Linear(width, len(outputs)) for h, outputs in HEADS.items()})
-        cfg = getattr(backbone, "pretrained_cfg", {}) or {}
-        mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
+        mean, std = normalisation(backbone, mean, std)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self._held_in_eval: list[nn.Module] = []
-        self.spec: dict[str, Any] = {"backbone": backbone_name, "dropout": float(dropout)}
+        self.spec: dict[str, Any] = {"backbone": backbone_name, "dropout": float(dropout), "mean": mean, "std": std}
 
     @classmethod
     def build(cls, backbone: str, timm_name: str | None = None, pretrained: bool = False, weights=None,
               dropout: float = 0.3, image_size: int | None = None, resize: str = "square",
-              colour: str = "none", gradcam_layer: str | None = None) -> MultitaskNet:
+              colour: str = "none", gradcam_layer: str | None = None, mean: Sequence[float] | None = None,
+              std: Sequence[float] | None = None) -> MultitaskNet:
         """The network for backbone name `backbone` (``conf/model/multitask.yaml`` instantiates this).
 
-        `resize` and `colour` are how its input is made (``bcc.data.images.Preprocess``) and
-        `gradcam_layer` where Grad-CAM reads it (``backbone.gradcam_layer``): kept in the spec, so a
-        checkpoint carries them to every consumer."""
+        `resize` and `colour` are how its input is made (``bcc.data.images.Preprocess``), `mean`/`std` its
+        normalisation (None: the architecture's, from timm's pretrained config) and `gradcam_layer` where
+        Grad-CAM reads it (``backbone.gradcam_layer``): kept in the spec, so a checkpoint carries them to
+        every consumer."""
         net = cls(create_backbone(backbone, timm_name, pretrained=pretrained, weights=weights,
-                                  image_size=image_size), backbone, dropout)
+                                  image_size=image_size), backbone, dropout, mean, std)
         # what a checkpoint needs to rebuild it and to make its input
         net.spec.update(timm_name=timm_name or spec(backbone).timm_name, image_size=image_size, resize=resize,
                         colour=colour)
@@ -105,7 +124,28 @@ class MultitaskNet(nn.Module):
         return Preprocess.of(self.spec)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone((x - self.mean) / self.std)
+        return self.backbone(self.normalise(x))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def encode(self, x: torch.Tensor, level: str) -> torch.Tensor:
+        """Images in [0, 1] → the network's activation at `level` (``LEVELS``; ``image``: `x` itself)."""
+        if level == "image":
+            return x
+        t = spec(self.backbone_name).trunk(self.backbone, self.normalise(x))
+        return t if level == "trunk" else self.trunk_to_pooled(t)
+
+    def trunk_to_pooled(self, t: torch.Tensor) -> torch.Tensor:
+        """Pooled features from the trunk's output: the last three blocks, the final norm and the pooling."""
+        return spec(self.backbone_name).tail(self.backbone, t)
+
+    def logits_from(self, level: str, t: torch.Tensor) -> torch.Tensor:
+        """(N, 8) logits from the activation `t` at `level` — the rest of ``forward``."""
+        if level == "image":
+            return self(t)
+        pooled = t if level == "pooled" else self.trunk_to_pooled(t)
+        return self.head_logits(self.dropout(pooled))
 
     def head_logits(self, f: torch.Tensor) -> torch.Tensor:
         """(N, 8) logits from pooled (and dropped-out) features (N, C)."""
@@ -169,6 +209,22 @@ class MultitaskNet(nn.Module):
         for m in self._held_in_eval:
             m.training = False
         return self
+
+
+def normalisation(backbone: nn.Module, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> tuple[list[float], list[float]]:
+    """The input normalisation: `mean`/`std` as given (a checkpoint's), else the architecture's own from timm's
+    pretrained config (ImageNet's for most, 0.5 for the EfficientNet-Lite family)."""
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    mean = mean if mean is not None else cfg.get("mean")
+    std = std if std is not None else cfg.get("std")
+    if mean is None or std is None:
+        raise BadInput(f"{type(backbone).__name__}: timm gives no input mean/std for it; pass model.net.mean and "
+                       f"model.net.std")
+    mean, std = [float(v) for v in mean], [float(v) for v in std]
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise BadInput(f"normalisation mean={mean} std={std}: give three values each, std > 0")
+    return mean, std
 
 
 def trained_outputs(spec: Mapping[str, Any]) -> np.ndarray:
