@@ -38,7 +38,9 @@ def _decode(path: Path, preprocess: Preprocess, aspect: float | None) -> np.ndar
         raise DatasetError(f"{path}: cannot read image ({e.strerror or e}); {FIX}") from None
 
 
-def _digest(root: Path, rel_paths: Sequence[str], preprocess: Preprocess, aspects: Sequence[float | None]) -> str:
+def decode_digest(root: Path, rel_paths: Sequence[str], preprocess: Preprocess,
+                  aspects: Sequence[float | None]) -> str:
+    """What the decoded array depends on: the image list, sizes, modification times, aspects, preprocessing."""
     h = hashlib.sha256(f"{preprocess.size}/upright".encode())  # "upright": EXIF orientation applied
     if (preprocess.resize, preprocess.colour) != ("square", "none") or any(aspects):
         h.update(f"{preprocess.resize}/{preprocess.colour}/{list(aspects)}".encode())
@@ -62,7 +64,7 @@ def decoded_images(root: Path, rel_paths: Sequence[str], preprocess: Preprocess 
     aspects = list(aspects) if aspects is not None else [None] * len(rel_paths)
     for rel in rel_paths:
         inside(root, rel, f"{root / 'images.csv'}", allow_outside, base=root)
-    digest = _digest(root, rel_paths, pre, aspects)
+    digest = decode_digest(root, rel_paths, pre, aspects)
     key = (str(root), int(size), digest)
     if key in _MEMORY:
         return _MEMORY[key]

@@ -17,6 +17,10 @@ paper, §2.4, plus flips and a mild colour jitter), composed in that order on th
 Evaluation transforms are the identity on the cached resize (deterministic). With the cache, a batch
 costs about a millisecond per image here, so ``num_workers=0`` (the main process) is the default on a
 2-core machine; with workers they are persistent.
+
+``serve_frozen`` switches a stage with a frozen part to its activations (``bcc.training.frozen``,
+``frozen_views`` views per image computed once): the items then carry ``trunk`` or ``pooled`` instead of
+``image``, and each epoch draws one view per training image.
 """
 from __future__ import annotations
 
@@ -34,12 +38,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bcc.core.errors import UsageError
 from bcc.core.patterns import CODES, OUTPUTS
-from bcc.data.cache import decoded_images
+from bcc.data.cache import decode_digest, decoded_images
 from bcc.data.consensus import ensure_labels
 from bcc.data.folds import ensure_splits, strata
 from bcc.data.images import Preprocess
 from bcc.data.synthetic import generate
 from bcc.data.table import aspects, read_table
+from bcc.models.network import MultitaskNet
+from bcc.training import frozen
 
 SAMPLERS = ("shuffle", "balanced")
 
@@ -57,12 +63,41 @@ class LesionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def reseed(self, seed: int) -> None:
+        if self.transform is not None:
+            self.transform.set_random_seed(seed)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         img = self.images[self.rows[i]]
         if self.transform is not None:
             img = self.transform(image=img)["image"]
         return {"image": torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1),
                 "label": self.labels[i], "target": self.targets[i], "index": int(self.rows[i])}
+
+
+class ActivationDataset(Dataset):
+    """Items: ``<level>`` the frozen part's output for one view of the image (``bcc.training.frozen``), ``label``,
+    ``target``, ``index``. View 0 (the picture as is) unless `draw_views`: then :meth:`reseed` draws one view
+    per item for the epoch."""
+
+    def __init__(self, activations: torch.Tensor, level: str, rows: np.ndarray, labels: np.ndarray,
+                 targets: np.ndarray, draw_views: bool):
+        self.activations, self.level, self.rows, self.draw_views = activations, level, rows, draw_views
+        self.labels = torch.as_tensor(labels, dtype=torch.float32)
+        self.targets = torch.as_tensor(targets, dtype=torch.float32)
+        self.views = torch.zeros(len(rows), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def reseed(self, seed: int) -> None:
+        if self.draw_views:
+            g = torch.Generator().manual_seed(seed)
+            self.views = torch.randint(self.activations.shape[0], (len(self.rows),), generator=g)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {self.level: self.activations[self.views[i], self.rows[i]], "label": self.labels[i],
+                "target": self.targets[i], "index": int(self.rows[i])}
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -72,7 +107,8 @@ class EpochSeededSampler(Sampler[int]):
     Lightning calls ``set_epoch`` before every epoch; ``epoch`` at construction covers a resumed fit,
     whose first iterator is created before that call."""
 
-    def __init__(self, dataset: LesionDataset, seed: int, epoch: int = 0, weights: np.ndarray | None = None):
+    def __init__(self, dataset: LesionDataset | ActivationDataset, seed: int, epoch: int = 0,
+                 weights: np.ndarray | None = None):
         self.dataset, self.seed, self.epoch = dataset, int(seed), int(epoch)
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
 
@@ -85,8 +121,7 @@ class EpochSeededSampler(Sampler[int]):
     def __iter__(self):
         s = self.seed * 1_000_003 + self.epoch
         torch.manual_seed(s)
-        if self.dataset.transform is not None:
-            self.dataset.transform.set_random_seed(s)
+        self.dataset.reseed(s)
         g = torch.Generator().manual_seed(s)
         if self.weights is None:
             yield from torch.randperm(len(self.dataset), generator=g).tolist()
@@ -125,7 +160,7 @@ class BCCDataModule(L.LightningDataModule):
                  augment: Mapping[str, A.BasicTransform] | None = None, generate: Mapping[str, Any] | None = None,
                  disk_cache: bool = True, allow_outside: bool = False, resize: str = "square", colour: str = "none",
                  sampler: str = "shuffle", sampler_power: float = 1.0, stratify_source: bool = False,
-                 test_source: str | None = None):
+                 test_source: str | None = None, frozen_views: int = 0, frozen_max_gb: float = 8.0):
         super().__init__()
         if root is None or str(root) == "":
             raise UsageError("data.root is not set: point it at your dataset directory (`data=csv data.root=/path`; "
@@ -146,6 +181,8 @@ class BCCDataModule(L.LightningDataModule):
         self.soft_targets, self.augment = bool(soft_targets), dict(augment or {})
         self.generate, self.disk_cache = dict(generate) if generate else None, disk_cache
         self.allow_outside = bool(allow_outside)  # image paths may leave the dataset folder (docs/dataset.md)
+        self.frozen_views, self.frozen_max_gb = int(frozen_views), float(frozen_max_gb)
+        self._frozen: tuple[str, torch.Tensor] | None = None  # (level, activations) while a stage serves them
         self._table: pd.DataFrame | None = None
 
     def prepare_data(self) -> None:
@@ -184,6 +221,7 @@ class BCCDataModule(L.LightningDataModule):
         self._table = table
         self.images = decoded_images(self.root, list(table["image"]), self.preprocess, disk_cache=self.disk_cache,
                                      allow_outside=self.allow_outside, aspects=aspects(table))
+        self.images_digest = decode_digest(self.root.resolve(), list(table["image"]), self.preprocess, aspects(table))
 
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero((self.table["split"] == split).to_numpy())
@@ -211,9 +249,25 @@ class BCCDataModule(L.LightningDataModule):
         return {o: {"labelled": int(np.isfinite(y[:, j]).sum()), "positive": int(np.nansum(y[:, j] == 1))}
                 for j, o in enumerate(OUTPUTS)}
 
-    def dataset(self, split: str, augment: bool | None = None) -> LesionDataset:
+    def serve_frozen(self, net: MultitaskNet, level: str, device: str | torch.device = "cpu") -> bool:
+        """Serve `net`'s activations at `level` (``trunk``/``pooled``) instead of images, computed once
+        (``bcc.training.frozen``); False (images served as before) for level ``image`` or ``frozen_views=0``."""
+        if level == "image" or self.frozen_views <= 0:
+            self._frozen = None
+            return False
+        acts = frozen.activations(net, self.images, level, self.augment, self.frozen_views, self.seed,
+                                  images_key=self.images_digest, batch_size=self.eval_batch_size, device=device,
+                                  max_gb=self.frozen_max_gb,
+                                  cache_dir=self.root / ".cache" if self.disk_cache else None)
+        self._frozen = (level, acts)
+        return True
+
+    def dataset(self, split: str, augment: bool | None = None) -> LesionDataset | ActivationDataset:
         rows = self.rows(split)
         augment = split == "train" if augment is None else augment
+        if self._frozen is not None:
+            level, acts = self._frozen
+            return ActivationDataset(acts, level, rows, self.labels(rows), self.targets(rows), draw_views=augment)
         tf = A.Compose(list(self.augment.values()), seed=self.seed) if augment and self.augment else None
         return LesionDataset(self.images, rows, self.labels(rows), self.targets(rows), tf)
 

@@ -52,36 +52,47 @@ class MultitaskModule(L.LightningModule):
         #: per split: (image index, labels, probabilities) of the last epoch, one row per image once scored
         self.outputs: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {"val": [], "test": []}
         self._modes: dict[str, bool] = {}
+        self.images_seen = 0  # training images (with repeats) through training_step: the stage's images/s
+        self.frozen: dict = {}  # what bcc.training.frozen served this stage (set by the protocol)
 
     # ---- data → network -------------------------------------------------------------------------------
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
-        return x.contiguous(memory_format=torch.channels_last) if self.hparams["channels_last"] else x
+        return x.contiguous(memory_format=torch.channels_last) if self.hparams["channels_last"] and x.ndim == 4 else x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(self.prepare(images))
 
+    def logits(self, batch: dict) -> torch.Tensor:
+        """(N, 8) logits of a batch of images, or of the frozen part's activations (``trunk``/``pooled``:
+        ``bcc.training.frozen``) when the datamodule serves those."""
+        for level in ("trunk", "pooled"):
+            if level in batch:
+                return self.net.logits_from(level, self.prepare(batch[level]))
+        return self(batch["image"])
+
     # ---- steps ----------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, heads = self.loss_fn(self(batch["image"]), batch["target"])
+        loss, heads = self.loss_fn(self.logits(batch), batch["target"])
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"stage {self.hparams['stage']}: non-finite loss ({loss.item()}) at epoch {self.current_epoch}, "
                 f"batch {batch_idx}; lower stage.lr, check the images and labels, or resume from an earlier "
                 f"checkpoint")
-        n = batch["image"].shape[0]
+        n = batch["target"].shape[0]
+        self.images_seen += n
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
         self.log_dict({f"train/loss_{h}": v for h, v in heads.items()}, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch["image"])
+        logits = self.logits(batch)
         loss, _ = self.loss_fn(logits, batch["target"])
-        self.log("val/loss", loss, on_epoch=True, batch_size=batch["image"].shape[0])
+        self.log("val/loss", loss, on_epoch=True, batch_size=batch["target"].shape[0])
         self._collect("val", batch, torch.sigmoid(logits))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._collect("test", batch, torch.sigmoid(self(batch["image"])))
+        self._collect("test", batch, torch.sigmoid(self.logits(batch)))
 
     def on_validation_epoch_start(self) -> None:
         self.outputs["val"] = []
@@ -118,7 +129,7 @@ class MultitaskModule(L.LightningModule):
         metrics.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return torch.sigmoid(self(batch["image"]))
+        return torch.sigmoid(self.logits(batch))
 
     def predictions(self, split: str, image_ids: Sequence[str], fold: int) -> pd.DataFrame:
         """The last validation or test run as a prediction table (``bcc.core.predictions``), one row per image;
@@ -207,7 +218,7 @@ class MultitaskModule(L.LightningModule):
         for i, batch in enumerate(loader):
             if i >= n:
                 break
-            self(batch["image"].to(self.device))
+            self.logits({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()})
         for m, mom in zip(bns, momenta, strict=True):
             m.momentum = mom
 

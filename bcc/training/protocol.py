@@ -21,6 +21,7 @@ from typing import cast
 
 import lightning as L
 import pandas as pd
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -50,8 +51,9 @@ from bcc.models.calibration import fit_calibration
 from bcc.models.checkpoint import load_weights, read_checkpoint
 from bcc.models.losses import resolve_alpha
 from bcc.models.metrics import nested
+from bcc.models.network import input_level
 from bcc.models.serialization import safe_load
-from bcc.training import ddp, loggers
+from bcc.training import ddp, frozen, loggers
 from bcc.training.config import Composer, check_config, compose_config, hint
 from bcc.training.datamodule import BCCDataModule
 from bcc.training.module import MultitaskModule
@@ -188,7 +190,13 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
                     (job / name).unlink(missing_ok=True)  # never hand a stale checkpoint to the next stage
         model = starting_module(cfg, dm, start, backbone_only)
         model.hparams["trained_on"] = record  # into every checkpoint: what ckpt_path= is compared with
-        learnable = record_stage_labels(cfg, model, dm)
+        if int(cfg.stage.max_epochs) > 0:
+            learnable = record_stage_labels(cfg, model, dm)
+        else:
+            learnable = []
+            print(f"[bcc] stage {stage} of fold {fold}: stage.max_epochs=0 — the model it starts from is kept as "
+                  f"this stage's, untrained further")
+        model.frozen = serve_frozen(cfg, model, dm)
         try:
             metrics = _fit_and_score(cfg, model, dm, job, resume, fit=bool(learnable))
         except SIGTERMException:
@@ -198,6 +206,18 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
         if first:
             jobs.finished(job)
     return metrics
+
+
+def serve_frozen(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule) -> dict:
+    """Have the datamodule serve the stage's frozen activations (``bcc.training.frozen``) where the stage has a
+    frozen part and ``data.frozen_views`` > 0; what was done, for metrics.json."""
+    level = input_level(cfg.stage.trainable)
+    gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    device = torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
+    before = frozen.stats()["seconds"]
+    served = dm.serve_frozen(model.net, level, device)
+    return {"level": level if served else "image", "views": dm.frozen_views if served else 0,
+            "seconds": round(frozen.stats()["seconds"] - before, 1)}
 
 
 def record_stage_labels(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule) -> list[str]:
@@ -268,6 +288,9 @@ def _fit_and_score(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule, j
             "experiment": cfg.experiment_name, "backbone": cfg.backbone.name, "timm_name": cfg.backbone.timm_name,
             "fold": fold, "stage": stage, "start": start_description(stage, cfg.backbone), "seed": int(cfg.seed),
             "epochs": int(trainer.current_epoch), "train_seconds": round(seconds, 2),
+            "train_images": int(model.images_seen),
+            "images_per_second": round(model.images_seen / seconds, 1) if seconds > 0 and model.images_seen else None,
+            "frozen": model.frozen,
             "trained": model.net.spec.get("trained", {}), "fitted": bool(fit),
             "image_size": int(cfg.data.image_size), "monitor": cfg.stage.monitor,
             "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
