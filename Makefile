@@ -37,15 +37,14 @@ localization: install
 	$(BIN)/python -m bcc.evaluate experiment=localization eval.k=1
 
 # The real-data run (docs/real-data.md): HAM10000, Derm7pt and PH2 in their official layouts under DATA,
-# merged once into data/real (python -m bcc.data.public), then consensus, folds, the protocol on every fold,
-# the leave-one-source-out runs and the report (outputs/real/report).
+# merged once into data/real (a timed step of bcc.real; an existing data/real/merged is reused), then consensus,
+# folds, EfficientNet-Lite0 from ImageNet through stages 1-3 on every fold, the leave-one-source-out runs and the
+# report (outputs/real/report). real-controls: the same folds from scratch and as a linear probe (docs/real-data.md).
 REAL := data/real
 real: install
 	@test -n "$(DATA)" || test -f $(REAL)/merged/images.csv || \
 		{ echo "usage: make real DATA=<folder holding HAM10000, Derm7pt and PH2 as downloaded>" >&2; exit 2; }
-	@if test -f $(REAL)/merged/images.csv; then echo "[bcc] reusing $(REAL) (delete it to merge DATA afresh)"; \
-		else $(BIN)/python -m bcc.data.public "$(DATA)" --out $(REAL); fi
-	$(BIN)/python -m bcc.real $(ARGS)
+	$(BIN)/python -m bcc.real $(if $(DATA),--data "$(DATA)") $(ARGS)
 
 # Score a held-out set in the ISIC 2018 Task 3 test layout with every fold model of a run and their ensemble.
 TEST_SET ?= data/isic2018_test

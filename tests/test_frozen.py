@@ -1,4 +1,4 @@
-"""Stages with a frozen part train on its output computed once (bcc.training.frozen): the network rejoins at
+"""Stages with a frozen part train on its output computed once (bcc.models.activations): the network rejoins at
 each level, the frozen part is untouched and costs no optimizer state, the activations are reused across
 stages and folds, the predictions equal the network's on the pictures, and the views are drawn per epoch."""
 from __future__ import annotations
@@ -12,9 +12,9 @@ import torch
 from hydra.utils import instantiate
 
 from bcc.core.errors import UsageError
+from bcc.models import activations as frozen
 from bcc.models.checkpoint import load_network, read_checkpoint
 from bcc.models.network import LEVELS, MultitaskNet, input_level
-from bcc.training import frozen
 from bcc.training.datamodule import ActivationDataset
 from bcc.training.protocol import run
 from tests.helpers.checkpoints import make_net

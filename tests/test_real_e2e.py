@@ -32,12 +32,13 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
     out = tmp_path / "out"
     rc = main([f"paths.data_dir={merged.parent.parent}", f"paths.output_dir={out}", "data.image_size=64", "data.k=2",
                "stage.max_epochs=1", "stage.batch_size=8", "logger=csv", "trainer.enable_progress_bar=false",
-               "eval.source_probe=true", "eval.complexity=false", "eval.table4=null", "wandb.enabled=false"])
+               "++eval.source_probe=true", "eval.complexity=false", "eval.table4=null", "wandb.enabled=false"])
     said = capsys.readouterr()
     assert rc == 0, said.err[-3000:]
     assert loso_sources(merged) == ["derm", "ham"]
-    for source in ("derm", "ham"):
-        assert (out / "loso" / source / "mobilenet" / "fold0" / "stage0" / "predictions.csv").is_file()
+    for source in ("derm", "ham"):  # ImageNet weights: the BCC stages 1 and 2, no stage 0
+        job = out / "loso" / source / "efficientnet_lite0" / "fold0"
+        assert (job / "stage2" / "predictions.csv").is_file() and not (job / "stage0").exists()
     report = (out / "report" / "report.md").read_text()
     assert "## Sources: is the AUROC about BCC" in report and "Leave one source out" in report
     assert "## Grad-CAM on real lesions" in report
@@ -49,6 +50,10 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
     assert focus["share"].dropna().between(0, 1).all() and focus["share"].notna().any()
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings["steps_seconds"]) >= {"consensus", "folds", "evaluation"}
+    held_out = pd.read_csv(out / "report" / "sources_held_out.csv")
+    assert set(held_out["held_out"]) == {"derm", "ham"} and set(held_out["stage"]) == {2}
+    metrics = json.loads((out / "efficientnet_lite0" / "fold1" / "stage2" / "metrics.json").read_text())
+    assert metrics["start"] == "stage1" and metrics["frozen"]["level"] == "trunk"
     splits = pd.read_csv(merged / "splits.csv").merge(pd.read_csv(merged / "images.csv"), on="image_id")
     per_fold = pd.crosstab(splits["fold"], splits["source"])
     assert (per_fold.max() - per_fold.min()).max() <= 2  # every source spread over the folds

@@ -10,9 +10,8 @@ import torch
 
 from bcc.cli import evaluate as evaluate_cli
 from bcc.core.patterns import BCC_CODES
-from bcc.data.cache import decoded_images
-from bcc.data.table import read_table
-from bcc.evaluation.linear_probe import pooled_features, probe_auroc, probe_run
+from bcc.data.table import read_table, table_images
+from bcc.evaluation.linear_probe import probe_auroc, probe_run, run_features
 from bcc.evaluation.pipeline import evaluate
 from bcc.evaluation.report import write_report
 from bcc.evaluation.within_bcc import within_bcc_auroc
@@ -72,26 +71,26 @@ def test_probe_reads_a_linear_feature_and_scores_only_with_the_test_labels():
     assert np.isnan(probe_auroc(x[train], np.full(300, np.nan), x[test], y[test]))
 
 
-def test_pooled_features_are_what_the_heads_read(ckpt, data_dir):
+def test_run_features_are_what_the_heads_read(ckpt, data_dir):
     net = load_network(ckpt).eval()
-    table = read_table(data_dir / "synthetic-smoke")
-    images = decoded_images(data_dir / "synthetic-smoke", list(table["image"][:10]), 32)
+    table = read_table(data_dir / "synthetic-smoke").iloc[:10]
+    images, key = table_images(data_dir / "synthetic-smoke", table, 32)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         expected = net(x)
-    got = net.head_logits(torch.from_numpy(pooled_features(net, images, batch_size=3)))
+    got = net.head_logits(torch.from_numpy(run_features(ckpt.parent, images, key)))
     assert torch.allclose(got, expected, atol=1e-5)
 
 
 def test_probe_never_fits_on_the_test_fold(ckpt, data_dir):
     root = data_dir / "synthetic-smoke"
     table = read_table(root)
-    images = decoded_images(root, list(table["image"]), 32)
-    before = probe_run(ckpt.parent, table, images, fold=0)
+    images, key = table_images(root, table, 32)
+    before = probe_run(ckpt.parent, table, images, key, fold=0)
     flipped = table.copy()
     test = flipped["fold"] == 0
     flipped.loc[test, list(BCC_CODES)] = 1 - flipped.loc[test, list(BCC_CODES)]
-    after = probe_run(ckpt.parent, flipped, images, fold=0)
+    after = probe_run(ckpt.parent, flipped, images, key, fold=0)
     defined = [c for c in BCC_CODES if np.isfinite(before[c])]
     assert defined and all(after[c] == pytest.approx(1 - before[c]) for c in defined)
 
@@ -104,7 +103,7 @@ def test_eval_reports_the_probe_beside_the_heads(ckpt, data_dir, tmp_path):
     ev = evaluate(evaluate_cli.load_config(args))
     t = pd.read_csv(ev.report_dir / "within_bcc.csv").set_index("code")
     table = read_table(data_dir / "synthetic-smoke")
-    direct = probe_run(ckpt.parent, table, decoded_images(data_dir / "synthetic-smoke", list(table["image"]), 32), 0)
+    direct = probe_run(ckpt.parent, table, *table_images(data_dir / "synthetic-smoke", table, 32), 0)
     for code in BCC_CODES:
         assert t.loc[code, "auroc_probe"] == pytest.approx(direct[code], nan_ok=True)
     assert "`auroc_probe`: a logistic regression" in (ev.report_dir / "report.md").read_text()

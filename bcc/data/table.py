@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from bcc.data.cache import decode_digest, decoded_images
 from bcc.data.contract import DatasetError, load_image_table
+from bcc.data.images import Preprocess
 
 
 def read_table(root: str | Path, splits: bool = True, allow_outside: bool = False) -> pd.DataFrame:
@@ -43,3 +46,13 @@ def aspects(table: pd.DataFrame) -> list[float | None]:
         return [None] * len(table)
     values = pd.to_numeric(table["aspect"].replace("", None), errors="coerce")
     return [None if pd.isna(v) else float(v) for v in values]
+
+
+def table_images(root: str | Path, table: pd.DataFrame, preprocess, allow_outside: bool = False,
+                 disk_cache: bool = True) -> tuple[np.ndarray, str]:
+    """The network's view of every row of `table` (uint8 (N, S, S, 3), ``bcc.data.cache``) and the digest that
+    names that array (``decode_digest``): what training and evaluation key the network's activations by."""
+    root = Path(root)
+    rel, asp = list(table["image"]), aspects(table)
+    images = decoded_images(root, rel, preprocess, disk_cache=disk_cache, allow_outside=allow_outside, aspects=asp)
+    return images, decode_digest(root.resolve(), rel, Preprocess.of(preprocess), asp)

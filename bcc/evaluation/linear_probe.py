@@ -19,29 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bcc.core.layout import BEST
 from bcc.core.patterns import BCC_CODES
-from bcc.data.cache import decoded_images
 from bcc.data.images import Preprocess
-from bcc.data.table import aspects, read_table
+from bcc.data.table import read_table, table_images
 from bcc.evaluation.metrics import roc_auc
+from bcc.models.activations import activations
 from bcc.models.checkpoint import load_network
-from bcc.models.network import MultitaskNet
-
-
-@torch.no_grad()
-def pooled_features(net: MultitaskNet, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, C) pooled backbone features of uint8 (N, H, W, 3) images, as the heads see them (no dropout)."""
-    net.eval()
-    out = [net.features(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).permute(0, 3, 1, 2)
-                        .float().div_(255.0))
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
 def probe_auroc(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -56,25 +44,20 @@ def probe_auroc(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, te
     return roc_auc(test_y[held], model.decision_function(test_x[held]))
 
 
-_FEATURES: dict[tuple, np.ndarray] = {}
+def run_features(run_dir: Path, images: np.ndarray, images_key: str, cache_dir: Path | None = None) -> np.ndarray:
+    """(N, C) pooled features of ``run_dir/best.ckpt`` on `images` as its heads see them (no dropout), from the
+    activations kept for that network (``bcc.models.activations``: the trunk a training run left in
+    `cache_dir`, else one forward pass over the dataset, kept for the run's other probes)."""
+    net = load_network(Path(run_dir) / BEST)
+    return activations(net, images, "pooled", images_key, cache_dir=cache_dir)[0].numpy()
 
 
-def run_features(run_dir: Path, images: np.ndarray) -> np.ndarray:
-    """:func:`pooled_features` of ``run_dir/best.ckpt`` on `images`, kept for the run's other probes (the
-    source probe reads the same features): one forward pass over the dataset per run."""
-    key = (str(Path(run_dir).resolve()), images.__array_interface__["data"][0], images.shape)
-    if key not in _FEATURES:
-        while len(_FEATURES) >= 8:  # an experiment's folds (tens of MB each for a real dataset)
-            _FEATURES.pop(next(iter(_FEATURES)))
-        _FEATURES[key] = pooled_features(load_network(Path(run_dir) / BEST), images)
-    return _FEATURES[key]
-
-
-def probe_run(run_dir: Path, table: pd.DataFrame, images: np.ndarray, fold: int, c: float = 0.1) -> dict[str, float]:
+def probe_run(run_dir: Path, table: pd.DataFrame, images: np.ndarray, images_key: str, fold: int, c: float = 0.1,
+              cache_dir: Path | None = None) -> dict[str, float]:
     """Per BCC code: the probe's within-BCC AUROC on test fold `fold` with the features of ``run_dir/best.ckpt``."""
     if not table.loc[table["bcc"] == 1, list(BCC_CODES)].notna().any().any():
         return {code: float("nan") for code in BCC_CODES}  # no BCC lesion has a pattern label: nothing to probe
-    features = run_features(run_dir, images)
+    features = run_features(run_dir, images, images_key, cache_dir)
     test = (table["fold"] == fold).to_numpy()
     bcc = test & (table["bcc"] == 1).to_numpy()
     return {code: probe_auroc(features[~test], table.loc[~test, code].to_numpy(float),
@@ -86,9 +69,9 @@ def linear_probe(runs: Sequence, dataset_root: str | Path, preprocess: Preproces
                  allow_outside: bool = False) -> pd.DataFrame:
     """Per BCC code (and their mean): the probe's within-BCC AUROC, mean and sd over `runs` (one per fold)."""
     table = read_table(dataset_root, allow_outside=allow_outside)
-    images = decoded_images(Path(dataset_root), list(table["image"]), preprocess, allow_outside=allow_outside,
-                            aspects=aspects(table))
-    per_fold = pd.DataFrame([probe_run(r.path, table, images, r.fold, c) for r in runs])
+    images, key = table_images(dataset_root, table, preprocess, allow_outside)
+    cache = Path(dataset_root) / ".cache"
+    per_fold = pd.DataFrame([probe_run(r.path, table, images, key, r.fold, c, cache) for r in runs])
     rows = [{"code": code, "auroc_probe": per_fold[code].mean(),
              "auroc_probe_sd": per_fold[code].std(ddof=1) if per_fold[code].count() > 1 else np.nan}
             for code in BCC_CODES]

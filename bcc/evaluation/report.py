@@ -67,7 +67,7 @@ def _start_words(start: str) -> str:
     if "stage0" in start:
         return "stage 0 — the whole network trained from scratch on the training folds (no ImageNet weights)"
     if "imagenet" in start:
-        return "ImageNet weights (timm)"
+        return "ImageNet weights (timm's architecture; from the Hugging Face cache or an installed package)"
     return start
 
 
@@ -286,7 +286,8 @@ def _sources(ev: Evaluation) -> list[str]:
                    "on it."), ""]
     if s.held_out is not None and not s.held_out.empty:
         lines += [("**Leave one source out** (`sources_held_out.csv`): trained without the source, scored on all of "
-                  "it (stage 0)"), "", markdown_table(s.held_out, index=False), ""]
+                  f"it (stage {', '.join(map(str, sorted(s.held_out['stage'].unique())))}, the last one that trains the "
+                  "diagnosis)"), "", markdown_table(s.held_out, index=False), ""]
     if s.heads is not None and not s.heads.empty:
         lines += ["**Labelled pattern heads per source** (`sources_heads.csv`)", "",
                   markdown_table(s.heads, index=False), ""]

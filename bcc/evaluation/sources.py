@@ -34,10 +34,9 @@ from sklearn.preprocessing import StandardScaler
 from bcc.core.layout import METRICS, PREDICTIONS
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.core.predictions import read_predictions
-from bcc.data.cache import decoded_images
 from bcc.data.images import Preprocess
 from bcc.data.synthetic.audit import colour_features
-from bcc.data.table import aspects, read_table
+from bcc.data.table import read_table, table_images
 from bcc.evaluation.linear_probe import run_features
 from bcc.evaluation.metrics import binary_metrics, roc_auc
 
@@ -112,8 +111,8 @@ def shortcut_baselines(table: pd.DataFrame, images: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def source_probe(runs: Sequence, table: pd.DataFrame, images: np.ndarray, c: float = 0.1,
-                 max_train: int = 3000, seed: int = 0) -> pd.DataFrame:
+def source_probe(runs: Sequence, table: pd.DataFrame, images: np.ndarray, images_key: str, c: float = 0.1,
+                 max_train: int = 3000, seed: int = 0, cache_dir: Path | None = None) -> pd.DataFrame:
     """Per run (one per fold): balanced accuracy of a logistic regression on the run's frozen features
     naming the source of its test-fold pictures (fitted on at most `max_train` training-fold pictures),
     beside chance (1 / number of sources)."""
@@ -122,7 +121,7 @@ def source_probe(runs: Sequence, table: pd.DataFrame, images: np.ndarray, c: flo
     rng = np.random.default_rng(seed)
     rows = []
     for run in runs:
-        features = run_features(run.path, images)
+        features = run_features(run.path, images, images_key, cache_dir)
         test = (table["fold"] == run.fold).to_numpy()
         train = np.flatnonzero(~test)
         train = rng.choice(train, min(max_train, len(train)), replace=False)
@@ -150,18 +149,21 @@ def rule_on_labels(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def held_out_sources(output_dirs: Sequence[Path], backbone: str, stage: int) -> pd.DataFrame:
-    """Leave-one-source-out runs (``data.test_source``): the held-out source's AUROC, one row per run
-    found (``<dir>/<backbone>/fold0/stage<stage>/``); none is an empty table."""
+def held_out_sources(output_dirs: Sequence[Path], backbone: str, stage: int | None = None) -> pd.DataFrame:
+    """Leave-one-source-out runs (``data.test_source``): the held-out source's AUROC, one row per run found
+    (``<dir>/<backbone>/fold0/stage<s>/``, at `stage` or, None, the last finished one); none is an empty table."""
     rows = []
     for out in output_dirs:
-        job = Path(out) / backbone / "fold0" / f"stage{stage}"
-        if not (job / PREDICTIONS).is_file() or not (job / METRICS).is_file():
+        finished = sorted(int(m.parent.name[5:]) for m in (Path(out) / backbone / "fold0").glob(f"stage[0-3]/{METRICS}")
+                          if (m.parent / PREDICTIONS).is_file())
+        s = stage if stage is not None else (finished[-1] if finished else None)
+        if s is None or s not in finished:
             continue
+        job = Path(out) / backbone / "fold0" / f"stage{s}"
         preds = read_predictions(job / PREDICTIONS)
         metrics = pd.read_json(job / METRICS, typ="series")
         y = preds["y_bcc"].dropna().astype(int)
-        rows.append({"held_out": Path(out).name, "stage": stage, "n": len(y), "positives": int(y.sum()),
+        rows.append({"held_out": Path(out).name, "stage": s, "n": len(y), "positives": int(y.sum()),
                      "auroc": roc_auc(y, preds.loc[y.index, "p_bcc"]),
                      "trained_on": int(metrics.get("n_images", {}).get("train", 0))})
     return pd.DataFrame(rows)
@@ -201,13 +203,12 @@ def source_report(runs: Sequence, preds: pd.DataFrame, root: Path, preprocess: P
     else:
         table = read_table(root, allow_outside=allow_outside)
     if probe or shortcuts:
-        images = decoded_images(root, list(table["image"]), preprocess, allow_outside=allow_outside,
-                                aspects=aspects(table))
+        images, key = table_images(root, table, preprocess, allow_outside)
         if shortcuts:
             report.baselines = shortcut_baselines(table, images)
         if probe:
-            report.probe = source_probe(runs, table, images)
-    report.held_out = held_out_sources(held_out_dirs, backbone, 0) if held_out_dirs else None
+            report.probe = source_probe(runs, table, images, key, cache_dir=Path(root) / ".cache")
+    report.held_out = held_out_sources(held_out_dirs, backbone) if held_out_dirs else None
     if report.held_out is None or report.held_out.empty:
         report.notes.append("No leave-one-source-out runs were found (`data.test_source=<source>` into "
                             "`<output_dir>/loso/<source>`; `make real` trains them).")

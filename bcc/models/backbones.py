@@ -22,7 +22,7 @@ blocks of the feature extractor" (paper §2.3, unfrozen in stage 2) are is ``BAC
 Each backbone also splits at the same place into a *trunk* (everything before the last three blocks) and a
 *tail* (the last three blocks, the final norm and the pooling): ``tail(trunk(x)) == backbone(x)``. A stage
 that trains only the last blocks and the heads can therefore train on the trunk's output computed once
-(``bcc.training.frozen``), and one that trains only the heads on the pooled features.
+(``bcc.models.activations``), and one that trains only the heads on the pooled features.
 
 Weights (``backbone.pretrained=true``) come from ``backbone.weights=<file>`` (a timm/ImageNet
 ``.safetensors``/``.pth`` state dict, opened by ``bcc.models.serialization.safe_load`` first, so a file

@@ -8,7 +8,7 @@ The network can also be entered and left at two inner *levels* (``LEVELS``): ``t
 last three blocks) and ``pooled`` (the pooled features the heads read). ``encode(x, level)`` runs the part
 before a level and ``logits_from(level, t)`` the part after it; ``logits_from(level, encode(x, level))`` is
 ``forward(x)``. ``input_level(parts)`` is the deepest level below which a stage training `parts` changes
-nothing: its frozen part's output can be computed once and reused (``bcc.training.frozen``).
+nothing: its frozen part's output can be computed once and reused (``bcc.models.activations``).
 Output: (N, 8) logits in ``bcc.core.patterns.OUTPUTS`` order ``bcc, PN, U, ON, MG, ML, SW, AT``: the
 heads of ``HEADS`` — diagnosis (bcc), negative criterion (PN), BCC patterns (U..AT) — side by side.
 ``head_weights()`` / ``head_bias()`` are the one accessor of the stacked head parameters (Grad-CAM's

@@ -23,7 +23,7 @@ from bcc.core.config import (
     normalize_overrides,
     override_key,
 )
-from bcc.core.errors import UsageError
+from bcc.core.errors import BadInput, UsageError
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import IMAGE_SIZE
 from bcc.models.backbones import check_timm_name
@@ -112,6 +112,7 @@ def check_config(cfg: DictConfig) -> None:
     check_timm_name(str(cfg.backbone.name), cfg.backbone.get("timm_name"))
     check_targets(cfg, ["data", "model", "loss", "optimizer", "trainer", "logger"], GIVEN)
     _check_augment(cfg.data.get("augment"))
+    _check_datamodule(cfg.data)
     _check_devices(cfg.trainer)
     fold, k = cfg.fold, cfg.data.k
     if not isinstance(fold, int) or not 0 <= fold < int(k):
@@ -134,6 +135,20 @@ def _check_augment(augment: DictConfig | None) -> None:
         except InstantiationException as e:
             cause = " ".join(str(e.__cause__ or e).split())
             raise UsageError(f"data.augment.{name!s}: {cause}") from None
+
+
+def _check_datamodule(data: DictConfig) -> None:
+    """Build the datamodule once (its constructor reads no file): its own checks — the sampler, the resize and
+    colour names — answer before anything is written, with the datamodule's message, not Hydra's wrapper."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        instantiate(data, batch_size=1, augment=None)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, BadInput):
+            raise e.__cause__ from None
+        raise
 
 
 def _check_optimized_metric(name: str | None) -> None:

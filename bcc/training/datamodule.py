@@ -18,7 +18,7 @@ Evaluation transforms are the identity on the cached resize (deterministic). Wit
 costs about a millisecond per image here, so ``num_workers=0`` (the main process) is the default on a
 2-core machine; with workers they are persistent.
 
-``serve_frozen`` switches a stage with a frozen part to its activations (``bcc.training.frozen``,
+``serve_frozen`` switches a stage with a frozen part to its activations (``bcc.models.activations``,
 ``frozen_views`` views per image computed once): the items then carry ``trunk`` or ``pooled`` instead of
 ``image``, and each epoch draws one view per training image.
 """
@@ -38,14 +38,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bcc.core.errors import UsageError
 from bcc.core.patterns import CODES, OUTPUTS
-from bcc.data.cache import decode_digest, decoded_images
 from bcc.data.consensus import ensure_labels
 from bcc.data.folds import ensure_splits, strata
 from bcc.data.images import Preprocess
 from bcc.data.synthetic import generate
-from bcc.data.table import aspects, read_table
+from bcc.data.table import read_table, table_images
+from bcc.models import activations
 from bcc.models.network import MultitaskNet
-from bcc.training import frozen
 
 SAMPLERS = ("shuffle", "balanced")
 
@@ -76,7 +75,7 @@ class LesionDataset(Dataset):
 
 
 class ActivationDataset(Dataset):
-    """Items: ``<level>`` the frozen part's output for one view of the image (``bcc.training.frozen``), ``label``,
+    """Items: ``<level>`` the frozen part's output for one view of the image (``bcc.models.activations``), ``label``,
     ``target``, ``index``. View 0 (the picture as is) unless `draw_views`: then :meth:`reseed` draws one view
     per item for the epoch."""
 
@@ -219,9 +218,8 @@ class BCCDataModule(L.LightningDataModule):
         val = validation_rows(table.loc[pool], self.val_fraction, self.split_seed + self.fold, self.stratify_source)
         table.loc[pool[val], "split"] = "val"
         self._table = table
-        self.images = decoded_images(self.root, list(table["image"]), self.preprocess, disk_cache=self.disk_cache,
-                                     allow_outside=self.allow_outside, aspects=aspects(table))
-        self.images_digest = decode_digest(self.root.resolve(), list(table["image"]), self.preprocess, aspects(table))
+        self.images, self.images_digest = table_images(self.root, table, self.preprocess, self.allow_outside,
+                                                       self.disk_cache)
 
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero((self.table["split"] == split).to_numpy())
@@ -251,14 +249,14 @@ class BCCDataModule(L.LightningDataModule):
 
     def serve_frozen(self, net: MultitaskNet, level: str, device: str | torch.device = "cpu") -> bool:
         """Serve `net`'s activations at `level` (``trunk``/``pooled``) instead of images, computed once
-        (``bcc.training.frozen``); False (images served as before) for level ``image`` or ``frozen_views=0``."""
+        (``bcc.models.activations``); False (images served as before) for level ``image`` or ``frozen_views=0``."""
         if level == "image" or self.frozen_views <= 0:
             self._frozen = None
             return False
-        acts = frozen.activations(net, self.images, level, self.augment, self.frozen_views, self.seed,
-                                  images_key=self.images_digest, batch_size=self.eval_batch_size, device=device,
-                                  max_gb=self.frozen_max_gb,
-                                  cache_dir=self.root / ".cache" if self.disk_cache else None)
+        acts = activations.activations(net, self.images, level, self.images_digest, self.augment, self.frozen_views,
+                                       self.seed, batch_size=self.eval_batch_size, device=device,
+                                       max_gb=self.frozen_max_gb,
+                                       cache_dir=self.root / ".cache" if self.disk_cache else None)
         self._frozen = (level, acts)
         return True
 

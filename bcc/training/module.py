@@ -53,7 +53,7 @@ class MultitaskModule(L.LightningModule):
         self.outputs: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {"val": [], "test": []}
         self._modes: dict[str, bool] = {}
         self.images_seen = 0  # training images (with repeats) through training_step: the stage's images/s
-        self.frozen: dict = {}  # what bcc.training.frozen served this stage (set by the protocol)
+        self.frozen: dict = {}  # what bcc.models.activations served this stage (set by the protocol)
 
     # ---- data → network -------------------------------------------------------------------------------
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -65,7 +65,7 @@ class MultitaskModule(L.LightningModule):
 
     def logits(self, batch: dict) -> torch.Tensor:
         """(N, 8) logits of a batch of images, or of the frozen part's activations (``trunk``/``pooled``:
-        ``bcc.training.frozen``) when the datamodule serves those."""
+        ``bcc.models.activations``) when the datamodule serves those."""
         for level in ("trunk", "pooled"):
             if level in batch:
                 return self.net.logits_from(level, self.prepare(batch[level]))

@@ -47,13 +47,14 @@ from bcc.core.machine import machine
 from bcc.core.patterns import HEADS, OUTPUTS
 from bcc.core.predictions import read_predictions, write_predictions
 from bcc.data.contract import dataset_hash
+from bcc.models import activations
 from bcc.models.calibration import fit_calibration
 from bcc.models.checkpoint import load_weights, read_checkpoint
 from bcc.models.losses import resolve_alpha
 from bcc.models.metrics import nested
 from bcc.models.network import input_level
 from bcc.models.serialization import safe_load
-from bcc.training import ddp, frozen, loggers
+from bcc.training import ddp, loggers
 from bcc.training.config import Composer, check_config, compose_config, hint
 from bcc.training.datamodule import BCCDataModule
 from bcc.training.module import MultitaskModule
@@ -209,15 +210,15 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
 
 
 def serve_frozen(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule) -> dict:
-    """Have the datamodule serve the stage's frozen activations (``bcc.training.frozen``) where the stage has a
+    """Have the datamodule serve the stage's frozen activations (``bcc.models.activations``) where the stage has a
     frozen part and ``data.frozen_views`` > 0; what was done, for metrics.json."""
     level = input_level(cfg.stage.trainable)
     gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
     device = torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
-    before = frozen.stats()["seconds"]
+    before = activations.stats()["seconds"]
     served = dm.serve_frozen(model.net, level, device)
     return {"level": level if served else "image", "views": dm.frozen_views if served else 0,
-            "seconds": round(frozen.stats()["seconds"] - before, 1)}
+            "seconds": round(activations.stats()["seconds"] - before, 1)}
 
 
 def record_stage_labels(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModule) -> list[str]:
