@@ -48,6 +48,9 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
     assert set(shortcuts["baseline"]) == {"source prior", "colour statistics"}
     focus = pd.read_csv(out / "report" / "lesion_focus_per_image.csv")
     assert focus["share"].dropna().between(0, 1).all() and focus["share"].notna().any()
+    assert focus[["peak_x", "peak_y"]].stack().between(0, 1).all() and set(focus["grid"]) == {"2x2"}
+    for figure in ("lesion_focus_worst.png", "lesion_focus_peaks.png"):
+        assert (out / "report" / "figures" / figure).stat().st_size > 10_000
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings["steps_seconds"]) >= {"consensus", "folds", "evaluation"}
     held_out = pd.read_csv(out / "report" / "sources_held_out.csv")

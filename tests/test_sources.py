@@ -56,12 +56,13 @@ def test_lesion_mass_against_the_baselines():
     on = np.zeros((len(OUTPUTS), 40, 60))
     on[0, 12:28, 22:38] = 1.0
     corner = np.zeros((len(OUTPUTS), 40, 60))
-    corner[0, 0:5, 0:5] = 1.0
+    corner[0, 0:5, 10:15] = 1.0  # the top-left corner of the view
     view = (0, 10, 40, 40)  # a centre crop of the 60 px width
-    r_on, = picture_records(on, lesion, view, ["bcc"])
-    r_off, = picture_records(corner, lesion, view, ["bcc"])
-    assert r_on["share"] == pytest.approx(1.0) and r_on["peak_in_lesion"]
-    assert r_off["share"] == 0.0 and not r_off["peak_in_lesion"]
+    r_on, = picture_records(on, lesion, view, ["bcc"], grid=(4, 4))
+    r_off, = picture_records(corner, lesion, view, ["bcc"], grid=(4, 4))
+    assert r_on["share"] == pytest.approx(1.0) and r_on["peak_in_lesion"] and not r_on["peak_on_border"]
+    assert r_off["share"] == 0.0 and not r_off["peak_in_lesion"] and r_off["peak_on_border"]
+    assert r_off["peak_x"] < 0.1 and r_off["peak_y"] < 0.1
     assert r_on["uniform"] == pytest.approx(400 / 1600)  # the lesion's share of the view
     assert r_on["uniform"] < r_on["centre"] < 1.0 and r_on["lesion"] == 1.0
     s = summarise(pd.DataFrame([r_on, r_off])).set_index("output").loc["bcc"]

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import hydra
 import pandas as pd
@@ -63,9 +64,10 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         parsed = OverridesParser.create().parse_overrides(list(argv))
     except OverrideParseException as e:
         raise UsageError(f"cannot read the overrides {' '.join(argv)}: {str(e).splitlines()[0]}") from None
-    training, evaluation = [], []
+    training: list[str] = []
+    evaluation: list[str] = []
     for o in parsed:
-        (evaluation if o.key_or_group.split(".")[0] in EVAL_NODES else training).append(o.input_line)
+        (evaluation if o.key_or_group.split(".")[0] in EVAL_NODES else training).append(str(o.input_line))
     return training, evaluation
 
 
@@ -122,7 +124,8 @@ def task(cfg: DictConfig, eval_overrides: Sequence[str] = (), data: Path | None 
     if (root / "images.csv").is_file():
         print(f"[bcc] reusing the merged set {root} (delete {root.parent} to merge --data afresh)")
     else:
-        step("merge", lambda: prepare_public(data, root.parent))
+        merge_from = cast(Path, data)  # checked above: a folder when there is no merged set
+        step("merge", lambda: prepare_public(merge_from, root.parent))
     step("consensus", lambda: ensure_labels(root, verbose=True))
     step("folds", lambda: ensure_splits(root, k=int(cfg.data.k), seed=int(cfg.data.split_seed), verbose=True,
                                         by_source=bool(cfg.data.stratify_source)))

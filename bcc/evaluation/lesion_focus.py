@@ -3,16 +3,18 @@
 Real dermoscopy carries what the literature reports as shortcuts: rulers, ink marks, hair, the black
 vignette of the dermatoscope's corners. A model that keys on them puts its Grad-CAM mass there. Per test
 picture with a lesion mask (``masks/<id>_lesion.png``) and per map — the diagnosis head's and each trained
-pattern head's, for its predicted class (as Table 4) — over the part of the picture the network saw
-(``bcc.data.images.view_region``):
+pattern head's, for its predicted class at `threshold` (as Table 4) — over the part of the picture the
+network saw (``bcc.data.images.view_region``), with Quantus' metrics (``localisation.quantus_metrics``):
 
-- ``share``: the map's mass inside the lesion, ``Σ map·lesion / Σ map``;
+- ``share``: relevance mass accuracy, the map's mass inside the lesion, ``Σ map·lesion / Σ map``;
 - the same share for three maps that know nothing of the picture: ``uniform`` (flat over the view: the
   lesion's area share, chance), ``centre`` (a centred Gaussian, sd ¼ of the side: most lesions are
   photographed in the middle, so this is the bar a map must clear to show it follows *this* lesion) and
   ``lesion`` (flat over the lesion: 1, the ceiling);
-- ``peak_in_lesion``: whether the map's maximum lies on the lesion. A peak off it is the shortcut signature;
-  :func:`worst_figure` shows the pictures whose maps hold the least mass on the lesion.
+- ``peak_in_lesion``: the pointing game, whether the map's maximum lies on the lesion — a peak off it is the
+  shortcut signature; ``peak_y``/``peak_x`` (its place in the view, 0..1) and ``peak_on_border`` (in the
+  outer ring of cells of the Grad-CAM grid) say where such peaks go (:func:`peak_figure`);
+  :func:`worst_figure` shows the pictures whose maps hold the least mass on the lesion, as measured.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import LESION
 from bcc.data.images import read_mask, shrink, view_region
 from bcc.evaluation.localisation.baselines import centre_map, fit_mask
+from bcc.evaluation.localisation.quantus_metrics import localisation
 from bcc.evaluation.localisation.records import predicted_class_cams, read_image
 from bcc.explanation.gradcam import maps_on_picture
 from bcc.explanation.render import overlay
@@ -40,58 +43,64 @@ from bcc.models.checkpoint import load_network
 WORK_SIDE = 256  # statistics at this longer side: maps hold nothing finer than a feature cell
 
 
-def _share(m: np.ndarray, inside: np.ndarray) -> float:
-    total = float(m.sum())
-    return float((m * inside).sum()) / total if total > 0 else float("nan")
-
-
 def picture_records(maps: np.ndarray, lesion: np.ndarray, region: tuple[int, int, int, int],
-                    outputs: Sequence[str]) -> list[dict]:
+                    outputs: Sequence[str], grid: tuple[int, int] | None = None) -> list[dict]:
     """Records of one picture: `maps` (8, H, W) in [0, 1] on the picture, its `lesion` (H, W) bool, the
-    `region` the network saw (top, left, height, width); one row per output in `outputs`."""
+    `region` the network saw (top, left, height, width) and its Grad-CAM `grid` (h, w cells); one row per
+    output in `outputs`."""
     top, left, h, w = region
     view = np.zeros(lesion.shape, bool)
     view[top:top + h, left:left + w] = True
     centre = np.zeros(lesion.shape)
     centre[top:top + h, left:left + w] = centre_map((h, w))
     seen = lesion & view
+    baselines = localisation([view.astype(float), centre], [lesion, lesion], [view, view])["mass_accuracy"]
+    chosen = [maps[OUTPUTS.index(o)] for o in outputs]
+    scores = localisation(chosen, [lesion] * len(chosen), [view] * len(chosen))
     rows = []
-    for o in outputs:
-        m = maps[OUTPUTS.index(o)]
-        peak = np.unravel_index(int(np.argmax(m)), m.shape)
-        rows.append({"output": o, "share": _share(m, lesion), "uniform": _share(view.astype(float), lesion),
-                     "centre": _share(centre, lesion), "lesion": 1.0 if seen.any() else float("nan"),
-                     "peak_in_lesion": bool(lesion[peak]), "lesion_area": float(seen.sum() / view.sum())})
+    for k, (o, m) in enumerate(zip(outputs, chosen, strict=True)):
+        py, px = np.unravel_index(int(np.argmax(m * view)), m.shape)
+        y, x = (py - top + 0.5) / h, (px - left + 0.5) / w
+        cells = grid or (1, 1)
+        border = min(y * cells[0], x * cells[1], (1 - y) * cells[0], (1 - x) * cells[1]) < 1
+        rows.append({"output": o, "share": float(scores["mass_accuracy"][k]), "uniform": float(baselines[0]),
+                     "centre": float(baselines[1]), "lesion": 1.0 if seen.any() else float("nan"),
+                     "peak_in_lesion": bool(scores["pointing_game"][k] == 1), "peak_y": float(y), "peak_x": float(x),
+                     "peak_on_border": bool(border) if grid else None, "lesion_area": float(seen.sum() / view.sum())})
     return rows
 
 
 def run_records(run_dir: Path, dataset, outputs: Sequence[str] = ("bcc",), threshold: float = 0.5,
-                batch_size: int = 16) -> pd.DataFrame:
-    """One row per (test picture with a lesion mask, output in `outputs` the model was trained on)."""
+                batch_size: int = 16) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+    """One row per (test picture with a lesion mask, output in `outputs` the model was trained on), and the
+    measured maps themselves ((image id, output) → (H, W) float16 at ``WORK_SIDE``) for the figures."""
     run_dir = Path(run_dir)
     preds = read_predictions(run_dir / PREDICTIONS)
     ids = [i for i in preds["image_id"] if LESION in dataset.masks.get(i, {})]
     if not ids:
-        return pd.DataFrame()
+        return pd.DataFrame(), {}
     net = load_network(run_dir / BEST)
     outputs = [o for o in outputs if net.trained[OUTPUTS.index(o)]]
     preds = preds.set_index("image_id").loc[ids]
-    rows = []
+    rows, kept = [], {}
     for start in range(0, len(ids), batch_size):
         chunk = ids[start:start + batch_size]
         rgbs = [shrink(read_image(dataset.image_path(i)), WORK_SIDE) for i in chunk]
         aspects = [dataset.aspect(i) for i in chunk]
         p = preds.loc[chunk, PROB_COLUMNS].to_numpy(np.float64)
         _, cams, signs = predicted_class_cams(net, rgbs, np.nan_to_num(p, nan=0.0), threshold, aspects)
+        grid = (int(cams.shape[-2]), int(cams.shape[-1]))
         for k, (image_id, rgb) in enumerate(zip(chunk, rgbs, strict=True)):
             lesion = fit_mask(read_mask(dataset.masks[image_id][LESION]), rgb.shape[:2])
             maps = maps_on_picture(cams[k:k + 1], rgb.shape[:2], net.preprocess, aspects[k])[0].numpy()
             region = view_region(rgb.shape[:2], net.preprocess, aspects[k])
-            for rec in picture_records(maps, lesion, region, outputs):
+            for rec in picture_records(maps, lesion, region, outputs, grid):
                 o = rec["output"]
+                kept[(image_id, o)] = maps[OUTPUTS.index(o)].astype(np.float16)
                 rows.append({"image_id": image_id, "fold": int(preds.loc[image_id, "fold"]), "run_dir": str(run_dir),
-                             "target": "positive" if signs[k, OUTPUTS.index(o)] > 0 else "negative", **rec})
-    return pd.DataFrame(rows)
+                             "target": "positive" if signs[k, OUTPUTS.index(o)] > 0 else "negative",
+                             "grid": f"{grid[0]}x{grid[1]}", **rec})
+    return pd.DataFrame(rows), kept
 
 
 def summarise(records: pd.DataFrame) -> pd.DataFrame:
@@ -107,25 +116,21 @@ def summarise(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def worst_figure(records: pd.DataFrame, dataset, path: Path, output: str = "bcc", n: int = 6) -> Path | None:
-    """The `n` pictures whose `output` map holds the least mass on the lesion: picture, map overlay, lesion
-    contour — what the model looked at instead."""
+def worst_figure(records: pd.DataFrame, maps: dict[tuple[str, str], np.ndarray], dataset, path: Path,
+                 output: str = "bcc", n: int = 6) -> Path | None:
+    """The `n` pictures whose `output` map holds the least mass on the lesion: picture, the measured map's
+    overlay, lesion contour — what the model looked at instead."""
     d = records[records["output"] == output].nsmallest(n, "share")
     if d.empty:
         return None
     fig, axes = plt.subplots(2, len(d), figsize=(2.6 * len(d), 5.4), squeeze=False)
     for j, (_, r) in enumerate(d.iterrows()):
         rgb = shrink(read_image(dataset.image_path(r["image_id"])), WORK_SIDE)
-        net = load_network(Path(r["run_dir"]) / BEST)
-        p = read_predictions(Path(r["run_dir"]) / PREDICTIONS).set_index("image_id").loc[[r["image_id"]], PROB_COLUMNS]
-        aspect = dataset.aspect(r["image_id"])
-        _, cams, _ = predicted_class_cams(net, [rgb], np.nan_to_num(p.to_numpy(np.float64)), 0.5, [aspect])
-        m = maps_on_picture(cams, rgb.shape[:2], net.preprocess, aspect)[0, OUTPUTS.index(output)].numpy()
         lesion = fit_mask(read_mask(dataset.masks[r["image_id"]][LESION]), rgb.shape[:2])
         axes[0, j].imshow(rgb)
         axes[0, j].contour(lesion, levels=[0.5], colors="w", linewidths=0.8)
         axes[0, j].set_title(f"{r['image_id']}\nshare {r['share']:.2f} (centre {r['centre']:.2f})", fontsize=7)
-        axes[1, j].imshow(overlay(rgb, m))
+        axes[1, j].imshow(overlay(rgb, maps[(r["image_id"], output)].astype(np.float32)))
         axes[1, j].contour(lesion, levels=[0.5], colors="w", linewidths=0.8)
         axes[1, j].set_title(f"{output} map ({r['target']}); peak {'on' if r['peak_in_lesion'] else 'OFF'} lesion",
                              fontsize=7)
@@ -133,6 +138,36 @@ def worst_figure(records: pd.DataFrame, dataset, path: Path, output: str = "bcc"
         ax.axis("off")
     fig.suptitle(f"Grad-CAM ({output}) with the least mass on the lesion (white contour: dermatologists' mask)",
                  fontsize=9)
+    return _save(fig, path)
+
+
+def peak_figure(records: pd.DataFrame, path: Path, output: str = "bcc") -> Path | None:
+    """Where the `output` maps' peaks fall in the network's view, on the lesion and off it, beside the lesions'
+    own centres of mass would (the view's centre for a centred lesion): peaks piling up along one edge or in
+    the outer ring of the Grad-CAM grid, whatever the lesion, are the network's (padding, the crop), not the
+    picture's."""
+    d = records[records["output"] == output]
+    if d.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    on = d["peak_in_lesion"].astype(bool)
+    ax.scatter(d.loc[on, "peak_x"], d.loc[on, "peak_y"], s=12, c="C2", alpha=0.6, label=f"on the lesion ({on.sum()})")
+    ax.scatter(d.loc[~on, "peak_x"], d.loc[~on, "peak_y"], s=14, c="C3", marker="x", label=f"off it ({(~on).sum()})")
+    grid = str(d["grid"].iloc[0])
+    h, w = (int(v) for v in grid.split("x"))
+    for k in range(1, w):
+        ax.axvline(k / w, c="0.85", lw=0.6, zorder=0)
+    for k in range(1, h):
+        ax.axhline(k / h, c="0.85", lw=0.6, zorder=0)
+    ax.set(xlim=(0, 1), ylim=(1, 0), aspect="equal", xlabel="x in the view", ylabel="y in the view",
+           title=f"{output} map peaks ({len(d)} pictures; {grid} Grad-CAM grid;\n"
+                 f"{d['peak_on_border'].astype(bool).mean():.0%} on its outer ring, {1 - (h - 2) * (w - 2) / (h * w):.0%} of its cells)")
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -140,13 +175,19 @@ def worst_figure(records: pd.DataFrame, dataset, path: Path, output: str = "bcc"
     return path
 
 
-def lesion_report(run_dirs: Sequence[Path], dataset, figure: Path, outputs: Sequence[str] = ("bcc", "PN")
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, Path | None] | None:
-    """(summary per output, per-picture records, the worst pictures' figure) over the runs' test folds; None
-    when no test picture has a lesion mask."""
-    frames = [run_records(d, dataset, outputs) for d in run_dirs]
-    records = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(not f.empty for f in frames) \
-        else pd.DataFrame()
-    if records.empty:
+def lesion_report(run_dirs: Sequence[Path], dataset, figure: Path, outputs: Sequence[str] = ("bcc", "PN"),
+                  threshold: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]] | None:
+    """(summary per output, per-picture records, the figures: the worst pictures and the peaks' places) over
+    the runs' test folds, each map for its predicted class at `threshold`; None when no test picture has a
+    lesion mask."""
+    records, maps = [], {}
+    for d in run_dirs:
+        r, m = run_records(d, dataset, outputs, threshold)
+        if not r.empty:
+            records.append(r)
+            maps.update(m)
+    if not records:
         return None
-    return summarise(records), records, worst_figure(records, dataset, figure)
+    table = pd.concat(records, ignore_index=True)
+    figures = [worst_figure(table, maps, dataset, figure), peak_figure(table, figure.with_name("lesion_focus_peaks.png"))]
+    return summarise(table), table, [f for f in figures if f is not None]

@@ -235,7 +235,7 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
         dataset = load_dataset(root, allow_outside=outside)
         found = lesion_report([r.path for r in chosen], dataset, ev.report_dir / "figures" / "lesion_focus_worst.png")
         if found is not None:
-            ev.lesion_focus, records, ev.lesion_focus_figure = found
+            ev.lesion_focus, records, ev.lesion_focus_figures = found
             write_csv(records, ev.report_dir / "lesion_focus_per_image.csv")
 
 
@@ -316,7 +316,7 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
         r.figures = {k: moved(p) for k, p in r.figures.items()}
         write_model_thresholds(runs, r, stage)
     ev.table4_figures = [moved(p) for p in ev.table4_figures]
-    ev.lesion_focus_figure = None if ev.lesion_focus_figure is None else moved(ev.lesion_focus_figure)
+    ev.lesion_focus_figures = [moved(p) for p in ev.lesion_focus_figures]
     return ev
 
 

@@ -58,7 +58,7 @@ class Evaluation:
     dataset: DatasetSummary | None = None
     sources: SourceReport | None = None             # several sources: per-source AUROC, shortcuts, probe
     lesion_focus: pd.DataFrame | None = None        # Grad-CAM mass on whole-lesion masks, per output
-    lesion_focus_figure: Path | None = None
+    lesion_focus_figures: list[Path] = field(default_factory=list)
     seeds: pd.DataFrame | None = None               # this run and the seed runs under <output_dir>/seeds/
     ensemble: pd.DataFrame | None = None            # external set: each fold model and their mean, same pictures
 
@@ -330,9 +330,10 @@ def _lesion_focus(ev: Evaluation) -> list[str]:
               "lesion's area share), a centred Gaussian (*centre*: lesions are photographed in the middle) and flat "
               "over the lesion (the ceiling, 1). *beats_centre*: pictures where the map holds more mass on the lesion "
               "than the centre map; *peaks_off_lesion*: maps whose maximum lies off the lesion — rulers, ink, hair, "
-              "the vignette's corners (`lesion_focus_per_image.csv`)."), ""]
-    if ev.lesion_focus_figure is not None:
-        lines.append(_fig(ev, ev.lesion_focus_figure, "least mass on the lesion"))
+              "the vignette's corners (`lesion_focus_per_image.csv`, with each peak's place in the view and whether "
+              "it lies on the outer ring of the Grad-CAM grid)."), ""]
+    captions = ["least mass on the lesion", "where the peaks fall in the view"]
+    lines += [_fig(ev, f, c) for f, c in zip(ev.lesion_focus_figures, captions, strict=False)]
     return lines
 
 

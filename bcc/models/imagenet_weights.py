@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -118,7 +119,8 @@ def efficientnet_pytorch_to_timm(state: Mapping[str, torch.Tensor], model: nn.Mo
     The N-th ``_blocks`` entry is the N-th block of timm's stages in order. Raises PackagedWeightsError for
     a key it cannot place, a tensor of another shape, or a parameter of `model` left without one (the
     classifier only where `model` has one)."""
-    blocks = [f"blocks.{i}.{j}" for i, stage in enumerate(model.blocks) for j in range(len(stage))]
+    stages: Any = model.blocks  # a timm EfficientNet: stages of blocks
+    blocks = [f"blocks.{i}.{j}" for i, stage in enumerate(stages) for j in range(len(stage))]
     expands = [hasattr(model.get_submodule(b), "conv_pwl") for b in blocks]
     target = model.state_dict()
     out: dict[str, torch.Tensor] = {}
