@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo train eval localization real external test test-fast bench lint clean
+.PHONY: install demo train eval localization real real-controls external test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -45,6 +45,11 @@ real: install
 	@test -n "$(DATA)" || test -f $(REAL)/merged/images.csv || \
 		{ echo "usage: make real DATA=<folder holding HAM10000, Derm7pt and PH2 as downloaded>" >&2; exit 2; }
 	$(BIN)/python -m bcc.real $(if $(DATA),--data "$(DATA)") $(ARGS)
+
+# After make real: the control runs on the same folds and Table 5 on real pictures (outputs/real/controls/comparison.md).
+real-controls: install
+	@test -f $(REAL)/merged/images.csv || { echo "make real DATA=<folder> first: the controls use its merged set and folds" >&2; exit 2; }
+	$(BIN)/python -m bcc.real --controls $(ARGS)
 
 # Score a held-out set in the ISIC 2018 Task 3 test layout with every fold model of a run and their ensemble.
 TEST_SET ?= data/isic2018_test

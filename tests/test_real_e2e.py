@@ -30,9 +30,10 @@ def merged(data_dir, tmp_path):
 
 def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main([f"paths.data_dir={merged.parent.parent}", f"paths.output_dir={out}", "data.image_size=64", "data.k=2",
-               "stage.max_epochs=1", "stage.batch_size=8", "logger=csv", "trainer.enable_progress_bar=false",
-               "++eval.source_probe=true", "eval.complexity=false", "eval.table4=null", "wandb.enabled=false"])
+    args = [f"paths.data_dir={merged.parent.parent}", f"paths.output_dir={out}", "data.image_size=64", "data.k=2",
+            "stage.max_epochs=1", "stage.batch_size=8", "logger=csv", "trainer.enable_progress_bar=false",
+            "++eval.source_probe=true", "eval.table4=null", "wandb.enabled=false"]
+    rc = main(args)
     said = capsys.readouterr()
     assert rc == 0, said.err[-3000:]
     assert loso_sources(merged) == ["derm", "ham"]
@@ -43,6 +44,7 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
     assert "## Sources: is the AUROC about BCC" in report and "Leave one source out" in report
     assert "## Grad-CAM on real lesions" in report
     bcc = pd.read_csv(out / "report" / "sources_bcc.csv")
+    bcc_rows = pd.read_csv(merged / "images.csv")
     assert set(bcc["source"]) == {"all sources", "derm", "ham", "ph2"}
     shortcuts = pd.read_csv(out / "report" / "sources_shortcuts.csv")
     assert set(shortcuts["baseline"]) == {"source prior", "colour statistics"}
@@ -60,3 +62,21 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
     splits = pd.read_csv(merged / "splits.csv").merge(pd.read_csv(merged / "images.csv"), on="image_id")
     per_fold = pd.crosstab(splits["fold"], splits["source"])
     assert (per_fold.max() - per_fold.min()).max() <= 2  # every source spread over the folds
+
+    # the linear probe on the stage-1 (ImageNet) features, per source, as a model's predictions would be read
+    probe = pd.read_csv(out / "report" / "sources_linear_probe.csv")
+    row = probe[(probe["output"] == "bcc") & (probe["source"] == "all sources")]
+    assert len(row) == 1 and 0 <= float(row["auroc_pooled"].iloc[0]) <= 1 and int(row["n"].iloc[0]) == len(bcc_rows)
+
+    # a control on the same folds, then the comparison (Table 5 on real pictures)
+    rc = main([*args, "--controls=lite0_imagenet_112"])  # its own input size wins over the run's
+    said = capsys.readouterr()
+    assert rc == 0, said.err[-3000:]
+    control = out / "controls" / "lite0_imagenet_112"
+    assert json.loads((control / "efficientnet_lite0" / "fold1" / "stage3" / "metrics.json").read_text())["image_size"] == 112
+    table = pd.read_csv(out / "controls" / "comparison.csv").set_index("run")
+    assert list(table.index) == ["lite0_imagenet_112", "ImageNet, fine-tuned (make real): linear probe on its stage-1 "
+                                 "features", "ImageNet, fine-tuned (make real)",
+                                 "baseline: colour statistics (logistic regression)"]
+    assert table.loc["lite0_imagenet_112", "input_px"] == 112 and table.loc["ImageNet, fine-tuned (make real)", "input_px"] == 64
+    assert (out / "controls" / "comparison.md").is_file()

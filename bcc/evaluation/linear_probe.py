@@ -14,7 +14,7 @@ the data), and no stage-3 setting will fix it.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bcc.core.layout import BEST
-from bcc.core.patterns import BCC_CODES
+from bcc.core.patterns import BCC_CODES, OUTPUTS
+from bcc.core.predictions import predictions_frame
 from bcc.data.images import Preprocess
 from bcc.data.table import read_table, table_images
 from bcc.evaluation.metrics import roc_auc
@@ -63,6 +64,29 @@ def probe_run(run_dir: Path, table: pd.DataFrame, images: np.ndarray, images_key
     return {code: probe_auroc(features[~test], table.loc[~test, code].to_numpy(float),
                               features[bcc], table.loc[bcc, code].to_numpy(float), c)
             for code in BCC_CODES}
+
+
+def probe_predictions(run_dirs: Mapping[int, Path], table: pd.DataFrame, images: np.ndarray, images_key: str,
+                      outputs: Sequence[str] = OUTPUTS, c: float = 0.1, cache_dir: Path | None = None) -> pd.DataFrame:
+    """A linear probe in the prediction-table layout (``bcc.core.predictions``): per fold, per output in
+    `outputs` labelled with both classes on the training folds, a logistic regression on the frozen pooled
+    features of that fold's run (``run_dirs``: fold → run folder), fitted on the training folds and scored on
+    the test fold. Read by the same per-source tables as a model's predictions: on a stage-1 run of
+    ImageNet weights, what ImageNet's features alone know (the issue's "linear probe" row)."""
+    frames = []
+    for fold, run_dir in sorted(run_dirs.items()):
+        features = run_features(run_dir, images, images_key, cache_dir)
+        test = (table["fold"] == fold).to_numpy()
+        y = table[list(OUTPUTS)].to_numpy(np.float64)
+        p = np.full((int(test.sum()), len(OUTPUTS)), np.nan)
+        for j, o in enumerate(OUTPUTS):
+            known = ~test & np.isfinite(y[:, j])
+            if o not in outputs or len(np.unique(y[known, j])) < 2:
+                continue
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+            p[:, j] = model.fit(features[known], y[known, j].astype(int)).predict_proba(features[test])[:, 1]
+        frames.append(predictions_frame(table.loc[test, "image_id"], fold, y[test], p))
+    return pd.concat(frames, ignore_index=True)
 
 
 def linear_probe(runs: Sequence, dataset_root: str | Path, preprocess: Preprocess | int, c: float = 0.1,

@@ -228,9 +228,11 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
     ev.seeds = seed_spread(Path(cfg.output_dir), result.backbone, ev.stage, ev.k, sources)
     if cfg.eval.sources:
         loso = sorted(p for p in (Path(cfg.output_dir) / "loso").glob("*") if p.is_dir())
+        first = {r.fold: r.path.parent / "stage1" for r in chosen if (r.path.parent / "stage1" / BEST).is_file()}
         ev.sources = source_report(chosen, load_predictions(runs, result.backbone, ev.stage), root, pre, loso,
                                    result.backbone, probe=bool(cfg.eval.source_probe),
-                                   shortcuts=bool(cfg.eval.shortcuts), allow_outside=outside)
+                                   shortcuts=bool(cfg.eval.shortcuts), allow_outside=outside,
+                                   linear_probe_dirs=first if cfg.eval.linear_probe and len(first) == len(chosen) else None)
     if cfg.eval.lesion_focus and any((root / "masks").glob(f"*_{LESION}.[pP][nN][gG]")):
         dataset = load_dataset(root, allow_outside=outside)
         found = lesion_report([r.path for r in chosen], dataset, ev.report_dir / "figures" / "lesion_focus_worst.png")

@@ -291,6 +291,11 @@ def _sources(ev: Evaluation) -> list[str]:
     if s.heads is not None and not s.heads.empty:
         lines += ["**Labelled pattern heads per source** (`sources_heads.csv`)", "",
                   markdown_table(s.heads, index=False), ""]
+    if s.linear_probe is not None and not s.linear_probe.empty:
+        lines += [("**Linear probe** (`sources_linear_probe.csv`): a logistic regression per output on the frozen "
+                   "pooled features of each fold's stage-1 network (ImageNet's, where the run starts from them), fitted "
+                   "on the training folds, scored on the test fold — what the features know before any fine-tuning"),
+                  "", markdown_table(s.linear_probe, index=False), ""]
     if s.rule is not None and not s.rule.empty:
         lines += [("**The clinical rule over the codes a source labels** (consensus labels against the biopsy; "
                    "`sources_rule_on_labels.csv`): the ceiling of the rule with those codes alone"), "",

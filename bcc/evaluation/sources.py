@@ -20,7 +20,7 @@ other folds only, never on a test fold):
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from bcc.core.predictions import read_predictions
 from bcc.data.images import Preprocess
 from bcc.data.synthetic.audit import colour_features
 from bcc.data.table import read_table, table_images
-from bcc.evaluation.linear_probe import run_features
+from bcc.evaluation.linear_probe import probe_predictions, run_features
 from bcc.evaluation.metrics import binary_metrics, roc_auc
 
 ALL = "all sources"
@@ -179,18 +179,21 @@ class SourceReport:
     probe: pd.DataFrame | None = None
     rule: pd.DataFrame | None = None
     held_out: pd.DataFrame | None = None
+    linear_probe: pd.DataFrame | None = None  # the frozen features' logistic regression, per output and source
     notes: list[str] = field(default_factory=list)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         named = {"sources_bcc": self.per_source, "sources_heads": self.heads, "sources_shortcuts": self.baselines,
-                 "sources_probe": self.probe, "sources_rule_on_labels": self.rule, "sources_held_out": self.held_out}
+                 "sources_probe": self.probe, "sources_rule_on_labels": self.rule, "sources_held_out": self.held_out,
+                 "sources_linear_probe": self.linear_probe}
         return {k: v for k, v in named.items() if v is not None and not v.empty}
 
 
 def source_report(runs: Sequence, preds: pd.DataFrame, root: Path, preprocess: Preprocess, held_out_dirs: Sequence[Path],
-                  backbone: str, probe: bool = True, shortcuts: bool = True, allow_outside: bool = False
-                  ) -> SourceReport | None:
-    """The confounder checks of a multi-source dataset (None for a dataset with one source)."""
+                  backbone: str, probe: bool = True, shortcuts: bool = True, allow_outside: bool = False,
+                  linear_probe_dirs: Mapping[int, Path] | None = None) -> SourceReport | None:
+    """The confounder checks of a multi-source dataset (None for a dataset with one source); with
+    `linear_probe_dirs` (fold → stage-1 run) also the linear probe on their frozen features, per source."""
     table = read_table(root, splits=False, allow_outside=allow_outside)
     if table["source"].nunique() < 2:
         return None
@@ -202,12 +205,17 @@ def source_report(runs: Sequence, preds: pd.DataFrame, root: Path, preprocess: P
         probe = shortcuts = False
     else:
         table = read_table(root, allow_outside=allow_outside)
+    if not (probe or shortcuts):
+        linear_probe_dirs = None
     if probe or shortcuts:
         images, key = table_images(root, table, preprocess, allow_outside)
         if shortcuts:
             report.baselines = shortcut_baselines(table, images)
         if probe:
             report.probe = source_probe(runs, table, images, key, cache_dir=Path(root) / ".cache")
+        if linear_probe_dirs:
+            lp = probe_predictions(linear_probe_dirs, table, images, key, cache_dir=Path(root) / ".cache")
+            report.linear_probe = pd.concat([per_source(lp, sources), heads_by_source(lp, sources)], ignore_index=True)
     report.held_out = held_out_sources(held_out_dirs, backbone) if held_out_dirs else None
     if report.held_out is None or report.held_out.empty:
         report.notes.append("No leave-one-source-out runs were found (`data.test_source=<source>` into "

@@ -39,5 +39,7 @@ CASES: list[Case] = [
     Case("real/--data-missing-folder", REAL, lambda ws: ["--data", str(ws.root / "nowhere"), *real()(ws)], 2,
          r"--data .*nowhere: no such folder"),
     Case("real/--data-without-value", REAL, lambda ws: [*real()(ws), "--data"], 2, r"--data needs a folder"),
+    Case("real/--controls-unknown", REAL, lambda ws: [*real()(ws), "--controls=lite9"], 2,
+         r"--controls=lite9: unknown lite9; choose from mobilenet_scratch_112"),
     Case("real/override-syntax", REAL, real("data.k=[3"), 2, r"cannot read the overrides"),
 ]
