@@ -144,3 +144,17 @@ def test_activations_beyond_the_budget_are_refused(smoke_overrides, tmp_path):
     with pytest.raises(UsageError, match=r"data.frozen_views=2: the trunk activations of 100 images.*data.frozen_max_gb"):
         run([*smoke_overrides, "backbone=efficientnet_lite0", "stage=1", "data.frozen_views=2",
              "data.frozen_max_gb=1e-6", "logger=csv", "data.disk_cache=false"])
+
+
+def test_frozen_bn_statistics_keep_the_running_statistics_and_train_scale_and_shift():
+    net = make_net("efficientnet_lite0", None, 64)
+    bn = net.backbone.bn2  # inside the last blocks (conv_head's BatchNorm)
+    for stats, changes in (("frozen", False), ("train", True)):
+        before = bn.running_mean.clone()
+        net.set_trainable(["last_blocks", "diagnosis_head"], bn_statistics=stats)
+        net.train()
+        net(torch.rand(4, 3, 64, 64))
+        assert bn.weight.requires_grad and bn.bias.requires_grad
+        assert (not torch.equal(before, bn.running_mean)) is changes, stats
+    with pytest.raises(Exception, match="bn_statistics='batch'"):
+        net.set_trainable(["last_blocks"], bn_statistics="batch")

@@ -186,18 +186,26 @@ class MultitaskNet(nn.Module):
             return [self.heads[name.removesuffix("_head")]]
         raise ValueError(f"unknown part {name!r}; parts are {PARTS}")
 
-    def set_trainable(self, parts: Iterable[str]) -> list[nn.Module]:
+    def set_trainable(self, parts: Iterable[str], bn_statistics: str = "train") -> list[nn.Module]:
         """Train only `parts`; everything else gets requires_grad=False and is held in eval mode.
 
         Held modules stay in eval mode through any later ``.train()`` (frozen BatchNorm keeps its running
-        statistics and dropout inside a frozen backbone is off). Returns the trainable modules.
+        statistics and dropout inside a frozen backbone is off). `bn_statistics`: ``train`` — BatchNorm layers
+        inside the trained parts normalise with batch statistics and update their running ones; ``frozen`` —
+        they keep ImageNet's (or the previous stage's) running statistics and train their scale and shift
+        only, the usual choice when fine-tuning a pretrained network on a small or resampled dataset.
+        Returns the trainable modules.
         """
+        if bn_statistics not in ("train", "frozen"):
+            raise BadInput(f"bn_statistics={bn_statistics!r}: choose 'train' or 'frozen'")
         trainable = [m for p in parts for m in self.part(p)]
         self.requires_grad_(False)
         inside: set[int] = set()
         for m in trainable:
             m.requires_grad_(True)
             inside.update(id(sub) for sub in m.modules())
+        if bn_statistics == "frozen":
+            inside -= {id(m) for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
         # the flag is set per module (not .eval(), which recurses into trainable children)
         self._held_in_eval = [m for m in self.modules() if id(m) not in inside and m is not self
                               and m is not self.dropout and m is not self.heads]

@@ -40,14 +40,15 @@ class MissingStageError(BadInput):
 
 
 class StageFreezing(Callback):
-    """Freeze everything except the stage's trainable parts (``bcc.models.network.PARTS``)."""
+    """Freeze everything except the stage's trainable parts (``bcc.models.network.PARTS``); `bn_statistics`:
+    whether BatchNorm layers inside them update their statistics (``MultitaskNet.set_trainable``)."""
 
-    def __init__(self, trainable: Sequence[str]):
-        self.trainable = list(trainable)
+    def __init__(self, trainable: Sequence[str], bn_statistics: str = "train"):
+        self.trainable, self.bn_statistics = list(trainable), str(bn_statistics)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
-            _net(pl_module).set_trainable(self.trainable)
+            _net(pl_module).set_trainable(self.trainable, self.bn_statistics)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         _net(pl_module).train()  # re-applies the held eval modes after Lightning's mode handling
