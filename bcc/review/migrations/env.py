@@ -9,9 +9,6 @@ from sqlalchemy import create_engine
 
 from bcc.review.db import Base
 
-config = context.config
-connection = config.attributes.get("connection")
-
 
 def _run(conn) -> None:
     # render_as_batch: SQLite changes a table by copying it (ALTER TABLE can do little there)
@@ -20,8 +17,14 @@ def _run(conn) -> None:
         context.run_migrations()
 
 
-if connection is not None:
-    _run(connection)
-else:  # the alembic command line, with sqlalchemy.url in its ini file
-    with create_engine(config.get_main_option("sqlalchemy.url") or "").connect() as conn:
-        _run(conn)
+def main() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+    else:  # the alembic command line, with sqlalchemy.url in its ini file
+        with create_engine(context.config.get_main_option("sqlalchemy.url") or "").connect() as conn:
+            _run(conn)
+
+
+if hasattr(context, "config"):  # alembic is running this file; imported on its own it does nothing
+    main()
