@@ -17,21 +17,22 @@ import getpass
 import sys
 from pathlib import Path
 
+from sqlalchemy.orm import Session, sessionmaker
 from waitress import create_server
 
 from bcc.core.cli import run_command, tool_parser
 from bcc.core.errors import BadInput
 from bcc.review import accounts
 from bcc.review.app import create_app
-from bcc.review.db import DEFAULT_URL, create_database, open_db, upgrade_database
+from bcc.review.db import DEFAULT_URL, create_database, database, upgrade_database
 from bcc.review.export import check_out, export_annotations
 from bcc.review.worklists import import_worklist, load_worklist
 
 HOST = "127.0.0.1"  # never another interface: no image or score leaves the machine
 
 
-def serve(url: str, port: int, log=print) -> None:
-    app = create_app(open_db(url))
+def serve(sessions: sessionmaker[Session], url: str, port: int, log=print) -> None:
+    app = create_app(sessions)
     try:
         server = create_server(app, host=HOST, port=port, threads=8)
     except OSError as e:
@@ -52,8 +53,7 @@ def _password(from_stdin: bool) -> str:
     return first
 
 
-def _user(a) -> None:
-    sessions = open_db(a.db)
+def _user(a, sessions: sessionmaker[Session]) -> None:
     if a.action == "list":
         for name, can in accounts.list_reviewers(sessions):
             print(name if can else f"{name} (no password yet: `user passwd {name}`)")
@@ -61,10 +61,11 @@ def _user(a) -> None:
     if a.name is None:
         raise BadInput(f"user {a.action}: give the reviewer's name")
     if a.action == "add":
-        name = accounts.reviewer_name(a.name)  # a bad name is refused before the password is asked for
+        name = accounts.check_free(sessions, a.name)  # refused before the password is asked for
         r = accounts.add_reviewer(sessions, name, _password(a.password_stdin))
         print(f"[bcc.review] reviewer {r.name!r} added; they sign in at the review app with this name")
     else:
+        accounts.find(sessions, a.name)  # an unknown name is refused before the password is asked for
         accounts.set_password(sessions, a.name, _password(a.password_stdin))
         print(f"[bcc.review] password of {a.name.strip()!r} changed; every browser signed in as them is signed out")
 
@@ -93,25 +94,29 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         if a.command == "init":
-            create_database(a.db)
+            create_database(a.db).kw["bind"].dispose()
             print(f"[bcc.review] created the review database {a.db}; add reviewers: python -m bcc.review user add NAME")
         elif a.command == "upgrade":
             before, after = upgrade_database(a.db)
             print(f"[bcc.review] {a.db}: schema {before or 'from before migrations'} → {after}")
         elif a.command == "user":
-            _user(a)
+            with database(a.db) as sessions:
+                _user(a, sessions)
         elif a.command == "import":
             loaded = load_worklist(a.folder)  # everything checked before the database is opened
-            import_worklist(open_db(a.db), loaded, a.name)
+            with database(a.db) as sessions:
+                import_worklist(sessions, loaded, a.name)
         elif a.command == "serve":
             if not 0 <= a.port <= 65535:
                 raise BadInput(f"--port {a.port}: expected 0-65535")
-            serve(a.db, a.port)
+            with database(a.db) as sessions:
+                serve(sessions, a.db, a.port)
         else:
             check_out(a.out)
             if a.dataset is not None and not (a.dataset / "images.csv").is_file():
                 raise BadInput(f"--dataset {a.dataset}: no images.csv there; pass the dataset's folder")
-            export_annotations(open_db(a.db), a.out, a.dataset)
+            with database(a.db) as sessions:
+                export_annotations(sessions, a.out, a.dataset)
 
     return run_command("bcc.review", body, a.debug)
 

@@ -60,14 +60,22 @@ def _find(s: Session, name: str) -> Reviewer | None:
     return s.scalar(select(Reviewer).where(Reviewer.name_key == name.strip().casefold()))
 
 
-def add_reviewer(sessions: sessionmaker[Session], name: str, password: str) -> Reviewer:
-    """A new account; a name taken whatever its case is refused."""
-    name, password = reviewer_name(name), check_password(password)
+def check_free(sessions: sessionmaker[Session], name: str) -> str:
+    """`name` as a new account would hold it (stripped), if it is a valid rater name no account holds in
+    any case; BadInput otherwise."""
+    name = reviewer_name(name)
     with sessions() as s:
         taken = _find(s, name)
-        if taken is not None:
-            raise BadInput(f"reviewer {name!r}: the name is taken (as {taken.name!r}; names are the same whatever "
-                           f"their case); choose another, or `user passwd {taken.name}` to set its password")
+    if taken is not None:
+        raise BadInput(f"reviewer {name!r}: the name is taken (as {taken.name!r}; names are the same whatever "
+                       f"their case); choose another, or `user passwd {taken.name}` to set its password")
+    return name
+
+
+def add_reviewer(sessions: sessionmaker[Session], name: str, password: str) -> Reviewer:
+    """A new account; a name taken whatever its case is refused."""
+    name, password = check_free(sessions, name), check_password(password)
+    with sessions() as s:
         r = Reviewer(name=name, name_key=name.casefold(), password_hash=generate_password_hash(password), created=now())
         s.add(r)
         try:
@@ -77,13 +85,21 @@ def add_reviewer(sessions: sessionmaker[Session], name: str, password: str) -> R
         return r
 
 
+def find(sessions: sessionmaker[Session], name: str) -> Reviewer:
+    """The account `name` (whatever its case); BadInput when there is none."""
+    with sessions() as s:
+        r = _find(s, name)
+    if r is None:
+        raise BadInput(f"reviewer {name.strip()!r}: no such account; `user add` creates it (`user list` shows them)")
+    return r
+
+
 def set_password(sessions: sessionmaker[Session], name: str, password: str) -> None:
     """Set `name`'s password and sign out every browser signed in as them."""
     check_password(password)
+    rid = find(sessions, name).id
     with sessions() as s:
-        r = _find(s, name)
-        if r is None:
-            raise BadInput(f"reviewer {name!r}: no such account; `user add` creates it (`user list` shows them)")
+        r = s.get_one(Reviewer, rid)
         r.password_hash = generate_password_hash(password)
         s.execute(delete(LoginSession).where(LoginSession.reviewer_id == r.id))
         s.commit()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -203,9 +205,28 @@ def _missing(url: str) -> BadInput:
                     f"{url}` creates a new one")
 
 
+@contextmanager
+def database(url: str) -> Iterator[sessionmaker[Session]]:
+    """:func:`open_db` for one command: its connections are closed when the block ends (SQLite then
+    removes its -wal and -shm files)."""
+    sessions = open_db(url)
+    try:
+        yield sessions
+    finally:
+        sessions.kw["bind"].dispose()
+
+
 def open_db(url: str = DEFAULT_URL) -> sessionmaker[Session]:
     """Sessions on the review database at `url`, which must exist at this version's schema."""
     engine = _engine(url)
+    try:
+        return _check(engine, url)
+    except BadInput:
+        engine.dispose()
+        raise
+
+
+def _check(engine: Engine, url: str) -> sessionmaker[Session]:
     path = sqlite_file(engine)
     if path is not None and not path.is_file():
         raise _missing(url)
@@ -235,6 +256,7 @@ def create_database(url: str) -> sessionmaker[Session]:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # owner only, before SQLite opens it
     revision, tables = _state(engine, url)
     if revision is not None or tables:
+        engine.dispose()
         raise BadInput(f"--db {url}: that database already holds tables ({', '.join(sorted(tables)[:4])}); `init` "
                        f"only creates a new one (an older review database: `python -m bcc.review upgrade`)")
     try:
@@ -258,6 +280,7 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
         raise _missing(url)
     revision, tables = _state(engine, url)
     if revision is None and "worklists" not in tables:
+        engine.dispose()
         raise _missing(url)
     with engine.begin() as conn:
         cfg = _alembic(conn)
