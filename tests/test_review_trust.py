@@ -9,6 +9,7 @@ so no model is trained; tests/test_review.py runs the loop on a real bcc.predict
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import shutil
 import sqlite3
@@ -26,11 +27,12 @@ from bcc.core.patterns import CODES, OUTPUTS
 from bcc.review.__main__ import main as review_main
 from bcc.review.accounts import add_reviewer, list_reviewers
 from bcc.review.db import Case, Verdict, _alembic, _engine, open_db, upgrade_database
-from tests.helpers.review import (
+from tests.helpers.review import (  # noqa: F401 (postgres_url: a fixture)
     PASSWORD,
     browser,
     client,
     csrf,
+    postgres_url,
     review_db,
     served,
     sign_in,
@@ -162,10 +164,9 @@ def test_init_makes_an_owner_only_file_and_every_other_command_refuses_a_missing
     assert not (tmp_path / "reveiw.db").exists()
 
 
-def _legacy(path: Path) -> str:
+def _legacy(url: str) -> str:
     """A database as bcc wrote it before the migrations: its schema (revision 0001) without Alembic's table,
     and the verdicts of 'Alice', 'alice ' and 'Bob' on one case."""
-    url = f"sqlite:///{path}"
     engine = _engine(url, migrating=True)
     with engine.begin() as conn:
         command.upgrade(_alembic(conn), "0001")
@@ -174,22 +175,26 @@ def _legacy(path: Path) -> str:
                      {"th": json.dumps({"bcc": 0.5, "patterns": dict.fromkeys(CODES, 0.5),
                                         "uncertainty_band": 0.1, "source": "defaults"})})
         conn.execute(sa.text("INSERT INTO cases VALUES (1, 1, 1, 'x.png', :h, 0.9, :sc, 'BCC', 'BCC', "
-                             "'p_bcc 0.55 is within 0.10; of the threshold', x'00', NULL, '[0, 0, 1, 1]')"),
-                     {"h": "0" * 64, "sc": json.dumps(dict.fromkeys(OUTPUTS, 0.5))})
-        for i, (name, bcc, when) in enumerate([("Alice", 1, "10:00"), ("alice ", 0, "11:00"), ("Bob", 1, "09:00")]):
-            conn.execute(sa.text(f"INSERT INTO verdicts VALUES ({i + 1}, 1, :n, {bcc}, '{{}}', 'note', "
-                                 f"'2026-01-02 {when}:00')"), {"n": name})
+                             "'p_bcc 0.55 is within 0.10; of the threshold', :jpeg, NULL, '[0, 0, 1, 1]')"),
+                     {"h": "0" * 64, "sc": json.dumps(dict.fromkeys(OUTPUTS, 0.5)), "jpeg": b"\0"})
+        for i, (name, bcc, when) in enumerate([("Alice", True, "10:00"), ("alice ", False, "11:00"),
+                                               ("Bob", True, "09:00")]):
+            conn.execute(sa.text("INSERT INTO verdicts VALUES (:i, 1, :n, :bcc, '{}', 'note', :when)"),
+                         {"i": i + 1, "n": name, "bcc": bcc, "when": dt.datetime.fromisoformat(f"2026-01-02 {when}")})
     engine.dispose()
-    path.chmod(0o644)
     return url
 
 
-def test_an_older_database_is_refused_then_upgraded(tmp_path, capsys):
-    url = _legacy(tmp_path / "old.db")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_older_database_is_refused_then_upgraded(backend, tmp_path, capsys, request):
+    url = _legacy(f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url"))
+    if backend == "sqlite":
+        (tmp_path / "old.db").chmod(0o644)
     assert review_main(["serve", "--db", url]) == 2
     assert "its schema is older (revision from before migrations)" in capsys.readouterr().err
     assert upgrade_database(url) == (None, "0002")
-    assert stat.S_IMODE((tmp_path / "old.db").stat().st_mode) == 0o600
+    if backend == "sqlite":
+        assert stat.S_IMODE((tmp_path / "old.db").stat().st_mode) == 0o600
     sessions = open_db(url)
     assert list_reviewers(sessions) == [("Alice", False), ("Bob", False)]  # one Alice, no password yet
     with sessions() as s:
@@ -198,6 +203,33 @@ def test_an_older_database_is_refused_then_upgraded(tmp_path, capsys):
     assert got == [("Alice", 1, True), ("Alice", 2, False), ("Bob", 1, True)]
     assert review_main(["upgrade", "--db", url]) == 0  # again: nothing to do
     assert "schema 0002 → 0002" in capsys.readouterr().out
+    sessions.kw["bind"].dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migrations_build_the_models_schema_and_the_loop_runs(backend, tmp_path, inbox, request, monkeypatch):
+    """`init` on an empty database (a PostgreSQL one by its plain postgresql:// URL) builds exactly the
+    tables the code declares; accounts, import, a verdict and the export then work on it."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from bcc.review.db import Base
+
+    url = f"sqlite:///{tmp_path / 'r.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    assert review_main(["init", "--db", url]) == 0
+    assert review_main(["init", "--db", url]) == 2  # never over a database
+    engine = _engine(url)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()
+    monkeypatch.setattr("sys.stdin", _lines(PASSWORD))
+    assert review_main(["user", "add", "Dr A", "--password-stdin", "--db", url]) == 0
+    assert review_main(["import", str(triage_output(inbox, tmp_path / "triage")), "--db", url]) == 0
+    a, token = client(url, "Dr A")
+    case = next(iter(_cases(url).values()))
+    assert a.post(f"/case/{case}", data={"csrf_token": token, "bcc": "1", "pattern": ["AT"]}).status_code == 302
+    assert review_main(["export", "--db", url, "--out", str(tmp_path / "a.csv")]) == 0
+    assert pd.read_csv(tmp_path / "a.csv").AT.tolist() == [1]
 
 
 # ---- export: keys, versions, guarding --------------------------------------------------------------------
