@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
     JSON,
@@ -40,6 +39,7 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
+    text,
 )
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
@@ -192,10 +192,14 @@ HEAD: str = ScriptDirectory(str(MIGRATIONS)).get_current_head() or BEFORE_MIGRAT
 
 
 def _state(engine: Engine, url: str) -> tuple[str | None, set[str]]:
-    """(the database's Alembic revision, its tables); BadInput when it cannot be reached."""
+    """(the database's Alembic revision, its tables); BadInput when it cannot be reached. Read without
+    Alembic's migration context, which logs: opening a database says nothing."""
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision(), set(inspect(conn).get_table_names())
+            tables = set(inspect(conn).get_table_names())
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar() \
+                if "alembic_version" in tables else None
+            return revision, tables
     except OperationalError as e:
         raise BadInput(f"--db {url}: cannot open the database ({e.orig}); check the path or server") from None
 
