@@ -12,9 +12,10 @@ from tests.bad_inputs.cases_data import CASES as DATA
 from tests.bad_inputs.cases_deploy import CASES as DEPLOY
 from tests.bad_inputs.cases_public import CASES as PUBLIC
 from tests.bad_inputs.cases_real import CASES as REAL
+from tests.bad_inputs.cases_review import CASES as REVIEW
 from tests.bad_inputs.cases_training import CASES as TRAINING
 
-ALL = [*DATA, *PUBLIC, *TRAINING, *DEPLOY, *REAL]
+ALL = [*DATA, *PUBLIC, *TRAINING, *DEPLOY, *REVIEW, *REAL]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -199,7 +199,7 @@ def test_predict_on_the_onnx_model(exported, ckpt, data_dir, tmp_path):
     # same thresholds (the ONNX model's metadata vs the same values given on the command line)
     assert (o.diagnosis_verdict == t.diagnosis_verdict).all() and (o.review == t.review).all()
     html = (tmp_path / "onnx" / "report.html").read_text()
-    assert "ONNX Runtime, best.onnx" in html and "Grad-CAM from the ONNX model&#x27;s own maps" in html
+    assert "ONNX Runtime, best.onnx" in html and "Grad-CAM from the ONNX model&#39;s own maps" in html
 
 
 def test_onnx_maps_equal_the_checkpoints_without_torch(explained, data_dir, tmp_path, monkeypatch):
@@ -227,7 +227,7 @@ def test_onnx_maps_equal_the_checkpoints_without_torch(explained, data_dir, tmp_
     finally:
         (tmp_path / "moved.ckpt").rename(explained.with_suffix(".ckpt"))
     html = (tmp_path / "onnx" / "report.html").read_text()
-    assert "Grad-CAM from the ONNX model&#x27;s own maps (model.onnx" in html
+    assert "Grad-CAM from the ONNX model&#39;s own maps (model.onnx" in html
     assert html.count('aria-label="Grad-CAM ') == 4 * 8  # eight canvases a lesion, drawn by the page
     got, want = np.load(tmp_path / "onnx" / "maps.npy"), np.load(tmp_path / "torch" / "maps.npy")
     assert got.shape == want.shape == (4, 8, *want.shape[2:])

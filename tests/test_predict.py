@@ -200,8 +200,8 @@ def test_verdicts_unit_cases():
     assert list(v.diagnosis_verdict) == ["BCC", "BCC", "BCC", "non-BCC", "non-BCC"]
     assert list(v.rule_verdict) == ["BCC", "non-BCC", "BCC", "non-BCC", "BCC"]
     assert list(v.review) == [0, 1, 1, 0, 1]
-    assert v.review_reason[1] == "diagnosis head says BCC but the clinical rule over the patterns says non-BCC"
-    assert v.review_reason[2] == "p_bcc 0.55 is within 0.10 of the operating threshold 0.50"
+    assert v.review_reason[1] == ["diagnosis head says BCC but the clinical rule over the patterns says non-BCC"]
+    assert v.review_reason[2] == ["p_bcc 0.55 is within 0.10 of the operating threshold 0.50"]  # a list, never joined
     assert v.patterns[3] == "PN 0.90; AT 0.90" and v.patterns[4] == "U 0.70; ON 0.60"
     # a lower operating point and no band: the third case is then clear
     th2 = Thresholds().update({"bcc": 0.3, "uncertainty_band": 0.0, "patterns": {"U": 0.8}}, "test")
@@ -322,7 +322,7 @@ def test_formula_leading_file_names_are_neutralised(ckpt, data_dir, tmp_path):
     assert all(0 <= float(r[col[c]]) <= 1 for r in ok for c in ["p_bcc", *[f"p_{c}" for c in CODES]])
     assert pd.read_csv(out / "triage.csv")["p_bcc"].dtype == np.float64
     html = (out / "report.html").read_text()
-    assert "=HYPERLINK(&quot;evil.example?x=1&quot;,&quot;open&quot;).png" in html  # escaped, not altered
+    assert "=HYPERLINK(&#34;evil.example?x=1&#34;,&#34;open&#34;).png" in html  # escaped, not altered
 
 
 def test_csv_safe_leaves_numbers_alone():

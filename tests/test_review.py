@@ -1,9 +1,11 @@
-"""The review loop (bcc.review): a triage worklist imported into a database, reviewed in the app, verdicts
-recorded per reviewer, and exported as raters that bcc.consensus merges with the dataset's own.
+"""The review loop (bcc.review) end to end on a real bcc.predict run: a triage worklist imported into a
+database, reviewed in the app, verdicts recorded per reviewer account, and exported as raters that
+bcc.consensus merges with the dataset's own.
 
 Fast tests use Flask's test client; the ones marked slow drive a real headless chromium (selenium) against
 the app served by waitress: open, review, record, reload — nothing lost, across a server restart too; two
-reviewers at once; the maps drawn by the page equal the Python pipeline's.
+reviewers at once; the maps drawn by the page equal the Python pipeline's. Accounts, sessions, CSRF, the
+audit trail and the hostile cases: tests/test_review_trust.py; the load test: tests/test_review_load.py.
 """
 from __future__ import annotations
 
@@ -24,9 +26,8 @@ from bcc.data.consensus import ensure_labels
 from bcc.explanation.gradcam import postprocess
 from bcc.explanation.render import heat_rgb
 from bcc.review.__main__ import main as review_main
-from bcc.review.app import create_app
 from bcc.review.db import Case, Verdict, open_db
-from tests.helpers.review import browser, record, served, sign_in
+from tests.helpers.review import browser, client, record, review_db, served, sign_in
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HOSTILE = '<img src=x onerror=alert(1)> "lesion" & co.png'
@@ -47,19 +48,10 @@ def worklist(ckpt, data_dir, tmp_path_factory) -> dict:
     shutil.copy(src[4], inbox / HOSTILE)
     out = root / "triage"
     assert predict_main([f"checkpoint={ckpt}", f"input={inbox}", f"output={out}", "progress=false", "threads=1"]) == 0
-    url = f"sqlite:///{root / 'review.db'}"
+    url = review_db(f"sqlite:///{root / 'review.db'}", "Dr C")
     assert review_main(["import", str(out), "--db", url, "--name", "clinic <b>Monday</b>"]) == 0
     ids = {**{p.name: p.stem for p in src[:4]}, HOSTILE: src[4].stem}  # case name → the dataset's image_id
     return {"ds": ds, "out": out, "url": url, "root": root, "ids": ids}
-
-
-def _client(url: str, reviewer: str):
-    c = create_app(open_db(url), secret=b"test").test_client()
-    c.get("/")
-    with c.session_transaction() as s:
-        token = s["token"]
-    assert c.post("/login", data={"reviewer": reviewer, "token": token}).status_code == 302
-    return c, token
 
 
 def _case_ids(url: str) -> list[int]:
@@ -68,32 +60,36 @@ def _case_ids(url: str) -> list[int]:
 
 
 def test_record_reload_and_reviewers_apart(worklist, tmp_path):
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = review_db(f"sqlite:///{tmp_path / 'db.sqlite'}", "Dr A", "Dr B")
     assert review_main(["import", str(worklist["out"]), "--db", url]) == 0
     first = _case_ids(url)[0]
-    a, ta = _client(url, "Dr A")
-    b, tb = _client(url, "Dr B")
-    r = a.post(f"/case/{first}", data={"token": ta, "bcc": "1", "pattern": ["AT", "ON"], "note": "nests"})
-    assert r.status_code == 302 and "saved=" in r.headers["Location"]
+    a, ta = client(url, "Dr A")
+    b, tb = client(url, "Dr B")
+    r = a.post(f"/case/{first}", data={"csrf_token": ta, "bcc": "1", "pattern": ["AT", "ON"], "note": "nests"})
+    assert r.status_code == 302 and "Verdict recorded." in a.get(r.headers["Location"]).get_data(as_text=True)
     page = a.get(f"/case/{first}").get_data(as_text=True)
     assert re.search(r'id="bcc-yes" required\s*checked', page)
     assert re.search(r'id="pattern-AT"\s*checked', page) and re.search(r'id="pattern-ON"\s*checked', page)
     assert not re.search(r'id="pattern-PN"\s*checked', page) and 'value="nests"' in page
     assert "checked" not in b.get(f"/case/{first}").get_data(as_text=True)  # B does not see A's verdict
-    b.post(f"/case/{first}", data={"token": tb, "bcc": "0", "pattern": ["PN"]})
-    a.post(f"/case/{first}", data={"token": ta, "bcc": "1", "pattern": ["AT"]})  # A changes their mind
+    b.post(f"/case/{first}", data={"csrf_token": tb, "bcc": "0", "pattern": ["PN"]})
+    a.post(f"/case/{first}", data={"csrf_token": ta, "bcc": "1", "pattern": ["AT"]})  # A changes their mind
     with open_db(url)() as s:
-        got = {v.reviewer: (v.bcc, [c for c in CODES if v.patterns[c]]) for v in s.scalars(select(Verdict))}
-    assert got == {"Dr A": (True, ["AT"]), "Dr B": (False, ["PN"])}
-    assert "Your BCC verdict differs" not in a.get(f"/case/{first}").get_data(as_text=True)
-    b.post(f"/case/{first}", data={"token": tb, "bcc": "1", "pattern": ["PN"]})  # PN vetoes BCC in the rule
+        got = sorted((v.reviewer.name, v.version, v.bcc, [c for c in CODES if v.patterns[c]], v.note)
+                     for v in s.scalars(select(Verdict)))
+    assert got == [("Dr A", 1, True, ["ON", "AT"], "nests"), ("Dr A", 2, True, ["AT"], ""),  # the first one kept
+                   ("Dr B", 1, False, ["PN"], "")]
+    page = a.get(f"/case/{first}").get_data(as_text=True)
+    assert "Your BCC verdict differs" not in page and "version 2" in page and "1 earlier version kept" in page
+    b.post(f"/case/{first}", data={"csrf_token": tb, "bcc": "1", "pattern": ["PN"]})  # PN vetoes BCC in the rule
     assert 'id="rule-warning"' in b.get(f"/case/{first}").get_data(as_text=True)
 
 
 def test_pages_escape_what_they_show_and_refuse_foreign_requests(worklist):
-    c, token = _client(worklist["url"], "Dr <i>X</i>")  # not a valid rater name: refused
-    assert "Dr &lt;i&gt;" not in c.get("/").get_data(as_text=True) and "Who is reviewing?" in c.get("/").get_data(as_text=True)
-    c, token = _client(worklist["url"], "Dr C")
+    c, token = client(worklist["url"], "Dr <i>X</i>")  # no such account (nor a valid rater name): refused
+    page = c.get("/", follow_redirects=True).get_data(as_text=True)
+    assert "Dr &lt;i&gt;" not in page and "<i>X" not in page and 'id="sign-in"' in page
+    c, token = client(worklist["url"], "Dr C")
     home = c.get("/").get_data(as_text=True)
     assert "clinic &lt;b&gt;Monday&lt;/b&gt;" in home and "<b>Monday" not in home
     with open_db(worklist["url"])() as s:
@@ -106,7 +102,8 @@ def test_pages_escape_what_they_show_and_refuse_foreign_requests(worklist):
     csp = resp.headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "script-src 'sha256-" in csp and "frame-ancestors 'none'" in csp
     assert c.post(f"/case/{hostile[0]}", data={"bcc": "1"}).status_code == 400  # no form token
-    assert c.post(f"/case/{hostile[0]}", data={"token": token, "bcc": "1", "pattern": ["XX"]}).status_code == 400
+    assert c.post(f"/case/{hostile[0]}", data={"csrf_token": token[::-1], "bcc": "1"}).status_code == 400  # a wrong one
+    assert c.post(f"/case/{hostile[0]}", data={"csrf_token": token, "bcc": "1", "pattern": ["XX"]}).status_code == 400
     assert c.get("/", headers={"Host": "evil.example:8765"}).status_code == 403  # DNS rebinding
     image = c.get(f"/case/{hostile[0]}/image.jpg")
     assert image.mimetype == "image/jpeg" and b"Exif" not in image.data
@@ -117,7 +114,7 @@ def test_verdicts_round_trip_into_consensus(worklist, tmp_path):
     content, after the dataset's own rows; bcc.consensus then weighs Dr A like the simulated raters. Dr A
     agrees with the consensus on four images (so EM learns Dr A is reliable) and is the only one to rate
     code `c` of the fifth (the other raters' cells blanked): its consensus then follows Dr A."""
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = review_db(f"sqlite:///{tmp_path / 'db.sqlite'}", "Dr A")
     assert review_main(["import", str(worklist["out"]), "--db", url]) == 0
     ds = tmp_path / "ds"
     shutil.copytree(worklist["ds"], ds)
@@ -129,12 +126,12 @@ def test_verdicts_round_trip_into_consensus(worklist, tmp_path):
     own.loc[own.image_id == first, c] = ""  # nobody rated c on the first image
     own.to_csv(ds / "annotations.csv", index=False)
     before = ensure_labels(ds).set_index("image_id")
-    a, token = _client(url, "Dr A")
+    a, token = client(url, "Dr A")
     with open_db(url)() as s:
         cases = {cid: ids[name] for cid, name in s.execute(select(Case.id, Case.image))}
     for cid, image_id in cases.items():
         seen = [k for k in CODES if labels.loc[image_id, k] == 1 or (image_id == first and k == c)]
-        a.post(f"/case/{cid}", data={"token": token, "bcc": "1" if labels.loc[image_id, "bcc"] else "0",
+        a.post(f"/case/{cid}", data={"csrf_token": token, "bcc": "1" if labels.loc[image_id, "bcc"] else "0",
                                      "pattern": seen})
     out = tmp_path / "annotations.new.csv"
     assert review_main(["export", "--db", url, "--out", str(out), "--dataset", str(ds)]) == 0
@@ -145,7 +142,8 @@ def test_verdicts_round_trip_into_consensus(worklist, tmp_path):
     assert mine.loc[first, c] == "1" and mine.loc[others[0], list(CODES)].astype(int).tolist() == \
         labels.loc[others[0], list(CODES)].astype(int).tolist()
     audit = pd.read_csv(tmp_path / "annotations.new.verdicts.csv")
-    assert len(audit) == len(cases) and set(audit.columns) >= {"bcc", "rule_over_codes", "agrees"}
+    assert len(audit) == len(cases) and set(audit.columns) >= {"bcc", "rule_over_codes", "agrees", "version", "keyed_by"}
+    assert audit.exported.all() and (audit.keyed_by == "dataset image_id, matched by content sha256").all()
     shutil.copy(out, ds / "annotations.csv")
     after = ensure_labels(ds).set_index("image_id")
     assert "Dr A" in set(pd.read_csv(ds / "rater_quality.csv").rater)
@@ -161,7 +159,7 @@ def test_browser_review_record_reload_restart(worklist, tmp_path):
     verdict, reload: it is there; stop the server, start another on the same database: still there."""
     from selenium.webdriver.common.by import By
 
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = review_db(f"sqlite:///{tmp_path / 'db.sqlite'}", "Dr A")
     assert review_main(["import", str(worklist["out"]), "--db", url, "--name", "monday"]) == 0
     with browser(tmp_path / "profile") as d:
         with served(url) as base:
@@ -181,7 +179,7 @@ def test_browser_review_record_reload_restart(worklist, tmp_path):
             d.find_element(By.ID, "pattern-AT").click()
             d.find_element(By.ID, "note").send_keys("arborizing vessels <b>")
             record(d)
-            assert d.find_element(By.ID, "saved").text == "Verdict recorded."
+            assert d.find_element(By.CSS_SELECTOR, ".flash.saved").text == "Verdict recorded."
             d.get(case_url)
             d.refresh()
             assert d.find_element(By.ID, "bcc-yes").is_selected() and d.find_element(By.ID, "pattern-AT").is_selected()
@@ -199,7 +197,7 @@ def test_two_reviewers_at_once(worklist, tmp_path):
     both is in the database, each reviewer's own."""
     from selenium.webdriver.common.by import By
 
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = review_db(f"sqlite:///{tmp_path / 'db.sqlite'}", "Dr A", "Dr B")
     assert review_main(["import", str(worklist["out"]), "--db", url]) == 0
     cases = _case_ids(url)
     errors = []
@@ -225,7 +223,8 @@ def test_two_reviewers_at_once(worklist, tmp_path):
             t.join(timeout=300)
     assert not errors, errors
     with open_db(url)() as s:
-        got = sorted((v.case_id, v.reviewer, v.bcc, v.patterns["AT"], v.patterns["PN"]) for v in s.scalars(select(Verdict)))
+        got = sorted((v.case_id, v.reviewer.name, v.bcc, v.patterns["AT"], v.patterns["PN"])
+                     for v in s.scalars(select(Verdict)))
     assert got == sorted([(c, "Dr A", True, 1, 0) for c in cases] + [(c, "Dr B", False, 0, 1) for c in cases])
 
 
@@ -234,7 +233,7 @@ def test_maps_drawn_by_the_page_equal_the_python_pipeline(worklist, tmp_path):
     """bccHeat (the page's script) against bcc.explanation.gradcam.postprocess + the jet table, on the
     worklist's own raw maps (1 x 1 at the smoke model's 32 px) and on random 7 x 7 and 3 x 5 ones, at two
     sizes: within one step of the colour table."""
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = review_db(f"sqlite:///{tmp_path / 'db.sqlite'}", "Dr A")
     assert review_main(["import", str(worklist["out"]), "--db", url]) == 0
     cams = np.load(worklist["out"] / "maps.npy")
     rng = np.random.default_rng(0)
@@ -262,7 +261,7 @@ def test_a_database_url_that_cannot_be_opened(tmp_path, capsys):
     assert review_main(["serve", "--db", "nosuchdb://x"]) == 2
     assert "--db nosuchdb://x: not a database URL SQLAlchemy can open" in capsys.readouterr().err
     assert review_main(["serve", "--db", f"sqlite:///{tmp_path}/no/such/dir/x.db"]) == 2
-    assert "cannot open the database" in capsys.readouterr().err
+    assert "no review database there (a mistyped path?)" in capsys.readouterr().err
 
 
 def test_the_server_binds_to_localhost_only(tmp_path, monkeypatch):
@@ -280,7 +279,8 @@ def test_the_server_binds_to_localhost_only(tmp_path, monkeypatch):
         return Fake()
 
     monkeypatch.setattr("bcc.review.__main__.create_server", fake)
-    assert review_main(["serve", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", "8123"]) == 0
+    url = review_db(f"sqlite:///{tmp_path / 'x.db'}")
+    assert review_main(["serve", "--db", url, "--port", "8123"]) == 0
     assert asked == {"host": "127.0.0.1", "port": 8123, "ran": True}
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bcc.core.errors import BadInput
 from bcc.core.layout import THRESHOLDS
 from bcc.core.patterns import CODES
@@ -56,6 +58,30 @@ class Thresholds:
     def as_dict(self) -> dict[str, Any]:
         return {"bcc": self.bcc, "patterns": dict(self.patterns), "uncertainty_band": self.band,
                 "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str) -> Thresholds:
+        """The thresholds a run recorded (:meth:`as_dict`, e.g. ``run.json``), every value required: a
+        record that lacks one is refused rather than filled with a default."""
+        if not isinstance(d, Mapping):
+            raise BadInput(f"{source}: expected an object like {{\"bcc\": 0.5, \"patterns\": {{...}}, "
+                           f"\"uncertainty_band\": 0.1}}, got {type(d).__name__}")
+        patterns = d.get("patterns")
+        missing = [k for k in ("bcc", "uncertainty_band") if d.get(k) is None] + (
+            [f"patterns.{c}" for c in CODES if c not in patterns] if isinstance(patterns, Mapping) else ["patterns"])
+        if missing:
+            raise BadInput(f"{source}: missing {', '.join(missing)} (a run records every threshold it used)")
+        th = cls().update({k: v for k, v in d.items() if k != "source"}, source)
+        th.source = str(d.get("source") or source)
+        return th
+
+    def detect(self, probs: np.ndarray) -> np.ndarray:
+        """Is each pattern detected? (N, 7) bool, CODES order, from `probs` (N, 8) in OUTPUTS order: its
+        probability at or above its own threshold. The one place this is decided (triage, its report and
+        the review app all ask here); NaN (a head never trained) is never detected."""
+        p = np.asarray(probs, dtype=np.float64).reshape(-1, 1 + len(CODES))[:, 1:]
+        with np.errstate(invalid="ignore"):
+            return p >= np.array([self.patterns[c] for c in CODES])
 
 
 def _unit(v: Any, what: str) -> float:

@@ -8,8 +8,8 @@ It writes to `output`:
 - ``triage.csv`` — the worklist ranked by p_bcc (highest first): ``rank, image, p_bcc,
   diagnosis_verdict`` (diagnosis head at the operating threshold), ``rule_verdict`` (clinical rule over
   the detected patterns), ``review`` (1 where the two verdicts disagree or p_bcc lies within the
-  uncertainty band around the threshold), ``review_reason``, ``patterns`` (detected, e.g.
-  ``AT 0.91; ON 0.64``), ``p_PN … p_AT``, ``status`` (``ok``/``skipped``), ``note`` (what was done to
+  uncertainty band around the threshold), ``review_reason`` (a JSON list of the reasons), ``patterns``
+  (detected, e.g. ``AT 0.91; ON 0.64``), ``p_PN … p_AT``, ``status`` (``ok``/``skipped``), ``note`` (what was done to
   read the image, or why it was skipped). Every input is listed (``bcc.explanation.batch``: inputs,
   their names, the skip reasons); skipped ones follow the ranked rows and the rest of the batch always
   completes. Text cells a spreadsheet would run as a formula (a file named ``=HYPERLINK(…).png``) get a
@@ -32,6 +32,7 @@ temporary file renamed into place).
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ from tqdm.auto import tqdm
 
 from bcc.core.config import Range
 from bcc.core.io import OutputSet, atomic_path, csv_safe, write_csv, write_json
+from bcc.core.jobs import file_sha256
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
 from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
 from bcc.deploy.options import input_and_output
@@ -87,7 +89,7 @@ def verdicts(probs: np.ndarray, th: Thresholds, folds: np.ndarray | None = None)
     """
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(OUTPUTS))
     p_bcc = probs[:, 0]
-    detected = detect(probs, th)
+    detected = th.detect(probs)
     diag = (p_bcc >= th.bcc).astype(int)
     known = np.isfinite(probs[:, 1:]).all(axis=0) if len(probs) else np.ones(len(CODES), bool)
     known = np.asarray(known)
@@ -112,14 +114,9 @@ def verdicts(probs: np.ndarray, th: Thresholds, folds: np.ndarray | None = None)
         pats = [f"{CODES[j]} {probs[i, 1 + j]:.2f}" for j in order if detected[i, j]]
         rows.append({"p_bcc": float(p_bcc[i]), "diagnosis_verdict": VERDICTS[diag[i]],
                      "rule_verdict": VERDICTS[rule[i]] if has_rule else RULE_UNAVAILABLE, "review": int(bool(reasons)),
-                     "review_reason": "; ".join(reasons), "patterns": "; ".join(pats),
+                     "review_reason": reasons, "patterns": "; ".join(pats),
                      **{f"p_{c}": float(probs[i, 1 + j]) for j, c in enumerate(CODES)}, "fold_spread": spread})
     return pd.DataFrame(rows, columns=COLUMNS[2:-2])
-
-
-def detect(probs: np.ndarray, th: Thresholds) -> np.ndarray:
-    """(N, 7) bool: pattern probability ≥ its threshold, CODES order."""
-    return np.asarray(probs)[:, 1:] >= np.array([th.patterns[c] for c in CODES])
 
 
 COLUMNS = ["rank", "image", "p_bcc", "diagnosis_verdict", "rule_verdict", "review", "review_reason", "patterns",
@@ -139,6 +136,7 @@ class Lesion:
     cams: np.ndarray | None = None      # (8, h, w) float32 raw Grad-CAM, OUTPUTS order
     view: tuple[float, ...] = (0.0, 0.0, 1.0, 1.0)  # the part of the picture the network saw (fractions)
     folds: np.ndarray | None = None     # (K,) each ensemble member's p(BCC)
+    sha256: str | None = None           # the scored file's content ("sha256:<hex>"): bcc.review checks it
 
 
 def _progress(total: int, enabled: bool | None):
@@ -167,7 +165,8 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
                 name, remark = input_name(p, root)
                 try:
                     x, rgb, note = read_lesion(p, scorer.preprocess, max_megapixels)
-                    batch.append((Lesion(name, "; ".join(filter(None, [note, remark]))), x, rgb))
+                    batch.append((Lesion(name, "; ".join(filter(None, [note, remark])), sha256=file_sha256(p)), x,
+                                  rgb))
                 except UnreadableImage as e:
                     lesions.append(Lesion(name, "; ".join(filter(None, [str(e), remark]))))
                     (log if bar.disable else bar.write)(f"[bcc.predict] skipped {name}: {e}")
@@ -216,20 +215,23 @@ def worklist(lesions: list[Lesion], th: Thresholds) -> tuple[pd.DataFrame, list[
 
 def write_worklist(out: Path, table: pd.DataFrame, lesions: list[Lesion], info: Mapping[str, Any],
                    report: bool = True) -> None:
-    """``triage.csv`` (formula-leading text cells neutralised), with `report` ``report.html``, with maps
-    ``maps.npy`` ((n, 8, h, w) float32 raw Grad-CAM of the scored rows, in ``triage.csv`` order), then
-    ``run.json``: `info` and whether this run wrote maps — what ``bcc.review`` imports (a ``maps.npy``
-    left by an earlier run is not this run's: run.json says so)."""
+    """``triage.csv`` (formula-leading text cells neutralised, each row's review reasons a JSON list), with
+    `report` ``report.html``, with maps ``maps.npy`` ((n, 8, h, w) float32 raw Grad-CAM of the scored rows,
+    in ``triage.csv`` order), then ``run.json``: `info`, whether this run wrote maps, and each scored row's
+    exact name and content hash (``cases``) — what ``bcc.review`` imports (a ``maps.npy`` left by an
+    earlier run is not this run's: run.json says so; a picture changed since is refused by its hash)."""
     out.mkdir(parents=True, exist_ok=True)
     scored = [les for les in lesions if les.probs is not None]
     maps = bool(scored) and all(les.cams is not None for les in scored)
     if maps:
         with atomic_path(out / MAPS) as tmp, open(tmp, "wb") as f:
             np.save(f, np.stack([cast(np.ndarray, les.cams) for les in scored]))
-    write_csv(csv_safe(table), out / "triage.csv", float_format="%.4f")
+    reasons = table["review_reason"].map(lambda r: json.dumps(r, ensure_ascii=False) if isinstance(r, list) else r)
+    write_csv(csv_safe(table.assign(review_reason=reasons)), out / "triage.csv", float_format="%.4f")
     if report:
         write_report(out / "report.html", table, lesions, info)
-    write_json({**{k: v for k, v in info.items() if k != "seconds"}, "maps": maps, "scored": len(scored)}, out / RUN)
+    write_json({**{k: v for k, v in info.items() if k != "seconds"}, "maps": maps, "scored": len(scored),
+                "cases": [{"image": les.image, "sha256": les.sha256} for les in scored]}, out / RUN)
 
 
 def guarantee_status(g: Mapping[str, Any] | None, th: Thresholds) -> dict[str, Any] | None:

@@ -1,26 +1,22 @@
-"""Into and out of the review database: a ``bcc.predict`` output folder in, the reviewers' verdicts out
-as raters of ``annotations.csv``.
+"""A ``bcc.predict`` output folder into the review database.
 
-``import_worklist`` reads ``run.json`` (the input folder, the model, thresholds, guarantee, whether maps
-were written), ``triage.csv`` and ``maps.npy`` (one (8, h, w) map stack per scored row, in its order) and
-re-reads each scored image through the one reader, keeping a ≤ 1024 px JPEG re-encoded from pixels.
-
-``export_annotations`` writes the verdicts in the dataset contract's ``annotations.csv`` form — one row
-per (image, reviewer), the seven codes 1/0 — so ``bcc.consensus`` weighs each dermatologist as one more
-rater (Dawid–Skene estimates their sensitivity and specificity like anyone else's). With a dataset, a case
-is matched to its ``image_id`` by the SHA-256 of the image file's bytes (names differ between an inbox
-and a dataset; content does not), and the dataset's own annotations come first, so the file can replace
-the dataset's ``annotations.csv``. The BCC yes/no verdict is not a code of the contract (the binary label
-follows the clinical rule over the codes, or a biopsy): it goes to ``<out stem>.verdicts.csv`` beside
-the file, with whether it agrees with the rule over the reviewer's own codes.
+``read_run`` reads and checks what the import needs — ``run.json`` (the input folder, the model, its
+thresholds and guarantee, whether maps were written, each scored row's exact name and content hash),
+``triage.csv`` and ``maps.npy`` (one (8, h, w) map stack per scored row, in its order) — and refuses
+(exit 2, naming the file and the fix) anything malformed, before the database is touched.
+``import_worklist`` then re-reads each scored image through the one reader, keeping a ≤ 1024 px JPEG
+re-encoded from pixels; a picture whose content is no longer what ``bcc.predict`` scored (its SHA-256
+differs: replaced or edited since) is refused, as is one that is gone. Names come from ``run.json``,
+never from ``triage.csv``'s display-guarded cells, so ``=x.png`` and ``'=x.png`` stay two names.
 """
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import io
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,15 +25,31 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bcc.core.errors import BadInput
-from bcc.core.io import write_csv
-from bcc.core.patterns import CODES, OUTPUTS, clinical_rule
-from bcc.data.contract import inside, load_image_table
+from bcc.core.io import csv_safe
+from bcc.core.jobs import file_sha256
+from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.images import UnreadableImage, shrink, view_box
+from bcc.deploy.report_html import Guarantee
+from bcc.deploy.thresholds import Thresholds
 from bcc.deploy.triage import MAPS, RUN
 from bcc.explanation.batch import input_name, list_inputs, read_input, shown
-from bcc.review.db import Case, Verdict, Worklist, npy_bytes
+from bcc.review.db import Case, Worklist, now, npy_bytes
 
 DISPLAY_SIDE = 1024
+COLUMNS = ["rank", "image", "p_bcc", "diagnosis_verdict", "rule_verdict", "review_reason", "status",
+           *[f"p_{c}" for c in CODES]]
+RERUN = "re-run bcc.predict into a new output folder and import that"
+
+
+@dataclass
+class Run:
+    """A checked bcc.predict output: its run.json, the scored rows of triage.csv, their maps (or None)."""
+
+    info: dict[str, Any]
+    table: pd.DataFrame
+    maps: np.ndarray | None
+    thresholds: Thresholds
+    guarantee: Guarantee | None
 
 
 def _jpeg(rgb: np.ndarray) -> bytes:
@@ -47,130 +59,162 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def read_run(folder: Path) -> tuple[dict, pd.DataFrame, np.ndarray | None]:
+def _run_json(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInput(f"{shown(path)}: not valid JSON ({e}); {RERUN}") from None
+    if not isinstance(info, dict):
+        raise BadInput(f"{shown(path)}: holds a JSON {type(info).__name__}, not the object bcc.predict writes; {RERUN}")
+    cases = info.get("cases")
+    if not isinstance(cases, list) or not all(
+            isinstance(c, Mapping) and isinstance(c.get("image"), str) and isinstance(c.get("sha256"), str)
+            and c["sha256"].startswith("sha256:") for c in cases):
+        raise BadInput(f"{shown(path)}: no list of the scored pictures' names and content hashes (\"cases\"; "
+                       f"written by bcc.predict since the review checks that a picture is the one scored); {RERUN}")
+    if not isinstance(info.get("input_path"), str) or not info["input_path"]:
+        raise BadInput(f"{shown(path)}: no input_path (the folder bcc.predict read); {RERUN}")
+    untrained = info.get("not_trained") or []
+    if not isinstance(untrained, list) or set(map(str, untrained)) - set(OUTPUTS):
+        raise BadInput(f"{shown(path)}: not_trained = {untrained!r} is not a list of outputs {list(OUTPUTS)}; {RERUN}")
+    return info
+
+
+def _triage_csv(path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"image": str})
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise BadInput(f"{shown(path)}: not a readable CSV ({e}); {RERUN}") from None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise BadInput(f"{shown(path)}: missing column(s) {', '.join(missing)} (not a bcc.predict worklist, or "
+                       f"edited); {RERUN}")
+    table = table[table["status"] == "ok"].reset_index(drop=True)
+    numbers = ["rank", "p_bcc", *[f"p_{c}" for c in CODES]]
+    bad = [c for c in numbers if not pd.api.types.is_numeric_dtype(table[c])] + \
+          (["rank"] if table["rank"].isna().any() or (table["p_bcc"].isna()).any() else [])
+    if bad:
+        raise BadInput(f"{shown(path)}: column {bad[0]} holds text or blanks where numbers belong; {RERUN}")
+    reasons = []
+    for i, cell in enumerate(table["review_reason"]):
+        try:
+            value = [] if pd.isna(cell) else json.loads(str(cell))
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
+            raise BadInput(f"{shown(path)}: review_reason of scored row {i + 1} is not a JSON list of reasons; "
+                           f"{RERUN}")
+        reasons.append(value)
+    return table.assign(review_reason=reasons)
+
+
+def _maps(path: Path, n: int) -> np.ndarray:
+    want = f"one (8, h, w) map stack per scored row of triage.csv ({n})"
+    if not path.is_file():
+        raise BadInput(f"{shown(path)}: missing, though run.json says the run wrote maps; {RERUN}")
+    try:
+        maps = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # pickled objects, a truncated or foreign file
+        raise BadInput(f"{shown(path)}: not a plain .npy array ({e}); it should hold {want}; {RERUN}") from None
+    if not isinstance(maps, np.ndarray) or maps.ndim != 4 or len(maps) != n or maps.shape[1] != len(OUTPUTS) \
+            or not np.issubdtype(maps.dtype, np.floating):
+        raise BadInput(f"{shown(path)}: does not hold {want}; {RERUN}")
+    return maps
+
+
+def read_run(folder: Path) -> Run:
+    """The checked contents of a bcc.predict output folder (module docstring); BadInput naming the file."""
     for name in (RUN, "triage.csv"):
         if not (folder / name).is_file():
             raise BadInput(f"{shown(folder / name)}: missing; import the output= folder of a `python -m bcc.predict` "
                            f"run (with report=true)")
-    try:
-        run = json.loads((folder / RUN).read_text())
-    except ValueError as e:
-        raise BadInput(f"{shown(folder / RUN)}: not valid JSON ({e}); re-run bcc.predict") from None
-    table = pd.read_csv(folder / "triage.csv", keep_default_na=False, na_values=[""])
-    table = table[table["status"] == "ok"].reset_index(drop=True)
-    maps = None
-    if run.get("maps"):
-        maps = np.load(folder / MAPS, allow_pickle=False) if (folder / MAPS).is_file() else None
-        if maps is None or maps.ndim != 4 or len(maps) != len(table) or maps.shape[1] != len(OUTPUTS):
-            raise BadInput(f"{shown(folder / MAPS)}: does not hold one (8, h, w) map stack per scored row of "
-                           f"triage.csv ({len(table)}); re-run bcc.predict into this folder")
-    return run, table, maps
+    info = _run_json(folder / RUN)
+    table = _triage_csv(folder / "triage.csv")
+    if len(info["cases"]) != len(table) or any(
+            csv_safe(pd.DataFrame({"n": [c["image"]]}))["n"][0] != shown_name
+            for c, shown_name in zip(info["cases"], table["image"].astype(str), strict=False)):
+        raise BadInput(f"{shown(folder / RUN)}: its cases do not match the scored rows of triage.csv (one of them "
+                       f"edited, or from another run); {RERUN}")
+    th = Thresholds.from_dict(info.get("thresholds"), f"{shown(folder / RUN)}: thresholds")
+    guarantee = Guarantee.read(info.get("guarantee"), shown(folder / RUN))
+    maps = _maps(folder / MAPS, len(table)) if info.get("maps") else None
+    return Run(info, table, maps, th, guarantee)
 
 
-def import_worklist(sessions: sessionmaker[Session], folder: str | Path, name: str | None = None,
-                    max_megapixels: float = 100.0, log=print) -> int:
-    """Import a ``bcc.predict`` output folder as worklist `name` (default: the folder's name); returns the
-    number of cases. A name already imported is refused (the verdicts recorded on it stay as they are)."""
+@dataclass
+class Loaded:
+    """A checked bcc.predict output with each case ready to be written (pictures re-read, hashes checked)."""
+
+    folder: Path
+    run: Run
+    cases: list[dict[str, Any]]
+
+
+def load_worklist(folder: str | Path, max_megapixels: float = 100.0) -> Loaded:
+    """Read and check everything an import writes, before any database is opened: the output folder
+    (:func:`read_run`), and each scored picture, which must still be there with the content bcc.predict
+    scored."""
     folder = Path(folder)
-    run, table, maps = read_run(folder)
-    name = name or folder.resolve().name
-    source = Path(run.get("input_path") or "")
+    run = read_run(folder)
+    source = Path(run.info["input_path"])
+    if not source.exists():
+        raise BadInput(f"{shown(folder / RUN)}: the input {shown(source)} is gone; import right after bcc.predict, "
+                       f"before the inbox is emptied")
     root, files = list_inputs(source)
-    by_name = {input_name(p, root)[0]: p for p in files}
+    by_name: dict[str, list[Path]] = {}
+    for p in files:
+        by_name.setdefault(input_name(p, root)[0], []).append(p)
+    resize = str((run.info.get("preprocess") or {}).get("resize", "square"))
+    cases = []
+    for i, (row, scored) in enumerate(zip(run.table.to_dict("records"), run.info["cases"], strict=True)):
+        path, digest = _the_scored_file(by_name.get(scored["image"], []), scored, source)
+        try:
+            rgb, _ = read_input(path, max_megapixels)
+        except (UnreadableImage, OSError) as e:
+            raise BadInput(f"{shown(path)}: cannot be read again ({e})") from None
+        h, w = rgb.shape[:2]
+        left, top, right, bottom = view_box(w, h, resize)
+        cases.append({"rank": int(row["rank"]), "image": scored["image"], "sha256": digest.removeprefix("sha256:"),
+                      "p_bcc": float(row["p_bcc"]), "view": [left / w, top / h, right / w, bottom / h],
+                      "scores": {o: None if pd.isna(row[f"p_{o}"]) else float(row[f"p_{o}"]) for o in OUTPUTS},
+                      "diagnosis_verdict": str(row["diagnosis_verdict"]), "rule_verdict": str(row["rule_verdict"]),
+                      "review_reasons": row["review_reason"], "jpeg": _jpeg(rgb),
+                      "maps": None if run.maps is None else npy_bytes(run.maps[i])})
+    return Loaded(folder, run, cases)
+
+
+def import_worklist(sessions: sessionmaker[Session], folder: str | Path | Loaded, name: str | None = None,
+                    max_megapixels: float = 100.0, log=print) -> int:
+    """Import a ``bcc.predict`` output folder (or what :func:`load_worklist` read of it) as worklist `name`
+    (default: the folder's name); returns the number of cases. A name already imported is refused (the
+    verdicts recorded on it stay as they are); nothing is written unless every case imports."""
+    loaded = folder if isinstance(folder, Loaded) else load_worklist(folder, max_megapixels)
+    run = loaded.run
+    name = name or loaded.folder.resolve().name
     with sessions() as s:
         if s.scalar(select(Worklist).where(Worklist.name == name)) is not None:
             raise BadInput(f"worklist {name!r} is already in the database; import under another --name")
-        wl = Worklist(name=name, imported=dt.datetime.now(dt.UTC).replace(tzinfo=None), model=str(run.get("model", "")),
-                      thresholds=run.get("thresholds") or {}, guarantee=run.get("guarantee"),
-                      not_trained=list(run.get("not_trained") or []))
-        resize = str((run.get("preprocess") or {}).get("resize", "square"))
+        wl = Worklist(name=name, imported=now(), model=str(run.info.get("model", "")),
+                      thresholds=run.thresholds.as_dict(), guarantee=run.info.get("guarantee"),
+                      not_trained=list(run.info.get("not_trained") or []))
         s.add(wl)
-        for i, row in table.iterrows():
-            shown_name = str(row["image"])
-            shown_name = shown_name[1:] if shown_name[:2] in ("'=", "'+", "'-", "'@") else shown_name
-            path = by_name.get(shown_name)
-            if path is None:
-                raise BadInput(f"{shown(folder / 'triage.csv')}: {shown_name} is not in {shown(source)} any more; "
-                               f"import right after bcc.predict, before the inbox is emptied")
-            try:
-                rgb, _ = read_input(path, max_megapixels)
-                data = path.read_bytes()
-            except (UnreadableImage, OSError) as e:
-                raise BadInput(f"{shown(path)}: cannot be read again ({e})") from None
-            h, w = rgb.shape[:2]
-            left, top, right, bottom = view_box(w, h, resize)
-            s.add(Case(worklist=wl, rank=int(row["rank"]), image=shown_name, sha256=hashlib.sha256(data).hexdigest(),
-                       p_bcc=float(row["p_bcc"]), view=[left / w, top / h, right / w, bottom / h],
-                       scores={o: None if pd.isna(row[f"p_{o}"]) else float(row[f"p_{o}"]) for o in OUTPUTS},
-                       diagnosis_verdict=str(row["diagnosis_verdict"]), rule_verdict=str(row["rule_verdict"]),
-                       review_reason="" if pd.isna(row["review_reason"]) else str(row["review_reason"]),
-                       jpeg=_jpeg(rgb), maps=None if maps is None else npy_bytes(maps[i])))
+        s.add_all(Case(worklist=wl, **c) for c in loaded.cases)
         s.commit()
-    log(f"[bcc.review] imported {len(table)} cases from {shown(folder)} as worklist {name!r}"
-        + ("" if maps is not None else " (no Grad-CAM maps: that run had explain=false)"))
-    return len(table)
+    log(f"[bcc.review] imported {len(loaded.cases)} cases from {shown(loaded.folder)} as worklist {name!r}"
+        + ("" if run.maps is not None else " (no Grad-CAM maps: that run had explain=false)"))
+    return len(loaded.cases)
 
 
-def _dataset_ids(dataset: Path) -> dict[str, str]:
-    """SHA-256 of each image file's bytes → its image_id."""
-    table = load_image_table(dataset, check_files=False)
-    base = dataset.resolve()
-    out = {}
-    for image_id, rel in zip(table["image_id"].astype(str), table["image"].astype(str), strict=True):
-        p = inside(dataset, rel, str(dataset / "images.csv"), False, base=base)
-        if p.is_file():
-            out[hashlib.sha256(p.read_bytes()).hexdigest()] = image_id
-    return out
-
-
-def check_out(out: Path) -> Path:
-    """The audit file beside `out`, when neither exists (the export never writes over a file)."""
-    audit = out.with_name(f"{out.stem}.verdicts.csv")
-    for p in (out, audit):
-        if p.exists():
-            raise BadInput(f"--out {shown(out)}: {shown(p)} exists; choose a new file name (then replace the "
-                           f"dataset's annotations.csv with it yourself)")
-    return audit
-
-
-def export_annotations(sessions: sessionmaker[Session], out: str | Path, dataset: str | Path | None = None,
-                       log=print) -> pd.DataFrame:
-    """Write the verdicts as ``annotations.csv`` rows to `out` (and ``<out stem>.verdicts.csv`` beside it);
-    with `dataset`, after the dataset's own annotations and with its image_ids (module docstring). Neither
-    file may exist: the command never writes over a file it did not make."""
-    out = Path(out)
-    audit_path = check_out(out)
-    ids = _dataset_ids(Path(dataset)) if dataset else None
-    with sessions() as s:
-        verdicts = s.scalars(select(Verdict).join(Case).order_by(Verdict.recorded.desc())).all()
-        rows, audit, unmatched, seen = [], [], set(), set()
-        for v in verdicts:  # latest first: the same image reviewed twice (two worklists) counts once
-            image_id = v.case.image if ids is None else ids.get(v.case.sha256)
-            if image_id is None:
-                unmatched.add(v.case.image)
-                continue
-            if (image_id, v.reviewer) in seen:
-                continue
-            seen.add((image_id, v.reviewer))
-            codes = [int(v.patterns.get(c, 0)) for c in CODES]
-            rows.append({"image_id": image_id, "rater": v.reviewer, **dict(zip(CODES, codes, strict=True))})
-            rule = int(clinical_rule(np.array([codes]))[0])
-            audit.append({"image_id": image_id, "rater": v.reviewer, "bcc": int(v.bcc), "rule_over_codes": rule,
-                          "agrees": int(rule == int(v.bcc)), "note": v.note, "recorded": v.recorded.isoformat(),
-                          "worklist": v.case.worklist.name, "case": v.case.image})
-    ann = pd.DataFrame(rows, columns=["image_id", "rater", *CODES]).sort_values(["rater", "image_id"], kind="stable")
-    if dataset:
-        own = pd.read_csv(Path(dataset) / "annotations.csv", dtype={"image_id": str, "rater": str}, keep_default_na=False)
-        clash = set(own["rater"]) & set(ann["rater"])
-        if clash:
-            raise BadInput(f"{shown(Path(dataset) / 'annotations.csv')}: already has rater(s) {sorted(clash)}; a "
-                           f"reviewer's verdicts are exported once — export from a fresh annotations file, or "
-                           f"review under another name")
-        ann = pd.concat([own, ann.astype({c: str for c in CODES})], ignore_index=True)
-    write_csv(ann, out)
-    write_csv(pd.DataFrame(audit, columns=["image_id", "rater", "bcc", "rule_over_codes", "agrees", "note", "recorded",
-                                           "worklist", "case"]), audit_path)
-    log(f"[bcc.review] {len(rows)} verdicts → {shown(out)}"
-        + (f" ({len(unmatched)} reviewed cases are not in {shown(Path(dataset or '.'))} and were left out: "
-           f"{', '.join(sorted(unmatched)[:5])}{'…' if len(unmatched) > 5 else ''})" if unmatched else ""))
-    return ann
+def _the_scored_file(candidates: list[Path], scored: Mapping[str, str], source: Path) -> tuple[Path, str]:
+    """The file bcc.predict scored as `scored` ("image", "sha256"): among those shown under its name, the one
+    whose content is unchanged; BadInput when it is gone or changed."""
+    if not candidates:
+        raise BadInput(f"{scored['image']} is not in {shown(source)} any more; import right after bcc.predict, "
+                       f"before the inbox is emptied")
+    digests = {p: file_sha256(p) for p in candidates}
+    for p, d in digests.items():
+        if d == scored["sha256"]:
+            return p, d
+    raise BadInput(f"{shown(candidates[0])}: changed since bcc.predict scored it (its content hash is "
+                   f"{digests[candidates[0]][:19]}…, the run scored {scored['sha256'][:19]}…): its scores and maps "
+                   f"are not this picture's; re-run bcc.predict on the inbox, then import")

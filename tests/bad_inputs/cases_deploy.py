@@ -286,7 +286,7 @@ CASES: list[Case] = [
          r"--out .*ann\.csv: .*ann\.csv exists; choose a new file name", _existing_out),
     Case("review/export-from-no-database", REVIEW,
          lambda ws: ["export", "--out", str(ws.root / "new.csv"), "--db", f"sqlite:///{ws.root / 'none.db'}"], 2,
-         r"--db sqlite:///.*none\.db: no such database file; `python -m bcc\.review import` creates it"),
+         r"--db sqlite:///.*none\.db: no review database there \(a mistyped path\?\); `python -m bcc\.review init"),
     Case("review/export-to-a-folder-that-is-no-dataset", REVIEW,
          lambda ws: ["export", "--out", str(ws.root / "new.csv"), "--dataset", str(ws.root), "--db",
                      f"sqlite:///{ws.root / 'review.db'}"], 2, r"--dataset .*: no images\.csv there", _existing_out),

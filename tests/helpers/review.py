@@ -1,18 +1,100 @@
-"""The review app served for a test (waitress on 127.0.0.1, a free port) and Debian's chromium driven by
-selenium (skipped where either is missing; .ci/run installs them)."""
+"""The review loop's test helpers: a bcc.predict output folder made without a model (triage's own writer
+over made-up scores), a review database with reviewer accounts, the app served for a test (waitress on
+127.0.0.1, a free port), Debian's chromium driven by selenium (skipped where either is missing; .ci/run
+installs them), and a throwaway database on the PostgreSQL server .ci/run starts."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from waitress import create_server
 
+from bcc.core.jobs import file_sha256
+from bcc.deploy.report_html import lesion_figures
+from bcc.deploy.thresholds import Thresholds
+from bcc.deploy.triage import Lesion, worklist, write_worklist
+from bcc.explanation.batch import input_name, list_inputs, read_input
+from bcc.review.accounts import add_reviewer
 from bcc.review.app import create_app
-from bcc.review.db import open_db
+from bcc.review.db import create_database, open_db
+
+PASSWORD = "correct horse battery"  # every test reviewer's
+
+
+def triage_output(inbox: Path, out: Path, maps: bool = True, seed: int = 0, **info) -> Path:
+    """`out` as ``bcc.predict input=<inbox>`` writes it, from made-up scores and maps (no model): the
+    files the review imports, written by triage's own code. `info` replaces run.json entries."""
+    root, files = list_inputs(inbox)
+    rng = np.random.default_rng(seed)
+    lesions = []
+    for p in files:
+        rgb, _ = read_input(p, 100.0)
+        lesions.append(Lesion(input_name(p, root)[0], "", probs=rng.uniform(size=8), figures=lesion_figures(rgb),
+                              cams=rng.normal(size=(8, 2, 2)).astype(np.float32) if maps else None,
+                              sha256=file_sha256(p)))
+    th = Thresholds()
+    table, ordered = worklist(lesions, th)
+    write_worklist(out, table, ordered, {
+        "model": "made-up scores", "input": str(inbox), "input_path": os.fsdecode(inbox.resolve()),
+        "thresholds": th.as_dict(), "explanations": "made up", "input_size": 32, "preprocess": {"resize": "square"},
+        "not_trained": [], "guarantee": None, **info})
+    return out
+
+
+def review_db(url: str, *reviewers: str) -> str:
+    """A new review database at `url` with an account per name (password ``PASSWORD``)."""
+    sessions = create_database(url)
+    for name in reviewers:
+        add_reviewer(sessions, name, PASSWORD)
+    sessions.kw["bind"].dispose()
+    return url
+
+
+def client(url: str, name: str, password: str = PASSWORD):
+    """A Flask test client of the app over `url`, signed in as `name`; returns (client, CSRF token)."""
+    c = create_app(open_db(url), secret=b"test").test_client()
+    token = csrf(c, "/login")
+    c.post("/login", data={"name": name, "password": password, "csrf_token": token})
+    return c, csrf(c, "/")
+
+
+def csrf(c, path: str) -> str:
+    """The CSRF token in the form of the page at `path`."""
+    m = re.search(r'name="csrf_token" value="([^"]+)"', c.get(path, follow_redirects=True).get_data(as_text=True))
+    assert m, f"no form on {path}"
+    return m.group(1)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the PostgreSQL server named by BCC_TEST_POSTGRES_URL (.ci/run starts one);
+    the test skips without it."""
+    import sqlalchemy as sa
+
+    base = os.environ.get("BCC_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("no PostgreSQL server (BCC_TEST_POSTGRES_URL; .ci/run starts one)")
+    admin = sa.create_engine(sa.make_url(base).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    name = f"bcc_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    except sa.exc.OperationalError as e:
+        pytest.skip(f"PostgreSQL at BCC_TEST_POSTGRES_URL cannot be reached ({e.orig})")
+    try:
+        yield sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 
 
 @contextmanager
@@ -62,7 +144,7 @@ def record(driver) -> None:
     WebDriverWait(driver, 60).until(expected_conditions.staleness_of(button))
 
 
-def sign_in(driver, base: str, name: str) -> None:
+def sign_in(driver, base: str, name: str, password: str = PASSWORD) -> None:
     """Open the start page, sign in as `name` and wait for the signed-in page: a click does not wait for
     the POST, and a page requested before its answer would find no reviewer and be sent back to sign in."""
     from selenium.webdriver.common.by import By
@@ -70,6 +152,7 @@ def sign_in(driver, base: str, name: str) -> None:
 
     driver.get(base)
     driver.find_element(By.ID, "name").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "start").click()
     WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "reviewer")
                                     and d.find_element(By.ID, "reviewer").text == name)
