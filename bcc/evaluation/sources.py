@@ -31,7 +31,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bcc.core.layout import METRICS, PREDICTIONS
+from bcc.core.layout import METRICS, PREDICTIONS, stage_dir
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.core.predictions import read_predictions
 from bcc.data.cache import decoded_images
@@ -155,7 +155,7 @@ def held_out_sources(output_dirs: Sequence[Path], backbone: str, stage: int) -> 
     found (``<dir>/<backbone>/fold0/stage<stage>/``); none is an empty table."""
     rows = []
     for out in output_dirs:
-        job = Path(out) / backbone / "fold0" / f"stage{stage}"
+        job = stage_dir(out, backbone, 0, stage)
         if not (job / PREDICTIONS).is_file() or not (job / METRICS).is_file():
             continue
         preds = read_predictions(job / PREDICTIONS)
