@@ -226,11 +226,17 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
     table = read_table(root, splits=False, allow_outside=outside)
     sources = table.set_index("image_id")["source"].astype(str) if table["source"].nunique() > 1 else None
     ev.seeds = seed_spread(Path(cfg.output_dir), result.backbone, ev.stage, ev.k, sources)
+    external = cfg.get("external") is not None  # scored copies: the checkpoints and folds are the source's
     if cfg.eval.sources:
         loso = sorted(p for p in (Path(cfg.output_dir) / "loso").glob("*") if p.is_dir())
         ev.sources = source_report(chosen, load_predictions(runs, result.backbone, ev.stage), root, pre, loso,
-                                   result.backbone, probe=bool(cfg.eval.source_probe),
-                                   shortcuts=bool(cfg.eval.shortcuts), allow_outside=outside)
+                                   result.backbone, probe=bool(cfg.eval.source_probe) and not external,
+                                   shortcuts=bool(cfg.eval.shortcuts) and not external, allow_outside=outside)
+        if ev.sources is not None and external:
+            ev.sources.notes.append("An external set: the shortcut baselines and the source probe are fitted on the "
+                                    "training folds of the runs' own dataset, which an external set is not; not computed.")
+    if external:
+        return  # lesion focus reads each run's best.ckpt, which the scored copies do not hold
     if cfg.eval.lesion_focus and any((root / "masks").glob(f"*_{LESION}.[pP][nN][gG]")):
         dataset = load_dataset(root, allow_outside=outside)
         found = lesion_report([r.path for r in chosen], dataset, ev.report_dir / "figures" / "lesion_focus_worst.png")
@@ -264,8 +270,8 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
     """The report of an experiment's runs; with ``external`` (``experiment=external``), the source experiment's
     fold models first score the external set (``bcc.evaluation.external``), and the report adds their
     ensemble."""
-    if cfg.get("external") is not None:
-        evaluate_external(cfg)
+    source = evaluate_external(cfg) if cfg.get("external") is not None else None
+    hint = source.overrides if source is not None else ()  # a missing fold is trained in the source
     out, report_dir = Path(cfg.output_dir), Path(cfg.report_dir)
     runs = [r for r in discover(out) if r.path.resolve() != report_dir.resolve()]
     experiment = str(cfg.experiment_name)
@@ -278,11 +284,11 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
     errors, complete = [], []
     for b in backbones:
         try:
-            check_complete(runs, experiment, b, stage, k, out)
+            check_complete(runs, experiment, b, stage, k, out, hint)
             complete.append(b)
         except MissingRunsError as e:
             errors.append(str(e))
-            ev.missing[b] = describe_missing(runs, experiment, b, stage, k, out)
+            ev.missing[b] = describe_missing(runs, experiment, b, stage, k, out, hint)
     if errors and not cfg.eval.allow_incomplete:
         raise MissingRunsError("\n\n".join(errors))
     if not complete:

@@ -24,6 +24,7 @@ from bcc.core.machine import describe
 from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import read_predictions
 
+
 class MissingRunsError(BadInput):
     """Folds or stages an evaluation needs are missing; the message lists them and the commands."""
 
