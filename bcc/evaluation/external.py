@@ -20,6 +20,7 @@ training run's) is refused, so a stale fold is never averaged in.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +149,7 @@ def score(net: torch.nn.Module, images: np.ndarray, batch_size: int) -> np.ndarr
 def job_config(cfg: DictConfig, source: Source, net) -> DictConfig:
     """The config saved with each scored job: the command's, with the source's fold count and the model's
     input (what the evaluation reads back as the runs' data.k, image size and preprocessing)."""
-    saved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    saved = copy.deepcopy(cfg)
     for key, value in (("data.k", source.k), ("data.image_size", int(net.image_size)),
                        ("data.resize", net.preprocess.resize), ("data.colour", net.preprocess.colour)):
         OmegaConf.update(saved, key, value, force_add=True)

@@ -24,12 +24,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from bcc.core.classification import roc_auc
 from bcc.core.layout import BEST
 from bcc.core.patterns import BCC_CODES
 from bcc.data.cache import decoded_images
 from bcc.data.images import Preprocess
 from bcc.data.table import aspects, read_table
-from bcc.evaluation.metrics import roc_auc
 from bcc.models.checkpoint import load_network
 from bcc.models.network import MultitaskNet
 

@@ -16,6 +16,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from bcc.core.classification import roc_auc
 from bcc.core.config import Range
 from bcc.core.io import staged_folder, write_csv, write_json
 from bcc.core.layout import BEST, THRESHOLDS
@@ -32,7 +33,6 @@ from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc,
 from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
 from bcc.evaluation.localisation.table4 import describe, mask_report
-from bcc.evaluation.metrics import roc_auc
 from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
 from bcc.evaluation.runs import (
     MissingRunsError,

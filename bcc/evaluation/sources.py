@@ -31,6 +31,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from bcc.core.classification import binary_metrics, roc_auc
 from bcc.core.layout import METRICS, PREDICTIONS, stage_dir
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.core.predictions import read_predictions
@@ -39,7 +40,6 @@ from bcc.data.images import Preprocess
 from bcc.data.synthetic.audit import colour_features
 from bcc.data.table import aspects, read_table
 from bcc.evaluation.linear_probe import run_features
-from bcc.evaluation.metrics import binary_metrics, roc_auc
 
 ALL = "all sources"
 
