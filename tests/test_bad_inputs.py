@@ -11,10 +11,11 @@ from tests.bad_inputs import case as case_module
 from tests.bad_inputs.cases_data import CASES as DATA
 from tests.bad_inputs.cases_deploy import CASES as DEPLOY
 from tests.bad_inputs.cases_external import CASES as EXTERNAL
+from tests.bad_inputs.cases_files import CASES as FILES
 from tests.bad_inputs.cases_public import CASES as PUBLIC
 from tests.bad_inputs.cases_training import CASES as TRAINING
 
-ALL = [*DATA, *PUBLIC, *TRAINING, *DEPLOY, *EXTERNAL]
+ALL = [*DATA, *PUBLIC, *TRAINING, *DEPLOY, *EXTERNAL, *FILES]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

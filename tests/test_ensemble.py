@@ -83,6 +83,15 @@ def test_two_of_five_folds_are_exported_as_what_they_are(tmp_path, capsys):
     assert ModelCard.read(path).ensemble["what"] == what and what in OnnxScorer(path).describe
 
 
+def test_a_bracket_glob_quoted_for_hydra_picks_its_members(members, tmp_path):
+    """The quoting the unquoted-glob refusal suggests ("checkpoint='.../fold[0-1].ckpt'") reaches bcc as a glob."""
+    from bcc.deploy.model_card import ModelCard
+
+    out = tmp_path / "two.onnx"
+    assert export_main([f"checkpoint='{members[0].parent}/fold[0-1].ckpt'", f"output={out}"]) == 0
+    assert ModelCard.read(out).ensemble["members"] == [str(m.resolve()) for m in members[:2]]
+
+
 def test_members_that_disagree_flag_a_case():
     th = Thresholds().update({"bcc": 0.3, "uncertainty_band": 0.0}, "test")
     probs = np.array([[0.5] + [0.05] * 7, [0.5] + [0.05] * 7])
