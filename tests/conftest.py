@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
+@pytest.fixture(autouse=True)
+def away_from_the_checkout(tmp_path_factory, monkeypatch):
+    """Every test runs in an empty folder of its own, never in the checkout: a relative ``data/`` or
+    ``outputs/`` (what ``make demo`` leaves in the working tree) is never found, read or written by a test.
+    A test that needs another working directory changes to it (``monkeypatch.chdir``)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """A `paths.data_dir` holding `synthetic-smoke/` (what experiment=smoke reads): 100 images of 64 px,

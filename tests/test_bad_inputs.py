@@ -10,12 +10,14 @@ import pytest
 from tests.bad_inputs import case as case_module
 from tests.bad_inputs.cases_data import CASES as DATA
 from tests.bad_inputs.cases_deploy import CASES as DEPLOY
+from tests.bad_inputs.cases_external import CASES as EXTERNAL
+from tests.bad_inputs.cases_files import CASES as FILES
 from tests.bad_inputs.cases_public import CASES as PUBLIC
 from tests.bad_inputs.cases_real import CASES as REAL
 from tests.bad_inputs.cases_review import CASES as REVIEW
 from tests.bad_inputs.cases_training import CASES as TRAINING
 
-ALL = [*DATA, *PUBLIC, *TRAINING, *DEPLOY, *REVIEW, *REAL]
+ALL = [*DATA, *PUBLIC, *TRAINING, *DEPLOY, *EXTERNAL, *FILES, *REVIEW, *REAL]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -16,7 +16,8 @@ from bcc.cli.predict import main as predict_main
 from bcc.core.errors import BadInput
 from bcc.core.patterns import CODES
 from bcc.deploy.ensemble import export_ensemble
-from bcc.deploy.onnx_model import FOLDS_NAME, INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, read_metadata
+from bcc.deploy.model_card import read_metadata
+from bcc.deploy.onnx_model import FOLDS_NAME, INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session
 from bcc.deploy.thresholds import Thresholds
 from bcc.deploy.triage import verdicts
 from bcc.explanation.gradcam import raw_cams
@@ -62,6 +63,33 @@ def test_members_of_different_sizes_are_refused(members, tmp_path):
                                        r".*share backbone and preprocessing"):
         export_ensemble([members[0], other], tmp_path / "x.onnx", verbose=False)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_two_of_five_folds_are_exported_as_what_they_are(tmp_path, capsys):
+    """Two fold checkpoints of a 5-fold run (folds and stage from the run folder, k from its config) make
+    an ensemble the card and the message call 2 of the 5 fold models, not the fold ensemble; triage says so."""
+    from bcc.deploy.model_card import ModelCard
+    from bcc.deploy.scorers import OnnxScorer
+
+    paths = []
+    for fold in (0, 1):
+        job = tmp_path / "run" / "mobilenet" / f"fold{fold}" / "stage3"
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "config.yaml").write_text("data: {k: 5}\n")
+        paths.append(save_checkpoint(_net(fold), job / "best.ckpt", SIZE))
+    path = export_ensemble(paths, tmp_path / "two.onnx")
+    what = "2 of the 5 fold models (folds 0, 1, stage 3): not the whole fold ensemble"
+    assert what in capsys.readouterr().out
+    assert ModelCard.read(path).ensemble["what"] == what and what in OnnxScorer(path).describe
+
+
+def test_a_bracket_glob_quoted_for_hydra_picks_its_members(members, tmp_path):
+    """The quoting the unquoted-glob refusal suggests ("checkpoint='.../fold[0-1].ckpt'") reaches bcc as a glob."""
+    from bcc.deploy.model_card import ModelCard
+
+    out = tmp_path / "two.onnx"
+    assert export_main([f"checkpoint='{members[0].parent}/fold[0-1].ckpt'", f"output={out}"]) == 0
+    assert ModelCard.read(out).ensemble["members"] == [str(m.resolve()) for m in members[:2]]
 
 
 def test_members_that_disagree_flag_a_case():

@@ -117,6 +117,37 @@ def test_missing_fold_and_stage_named_with_command(tmp_path):
     assert not (out / "report" / "table3.csv").exists()
 
 
+def test_folders_beside_the_jobs_are_passed_over_and_named(tmp_path):
+    """A backup (``fold4.bak``) or a typo (``foldx``) beside the fold folders is no job: never a crash, never a
+    fold; when a fold is missing, the message names them."""
+    out = write_runs(tmp_path / "o", stages=(3,))
+    shutil.copytree(out / "mobilenet" / "fold4", out / "mobilenet" / "fold4.bak")
+    shutil.copytree(out / "mobilenet" / "fold3", out / "mobilenet" / "foldx")
+    shutil.copytree(out / "mobilenet" / "fold3" / "stage3", out / "mobilenet" / "fold3" / "stage3-old")
+    ev = evaluate(_cfg(out, "eval.table4=null", "eval.linear_probe=false"))
+    assert sorted(ev.results[0].n_test) == [0, 1, 2, 3, 4]
+    shutil.rmtree(out / "mobilenet" / "fold4")
+    with pytest.raises(MissingRunsError, match=r"1 of 5 folds missing") as e:
+        evaluate(_cfg(out, "eval.table4=null", "eval.linear_probe=false"))
+    odd = str(e.value).splitlines()[-2]
+    assert odd.endswith("not read — a job folder is <backbone>/fold<k>/stage<s>)")
+    assert all(name in odd for name in ("mobilenet/fold4.bak", "mobilenet/foldx", "fold3/stage3-old"))
+
+
+def test_a_dataset_in_the_working_directory_is_not_the_runs(tmp_path, data_dir, monkeypatch):
+    """After `make demo` the checkout holds data/synthetic and outputs/demo; the runs tests write name a
+    dataset of their own, so an evaluation run from there never finds the checkout's (which once ran its
+    real-data checks on runs without checkpoints: CheckpointError)."""
+    here = tmp_path / "checkout"
+    shutil.copytree(data_dir / "synthetic-smoke", here / "data" / "synthetic", ignore=shutil.ignore_patterns(".cache"))
+    write_runs(here / "outputs" / "demo", stages=(3,))
+    monkeypatch.chdir(here)
+    out = write_runs(tmp_path / "o", stages=(3,))
+    ev = evaluate(_cfg(out, "eval.table4=null"))
+    assert ev.dataset is not None and not ev.dataset.n_images  # the runs' own dataset is not at hand
+    assert not list((here / "outputs" / "demo").glob("report*"))
+
+
 def test_missing_fold_exit_code_and_allow_incomplete(tmp_path, capsys):
     out = write_runs(tmp_path / "o", stages=(1, 2, 3))
     write_runs(tmp_path / "o", backbone="convnext", stages=(1, 2, 3), folds=[0, 1, 3, 4])

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bcc.core.classification import binary_metrics, roc_auc
 from bcc.evaluation.calibration import expected_calibration_error, triage_operating_point
 from bcc.evaluation.clinical_metrics import (
     CLINICAL,
@@ -16,7 +17,6 @@ from bcc.evaluation.clinical_metrics import (
     format_table3,
     table3,
 )
-from bcc.evaluation.metrics import binary_metrics, roc_auc
 from bcc.models.calibration import threshold_for_sensitivity, youden_threshold
 from tests.helpers.runs import BCC_ACC, DETECTION, NO_PATTERN_RECALL, fold_predictions
 

@@ -33,8 +33,9 @@ from bcc.core.errors import BadInput
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.contract import dataset_hash as training_data_hash
 from bcc.deploy.int8 import AccuracyCheck, dataset_images, quantize_int8
-from bcc.deploy.onnx_export import ExportError, export_onnx
-from bcc.deploy.onnx_model import read_metadata
+from bcc.deploy.model_card import ModelCard, read_metadata
+from bcc.deploy.onnx_export import export_onnx
+from bcc.deploy.onnx_model import ExportError
 from bcc.deploy.scorers import OnnxScorer
 from bcc.explanation.gradcam import postprocess, raw_cams
 from bcc.models.checkpoint import load_network
@@ -164,6 +165,22 @@ def test_metadata_embedded(exported, ckpt, data_dir):
     maps = json.loads(meta["maps"])
     assert maps["output"] == "cams" and maps["form"] == "linear" and maps["shape"] == ["batch", 8, 1, 1]
     assert 0 <= maps["max_abs_diff_torch"] <= 1e-4 and "postprocess" in maps["postprocess"]
+    card = ModelCard.read(exported)  # the typed card every reader uses, and what it writes reads back the same
+    assert card.preprocess == net.preprocess and card.input_size == 32 and card.thresholds == th
+    assert card.mean == pytest.approx(tuple(norm["mean"])) and card.std == pytest.approx(tuple(norm["std"]))
+    assert ModelCard.from_metadata(card.metadata(), "again") == card
+
+
+def test_a_malformed_card_entry_is_refused_by_its_key(exported, tmp_path):
+    from bcc.models.checkpoint import CheckpointError
+
+    meta = read_metadata(exported)
+    for key, value, said in (("maps", "{", r"bcc\.maps metadata is not valid JSON"),
+                             ("preprocess", '{"resize": "zoom"}', r"resize='zoom'"),
+                             ("trained_outputs", '["bcc", "XX"]', r"bcc\.trained_outputs .* not a list of outputs"),
+                             ("input_size", "-5", r"bcc\.input_size='-5' is not an input side")):
+        with pytest.raises(CheckpointError, match=said):
+            ModelCard.from_metadata({**meta, key: value}, exported)
 
 
 def test_training_data_hash_tracks_the_data(data_dir, tmp_path):

@@ -8,7 +8,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from bcc.core.errors import BadInput
-from bcc.deploy.guarantee import guaranteed_threshold, simulate
+from bcc.deploy.guarantee import guaranteed_threshold, percent, required_bcc, simulate
 from bcc.models.calibration import threshold_for_sensitivity
 
 
@@ -51,6 +51,38 @@ def test_too_few_bcc_cases_are_refused_with_how_many_it_takes():
         guaranteed_threshold(y, p, 0.05, 0.1, source="guarantee_data=x")
     with pytest.raises(BadInput, match=r"epsilon=1.5"):
         guaranteed_threshold(y, p, 1.5, 0.1)
+
+
+@pytest.mark.parametrize("eps, delta, batch", [(0.05, 0.1, None), (0.1, 0.05, None), (0.01, 0.01, None),
+                                               (0.05, 0.1, 100), (0.02, 0.2, 1000), (0.3, 0.1, 7)])
+def test_the_count_it_takes_is_the_closed_form_and_the_first_that_holds(eps, delta, batch):
+    """required_bcc is the fewest n at which k = 1 keeps the guarantee: found by counting up with scipy's
+    binomial (population) or beta-binomial (batch) law, it equals ⌈log δ / log(1 − ε)⌉ for the population."""
+    def fails(n):
+        return (stats.binom.cdf(0, n, eps) if batch is None
+                else stats.betabinom.sf(int(np.floor(eps * batch)), batch, 1, n)) > delta
+    n = 1
+    while fails(n):
+        n += 1
+    assert required_bcc(eps, delta, batch) == n
+    if batch is None:
+        assert n == int(np.ceil(np.log(delta) / np.log(1 - eps)))
+    y, p = _scores(n, 50)
+    assert guaranteed_threshold(y, p, eps, delta, batch).k == 1
+    with pytest.raises(BadInput, match=rf"{n - 1} BCC cases are too few .* at least {n}"):
+        guaranteed_threshold(y[1:], p[1:], eps, delta, batch)
+
+
+def test_a_tiny_epsilon_says_how_many_it_takes_and_levels_print_as_they_are():
+    y, p = _scores(400, 400)
+    with pytest.raises(BadInput, match=r"400 BCC cases are too few for sensitivity ≥ 99\.9999% with probability ≥ "
+                                       r"90%; it takes at least 2302584"):
+        guaranteed_threshold(y, p, 1e-6, 0.1)
+    assert (percent(1 - 0.004), percent(1 - 0.001), percent(0.95)) == ("99.6%", "99.9%", "95%")
+    g = guaranteed_threshold(*_scores(3000, 100), 0.01, 0.004)
+    assert "with probability ≥ 99.6% over the calibration set, the sensitivity on new cases is ≥ 99%" in g.statement()
+    with pytest.raises(BadInput, match=r"batch=1000000000: expected a whole number in \[1, 100000\]"):
+        guaranteed_threshold(y, p, 0.05, 0.1, batch=1_000_000_000)
 
 
 def test_simulation_holds_the_batch_guarantee_and_the_empirical_point_does_not():

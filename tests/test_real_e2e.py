@@ -75,8 +75,8 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
     control = out / "controls" / "lite0_imagenet_112"
     assert json.loads((control / "efficientnet_lite0" / "fold1" / "stage3" / "metrics.json").read_text())["image_size"] == 112
     table = pd.read_csv(out / "controls" / "comparison.csv").set_index("run")
-    assert list(table.index) == ["lite0_imagenet_112", "ImageNet, fine-tuned (make real): linear probe on its stage-1 "
-                                 "features", "ImageNet, fine-tuned (make real)",
+    assert list(table.index) == ["lite0_imagenet_112", ("ImageNet, fine-tuned (make real): linear probe on its stage-1 "
+                                 "features"), "ImageNet, fine-tuned (make real)",
                                  "baseline: colour statistics (logistic regression)"]
     assert table.loc["lite0_imagenet_112", "input_px"] == 112 and table.loc["ImageNet, fine-tuned (make real)", "input_px"] == 64
     assert (out / "controls" / "comparison.md").is_file()

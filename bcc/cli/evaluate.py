@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from bcc.core.cli import hydra_command
 from bcc.core.config import CONF_DIR, check_ranges, check_targets, normalize_overrides
 from bcc.evaluation.clinical_metrics import PATTERNS, ROW_BCC
+from bcc.evaluation.external import auroc_words
 from bcc.evaluation.pipeline import RANGES, evaluate, mean_of
 
 
@@ -44,9 +45,7 @@ def task(cfg: DictConfig) -> None:
     ev = evaluate(cfg, "python -m bcc.evaluate" + "".join(" " + shlex.quote(a) for a in args))
     print(f"[bcc] report: {ev.report_dir / 'report.md'}")
     if ev.ensemble is not None:
-        e = ev.ensemble.set_index("model")["auroc"]
-        print(f"[bcc] external set: BCC AUROC {e.iloc[:-1].mean():.3f} ± {e.iloc[:-1].std(ddof=1):.3f} over "
-              f"{len(e) - 1} fold models; fold ensemble {e.iloc[-1]:.4f}")
+        print(f"[bcc] external set: {auroc_words(ev.ensemble)}")
     for r in ev.results:
         t = r.table3.set_index("row")
         print(f"[bcc] {r.backbone} stage {ev.stage}: BCC accuracy {t.at[ROW_BCC, 'accuracy_mean']:.3f}, "

@@ -37,7 +37,7 @@ def task(cfg: DictConfig) -> None:
     scorer = make_scorer(a["checkpoint"], device=dev)
     if isinstance(scorer, OnnxScorer) and not scorer.explains:
         raise CheckpointError(f"{a['checkpoint']}: has no Grad-CAM maps ({scorer.why_no_maps()}); pass the torch "
-                              f"checkpoint it was exported from ({scorer.meta.get('source_checkpoint')})")
+                              f"checkpoint it was exported from ({scorer.card.source_checkpoint})")
     with outputs.staging() as staged:
         table = explain_files(lambda x: scorer(x, maps=True), scorer.preprocess, files, staged, root,
                               save_raw=save_raw, batch_size=batch_size, max_megapixels=megapixels)

@@ -3,8 +3,8 @@
 
 Options: ``conf/export.yaml``, all checked (``bcc.deploy.options``) before anything is written; the work:
 ``bcc.deploy.onnx_export`` (fp32, with the Grad-CAM maps in the graph where the backbone allows),
-``bcc.deploy.ensemble`` (several checkpoints: the fold ensemble as one graph; the guaranteed threshold)
-and ``bcc.deploy.int8``.
+``bcc.deploy.ensemble`` (several checkpoints: the fold ensemble as one graph), ``bcc.deploy.int8`` and
+``bcc.deploy.guarantee_calibration`` (the guaranteed threshold).
 """
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ from omegaconf import DictConfig
 from bcc.core.cli import hydra_command, options
 from bcc.core.config import Range
 from bcc.core.errors import UsageError
-from bcc.deploy.ensemble import attach_guarantee, calibration_set, checkpoints_of, export_ensemble
-from bcc.deploy.guarantee import check_levels
+from bcc.deploy.ensemble import checkpoints_of, export_ensemble
+from bcc.deploy.guarantee import MAX_BATCH, check_levels
+from bcc.deploy.guarantee_calibration import attach_guarantee, calibration_labels
 from bcc.deploy.int8 import int8_inputs, quantize_int8, require_check
 from bcc.deploy.onnx_export import allow_outside_of, check_datasets, check_output, export_onnx
 from bcc.deploy.options import choice, existing_folder, onnx_output
 
 #: what each number and switch of ``conf/export.yaml`` takes (``bcc.core.cli.options`` checks them; epsilon and
 #: delta: ``guarantee.check_levels``)
-OPTIONS = {"guarantee_batch": Range(int, 1, nullable=True), "n_calibration": Range(int, 1),
+OPTIONS = {"guarantee_batch": Range(int, 1, MAX_BATCH, nullable=True, why="beyond it the population guarantee, null, is the same"), "n_calibration": Range(int, 1),
            "tolerance": Range(float, 0, low_open=True), "max_accuracy_drop": Range(float, 0, 1),
            "force": Range(bool), "check_fold": Range(int, 0, nullable=True), "allow_outside": Range(bool, nullable=True)}
 
@@ -53,7 +54,7 @@ def task(cfg: DictConfig) -> None:
         check_output(fp32.with_suffix(".int8.onnx"))
     if guarantee_data is not None:
         check_datasets({**a, "data_root": guarantee_data}, False)
-        y = calibration_set(guarantee_data, members, a["epsilon"], a["delta"], batch, a["allow_outside"])
+        y = calibration_labels(guarantee_data, members, a["epsilon"], a["delta"], batch, a["allow_outside"])
     if len(members) > 1:
         path = export_ensemble(members, a["output"], tolerance=a["tolerance"], allow_outside=a["allow_outside"])
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -46,6 +47,12 @@ def run_command(name: str, body: Callable[[], int | None], debug: bool = False) 
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except (FileExistsError, NotADirectoryError) as e:  # an output path runs through a file, e.g. --out file/x
+        if debug:
+            raise
+        print(f"{name}: error: cannot make the folder {e.filename}: a file stands where a folder is needed "
+              f"({e.strerror}); choose an output path (--out, output=) below folders only", file=sys.stderr)
+        return 2
     except Exception as e:
         if debug:
             raise
@@ -69,7 +76,28 @@ def _hydra_argv(argv: Sequence[str]) -> list[str]:
         else:
             rest.append(a)
         i += 1
-    return switches + normalize_overrides(rest)
+    rest = normalize_overrides(rest)
+    check_globs(rest)
+    return switches + rest
+
+
+def check_globs(overrides: Sequence[str]) -> None:
+    """An unquoted glob with brackets (``checkpoint=.../fold[0-1]/...``) is no override Hydra can read (``[``
+    opens a list): refused with the quoting that passes it, instead of Hydra's grammar error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if not re.search(r".\[[^\]]*\]", value):  # a bracket expression inside the value, as a glob has
+            continue
+        try:
+            parser.parse_override(o)
+        except HydraException:  # the grammar's error (OverrideParseException is one)
+            raise UsageError(f"{o}: Hydra reads [ ] in a value as a list, so a glob with brackets must reach it "
+                             f"quoted: \"{key}='{value}'\" (the shell's quotes around "
+                             f"Hydra's), or use * (e.g. fold*)") from None
 
 
 def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], Any],

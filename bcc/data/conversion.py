@@ -25,16 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
 from bcc.core.cli import run_command, tool_parser
 from bcc.core.io import clear_stale, temp_prefix
 from bcc.core.patterns import CODES
 from bcc.data.contract import LINK_MODES, DatasetError, load_dataset, place_file, read_csv
-
-#: EXIF orientations that turn a picture by 90 degrees (its upright width and height swap)
-_QUARTER_TURNS = (5, 6, 7, 8)
+from bcc.data.images import upright_size  # noqa: F401 — the adapters size pictures through conversion
 
 
 @dataclass
@@ -225,14 +222,6 @@ def find_named(root: Path, names: Iterable[str], depth: int, dirs: bool = False)
         if len(Path(here).relative_to(root).parts) + 1 >= depth:
             subdirs.clear()  # what lies deeper than `depth` levels is not searched
     return sorted(found)
-
-
-def upright_size(path: Path) -> tuple[int, int]:
-    """(width, height) as bcc reads the picture (EXIF orientation applied), from the header alone: Pillow
-    opens lazily, so thousands of images are sized without decoding one."""
-    with Image.open(path) as im:
-        w, h = im.size
-        return (h, w) if im.getexif().get(0x0112, 1) in _QUARTER_TURNS else (w, h)
 
 
 def warn(message: str) -> None:

@@ -73,7 +73,7 @@ def read_rgb(path: str | Path, max_megapixels: float | None = 100.0, frames_ok: 
     except UnreadableImage:
         raise
     except Image.DecompressionBombError as e:
-        raise UnreadableImage(f"image too large ({e})") from None
+        raise UnreadableImage(too_large(e, max_megapixels)) from None
     except UnidentifiedImageError:
         kind = _signature(path)
         raise UnreadableImage(f"corrupt {kind} image (unreadable after its {kind} signature)" if kind
@@ -87,6 +87,29 @@ def read_rgb(path: str | Path, max_megapixels: float | None = 100.0, frames_ok: 
     if min(rgb.shape[:2]) < 8:
         raise UnreadableImage(f"image too small ({rgb.shape[1]}x{rgb.shape[0]} pixels)")
     return np.ascontiguousarray(rgb, dtype=np.uint8), "; ".join([f"{fmt} {mode}", *notes])
+
+
+def too_large(error: Exception, max_megapixels: float | None = 100.0) -> str:
+    """Why a decompression bomb is refused: Pillow's words (its size and Pillow's limit) and bcc's limit."""
+    ours = f"; bcc reads at most {max_megapixels:g} megapixels (max_megapixels)" if max_megapixels else ""
+    return f"image too large ({error}{ours}): downscale it"
+
+
+_QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def upright_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) as bcc reads the picture (EXIF orientation applied), from the header alone: Pillow
+    opens lazily, so thousands of images are sized without decoding one. A decompression bomb (a header
+    claiming more pixels than Pillow's limit) is an :class:`UnreadableImage` naming the file and the limit."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                return (h, w) if im.getexif().get(0x0112, 1) in _QUARTER_TURNS else (w, h)
+    except Image.DecompressionBombError as e:
+        raise UnreadableImage(f"{path}: {too_large(e, None)}") from None
 
 
 def _signature(path: Path) -> str | None:

@@ -1,4 +1,4 @@
-"""The fold ensemble as one ONNX model, and a guaranteed operating threshold written into a model.
+"""The fold ensemble as one ONNX model.
 
 ``python -m bcc.export checkpoint='outputs/demo/mobilenet/fold*/stage3/best.ckpt' output=<file.onnx>``
 (a glob or a list: several checkpoints) writes one graph running the K fold networks side by side:
@@ -11,57 +11,38 @@
   whose folds fall on both sides of the operating threshold is flagged for review whatever its mean).
 
 The members must share backbone and preprocessing (their maps are then on one grid); an output counts as
-trained when every member's head for it was (``bcc.trained_outputs``). The graph is checked
-against torch (the members' own logits and ``raw_cams``) before it is kept, as a single-model export is.
-
-:func:`attach_guarantee` turns a calibration dataset that none of the model's networks trained on into
-the operating threshold of ``bcc.deploy.guarantee`` and stores it in the model (``bcc.thresholds``' bcc and
-``bcc.guarantee``: ε, δ, the calibration set's size, its BCC count, its path and content hash). The model's
-own scores are used — ONNX Runtime on the file being deployed, so an int8 copy gets its own threshold.
+trained when every member's head for it was (``bcc.trained_outputs``). They must also be one stage of
+distinct folds of one training (:func:`fold_members`, from each checkpoint's ``trained_on`` record, else its
+run folder): stage 0 and stage 3 of one fold, a fold twice, or folds trained on different data are
+refused; a part of the folds (2 of 5) is exported and the card and the message say what it is, never
+"fold ensemble". The graph is checked against torch (the members' own logits and ``raw_cams``) before it
+is kept, as a single-model export is (``bcc.deploy.onnx_model.export_checked``). The guaranteed threshold
+is ``bcc.deploy.guarantee_calibration``'s.
 """
 from __future__ import annotations
 
 import glob
-import json
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import expit
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from bcc.core.errors import BadInput
-from bcc.core.io import atomic_path
+from bcc.core.layout import parse_job, read_job_config
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.contract import dataset_hash
-from bcc.data.table import read_table
-from bcc.deploy.guarantee import Guarantee, guaranteed_threshold
-from bcc.deploy.int8 import dataset_images
-from bcc.deploy.onnx_export import (
-    OPSET,
-    ExplainedNet,
-    ExportError,
-    closed_form,
-    dataset_root_of,
-    maps_metadata,
-)
-from bcc.deploy.onnx_model import (
-    FOLDS_NAME,
-    INPUT_NAME,
-    MAPS_NAME,
-    OUTPUT_NAME,
-    ort_session,
-    read_metadata,
-    set_metadata,
-)
+from bcc.deploy.model_card import ModelCard
+from bcc.deploy.onnx_export import ExplainedNet, closed_form, dataset_root_of, maps_metadata, reference
+from bcc.deploy.onnx_model import FOLDS_NAME, MAPS_NAME, OUTPUT_NAME, export_checked
 from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
-from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import read_checkpoint
 from bcc.models.network import MultitaskNet, untrained_note
 
@@ -118,145 +99,88 @@ def _median_thresholds(checkpoints: Sequence[Path]) -> dict:
             "source": f"median of the {len(ths)} members' thresholds ({ths[0].source}, …)"}
 
 
-def _check(ens: EnsembleNet, nets, path: Path, size: int) -> dict[str, float]:
-    """Largest |ONNX Runtime − torch| per output on random images (batch 1 and 5): the members' own logits
-    and ``raw_cams``, averaged here independently of the graph's code."""
-    sess = ort_session(path)
-    names = [o.name for o in sess.get_outputs()]
-    rng = np.random.default_rng(0)
-    worst = dict.fromkeys(names, 0.0)
-    for n in (1, 5):
-        x = rng.random((n, 3, size, size), dtype=np.float32)
-        got = dict(zip(names, sess.run(names, {INPUT_NAME: x}), strict=True))
-        with torch.inference_mode():
-            folds = np.stack([net(torch.from_numpy(x)).numpy() for net in nets], 1)
-        want = {OUTPUT_NAME: folds.mean(1), FOLDS_NAME: folds}
-        if MAPS_NAME in names:
-            want[MAPS_NAME] = np.mean([raw_cams(net, torch.from_numpy(x))[0].numpy() for net in nets], 0)
-        worst = {k: max(worst[k], float(np.abs(got[k] - want[k]).max())) for k in names}
-    return worst
+def _record(checkpoint: Path) -> dict[str, Any]:
+    """What a member trained on: fold, stage, k and dataset hash from its ``trained_on`` record, else from
+    its run folder (``core.layout.parse_job``) and the Hydra config beside it; None where nothing says."""
+    hp = dict(read_checkpoint(checkpoint).get("hyper_parameters") or {})
+    rec = dict(hp.get("trained_on") or {})
+    job = parse_job(checkpoint.parent)
+    out = {"fold": rec.get("fold", job.fold if job else None),
+           "stage": rec.get("stage", hp.get("stage", job.stage if job else None)), "k": rec.get("k"),
+           "dataset_hash": rec.get("dataset_hash")}
+    if out["k"] is None:
+        try:
+            cfg = read_job_config(checkpoint.parent)
+            out["k"] = None if cfg is None else OmegaConf.select(cfg, "data.k", default=None)
+        except (OmegaConfBaseException, OSError, ValueError):
+            pass
+    return {k: (None if v is None else (str(v) if k == "dataset_hash" else int(v))) for k, v in out.items()}
+
+
+def fold_members(checkpoints: Sequence[Path]) -> dict[str, Any]:
+    """What the members are, for the card's ``ensemble`` entry (``what``: in words). Refused: different
+    stages, a fold twice, different training data or fold counts — a mean of those is no fold ensemble."""
+    recs = [_record(c) for c in checkpoints]
+    named = [f"{c} (fold {r['fold']}, stage {r['stage']})" for c, r in zip(checkpoints, recs, strict=True)]
+    for key, words in (("stage", "stages"), ("k", "fold counts (data.k)"), ("dataset_hash", "training data")):
+        values = {r[key] for r in recs if r[key] is not None}
+        if len(values) > 1:
+            raise BadInput(f"checkpoint=: the members differ in {words} ({', '.join(named)}); a fold ensemble "
+                           f"averages one stage of each fold of one training, e.g. "
+                           f"checkpoint='<output_dir>/<backbone>/fold*/stage3/best.ckpt'")
+    folds = [r["fold"] for r in recs]
+    if None in folds:
+        return {"folds": None, "what": f"ensemble of {len(recs)} fold models (their folds are not recorded)"}
+    twice = sorted({f for f in folds if folds.count(f) > 1})
+    if twice:
+        raise BadInput(f"checkpoint=: fold {', '.join(map(str, twice))} twice ({', '.join(named)}); a fold "
+                       f"ensemble takes each fold once")
+    k, stage = recs[0]["k"], recs[0]["stage"]
+    at = f"stage {stage}" if stage is not None else "stage not recorded"
+    if k is not None and sorted(folds) == list(range(k)):
+        what = f"fold ensemble of all {k} fold models ({at})"
+    else:
+        what = (f"{len(folds)} of the {k if k is not None else '?'} fold models (folds "
+                f"{', '.join(map(str, sorted(folds)))}, {at}): not the whole fold ensemble")
+    return {"folds": sorted(folds), "k": k, "stage": stage, "what": what}
 
 
 def export_ensemble(checkpoints: Sequence[str | Path], output: str | Path | None = None, tolerance: float = 1e-4,
                     allow_outside: bool = False, verbose: bool = True) -> Path:
     """Export `checkpoints` (two or more) as one ONNX model (module docstring); returns its path."""
-    import onnx
-
     paths = [Path(c) for c in checkpoints]
     if len(paths) < 2:
         raise BadInput("checkpoint=: an ensemble needs two or more checkpoints")
     if output is None:  # beside the members: their common folder (the run's <backbone> folder for fold*)
         output = Path(os.path.commonpath([c.resolve().parent for c in paths])) / "ensemble.onnx"
     output = Path(output)
+    kind = fold_members(paths)
     nets, form, why = _members(paths)
     size = int(nets[0].image_size)
-    ens = EnsembleNet(nets, form).eval()
     names = [OUTPUT_NAME] + ([] if form is None else [MAPS_NAME]) + [FOLDS_NAME]
     roots = {dataset_root_of(c) for c in paths}
     root = roots.pop() if len(roots) == 1 else None
-    meta: dict[str, Any] = {
-        "backbone": nets[0].backbone_name, "timm_name": str(nets[0].spec.get("timm_name") or ""),
-        "input_size": str(size), "input": "float32 NCHW RGB in [0, 1], dynamic batch",
-        "preprocess": {"resize": nets[0].preprocess.resize, "colour": nets[0].preprocess.colour,
-                       "how": "bcc.data.images.network_view: the picture's view box resized to input_size, then the "
-                              "colour constancy"},
-        "trained_outputs": [o for o, *t in zip(OUTPUTS, *(n.trained for n in nets), strict=True) if all(t)],
-        "not_trained": "; ".join(filter(None, (untrained_note(n.spec) for n in nets[:1]))) or "none",
-        "normalisation": {"mean": nets[0].mean.flatten().tolist(), "std": nets[0].std.flatten().tolist(),
-                          "applied": "inside the model"},
-        "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": _median_thresholds(paths),
-        "training_data_hash": dataset_hash(root, allow_outside) if root else "unknown",
-        "training_data": str(root.resolve()) if root else "unknown",
-        "source_checkpoint": str(paths[0].resolve()), "quantization": "none (fp32)", "opset": str(OPSET),
-        "stage": ",".join(sorted({_stage(c) for c in paths})),
-        "maps": maps_metadata(nets[0], form, why, size),
-        "ensemble": {"members": [str(c.resolve()) for c in paths], "combine": "mean of the logits; mean of "
-                     "the raw Grad-CAM maps", "fold_logits": FOLDS_NAME,
-                     "disagreement": "flagged for review when the members' p(BCC) fall on both sides of the "
-                                     "operating threshold"},
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
+    card = ModelCard.of(nets[0]).but(
+        trained_outputs=tuple(o for o, *t in zip(OUTPUTS, *(n.trained for n in nets), strict=True) if all(t)),
+        not_trained="; ".join(filter(None, (untrained_note(n.spec) for n in nets[:1]))) or "none",
+        thresholds=_median_thresholds(paths), training_data_hash=dataset_hash(root, allow_outside) if root else "unknown",
+        training_data=str(root.resolve()) if root else "unknown", source_checkpoint=str(paths[0].resolve()),
+        stage=",".join(sorted({_stage(c) for c in paths})), maps=maps_metadata(nets[0], form, why, size),
+        ensemble={**kind, "members": [str(c.resolve()) for c in paths],
+                  "combine": "mean of the logits; mean of the raw Grad-CAM maps", "fold_logits": FOLDS_NAME,
+                  "disagreement": "flagged for review when the members' p(BCC) fall on both sides of the "
+                                  "operating threshold"})
+    doc = (f"bcc ensemble of {len(nets)} fold networks: logits (N, 8) = mean of fold_logits "
+           f"(N, {len(nets)}, 8), order " + ",".join(OUTPUTS))
     t0 = time.perf_counter()
-    with atomic_path(output) as tmp:
-        with warnings.catch_warnings():  # the TorchScript exporter is deprecated; dynamo needs onnxscript
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(ens, (torch.rand(2, 3, size, size),), str(tmp), input_names=[INPUT_NAME],
-                              output_names=names, dynamic_axes={k: {0: "batch"} for k in (INPUT_NAME, *names)},
-                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
-        diff = _check(ens, nets, tmp, size)
-        if max(diff.values()) > tolerance:
-            raise ExportError(f"{output}: ONNX Runtime and torch disagree by "
-                              + ", ".join(f"{v:.2e} ({k})" for k, v in diff.items()) + f" > {tolerance:.0e}")
-        if form is not None:
-            meta["maps"]["max_abs_diff_torch"] = diff[MAPS_NAME]
-        model = onnx.load(str(tmp))
-        set_metadata(model, meta)
-        model.doc_string = (f"bcc ensemble of {len(nets)} fold networks: logits (N, 8) = mean of fold_logits "
-                            f"(N, {len(nets)}, 8), order " + ",".join(OUTPUTS))
-        onnx.checker.check_model(model)
-        onnx.save(model, str(tmp))
+    diff, _ = export_checked(EnsembleNet(nets, form), output, size, names, reference(nets, form is not None), card,
+                             doc, tolerance)
     if verbose:
         print(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
-              f"ensemble of {len(nets)} ({', '.join(map(str, checkpoints))}); "
+              f"{kind['what']} ({', '.join(map(str, checkpoints))}); "
               + ", ".join(f"max |{k}(ORT) - {k}(torch)| = {v:.2e}" for k, v in diff.items()))
     return output
 
 
 def _stage(checkpoint: Path) -> str:
     return str(dict(read_checkpoint(checkpoint).get("hyper_parameters") or {}).get("stage", ""))
-
-
-# ---- the guarantee --------------------------------------------------------------------------------------
-def model_scores(model: str | Path, images: np.ndarray, batch_size: int = 32, threads: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(p(BCC) (n,), the members' p(BCC) (n, K) or None) of an exported model on (n, 3, S, S) images."""
-    sess = ort_session(model, threads)
-    outputs = [o.name for o in sess.get_outputs()]
-    names = [OUTPUT_NAME] + ([FOLDS_NAME] if FOLDS_NAME in outputs else [])
-    runs = [sess.run(names, {INPUT_NAME: np.ascontiguousarray(images[i:i + batch_size])})
-            for i in range(0, len(images), batch_size)]
-    p = expit(np.concatenate([r[0] for r in runs])[:, 0]) if runs else np.zeros(0)
-    folds = expit(np.concatenate([r[1] for r in runs])[..., 0]) if runs and len(names) == 2 else None
-    return p, folds
-
-
-def calibration_set(data: str | Path, members: Sequence[str | Path], epsilon: float, delta: float,
-                    batch: int | None = None, allow_outside: bool = False) -> np.ndarray:
-    """The labels (1 = BCC) of ``guarantee_data=``, checked before anything is exported: it has
-    ``labels.csv``, none of the `members` (checkpoints) trained on it, and it holds enough BCC cases."""
-    data = Path(data)
-    trained = {r.resolve() for r in (dataset_root_of(m) for m in members) if r is not None}
-    if data.resolve() in trained:
-        raise BadInput(f"guarantee_data={data}: the model's networks were trained on this dataset, so their scores "
-                       f"there are optimistic; calibrate on labelled cases none of them saw")
-    y = read_table(data, splits=False, allow_outside=allow_outside)["bcc"].to_numpy().astype(int)
-    guaranteed_threshold(y, y.astype(float), epsilon, delta, batch, source=f"guarantee_data={data}")  # enough BCC?
-    return y
-
-
-def attach_guarantee(model: str | Path, data: str | Path, y: np.ndarray, epsilon: float = 0.05, delta: float = 0.1,
-                     batch: int | None = None, allow_outside: bool = False, verbose: bool = True) -> Guarantee:
-    """Score the calibration dataset `data` (labels `y` from :func:`calibration_set`) with `model`, choose
-    the guaranteed threshold and write it into the model's metadata (atomically)."""
-    import onnx
-
-    model, data = Path(model), Path(data)
-    meta: dict[str, Any] = read_metadata(model)
-    images = dataset_images(data, int(meta["input_size"]), allow_outside=allow_outside)
-    p, _ = model_scores(model, images)
-    g = guaranteed_threshold(y, p, epsilon, delta, batch, source=f"guarantee_data={data}")
-    th = json.loads(meta.get("thresholds") or "{}")
-    th.update(bcc=g.threshold, source=f"bcc.export guarantee on {data}")
-    meta.update(thresholds=th, guarantee={**g.as_dict(), "data": str(data.resolve()),
-                                          "data_hash": dataset_hash(data, allow_outside),
-                                          "statement": g.statement()})
-    m = onnx.load(str(model))
-    set_metadata(m, meta)
-    with atomic_path(model) as tmp:
-        onnx.save(m, str(tmp))
-    if verbose:
-        print(f"[bcc.export] {model.name}: {g.statement()}; {g.deprioritised:.1%} of the calibration cases fall "
-              f"below it")
-    return g
-
-

@@ -12,15 +12,18 @@ the miss rate, from k − 1 misses in n, is ≤ ε at level 1 − δ. The larges
 threshold, the most cases deprioritised). No multiple-testing correction is needed: the bound grows with
 t, so testing thresholds from the lowest up and stopping at the first failure is fixed-sequence testing
 (Learn then Test, Angelopoulos et al. 2021), and the order-statistic argument gives the same k directly.
-With too few BCC cases no k qualifies (e.g. ε = 0.05, δ = 0.1 needs n ≥ 45): refused, saying how many.
+With too few BCC cases no k qualifies: refused, saying how many it takes (:func:`required_bcc`). Even k = 1
+fails while (1 − ε)^n > δ, so the population guarantee needs n ≥ ⌈log δ / log(1 − ε)⌉ BCC cases (ε = 0.05,
+δ = 0.1: 45; ε = 10⁻⁶: 2 302 584) — a closed form, where a search would stop somewhere.
 
 That is the *population* guarantee (``batch=None``): the long-run sensitivity. A finite batch of m new
-BCC cases adds its own sampling noise — 388 calibration and 388 test BCC cases, ε = 0.05, δ = 0.1: the
-population guarantee leaves the batch's sensitivity ≥ 0.95 in only 86 % of splits. ``batch=m`` covers
-the batch instead: under exchangeability the number of the m test BCC cases below s_(k) follows the
-beta-binomial law BetaBinom(m, k, n − k + 1) exactly, so k is the largest with
-P(misses ≤ ⌊εm⌋) ≥ 1 − δ. As m grows it tends to the population k. :func:`simulate` checks either on
-random calibration/test splits of out-of-fold predictions.
+BCC cases adds its own sampling noise: the population guarantee leaves a batch's sensitivity ≥ 1 − ε in
+fewer than 1 − δ of the splits (experiments/ensemble/report.md). ``batch=m`` covers the batch instead:
+under exchangeability the number of the m test BCC cases below s_(k) follows the beta-binomial law
+BetaBinom(m, k, n − k + 1) exactly, so k is the largest with P(misses ≤ ⌊εm⌋) ≥ 1 − δ. As m grows it
+tends to the population k (at m = 100 000 they differ by at most one order statistic), and its cost grows
+with m, hence the bound :data:`MAX_BATCH`. :func:`simulate` checks either on random stratified
+calibration/test splits of out-of-fold predictions (scikit-learn's ``StratifiedShuffleSplit``).
 """
 from __future__ import annotations
 
@@ -30,9 +33,20 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from sklearn.model_selection import StratifiedShuffleSplit
 
+from bcc.core.classification import binary_metrics
 from bcc.core.errors import BadInput
 from bcc.models.calibration import threshold_for_sensitivity
+
+#: the largest batch a guarantee covers: beyond it the batch and the population guarantees agree, and the
+#: beta-binomial law's cost grows with the batch
+MAX_BATCH = 100_000
+
+
+def percent(x: float) -> str:
+    """`x` as a percentage with the digits it needs, never rounded up to 100 % (0.996 → "99.6%")."""
+    return f"{100 * x:.10g}%"
 
 
 @dataclass(frozen=True)
@@ -55,8 +69,8 @@ class Guarantee:
     def statement(self) -> str:
         who = ("the sensitivity on new cases" if self.batch is None
                else f"the sensitivity over a batch of {self.batch} new BCC cases")
-        return (f"with probability ≥ {1 - self.delta:.0%} over the calibration set, {who} is ≥ "
-                f"{1 - self.epsilon:.0%} at p(BCC) ≥ {self.threshold:.4f} (Clopper–Pearson / order statistic "
+        return (f"with probability ≥ {percent(1 - self.delta)} over the calibration set, {who} is ≥ "
+                f"{percent(1 - self.epsilon)} at p(BCC) ≥ {self.threshold:.4f} (Clopper–Pearson / order statistic "
                 f"{self.k} of {self.n_bcc} calibration BCC cases, {self.n_calibration} cases in all)")
 
 
@@ -68,12 +82,50 @@ def _bound(n: int, k: np.ndarray, epsilon: float, batch: int | None) -> np.ndarr
 
 
 def check_levels(epsilon: float, delta: float, batch: int | None = None) -> None:
-    """ε and δ in (0, 1), a batch a whole number ≥ 1 (usage errors name the option)."""
+    """ε and δ in (0, 1), a batch a whole number in [1, MAX_BATCH] (usage errors name the option)."""
     for name, v in (("epsilon", epsilon), ("delta", delta)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
             raise BadInput(f"{name}={v}: expected a number between 0 and 1 (exclusive)")
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise BadInput(f"batch={batch}: expected a whole number ≥ 1 (or null for the population guarantee)")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH):
+        raise BadInput(f"batch={batch}: expected a whole number in [1, {MAX_BATCH}] (or null for the population "
+                       f"guarantee, which a batch that large equals)")
+
+
+def _fails_at_one(n: int, epsilon: float, delta: float, batch: int | None) -> bool:
+    """Whether even the lowest of n calibration BCC scores (k = 1) misses the guarantee."""
+    return bool(_bound(n, np.array([1]), epsilon, batch)[0] > delta)
+
+
+def required_bcc(epsilon: float, delta: float, batch: int | None = None) -> int:
+    """The fewest calibration BCC cases with which a threshold carries the guarantee (k = 1 qualifies):
+    ⌈log δ / log(1 − ε)⌉ for the population, from (1 − ε)^n ≤ δ; for a batch, where k = 1's beta-binomial
+    miss probability (falling as n grows) reaches δ, by bisection."""
+    check_levels(epsilon, delta, batch)
+    if batch is None:
+        n = max(1, math.ceil(math.log(delta) / math.log1p(-epsilon)))
+        while _fails_at_one(n, epsilon, delta, None):  # the closed form's rounding, guarded both ways
+            n += 1
+        while n > 1 and not _fails_at_one(n - 1, epsilon, delta, None):
+            n -= 1
+        return n
+    low, high = 0, 1
+    while _fails_at_one(high, epsilon, delta, batch):
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if _fails_at_one(mid, epsilon, delta, batch) else (low, mid)
+    return high
+
+
+def check_enough(n_bcc: int, epsilon: float, delta: float, batch: int | None = None,
+                 source: str = "the calibration set") -> None:
+    """Refuse a calibration set with fewer BCC cases than :func:`required_bcc`, saying how many it takes."""
+    need = required_bcc(epsilon, delta, batch)
+    if n_bcc < need:
+        raise BadInput(f"{source}: {n_bcc} BCC cases are too few for sensitivity ≥ {percent(1 - epsilon)} with "
+                       f"probability ≥ {percent(1 - delta)}"
+                       + (f" over a batch of {batch}" if batch is not None else "")
+                       + f"; it takes at least {need} (label more BCC cases, or raise epsilon/delta)")
 
 
 def guaranteed_threshold(y: np.ndarray, p: np.ndarray, epsilon: float = 0.05, delta: float = 0.1,
@@ -86,11 +138,8 @@ def guaranteed_threshold(y: np.ndarray, p: np.ndarray, epsilon: float = 0.05, de
     pos = np.sort(p[y])
     n = len(pos)
     ks = np.arange(1, n + 1)
-    ok = ks[_bound(n, ks, epsilon, batch) <= delta] if n else ks
-    if not len(ok):
-        need = next(m for m in range(max(n, 1), 100_000) if _bound(m, np.array([1]), epsilon, batch)[0] <= delta)
-        raise BadInput(f"{source}: {n} BCC cases are too few for sensitivity ≥ {1 - epsilon:.0%} with probability "
-                       f"≥ {1 - delta:.0%}; it takes at least {need} (label more BCC cases, or raise epsilon/delta)")
+    check_enough(n, epsilon, delta, batch, source)
+    ok = ks[_bound(n, ks, epsilon, batch) <= delta]
     k = int(ok.max())
     t = float(pos[k - 1])
     return Guarantee(threshold=t, epsilon=float(epsilon), delta=float(delta), n_calibration=len(p),
@@ -106,23 +155,18 @@ def simulate(y: np.ndarray, p: np.ndarray, epsilon: float = 0.05, delta: float =
     sensitivity is ≥ 1 − ε (the guarantee: ≥ 1 − δ), mean sensitivity and share deprioritised."""
     y = np.asarray(y).astype(bool)
     p = np.asarray(p, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    n_pos, n_neg = round(calibration_share * len(pos)), round(calibration_share * len(neg))
+    splits = StratifiedShuffleSplit(n_splits, train_size=calibration_share, random_state=seed)
     rows: dict[str, list[tuple[float, float, float]]] = {"guaranteed": [], "empirical": []}
-    for _ in range(n_splits):
-        a, b = rng.permutation(pos), rng.permutation(neg)
-        cal = np.concatenate([a[:n_pos], b[:n_neg]])
-        test = np.concatenate([a[n_pos:], b[n_neg:]])
-        g = guaranteed_threshold(y[cal], p[cal], epsilon, delta, len(pos) - n_pos if batch else None)
+    for cal, test in splits.split(p, y):  # stratified: every split has the same BCC count in each part
+        m = int(y[test].sum())
+        g = guaranteed_threshold(y[cal], p[cal], epsilon, delta, m if batch else None)
         empirical = threshold_for_sensitivity(y[cal], p[cal], 1 - epsilon)  # the highest t, no guarantee
         for name, t in (("guaranteed", g.threshold), ("empirical", empirical)):
             kept = p[test] >= t
-            sens = kept[y[test]].mean()
-            rows[name].append((sens, 1 - kept.mean(), t))
+            rows[name].append((binary_metrics(y[test], kept)["recall"], 1 - kept.mean(), t))
     out: dict[str, Any] = {"epsilon": epsilon, "delta": delta, "n_splits": n_splits, "calibration_share": calibration_share,
-           "batch": (len(pos) - n_pos) if batch else None, "n_bcc_calibration": n_pos,
-           "n_calibration": n_pos + n_neg, "n_test": len(y) - n_pos - n_neg}
+           "batch": m if batch else None, "n_bcc_calibration": int(y[cal].sum()),
+           "n_calibration": len(cal), "n_test": len(test)}
     for name, r in rows.items():
         a = np.asarray(r)
         out[name] = {"share_sensitivity_ok": float((a[:, 0] >= 1 - epsilon - 1e-12).mean()),

@@ -19,7 +19,6 @@ third of their decisions, so there the export refuses the int8 model.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,23 +30,25 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader
 from scipy.special import expit
 
+from bcc.core.classification import binary_metrics
 from bcc.core.errors import BadInput, UsageError
-from bcc.core.io import clear_stale, temp_prefix
+from bcc.core.io import atomic_path
 from bcc.core.patterns import CODES
 from bcc.data.cache import decoded_images
 from bcc.data.contract import load_image_table
 from bcc.data.images import Preprocess, to_input
 from bcc.data.synthetic import render
 from bcc.data.table import aspects, read_table
-from bcc.deploy.onnx_export import ExportError, dataset_root_of, test_fold_of
+from bcc.deploy.model_card import ModelCard
+from bcc.deploy.onnx_export import dataset_root_of, test_fold_of
 from bcc.deploy.onnx_model import (
     INPUT_NAME,
     MAPS_NAME,
+    ExportError,
     correlation_words,
     ort_logits,
     ort_session,
-    read_metadata,
-    set_metadata,
+    save_model,
 )
 from bcc.explanation.gradcam import postprocess
 
@@ -98,11 +99,6 @@ def dataset_images(root: str | Path, size: Preprocess | int, n: int | None = Non
     return np.ascontiguousarray(imgs.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
 
 
-def model_preprocess(meta: dict[str, str]) -> Preprocess:
-    """How the exported model's inputs are made (its ``bcc.input_size`` and ``bcc.preprocess`` metadata)."""
-    return Preprocess.of({"image_size": int(meta.get("input_size", 224)), **json.loads(meta.get("preprocess") or "{}")})
-
-
 class ArrayReader(CalibrationDataReader):
     """onnxruntime CalibrationDataReader over an (n, 3, S, S) array, in batches."""
 
@@ -131,7 +127,7 @@ def compare_bcc_accuracy(fp32: str | Path, int8: str | Path, images: np.ndarray,
     y = np.asarray(y_bcc).astype(int)
     p32, p8 = (expit(ort_logits(m, images)[:, 0]) for m in (fp32, int8))
     d32, d8 = p32 >= threshold, p8 >= threshold
-    acc32, acc8 = float((d32 == y).mean()), float((d8 == y).mean())
+    acc32, acc8 = (float(binary_metrics(y, d)["accuracy"]) if len(y) else float("nan") for d in (d32, d8))
     return {"n": len(y), "threshold": threshold, "accuracy_fp32": acc32, "accuracy_int8": acc8,
             "delta": acc8 - acc32, "decisions_agree": int((d32 == d8).sum()),
             "max_abs_dp_bcc": float(np.abs(p8 - p32).max()) if len(y) else 0.0}
@@ -178,44 +174,37 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
 
     fp32 = Path(fp32)
     output = Path(output) if output else fp32.with_suffix(".int8.onnx")
-    meta = read_metadata(fp32)
-    size = model_preprocess(meta)
+    card = ModelCard.read(fp32)
     source = "synthetic lesions (bcc.data.synthetic.render)" if calibration is None else calibration_source
     if calibration is None:
-        calibration = synthetic_calibration_images(n_calibration, size)
+        calibration = synthetic_calibration_images(n_calibration, card.preprocess)
     t0 = time.perf_counter()
     pre = output.with_name(f".{output.stem}.pre.onnx")
-    clear_stale(output.parent, output.name)
-    tmp = output.with_name(f"{temp_prefix(output.name)}.onnx")
     result = None
+    maps = dict(card.maps)
     try:
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(tmp), ArrayReader(calibration), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        qmeta: dict[str, Any] = {**meta, "quantization": f"int8 static QDQ (per-channel int8 weights, uint8 activations), "
-                                         f"calibrated on {len(calibration)} {source}"}
-        maps = json.loads(meta.get("maps") or "null") or {}
-        if maps.get("output") == MAPS_NAME:
-            maps["int8_vs_fp32"] = compare_maps(fp32, tmp, check.images if check is not None else calibration)
-            maps["int8_vs_fp32"]["data"] = check.where if check is not None else f"the calibration images ({source})"
-            qmeta["maps"] = maps
-        if check is not None:
-            result = compare_bcc_accuracy(fp32, tmp, check.images, check.y_bcc, check.threshold)
-            result["data"] = check.where
-            qmeta["int8_check"] = result
-            if abs(result["delta"]) > check.max_drop and not force:
-                raise ExportError(
-                    f"int8 changes BCC accuracy on {check.where} by {100 * result['delta']:+.1f} points "
-                    f"(fp32 {result['accuracy_fp32']:.3f}, int8 {result['accuracy_int8']:.3f}; decisions agree on "
-                    f"{result['decisions_agree']}/{result['n']}) — more than {100 * check.max_drop:g}; {output.name} "
-                    f"not written. The fp32 model {fp32.name} is unaffected; force=true keeps the int8 one anyway")
-        model = onnx.load(str(tmp))
-        set_metadata(model, qmeta)
-        onnx.save(model, str(tmp))
-        tmp.replace(output)  # atomic: a failed quantisation never leaves a half-written model
+        with atomic_path(output) as tmp:  # a failed quantisation or check never leaves a model behind
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(tmp), ArrayReader(calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            if maps.get("output") == MAPS_NAME:
+                maps["int8_vs_fp32"] = compare_maps(fp32, tmp, check.images if check is not None else calibration)
+                maps["int8_vs_fp32"]["data"] = check.where if check is not None else f"the calibration images ({source})"
+            if check is not None:
+                result = compare_bcc_accuracy(fp32, tmp, check.images, check.y_bcc, check.threshold)
+                result["data"] = check.where
+                if abs(result["delta"]) > check.max_drop and not force:
+                    raise ExportError(
+                        f"int8 changes BCC accuracy on {check.where} by {100 * result['delta']:+.1f} points "
+                        f"(fp32 {result['accuracy_fp32']:.3f}, int8 {result['accuracy_int8']:.3f}; decisions agree "
+                        f"on {result['decisions_agree']}/{result['n']}) — more than {100 * check.max_drop:g}; "
+                        f"{output.name} not written. The fp32 model {fp32.name} is unaffected; force=true keeps the "
+                        f"int8 one anyway")
+            quantization = (f"int8 static QDQ (per-channel int8 weights, uint8 activations), calibrated on "
+                            f"{len(calibration)} {source}")
+            save_model(onnx.load(str(tmp)), tmp, card.but(quantization=quantization, maps=maps, int8_check=result))
     finally:
         pre.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
     if verbose:
         print(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s, "
               f"{len(calibration)} calibration images)")
@@ -251,8 +240,8 @@ def int8_inputs(a: dict, fp32: Path) -> tuple[np.ndarray | None, str, AccuracyCh
     """Calibration images (None: synthetic), what they are, and the accuracy check for ``quantize=int8``:
     from the options, else from the checkpoint's own Hydra config (its training folds calibrate, its test
     fold checks)."""
-    meta = read_metadata(fp32)
-    size = model_preprocess(meta)
+    card = ModelCard.read(fp32)
+    size = card.preprocess
     root, fold = check_source(a)
     calib, source = None, ""
     if a["calibration"]:
@@ -261,9 +250,8 @@ def int8_inputs(a: dict, fp32: Path) -> tuple[np.ndarray | None, str, AccuracyCh
     if root is None or fold is None:
         return calib, source, None
     data = fold_data(root, int(fold), size, n_train=int(a["n_calibration"]), allow_outside=a["allow_outside"])
-    th = json.loads(meta.get("thresholds") or "{}").get("bcc", 0.5)
     check = AccuracyCheck(data["test"], data["y_bcc"], f"test fold {fold} of {root} ({len(data['y_bcc'])} images)",
-                          float(th), float(a["max_accuracy_drop"]))
+                          float(card.thresholds.get("bcc", 0.5)), float(a["max_accuracy_drop"]))
     if calib is None and len(data["train"]):
         calib, source = data["train"], f"training-fold images of {root}"
     return calib, source, check

@@ -19,7 +19,8 @@ ViT pools its class token, so its maps need a backward pass through the last blo
 export is checked against torch on random images at batch 1 and 5 (max |Δlogit| and max |Δmap| ≤
 ``tolerance``, 1e-4) before it is kept.
 
-Metadata (``onnx`` ``metadata_props``, strings; JSON where structured) — what ``bcc.predict`` reads:
+The model's card (``bcc.deploy.model_card.ModelCard``, in ``onnx`` ``metadata_props``, strings; JSON where
+structured) — what ``bcc.predict`` reads:
 ``bcc.backbone``, ``bcc.timm_name``, ``bcc.input_size``, ``bcc.input`` (layout and range),
 ``bcc.normalisation`` (``{"mean": [...], "std": [...], "applied": "inside the model"}``),
 ``bcc.outputs`` (code order), ``bcc.thresholds`` (``bcc.predict`` thresholds format),
@@ -29,18 +30,17 @@ the dataset is found from the Hydra ``.hydra/config.yaml`` beside the checkpoint
 without maps need the torch weights), ``bcc.stage``, ``bcc.opset``, ``bcc.quantization``, and
 ``bcc.maps``: ``{"output": "cams", "shape": ["batch", 8, h, w], "form": "linear" | "layernorm",
 "layer", "values", "postprocess", "max_abs_diff_torch"}`` or ``{"output": null, "why", "fallback"}``
-(an int8 copy adds ``"int8_vs_fp32"``: ``bcc.deploy.int8``). Read them back with
-``bcc.deploy.onnx_model.read_metadata``.
+(an int8 copy adds ``"int8_vs_fp32"``: ``bcc.deploy.int8``). Read it back with ``ModelCard.read``.
 
-Writes are atomic (a temporary file renamed into place only after the checks pass).
+The export, its check and the atomic write are ``bcc.deploy.onnx_model.export_checked``'s (a temporary
+file renamed into place only after the checks pass).
 """
 from __future__ import annotations
 
 import os
 import time
-import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -50,22 +50,16 @@ from timm.layers import LayerNorm2d
 from torch import nn
 
 from bcc.core.errors import UsageError
-from bcc.core.io import clear_stale, temp_prefix
 from bcc.core.layout import read_job_config
-from bcc.core.patterns import CODES, OUTPUTS
+from bcc.core.patterns import OUTPUTS
 from bcc.data.contract import dataset_hash, load_image_table
-from bcc.deploy.onnx_model import INPUT_NAME, MAPS_NAME, OUTPUT_NAME, ort_session, read_metadata, set_metadata
+from bcc.deploy.model_card import ModelCard, read_metadata
+from bcc.deploy.onnx_model import FOLDS_NAME, MAPS_NAME, OUTPUT_NAME, export_checked
 from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
 from bcc.explanation.gradcam import logits_from_pooled, raw_cams, target
 from bcc.models.checkpoint import read_checkpoint
-from bcc.models.network import MultitaskNet, untrained_note
-
-OPSET = 17
-
-
-class ExportError(RuntimeError):
-    """The export failed its own check (torch and ONNX Runtime disagree) or cannot be done."""
+from bcc.models.network import MultitaskNet
 
 
 # ---- the checkpoint's training data ---------------------------------------------------------------------
@@ -184,70 +178,45 @@ def maps_metadata(net: MultitaskNet, form: str | None, why: str, size: int) -> d
 
 
 # ---- export ---------------------------------------------------------------------------------------------
-def _torch_logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return net(torch.from_numpy(x)).numpy()
+def reference(nets: list[MultitaskNet], maps: bool) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """torch's outputs for the parity check: the networks' own logits (their mean, and each one's as
+    ``fold_logits`` when there are several) and ``raw_cams`` (their mean), computed apart from the graph's code."""
+    def outputs(x: np.ndarray) -> dict[str, np.ndarray]:
+        t = torch.from_numpy(x)
+        with torch.inference_mode():
+            folds = np.stack([net(t).numpy() for net in nets], 1)
+        out = {OUTPUT_NAME: folds.mean(1)}
+        if len(nets) > 1:
+            out[FOLDS_NAME] = folds
+        if maps:
+            out[MAPS_NAME] = np.mean([raw_cams(net, t)[0].numpy() for net in nets], 0)
+        return out
+    return outputs
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresholds: dict | None = None,
                 data_root: str | Path | None = None, tolerance: float = 1e-4, verbose: bool = True,
                 allow_outside: bool = False) -> Path:
-    """Export the checkpoint's network (with its maps where it can) to ONNX (fp32), embed metadata, check
+    """Export the checkpoint's network (with its maps where it can) to ONNX (fp32), embed its card, check
     it against torch; return the path. `allow_outside`: the training dataset's paths may leave its folder."""
-    import onnx
-
     checkpoint = Path(checkpoint)
     output = Path(output) if output else checkpoint.with_suffix(".onnx")
     net = load_torch_network(checkpoint, channels_last=False)
     size = int(net.image_size)
     form, why = closed_form(net)
-    dummy = torch.rand(2, 3, size, size)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    clear_stale(output.parent, output.name)  # what a killed export left
-    tmp = output.with_name(f"{temp_prefix(output.name)}.onnx")
     hp = dict(read_checkpoint(checkpoint).get("hyper_parameters") or {})
     th = thresholds if thresholds is not None else load_thresholds(checkpoint).as_dict()
     root = Path(data_root) if data_root else dataset_root_of(checkpoint)
+    card = ModelCard.of(net, thresholds=th, training_data_hash=dataset_hash(root, allow_outside),
+                        training_data=str(root.resolve()) if root else "unknown",
+                        source_checkpoint=str(checkpoint.resolve()), stage=str(hp.get("stage", "")),
+                        maps=maps_metadata(net, form, why, size))
     names = [OUTPUT_NAME] if form is None else [OUTPUT_NAME, MAPS_NAME]
-    meta: dict[str, Any] = {
-        "backbone": net.backbone_name, "timm_name": str(net.spec.get("timm_name") or ""),
-        "input_size": str(size), "input": "float32 NCHW RGB in [0, 1], dynamic batch",
-        "preprocess": {"resize": net.preprocess.resize, "colour": net.preprocess.colour,
-                       "how": "bcc.data.images.network_view: the picture's view box resized to input_size, then the "
-                              "colour constancy"},
-        "trained_outputs": [o for o, t in zip(OUTPUTS, net.trained, strict=True) if t],
-        "not_trained": untrained_note(net.spec) or "none",
-        "normalisation": {"mean": net.mean.flatten().tolist(), "std": net.std.flatten().tolist(),
-                          "applied": "inside the model"},
-        "outputs": list(OUTPUTS), "codes": list(CODES), "thresholds": th,
-        "training_data_hash": dataset_hash(root, allow_outside), "training_data": str(root.resolve()) if root else "unknown",
-        "source_checkpoint": str(checkpoint.resolve()), "stage": str(hp.get("stage", "")),
-        "quantization": "none (fp32)", "opset": str(OPSET), "maps": maps_metadata(net, form, why, size),
-    }
+    doc = ("bcc multitask BCC network: logits (N, 8) in order " + ",".join(OUTPUTS)
+           + ("" if form is None else "; cams (N, 8, h, w): raw Grad-CAM maps, same order"))
     t0 = time.perf_counter()
-    try:
-        with warnings.catch_warnings():  # the TorchScript exporter is deprecated; dynamo needs onnxscript
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(net if form is None else ExplainedNet(net, form).eval(), (dummy,), str(tmp),
-                              input_names=[INPUT_NAME], output_names=names,
-                              dynamic_axes={k: {0: "batch"} for k in (INPUT_NAME, *names)},
-                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
-        model = onnx.load(str(tmp))
-        diff = max_abs_diff(net, tmp, size)
-        if max(diff.values()) > tolerance:
-            raise ExportError(f"{checkpoint}: ONNX Runtime and torch disagree by "
-                              + ", ".join(f"{v:.2e} ({k})" for k, v in diff.items())
-                              + f" > {tolerance:.0e}; export discarded")
-        if form is not None:
-            meta["maps"]["max_abs_diff_torch"] = diff[MAPS_NAME]
-        set_metadata(model, meta)
-        model.doc_string = ("bcc multitask BCC network: logits (N, 8) in order " + ",".join(OUTPUTS)
-                            + ("" if form is None else "; cams (N, 8, h, w): raw Grad-CAM maps, same order"))
-        onnx.checker.check_model(model)
-        onnx.save(model, str(tmp))
-        tmp.replace(output)  # atomic: only a checked model ever appears under its name
-    finally:
-        tmp.unlink(missing_ok=True)
+    diff, _ = export_checked(net if form is None else ExplainedNet(net, form), output, size, names,
+                             reference([net], form is not None), card, doc, tolerance)
     if verbose:
         print(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
               + ", ".join(f"max |{k}(ORT) - {k}(torch)| = {v:.2e}" for k, v in diff.items())
@@ -255,20 +224,3 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
               + ("" if form is None else f"; Grad-CAM maps in the graph ({form} closed form)")
               + ("" if form is not None else f"; no maps in the graph ({why}): bcc.predict explains with torch"))
     return output
-
-
-def max_abs_diff(net: MultitaskNet, onnx_path: str | Path, size: int, seed: int = 0) -> dict[str, float]:
-    """Largest |difference| between torch and ONNX Runtime on random images at batch 1 and 5, per output
-    of the graph: the logits and, where it has them, the raw maps (against ``raw_cams``)."""
-    sess = ort_session(onnx_path)
-    names = [o.name for o in sess.get_outputs()]
-    rng = np.random.default_rng(seed)
-    worst = dict.fromkeys(names, 0.0)
-    for n in (1, 5):
-        x = rng.random((n, 3, size, size), dtype=np.float32)
-        got = dict(zip(names, sess.run(names, {INPUT_NAME: x}), strict=True))
-        want = {OUTPUT_NAME: _torch_logits(net, x)}
-        if MAPS_NAME in names:
-            want[MAPS_NAME] = raw_cams(net, torch.from_numpy(x))[0].numpy()
-        worst = {k: max(worst[k], float(np.abs(got[k] - want[k]).max())) for k in names}
-    return worst

@@ -11,7 +11,6 @@ fold ensemble (``bcc.deploy.ensemble``), every member's p(BCC) from the same pas
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,8 @@ from scipy.special import expit
 
 from bcc.core.errors import BadInput, UsageError
 from bcc.core.patterns import OUTPUTS
-from bcc.data.images import IMAGE_SIZE, Preprocess
+from bcc.data.images import Preprocess
+from bcc.deploy.model_card import ModelCard
 from bcc.deploy.onnx_model import (
     FOLDS_NAME,
     INPUT_NAME,
@@ -31,7 +31,6 @@ from bcc.deploy.onnx_model import (
     OUTPUT_NAME,
     correlation_words,
     ort_session,
-    read_metadata,
 )
 from bcc.explanation.gradcam import raw_cams
 from bcc.models.checkpoint import CheckpointError, load_network
@@ -77,7 +76,7 @@ class TorchScorer:
 
     kind = "torch"
     explains = True
-    guarantee = None  # a guaranteed threshold is chosen at export (bcc.deploy.ensemble.attach_guarantee)
+    guarantee = None  # a guaranteed threshold is chosen at export (bcc.deploy.guarantee_calibration)
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int | None = None):
         self.net = load_torch_network(checkpoint, device=device)
@@ -115,47 +114,30 @@ class OnnxScorer:
 
     def __init__(self, path: str | Path, threads: int = 2):
         try:
-            self.meta = read_metadata(path)
             self.session = ort_session(path, threads)
         except Exception as e:  # noqa: BLE001 — onnx/onnxruntime raise their own types for a bad file
             raise CheckpointError(f"{path}: not a readable ONNX model ({type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else ''})") from None
-        try:
-            outputs = json.loads(self.meta.get("outputs") or "null")
-            self.maps = json.loads(self.meta.get("maps") or "null") or {}
-        except ValueError as e:
-            raise CheckpointError(f"{path}: its bcc.outputs or bcc.maps metadata is not valid JSON ({e})") from None
-        if outputs is not None and tuple(outputs) != OUTPUTS:
-            raise CheckpointError(f"{path}: outputs {outputs} are not in this version's order {OUTPUTS}")
+        self.card = ModelCard.read(path)
         names = [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
         if INPUT_NAME not in names[0] or OUTPUT_NAME not in names[1]:
             raise CheckpointError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r} "
                                   f"(a model written by python -m bcc.export), found {names}")
         self.explains = MAPS_NAME in names[1]
         self.members = FOLDS_NAME in names[1]
-        try:
-            self.guarantee = json.loads(self.meta.get("guarantee") or "null")
-        except ValueError as e:
-            raise CheckpointError(f"{path}: its bcc.guarantee metadata is not valid JSON ({e})") from None
+        self.maps, self.guarantee = self.card.maps, self.card.guarantee
         self.size = self._input_size(path)
-        try:
-            pre = json.loads(self.meta.get("preprocess") or "null") or {}
-            trained = json.loads(self.meta.get("trained_outputs") or "null")
-            self.preprocess = Preprocess.of({"image_size": self.size, **pre})
-        except (ValueError, TypeError, BadInput) as e:
-            raise CheckpointError(f"{path}: its bcc.preprocess or bcc.trained_outputs metadata is unusable ({e})"
-                                  ) from None
-        self.trained = np.array([o in trained for o in OUTPUTS]) if isinstance(trained, list) else \
-            np.ones(len(OUTPUTS), bool)  # exported before the record: every output counted as trained
-        self.describe = (f"{self.meta.get('backbone', '?')} (ONNX Runtime, {Path(path).name}, "
-                         f"{self.meta.get('quantization', 'fp32')})")
-        check = json.loads(self.meta.get("int8_check") or "null")
+        self.preprocess = self.card.but(input_size=self.size).preprocess
+        self.trained = np.array([o in self.card.trained_outputs for o in OUTPUTS])
+        self.describe = f"{self.card.backbone} (ONNX Runtime, {Path(path).name}, {self.card.quantization})"
+        check = self.card.int8_check
         if check:
             self.describe += (f"; int8 check on {check.get('data')}: BCC accuracy fp32 {check['accuracy_fp32']:.3f}, "
                               f"int8 {check['accuracy_int8']:.3f}")
         if self.members:
-            n = self.session.get_outputs()[[o.name for o in self.session.get_outputs()].index(FOLDS_NAME)].shape[1]
-            self.describe += f"; ensemble of {n} fold models (mean logits; their disagreement flags a case)"
+            n = self.session.get_outputs()[names[1].index(FOLDS_NAME)].shape[1]
+            what = (self.card.ensemble or {}).get("what") or f"ensemble of {n} fold models"
+            self.describe += f"; {what} (mean logits; their disagreement flags a case)"
         self.maps_source = f"Grad-CAM from the ONNX model's own maps ({Path(path).name}, closed form)"
         vs = self.maps.get("int8_vs_fp32")
         if vs:
@@ -163,18 +145,14 @@ class OnnxScorer:
                                  f"{correlation_words(vs)}")
 
     def _input_size(self, path: str | Path) -> int:
-        """The input side S: the graph's fixed (N, 3, S, S) input and the metadata's ``input_size`` must agree
-        and lie in ``IMAGE_SIZE`` (a model fed at another size would score resized-away images)."""
+        """The input side S: the graph's fixed (N, 3, S, S) input and the card's ``input_size`` must agree
+        (a model fed at another size would score resized-away images); an old card without it: the graph's."""
         shape = self.session.get_inputs()[0].shape
         graph = [d for d in shape[-2:] if isinstance(d, int)]
-        said = self.meta.get("input_size")
-        try:
-            size = int(said) if said not in (None, "") else (graph[0] if graph else None)
-        except ValueError:
-            size = None
-        if size is None or not IMAGE_SIZE[0] <= size <= IMAGE_SIZE[1]:
-            raise CheckpointError(f"{path}: bcc.input_size={said!r} is not an input side in pixels "
-                                  f"({IMAGE_SIZE[0]}..{IMAGE_SIZE[1]}); re-export the model with python -m bcc.export")
+        size = self.card.input_size or (graph[0] if graph else None)
+        if size is None:
+            raise CheckpointError(f"{path}: bcc.input_size is not recorded and the graph's input {shape} has no "
+                                  f"fixed side; re-export the model with python -m bcc.export")
         if any(d != size for d in graph):
             raise CheckpointError(f"{path}: the graph's input is {shape} but its bcc.input_size metadata says {size}; "
                                   f"re-export the model with python -m bcc.export")
@@ -227,7 +205,7 @@ def explainer(scorer: TorchScorer | OnnxScorer, explain_checkpoint: str | Path |
         return ex, ex.maps_source
     if isinstance(scorer, TorchScorer) or scorer.explains:
         return scorer, scorer.maps_source
-    src = scorer.meta.get("source_checkpoint")
+    src = scorer.card.source_checkpoint
     why = scorer.why_no_maps()
     if not (src and Path(src).is_file()):
         return None, (f"unavailable: the ONNX model has no maps ({why}) and its source checkpoint {src!r} is not "

@@ -20,8 +20,8 @@ import numpy as np
 from bcc.core.errors import BadInput
 from bcc.core.layout import THRESHOLDS
 from bcc.core.patterns import CODES
-from bcc.deploy.onnx_model import read_metadata
-from bcc.models.checkpoint import CheckpointError, read_checkpoint
+from bcc.deploy.model_card import ModelCard
+from bcc.models.checkpoint import read_checkpoint
 
 
 @dataclass
@@ -98,11 +98,7 @@ def _unit(v: Any, what: str) -> float:
 
 def _model_thresholds(model_path: Path) -> dict | None:
     if model_path.suffix == ".onnx":
-        raw = read_metadata(model_path).get("thresholds")
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError as e:
-            raise CheckpointError(f"{model_path}: metadata bcc.thresholds is not valid JSON ({e})") from None
+        return ModelCard.read(model_path).thresholds or None
     return read_checkpoint(model_path).get("thresholds")
 
 

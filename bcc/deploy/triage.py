@@ -235,7 +235,7 @@ def write_worklist(out: Path, table: pd.DataFrame, lesions: list[Lesion], info: 
 
 
 def guarantee_status(g: Mapping[str, Any] | None, th: Thresholds) -> dict[str, Any] | None:
-    """The model's exported guarantee (``bcc.deploy.ensemble.attach_guarantee``) and whether this run keeps
+    """The model's exported guarantee (``bcc.deploy.guarantee_calibration.attach_guarantee``) and whether this run keeps
     it: an operating threshold other than the guaranteed one (thresholds.json, ``threshold=``) voids it."""
     if not g:
         return None

@@ -13,7 +13,7 @@
   the sensitivity and specificity reached and the share of cases *deprioritised* (p < threshold: cases
   a dermatologist could review later because the model puts them below the triage threshold). The
   threshold is ``models.calibration.threshold_for_sensitivity`` (scikit-learn's ROC curve), the rates
-  ``evaluation.metrics.binary_metrics`` of the pooled decisions.
+  ``core.classification.binary_metrics`` of the pooled decisions.
 * :func:`read_calibrations` — per fold, the thresholds and temperatures training fitted on that fold's
   validation slice (never the test fold).
 """
@@ -34,10 +34,10 @@ from sklearn.calibration import CalibrationDisplay, calibration_curve
 from sklearn.metrics import confusion_matrix
 from torchmetrics.functional.classification import binary_calibration_error
 
+from bcc.core.classification import binary_metrics
 from bcc.core.layout import CALIBRATION
 from bcc.core.patterns import OUTPUTS, PAPER_NAMES
 from bcc.evaluation.figures import save_output_grid
-from bcc.evaluation.metrics import binary_metrics
 from bcc.evaluation.runs import MissingRunsError, Run
 from bcc.models.calibration import calibrated, threshold_for_sensitivity
 

@@ -34,7 +34,7 @@ was not trained on (``p_<output>`` blank in the predictions) is a row marked ``n
 clinical rule runs over the trained codes only (``clinical_rule(known=...)``); with no BCC pattern
 trained it is ``not trained`` too. So do *No-pattern* and *BCC pattern detection*: "all codes 0" and "a BCC
 pattern shown" are judged over the trained codes (on the public sets: PN and AT, the only ones labelled),
-never over codes nobody rated. Every cell is scikit-learn's (``bcc.evaluation.metrics``).
+never over codes nobody rated. Every cell is scikit-learn's (``bcc.core.classification``).
 """
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from bcc.core.classification import binary_metrics, roc_auc
 from bcc.core.patterns import BCC_CODES, CODES, OUTPUTS, PAPER_NAMES, clinical_rule, rule_defined
-from bcc.evaluation.metrics import binary_metrics, roc_auc
 
 METRICS = ("recall", "specificity", "precision", "accuracy")
 RANKING = "auroc"  # of the probability behind a row (the diagnosis head, each pattern head); none for a verdict

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, roc_curve
 
+from bcc.core.classification import roc_auc
 from bcc.core.patterns import CODES, OUTPUTS, PAPER_NAMES, clinical_rule, rule_defined
 from bcc.evaluation.clinical_metrics import (
     METRICS,
@@ -23,7 +24,6 @@ from bcc.evaluation.clinical_metrics import (
     thresholds_for,
     trained_codes,
 )
-from bcc.evaluation.metrics import roc_auc
 
 
 def per_fold_auc(predictions: pd.DataFrame, output: str) -> np.ndarray:

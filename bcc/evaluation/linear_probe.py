@@ -23,12 +23,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from bcc.core.classification import roc_auc
 from bcc.core.layout import BEST
 from bcc.core.patterns import BCC_CODES, OUTPUTS
 from bcc.core.predictions import predictions_frame
 from bcc.data.images import Preprocess
 from bcc.data.table import read_table, table_images
-from bcc.evaluation.metrics import roc_auc
 from bcc.models.activations import activations
 from bcc.models.checkpoint import load_network
 

@@ -16,6 +16,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from bcc.core.classification import roc_auc
 from bcc.core.config import Range
 from bcc.core.io import staged_folder, write_csv, write_json
 from bcc.core.layout import BEST, THRESHOLDS
@@ -32,7 +33,6 @@ from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc,
 from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
 from bcc.evaluation.localisation.table4 import describe, mask_report
-from bcc.evaluation.metrics import roc_auc
 from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
 from bcc.evaluation.runs import (
     MissingRunsError,
@@ -226,13 +226,19 @@ def real_data_checks(ev: Evaluation, runs: list[Run], cfg: DictConfig) -> None:
     table = read_table(root, splits=False, allow_outside=outside)
     sources = table.set_index("image_id")["source"].astype(str) if table["source"].nunique() > 1 else None
     ev.seeds = seed_spread(Path(cfg.output_dir), result.backbone, ev.stage, ev.k, sources)
+    external = cfg.get("external") is not None  # scored copies: the checkpoints and folds are the source's
     if cfg.eval.sources:
         loso = sorted(p for p in (Path(cfg.output_dir) / "loso").glob("*") if p.is_dir())
         first = {r.fold: r.path.parent / "stage1" for r in chosen if (r.path.parent / "stage1" / BEST).is_file()}
         ev.sources = source_report(chosen, load_predictions(runs, result.backbone, ev.stage), root, pre, loso,
-                                   result.backbone, probe=bool(cfg.eval.source_probe),
-                                   shortcuts=bool(cfg.eval.shortcuts), allow_outside=outside,
+                                   result.backbone, probe=bool(cfg.eval.source_probe) and not external,
+                                   shortcuts=bool(cfg.eval.shortcuts) and not external, allow_outside=outside,
                                    linear_probe_dirs=first if cfg.eval.linear_probe and len(first) == len(chosen) else None)
+        if ev.sources is not None and external:
+            ev.sources.notes.append("An external set: the shortcut baselines and the source probe are fitted on the "
+                                    "training folds of the runs' own dataset, which an external set is not; not computed.")
+    if external:
+        return  # lesion focus reads each run's best.ckpt, which the scored copies do not hold
     if cfg.eval.lesion_focus and any((root / "masks").glob(f"*_{LESION}.[pP][nN][gG]")):
         dataset = load_dataset(root, allow_outside=outside)
         found = lesion_report([r.path for r in chosen], dataset, ev.report_dir / "figures" / "lesion_focus_worst.png")
@@ -266,8 +272,8 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
     """The report of an experiment's runs; with ``external`` (``experiment=external``), the source experiment's
     fold models first score the external set (``bcc.evaluation.external``), and the report adds their
     ensemble."""
-    if cfg.get("external") is not None:
-        evaluate_external(cfg)
+    source = evaluate_external(cfg) if cfg.get("external") is not None else None
+    hint = source.overrides if source is not None else ()  # a missing fold is trained in the source
     out, report_dir = Path(cfg.output_dir), Path(cfg.report_dir)
     runs = [r for r in discover(out) if r.path.resolve() != report_dir.resolve()]
     experiment = str(cfg.experiment_name)
@@ -280,11 +286,11 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
     errors, complete = [], []
     for b in backbones:
         try:
-            check_complete(runs, experiment, b, stage, k, out)
+            check_complete(runs, experiment, b, stage, k, out, hint)
             complete.append(b)
         except MissingRunsError as e:
             errors.append(str(e))
-            ev.missing[b] = describe_missing(runs, experiment, b, stage, k, out)
+            ev.missing[b] = describe_missing(runs, experiment, b, stage, k, out, hint)
     if errors and not cfg.eval.allow_incomplete:
         raise MissingRunsError("\n\n".join(errors))
     if not complete:

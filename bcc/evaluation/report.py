@@ -17,6 +17,7 @@ import pandas as pd
 from bcc.core.io import write_text
 from bcc.evaluation.agreement import DatasetSummary, format_dataset
 from bcc.evaluation.clinical_metrics import format_table3
+from bcc.evaluation.external import auroc_words
 from bcc.evaluation.localisation.table4 import FILES, REPORT_COLUMNS, read_tables
 from bcc.evaluation.markdown import markdown_table, markdown_text
 from bcc.evaluation.sources import SourceReport
@@ -317,12 +318,10 @@ def _seeds(ev: Evaluation) -> list[str]:
 def _ensemble(ev: Evaluation) -> list[str]:
     if ev.ensemble is None:
         return []
-    e = ev.ensemble
-    folds = e[e["model"].str.startswith("fold ")]["auroc"]
-    return ["", "## Each fold model and their ensemble on the external set", "", markdown_table(e, index=False), "",
-            (f"Every fold model scored every picture (none of which any was trained on): AUROC {folds.mean():.3f} ± "
-             f"{folds.std(ddof=1) if len(folds) > 1 else 0:.3f} over the fold models; the ensemble averages their "
-             f"p(BCC) per picture (`ensemble.csv`, `ensemble_predictions.csv`).")]
+    return ["", "## Each fold model and their ensemble on the external set", "",
+            markdown_table(ev.ensemble, index=False), "",
+            (f"Every fold model scored every picture (none of which any was trained on): {auroc_words(ev.ensemble)}; "
+             f"the ensemble averages their p(BCC) per picture (`ensemble.csv`, `ensemble_predictions.csv`).")]
 
 
 def _lesion_focus(ev: Evaluation) -> list[str]:

@@ -7,7 +7,8 @@ command that produces it — results are never averaged over fewer folds without
 from __future__ import annotations
 
 import json
-import re
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -18,12 +19,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bcc.core import jobs
 from bcc.core.errors import BadInput
-from bcc.core.layout import CALIBRATION, METRICS, PREDICTIONS, read_job_config
+from bcc.core.layout import CALIBRATION, METRICS, PREDICTIONS, find_jobs, read_job_config, strays
 from bcc.core.machine import describe
 from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import read_predictions
-
-_JOB = re.compile(r"^fold(\d+)/stage(\d+)$")
 
 
 class MissingRunsError(BadInput):
@@ -85,18 +84,15 @@ def read_config(job: Path) -> dict:
 
 
 def discover(output_dir: str | Path) -> list[Run]:
-    """Every job folder under `output_dir` (finished or not), sorted by backbone, stage, fold."""
-    root = Path(output_dir)
+    """Every job folder under `output_dir` (finished or not), sorted by backbone, stage, fold
+    (``core.layout.find_jobs``: a ``fold4.bak`` beside them is no job)."""
     runs = []
-    for job in root.glob("*/fold*/stage*"):
-        m = _JOB.match(f"{job.parent.name}/{job.name}")
-        if not m or not job.is_dir():
-            continue
-        metrics_path = job / METRICS
+    for job in find_jobs(output_dir):
+        metrics_path = job.path / METRICS
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        runs.append(Run(job.parent.parent.name, int(m.group(1)), int(m.group(2)), job, read_config(job), metrics,
-                        jobs.stale(job, metrics) if metrics else None))
-    return sorted(runs, key=lambda r: (r.backbone, r.stage, r.fold))
+        runs.append(Run(job.backbone, job.fold, job.stage, job.path, read_config(job.path), metrics,
+                        jobs.stale(job.path, metrics) if metrics else None))
+    return runs
 
 
 def folds_expected(runs: list[Run], default: int | None = None) -> int:
@@ -112,9 +108,14 @@ def folds_expected(runs: list[Run], default: int | None = None) -> int:
     return max((r.fold for r in runs), default=-1) + 1
 
 
-def train_command(experiment: str | None, backbone: str, fold: int, stages: list[int]) -> str:
-    """The command that (re)makes `stages` of `fold`, in order (stage s>1 needs s-1's checkpoint)."""
-    exp = f" experiment={experiment}" if experiment and experiment != "default" else ""
+def train_command(experiment: str | None, backbone: str, fold: int, stages: list[int],
+                  overrides: Sequence[str] = ()) -> str:
+    """The command that (re)makes `stages` of `fold`, in order (stage s>1 needs s-1's checkpoint); with
+    `overrides` (those the runs were trained with) instead of ``experiment=``."""
+    if overrides:
+        exp = "".join(" " + shlex.quote(o) for o in overrides)
+    else:
+        exp = f" experiment={experiment}" if experiment and experiment != "default" else ""
     if len(stages) == 1:
         return f"python -m bcc.train{exp} backbone={backbone} stage={stages[0]} fold={fold}"
     return (f"python -m bcc.train{exp} backbone={backbone} stage={','.join(map(str, stages))} fold={fold} "
@@ -136,8 +137,9 @@ def missing_jobs(runs: list[Run], backbone: str, stage: int, k: int) -> dict[int
 
 
 def describe_missing(runs: list[Run], experiment: str | None, backbone: str, stage: int, k: int,
-                     output_dir: Path) -> list[str]:
-    """One line per missing fold: what is missing and the command that produces it ([] when complete)."""
+                     output_dir: Path, overrides: Sequence[str] = ()) -> list[str]:
+    """One line per missing fold: what is missing and the command that produces it ([] when complete);
+    `overrides`: see :func:`train_command`."""
     lines = []
     by_key = {(r.fold, r.stage): r for r in runs if r.backbone == backbone}
     for fold, stages in missing_jobs(runs, backbone, stage, k).items():
@@ -145,17 +147,19 @@ def describe_missing(runs: list[Run], experiment: str | None, backbone: str, sta
         what = (job.problem() if job is not None
                 else f"{output_dir / backbone / f'fold{fold}' / f'stage{stage}'} does not exist")
         lines.append(f"{backbone} fold {fold} stage {stage}: {what} → "
-                     f"`{train_command(experiment, backbone, fold, stages)}`")
+                     f"`{train_command(experiment, backbone, fold, stages, overrides)}`")
     return lines
 
 
 def check_complete(runs: list[Run], experiment: str | None, backbone: str, stage: int, k: int,
-                   output_dir: Path) -> None:
-    lines = describe_missing(runs, experiment, backbone, stage, k, output_dir)
+                   output_dir: Path, overrides: Sequence[str] = ()) -> None:
+    lines = describe_missing(runs, experiment, backbone, stage, k, output_dir, overrides)
     if lines:
+        odd = strays(output_dir, backbone)
         raise MissingRunsError(
             f"{backbone} stage {stage}: {len(lines)} of {k} folds missing under {output_dir} — Table 3 is "
             f"never averaged over fewer folds. Produce them with:\n  " + "\n  ".join(lines) +
+            (f"\n({', '.join(map(str, odd))}: not read — a job folder is <backbone>/fold<k>/stage<s>)" if odd else "") +
             "\n(or evaluate what exists with eval.allow_incomplete=true, which reports the backbone as "
             "incomplete instead of averaging)")
 

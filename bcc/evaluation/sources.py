@@ -31,14 +31,14 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bcc.core.layout import METRICS, PREDICTIONS
+from bcc.core.classification import binary_metrics, roc_auc
+from bcc.core.layout import METRICS, PREDICTIONS, find_jobs, stage_dir
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.core.predictions import read_predictions
 from bcc.data.images import Preprocess
 from bcc.data.synthetic.audit import colour_features
 from bcc.data.table import read_table, table_images
 from bcc.evaluation.linear_probe import probe_predictions, run_features
-from bcc.evaluation.metrics import binary_metrics, roc_auc
 
 ALL = "all sources"
 
@@ -154,12 +154,12 @@ def held_out_sources(output_dirs: Sequence[Path], backbone: str, stage: int | No
     (``<dir>/<backbone>/fold0/stage<s>/``, at `stage` or, None, the last finished one); none is an empty table."""
     rows = []
     for out in output_dirs:
-        finished = sorted(int(m.parent.name[5:]) for m in (Path(out) / backbone / "fold0").glob(f"stage[0-3]/{METRICS}")
-                          if (m.parent / PREDICTIONS).is_file())
-        s = stage if stage is not None else (finished[-1] if finished else None)
+        finished = [j.stage for j in find_jobs(out, backbone, holding=METRICS) if j.fold == 0
+                    and (j.path / PREDICTIONS).is_file()]
+        s = stage if stage is not None else (max(finished) if finished else None)
         if s is None or s not in finished:
             continue
-        job = Path(out) / backbone / "fold0" / f"stage{s}"
+        job = stage_dir(out, backbone, 0, s)
         preds = read_predictions(job / PREDICTIONS)
         metrics = pd.read_json(job / METRICS, typ="series")
         y = preds["y_bcc"].dropna().astype(int)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bcc.core.classification import roc_auc
 from bcc.core.patterns import BCC_CODES
-from bcc.evaluation.metrics import roc_auc
 
 
 def within_bcc_auroc(predictions: pd.DataFrame) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bcc.core.layout import METRICS
+from bcc.core.layout import METRICS, find_jobs
 
 COLUMNS = {  # summary column → (output, metric) in metrics.json["test"]
     "bcc_acc": ("bcc", "accuracy"), "bcc_auroc": ("bcc", "auroc"), "bcc_recall": ("bcc", "recall"),
@@ -16,10 +16,11 @@ COLUMNS = {  # summary column → (output, metric) in metrics.json["test"]
 
 
 def collect(output_dir: str | Path, backbone: str | None = None) -> pd.DataFrame:
-    """One row per job found under `output_dir`: backbone, fold, stage, start, epochs and test metrics."""
+    """One row per finished job under `output_dir` (``core.layout.find_jobs``): backbone, fold, stage, start,
+    epochs and test metrics."""
     rows = []
-    for path in sorted(Path(output_dir).glob(f"*/fold*/stage*/{METRICS}")):
-        m = json.loads(path.read_text())
+    for job in find_jobs(output_dir, holding=METRICS):
+        m = json.loads((job.path / METRICS).read_text())
         if backbone and m.get("backbone") != backbone:
             continue
         row = {"backbone": m.get("backbone"), "fold": m.get("fold"), "stage": m.get("stage"),

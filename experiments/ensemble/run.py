@@ -29,14 +29,15 @@ import pandas as pd
 import torch
 from sklearn.metrics import brier_score_loss
 
+from bcc.core.classification import roc_auc
 from bcc.data.table import read_table
-from bcc.deploy.ensemble import export_ensemble, model_scores
+from bcc.deploy.ensemble import export_ensemble
 from bcc.deploy.guarantee import guaranteed_threshold, simulate
+from bcc.deploy.guarantee_calibration import model_scores
 from bcc.deploy.int8 import dataset_images
 from bcc.deploy.onnx_export import export_onnx
 from bcc.deploy.onnx_model import INPUT_NAME, OUTPUT_NAME, ort_session
 from bcc.evaluation.calibration import expected_calibration_error
-from bcc.evaluation.metrics import roc_auc
 
 EPS, DELTA, SPLITS = 0.05, 0.1, 1000
 

@@ -66,13 +66,13 @@ def _onnx(input_size):
     def prepare(ws: Workspace) -> None:
         import onnx
 
+        from bcc.deploy.model_card import ModelCard
         from bcc.deploy.onnx_export import export_onnx
-        from bcc.deploy.onnx_model import read_metadata, set_metadata
 
         _ready(ws)
         export_onnx(ws.checkpoint(), ws.root / "m.onnx")
         model = onnx.load(str(ws.root / "m.onnx"))
-        set_metadata(model, {**read_metadata(ws.root / "m.onnx"), "input_size": str(input_size)})
+        ModelCard.read(ws.root / "m.onnx").but(input_size=input_size).write(model)
         onnx.save(model, str(ws.root / "m.onnx"))
     return prepare
 
@@ -115,6 +115,33 @@ def _two_checkpoints(ws: Workspace) -> None:
 def _unlabelled(ws: Workspace) -> None:
     _ready(ws)
     (ws.dataset() / "labels.csv").unlink()
+
+
+def _calibration_set(ws: Workspace) -> None:
+    """``calib``: 30 labelled synthetic pictures none of which the checkpoint saw."""
+    from bcc.data.consensus import ensure_labels
+    from bcc.data.synthetic import generate
+
+    _ready(ws)
+    ensure_labels(generate(ws.root / "calib", n=30, size=64, seed=9, progress=False))
+
+
+def _training_pictures(ws: Workspace) -> None:
+    """The training set copied without its folds: another content hash, the same pictures."""
+    _ready(ws)
+    (ws.dataset() / "splits.csv").unlink()
+
+
+def _stage3_of_the_same_fold(ws: Workspace) -> None:
+    """``run/s3.ckpt``: the checkpoint recorded as stage 3 of the same fold (beside its stage 0)."""
+    _ready(ws)
+    raw = torch.load(ws.checkpoint(), map_location="cpu", weights_only=True)
+    raw["hyper_parameters"]["trained_on"]["stage"] = raw["hyper_parameters"]["stage"] = 3
+    torch.save(raw, ws.root / "run" / "s3.ckpt")
+
+
+def _calibrate(*extra: str):
+    return lambda ws: [*export()(ws), f"guarantee_data={ws.root / 'calib'}", *extra]
 
 
 def _triage_out(ws: Workspace) -> None:
@@ -264,17 +291,37 @@ CASES: list[Case] = [
          r"epsilon=1\.5: expected a number between 0 and 1", _ready),
     Case("export/delta-zero", EXPORT, export("delta=0"), 2, r"delta=0: expected a number between 0 and 1", _ready),
     Case("export/guarantee-batch-zero", EXPORT, export("guarantee_batch=0"), 2,
-         r"guarantee_batch=0: expected a whole number ≥ 1", _ready),
+         r"guarantee_batch=0: expected a whole number in \[1, 100000\]", _ready),
     Case("export/guarantee-data-missing", EXPORT, export("guarantee_data=/nonexistent/data"), 2,
          r"guarantee_data=/nonexistent/data: no such folder", _ready),
     Case("export/guarantee-data-the-training-set", EXPORT, lambda ws: [*export()(ws), f"guarantee_data={ws.smoke_data}"],
          2, r"guarantee_data=.*synthetic-smoke: the model's networks were trained on this dataset", _ready),
     Case("export/guarantee-data-unlabelled", EXPORT, lambda ws: [*export()(ws), f"guarantee_data={ws.dataset()}"], 2,
          r"labels\.csv: missing; `python -m bcc\.consensus .*` writes it", _unlabelled),
-    Case("export/guarantee-with-too-few-bcc-cases", EXPORT,
-         lambda ws: [*export()(ws), f"guarantee_data={ws.dataset()}", "epsilon=0.01", "delta=0.01"], 2,
-         r"guarantee_data=.*ds: \d+ BCC cases are too few for sensitivity ≥ 99% with probability ≥ 99%; it takes at "
-         r"least 459", lambda ws: (_ready(ws), ws.dataset())),
+    Case("export/guarantee-with-too-few-bcc-cases", EXPORT, _calibrate("epsilon=0.01", "delta=0.01"), 2,
+         r"guarantee_data=.*calib: \d+ BCC cases are too few for sensitivity ≥ 99% with probability ≥ 99%; it takes at "
+         r"least 459", _calibration_set),
+    Case("export/guarantee-epsilon-needing-millions", EXPORT, _calibrate("epsilon=1e-6"), 2,
+         r"guarantee_data=.*calib: \d+ BCC cases are too few for sensitivity ≥ 99\.9999% with probability ≥ 90%; it "
+         r"takes at least 2302584", _calibration_set),
+    Case("export/guarantee-delta-0.004-not-rounded-to-100", EXPORT, _calibrate("epsilon=0.001", "delta=0.004"), 2,
+         r"too few for sensitivity ≥ 99\.9% with probability ≥ 99\.6%; it takes at least 5519", _calibration_set),
+    Case("export/guarantee-batch-a-billion", EXPORT, export("guarantee_batch=1000000000"), 2,
+         r"guarantee_batch=1000000000: expected a whole number in \[1, 100000\]", _ready),
+    Case("export/guarantee-data-a-copy-of-the-training-set", EXPORT,
+         lambda ws: [*export()(ws), f"guarantee_data={ws.dataset()}"], 2,
+         r"guarantee_data=.*ds: its content \(sha256:.*\) is the dataset .*best\.ckpt was trained on — a copy",
+         lambda ws: (_ready(ws), ws.dataset())),
+    Case("export/guarantee-data-holding-training-pictures", EXPORT,
+         lambda ws: [*export()(ws), f"guarantee_data={ws.dataset()}"], 2,
+         r"guarantee_data=.*ds: 100 of its 100 pictures are pictures .*best\.ckpt was trained on \(the same bytes",
+         _training_pictures),
+    Case("export/ensemble-of-stage-0-and-stage-3-of-one-fold", EXPORT,
+         lambda ws: [f"checkpoint=[{ws.checkpoint()},{ws.root / 'run' / 's3.ckpt'}]"], 2,
+         r"checkpoint=: the members differ in stages \(.*best\.ckpt \(fold 0, stage 0\), .*s3\.ckpt \(fold 0, "
+         r"stage 3\)\); a fold ensemble averages one stage of each fold", _stage3_of_the_same_fold),
+    Case("export/ensemble-of-one-fold-twice", EXPORT, lambda ws: [f"checkpoint={ws.root}/run/*.ckpt"], 2,
+         r"checkpoint=: fold 0 twice \(", _two_checkpoints),
     # bcc.review
     Case("review/import-without-run-json", REVIEW, lambda ws: ["import", str(ws.root / "old"), "--db",
                                                                f"sqlite:///{ws.root / 'r.db'}"], 2,

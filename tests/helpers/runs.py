@@ -43,6 +43,10 @@ def fold_predictions(fold: int) -> pd.DataFrame:
 
 def write_runs(root: Path, backbone: str = "mobilenet", stages=(0, 1, 2, 3), folds=range(5), k: int = 5,
                dataset: Path | None = None, image_size: int = 32, experiment: str = "demo") -> Path:
+    """Run folders under `root` whose config names `dataset` as the data, by default ``<root>/data/synthetic``:
+    an absolute path under the test's own folder that no test writes, never a path relative to the
+    working directory (after ``make demo`` the checkout's ``data/synthetic`` would be found there)."""
+    dataset = Path(dataset) if dataset is not None else Path(root).resolve() / "data" / "synthetic"
     for fold in folds:
         for stage in stages:
             job = root / backbone / f"fold{fold}" / f"stage{stage}"
@@ -50,8 +54,8 @@ def write_runs(root: Path, backbone: str = "mobilenet", stages=(0, 1, 2, 3), fol
             fold_predictions(fold).to_csv(job / "predictions.csv", index=False)
             (job / ".hydra" / "config.yaml").write_text(
                 f"experiment_name: {experiment}\nfold: {fold}\n"
-                f"paths: {{data_dir: {dataset.parent if dataset else 'data'}}}\n"
-                f"data: {{kind: synthetic, root: '${{paths.data_dir}}/{dataset.name if dataset else 'synthetic'}', "
+                f"paths: {{data_dir: {dataset.parent}}}\n"
+                f"data: {{kind: synthetic, root: '${{paths.data_dir}}/{dataset.name}', "
                 f"k: {k}, image_size: {image_size}}}\n"
                 f"backbone: {{name: {backbone}, timm_name: mobilenetv2_100, pretrained: false, weights: null}}\n")
             start = {0: "scratch", 1: "stage0"}.get(stage, f"stage{stage - 1}")

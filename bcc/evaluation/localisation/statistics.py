@@ -7,7 +7,7 @@ the rest of the image, as in the paper, or the rest of the lesion), ``region_sta
   of their intersection, ∫ min(P(z|Fg), P(z|Bg)) dz, in [0, 1];
 - mean and standard deviation of z in Fg and Bg, and the gap mean(Fg) − mean(Bg);
 - ``auc``: the probability that a pixel of Fg is hotter than one of Bg (ties count half: the ROC AUC of
-  the pixels, Fg positive, ``evaluation.metrics.roc_auc``). Unlike
+  the pixels, Fg positive, ``core.classification.roc_auc``). Unlike
   the gap it is unchanged by any increasing transformation of z: a sharper or flatter map with the same
   ranking of pixels scores the same (every centred radial map scores what the centre baseline does);
 - the paper's pixel-wise two-sample z-test of the energy z², now **one-sided** (Fg hotter than Bg: a map
@@ -30,7 +30,7 @@ from scipy.stats import wilcoxon
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ztest
 
-from bcc.evaluation.metrics import roc_auc
+from bcc.core.classification import roc_auc
 
 BINS = np.linspace(0.0, 1.0, 51)
 ALPHA = 0.05

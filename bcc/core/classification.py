@@ -1,7 +1,8 @@
-"""The evaluation's binary metrics, each from scikit-learn (training logs torchmetrics' equivalents).
+"""Binary classification metrics, each from scikit-learn (training logs torchmetrics' equivalents).
 
-Every table of the report that scores decisions or a ranking goes through these two functions, so a
-number means the same in Table 3, the triage point, the per-source tables and Table 4:
+Every figure that scores decisions or a ranking goes through these two functions, so a number means the
+same in Table 3, the triage point, the per-source tables, Table 4, the int8 check and the guarantee's
+simulation (they live in ``core`` so that ``evaluation`` and ``deploy`` both reach them):
 
 * :func:`binary_metrics` — recall, specificity (recall of the negative class), precision and accuracy
   of 0/1 decisions; NaN where a denominator is 0 (``zero_division=nan``), never a silent 0.
