@@ -156,8 +156,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
     itself, scores and maps come from the same pass. `render` encodes the report's picture of each lesion
     as it goes; the maps are kept raw (8 x h x w floats) and drawn by the page, so they cost triage next
     to nothing. Outside the scorer's and explainer's own calls torch runs on one thread: what is left for
-    it is too small to share, and on a busy machine 2 threads made it ~100x slower (measured: 16 ms
-    instead of 0.13 ms per image).
+    it is too small to share, and on a busy machine 2 threads made it far slower (docs/speed.md).
     """
     lesions: list[Lesion] = []
     with _progress(len(files), progress) as bar, torch_threads(1):
