@@ -4,7 +4,8 @@
 Job-like commands (train, evaluate, demo, predict, explain, export) take Hydra ``key=value`` overrides
 through :func:`hydra_command`; the dataset tools (consensus, folds, synthetic, isic, merge) take
 positional paths with argparse through :func:`run_command`. Either way a :class:`~bcc.core.errors.BadInput`
-prints one line naming the problem and exits 2; any other exception prints its message and exits 1.
+prints one line naming the problem and exits 2; any other exception prints its message and exits 1; an
+:class:`~bcc.core.errors.InputWarning` (a dataset's, a rater's) prints one ``warning: <message>`` line.
 A traceback is shown only when asked for: ``HYDRA_FULL_ERROR=1`` (or ``--debug`` for the argparse tools).
 """
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from bcc.core.config import CONF_DIR, Range, check_ranges, normalize_overrides
-from bcc.core.errors import BadInput, Interrupted, UsageError
+from bcc.core.errors import BadInput, InputWarning, Interrupted, UsageError
 
 #: Hydra's own switches, which may stand anywhere on the command line.
 HYDRA_SWITCHES = ("--multirun", "-m", "--run", "-r", "--resolve", "--help", "-h", "--hydra-help", "--info",
@@ -29,11 +32,30 @@ def debug_requested() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR", "") == "1"
 
 
+@contextmanager
+def shown_warnings() -> Iterator[None]:
+    """Every :class:`InputWarning` issued in the block printed as ``warning: <message>`` on stderr (each time:
+    they are about the user's input, not the code); other warnings as Python shows them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        python = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, InputWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                python(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def run_command(name: str, body: Callable[[], int | None], debug: bool = False) -> int:
     """Run `body` and map its outcome to the exit-code convention (see the module docstring)."""
     debug = debug or debug_requested()
     try:
-        rc = body()
+        with shown_warnings():
+            rc = body()
         return 0 if rc is None else int(rc)
     except BadInput as e:
         if debug:
