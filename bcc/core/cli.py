@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bcc.core.config import CONF_DIR, Range, check_ranges, normalize_overrides
 from bcc.core.errors import BadInput, InputWarning, Interrupted, UsageError
+from bcc.core.settings import check_schema, ranges_of
 
 #: Hydra's own switches, which may stand anywhere on the command line.
 HYDRA_SWITCHES = ("--multirun", "-m", "--run", "-r", "--resolve", "--help", "-h", "--hydra-help", "--info",
@@ -137,13 +138,15 @@ def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], Any]
     return 0
 
 
-def options(cfg: DictConfig, required: Sequence[str], ranges: Mapping[str, Range] | None = None) -> dict:
-    """The command's options as a plain dict; a required one left unset (``???``) or one outside the
-    command's `ranges` (its one table of what each number and switch takes) is a usage error."""
+def options(cfg: DictConfig, required: Sequence[str], schema: type) -> dict:
+    """The command's options as a plain dict; a required one left unset (``???``), a key its `schema` (the
+    command's structured config, ``core.settings``) does not declare or a number outside the range beside its
+    field is a usage error."""
     missing = [k for k in required if OmegaConf.is_missing(cfg, k) or cfg.get(k) in (None, "")]
     if missing:
         raise UsageError(f"missing {', '.join(f'{k}=' for k in missing)} (--help shows every option)")
-    check_ranges(cfg, ranges or {}, fix="--help shows every option")
+    check_schema(cfg, schema)
+    check_ranges(cfg, ranges_of(schema), fix="--help shows every option")
     return cast(dict, OmegaConf.to_container(cfg, resolve=True))
 
 

@@ -1,7 +1,7 @@
 """Triage of new images: read, score (and explain) a folder, rank the worklist, write it and the report.
 
 ``run_triage`` is what ``python -m bcc.predict checkpoint=<ckpt|onnx> input=<dir|image> output=<dir>``
-does (options: ``conf/predict.yaml``, checked first by ``bcc.deploy.options``: a wrong value, or
+does (options: ``conf/predict.yaml``, checked first by ``bcc.deploy.option_checks``: a wrong value, or
 ``output=`` being or lying inside a folder ``input=``, is refused before anything is read or written).
 It writes to `output`:
 
@@ -43,11 +43,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bcc.core.config import Range
 from bcc.core.io import OutputSet, atomic_path, csv_safe, write_csv, write_json
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
 from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
-from bcc.deploy.options import input_and_output
+from bcc.deploy.option_checks import input_and_output
 from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
 from bcc.deploy.thresholds import Thresholds, load_thresholds
@@ -243,14 +242,8 @@ def guarantee_status(g: Mapping[str, Any] | None, th: Thresholds) -> dict[str, A
 
 
 # ---- the command ----------------------------------------------------------------------------------------
-#: what each number and switch of ``conf/predict.yaml`` takes (``bcc.core.cli.options`` checks them)
-OPTIONS = {"batch_size": Range(int, 1), "threads": Range(int, 1), "max_megapixels": Range(float, 0, low_open=True),
-           "explain": Range(bool), "report": Range(bool), "progress": Range(bool, nullable=True),
-           "overwrite": Range(bool)}
-
-
 def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
-    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``, checked against ``OPTIONS``);
+    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``, checked against ``core.settings.PredictConfig``);
     returns the worklist (``triage.csv`` holds it with formula-leading text cells neutralised)."""
     t0 = time.perf_counter()
     inp, out = input_and_output(a)
