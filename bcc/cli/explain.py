@@ -13,12 +13,12 @@ from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
 from bcc.core.errors import BadInput
-from bcc.core.io import OutputSet
+from bcc.core.io import OutputSet, shown
 from bcc.core.patterns import OUTPUTS
 from bcc.core.settings import ExplainConfig
 from bcc.deploy.option_checks import device, input_and_output
 from bcc.deploy.scorers import OnnxScorer, make_scorer
-from bcc.explanation.batch import explain_files, list_inputs, output_names, shown
+from bcc.explanation.batch import explain_files, list_inputs, output_names
 from bcc.models.checkpoint import CheckpointError
 
 

@@ -233,6 +233,13 @@ def printable(text: str) -> str:
                    else ch for ch in text)
 
 
+def shown(path: str | Path) -> str:
+    """A path as printable text, for every message that names a file: bytes that are not UTF-8 (surrogate
+    escapes in Python) as ``\\xNN``, control characters as ``\\t``, ``\\n``, ``\\r``, ``\\xNN`` (a raw carriage
+    return would also end a CSV row for most readers), bidirectional controls as ``\\u202e`` … (:func:`printable`)."""
+    return printable(os.fsencode(str(path)).decode("utf-8", "backslashreplace"))
+
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bcc.core.errors import BadInput, UsageError
-from bcc.explanation.batch import shown
+from bcc.core.io import shown
 
 
 def choice(a: Mapping[str, Any], key: str, choices: Iterable[Any]) -> Any:

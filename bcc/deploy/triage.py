@@ -43,14 +43,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bcc.core.io import OutputSet, atomic_path, csv_safe, write_csv, write_json
+from bcc.core.io import OutputSet, atomic_path, csv_safe, shown, write_csv, write_json
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
 from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
 from bcc.deploy.option_checks import input_and_output
 from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
 from bcc.deploy.thresholds import Thresholds, load_thresholds
-from bcc.explanation.batch import input_name, list_inputs, read_input, shown
+from bcc.explanation.batch import input_name, list_inputs, read_input
 
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
 SHRINK_WARNING = 8   # an image this many times larger than the model's input is said to lose its fine detail

@@ -20,3 +20,7 @@ One concept per module, the numbers from scikit-learn and torchmetrics (``metric
 * ``agreement`` — the dataset section: prevalence, inter-rater agreement, rater quality;
 * ``external`` — a trained experiment's fold models scored on another dataset.
 """
+
+__all__ = ["agreement", "calibration", "clinical_metrics", "complexity", "external", "figures",
+           "lesion_focus", "linear_probe", "localisation", "markdown", "metrics", "pipeline", "report",
+           "runs", "seeds", "sources", "within_bcc"]
