@@ -32,7 +32,7 @@ from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
 from bcc.evaluation.localisation.table4 import describe, mask_report
 from bcc.evaluation.metrics import roc_auc
-from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
+from bcc.evaluation.report import BackboneResult, Evaluation, write_report
 from bcc.evaluation.runs import (
     MissingRunsError,
     Run,
@@ -46,6 +46,7 @@ from bcc.evaluation.runs import (
 )
 from bcc.evaluation.seeds import seed_spread
 from bcc.evaluation.sources import source_report
+from bcc.evaluation.wandb_summary import log_wandb
 from bcc.evaluation.within_bcc import within_bcc_auroc
 
 
@@ -285,6 +286,7 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
         table4(ev, runs, cfg)
         real_data_checks(ev, runs, cfg)
         tables = write_tables(ev)
+        ev.wandb = bool(cfg.wandb.enabled)
         write_report(ev)
         if cfg.wandb.enabled:
             log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))
