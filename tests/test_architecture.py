@@ -122,3 +122,17 @@ def test_no_test_module_imports_another():
     bad = [f"{f.relative_to(here.parent)}:{line} imports {m}" for f in sorted(here.rglob("*.py"))
            for m, line in _test_imports(f.read_text())]
     assert not bad, "move the shared code to tests/helpers/: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("package", sorted({m.rsplit(".", 1)[0] for m in MODULES if m.count(".") >= 2}))
+def test_every_subpackage_states_its_public_modules(package):
+    """A subpackage's ``__all__`` names its modules and subpackages (``__main__`` aside): a newcomer reads what
+    is in it from its ``__init__``, and a module added without being listed fails here."""
+    folder = PACKAGE.parent.joinpath(*package.split("."))
+    present = {p.stem for p in folder.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    present |= {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+    declared = importlib.import_module(package).__all__
+    if package == "bcc.data.synthetic":  # a package whose face is its functions (generate, render, summary)
+        assert all(callable(getattr(importlib.import_module(package), n)) for n in declared)
+        return
+    assert sorted(declared) == sorted(present)

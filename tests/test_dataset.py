@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bcc.data import contract
+from bcc.data import stamps
 from bcc.data.cache import decoded_images
 from bcc.data.consensus import ensure_labels
 from bcc.data.contract import DatasetError, load_dataset, load_image_table
@@ -203,8 +203,8 @@ def test_a_truncated_jpeg_is_caught_at_validation_naming_file_and_line(ds):
 
 def test_images_are_decoded_once_and_again_when_a_file_changes(ds, monkeypatch):
     decoded = []
-    real = contract.read_rgb
-    monkeypatch.setattr(contract, "read_rgb", lambda p, **kw: decoded.append(Path(p).name) or real(p, **kw))
+    real = stamps.read_rgb
+    monkeypatch.setattr(stamps, "read_rgb", lambda p, **kw: decoded.append(Path(p).name) or real(p, **kw))
     load_dataset(ds)
     assert sorted(decoded) == [f"im{i}.png" for i in range(6)] and (ds / ".cache/decoded.json").is_file()
     decoded.clear()

@@ -84,6 +84,9 @@ def test_report_and_tables_written(full_report):
                  "n = 20 test images", "Thresholds**: 0.5", "![ROC per output](figures/mobilenet_roc.png)",
                  "Fleiss' κ", "Rater quality", "## Calibration", "deprioritised", "## All stages"):
         assert text in md, text
+    files = md.split("## Files", 1)[1]  # read from the folder: every table the run wrote, none kept by hand
+    assert all(f"`{p.name}`" in files for p in full_report.glob("*.csv")) and "`figures/`" in files
+    assert "the W&B summary run in `wandb/`" in files
 
 
 def test_wandb_offline_summary_run_written(full_report):

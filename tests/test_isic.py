@@ -182,12 +182,12 @@ def test_images_are_hard_linked_by_default_and_symlinks_need_allow_outside(isic,
 
 
 def test_a_failed_hard_link_is_a_clear_error_and_leaves_nothing(isic, monkeypatch):
-    from bcc.data import contract
+    from bcc.data import paths
 
     def cross_device(src, dst):
         raise OSError(18, "Invalid cross-device link")
 
-    monkeypatch.setattr(contract.os, "link", cross_device)
+    monkeypatch.setattr(paths.os, "link", cross_device)
     with pytest.raises(DatasetError, match=r"cannot hard-link it .*cross-device.*pass --copy .*or --symlink"):
         convert(isic / "ISIC_2019_Training_GroundTruth.csv", isic / "ISIC_2019_Training_Input", isic / "out")
     assert not (isic / "out").exists() and not list(isic.glob(".out.*"))

@@ -12,6 +12,7 @@ from bcc.core.patterns import CODES
 from bcc.data import derm7pt, ham10000, ph2, public
 from bcc.data.consensus import RaterWarning, ensure_labels
 from bcc.data.contract import DatasetError, load_dataset
+from bcc.data.errors import DatasetWarning
 from bcc.data.folds import ensure_splits
 from tests.helpers import public_sets
 
@@ -251,3 +252,36 @@ def test_symlinked_and_copied_conversions(tmp_path, capsys):
     assert ph2.main([str(release), "--out", str(tmp_path / "hard"), "--copy"]) == 0
     copied = tmp_path / "hard" / "images" / "IMD003.bmp"
     assert not copied.is_symlink() and copied.stat().st_nlink == 1
+
+
+def test_a_renamed_table_is_read_as_its_columns_say(tmp_path, capsys):
+    """A copy's table named ``…_latest.csv`` is HAM10000's metadata by its ``dx`` column, whatever its name holds;
+    a renamed one-hot ground truth is the test set when ``--layout`` says so, the training set with its groupings."""
+    ham = public_sets.ham10000(tmp_path / "ham")
+    (ham / "HAM10000_metadata.csv").rename(ham / "HAM10000_metadata_latest_test.csv")
+    assert ham10000.main([str(ham / "HAM10000_metadata_latest_test.csv"), str(ham / "HAM10000_images_part_1"),
+                          str(ham / "HAM10000_images_part_2"), "--out", str(tmp_path / "a")]) == 0
+    table = load_dataset(tmp_path / "a").images
+    assert table["source"].eq("ham10000").all() and table["group"].str.startswith("HAM_").all()
+    train = public_sets.isic2018_training(tmp_path / "isic")
+    gt = train / "ISIC2018_Task3_Training_GroundTruth"
+    (gt / "ISIC2018_Task3_Training_GroundTruth.csv").rename(gt / "GroundTruth_latest.csv")
+    images = str(train / "ISIC2018_Task3_Training_Input")
+    assert ham10000.main([str(gt / "GroundTruth_latest.csv"), images, "--layout", "isic2018_test",
+                          "--out", str(tmp_path / "b")]) == 0
+    assert load_dataset(tmp_path / "b").images["source"].eq("isic2018_test").all()
+    assert ham10000.main([str(gt / "GroundTruth_latest.csv"), images, "--groupings",
+                          str(train / "ISIC2018_Task3_Training_LesionGroupings.csv"), "--out", str(tmp_path / "c")]) == 0
+    table = load_dataset(tmp_path / "c").images
+    assert table["source"].eq("ham10000").all() and table["group"].str.startswith("HAM_").all()
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_a_ph2_mask_that_marks_no_lesion_is_left_out(tmp_path, value):
+    folder = public_sets.ph2(tmp_path / "ph2")
+    mask = folder / "PH2 Dataset images/IMD016/IMD016_lesion/IMD016_lesion.bmp"
+    Image.fromarray(np.full(public_sets.PH2_SIZE[::-1], value, np.uint8)).save(mask)
+    with pytest.warns(DatasetWarning, match=r"1 lesion mask\(s\) mark no lesion \(IMD016"):
+        plan = ph2.plan(folder / "PH2_dataset.xlsx")
+    assert "masks/IMD016_lesion.png" not in {**plan.files, **plan.made}
+    assert len(plan.made) + len(plan.files) == 2 * len(public_sets.PH2_ROWS) - 1  # every image, the other masks

@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 from bcc.core.config import CONF_DIR, normalize_overrides, with_override
 from bcc.core.errors import UsageError
 from bcc.core.layout import stage_dir
-from bcc.training.config import check_config, declared_keys, group_keys, hint
+from bcc.core.settings import BackboneConfig, StageConfig, TrainConfig, ranges_of
+from bcc.training.config import check_config, hint
 from bcc.training.stages import MissingStageError, sequence, start_checkpoint
 
 
@@ -138,21 +139,29 @@ def test_a_typo_in_an_experiment_file_is_an_error_naming_it(compose_cfg, tmp_pat
         check_config(compose_cfg(["experiment=typo"]))
 
 
-def test_the_plain_nodes_keys_are_what_their_yaml_declares(compose_cfg, tmp_path, monkeypatch):
-    """A key added to every stage file is accepted with no list to update; one stage file declaring a key the
-    others lack (a typo there) is an error naming the file."""
+def test_the_plain_nodes_are_structured_configs(compose_cfg, tmp_path, monkeypatch):
+    """The top level, stage, backbone, paths and external are typed by ``core.settings``: their keys are the
+    dataclass's fields, a typo in a stage file stops the composition naming the key, and one added with ``+``
+    (which Hydra lets through) is refused by the check."""
+    import dataclasses
     import shutil
 
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
-    for f in (conf / "stage").glob("*.yaml"):
-        f.write_text(f.read_text() + "\nema_decay: null\n")
-    monkeypatch.setattr("bcc.training.config.CONF_DIR", conf)
-    assert "ema_decay" in group_keys("stage")
     (conf / "stage" / "2.yaml").write_text((conf / "stage" / "2.yaml").read_text() + "warmup_step: 5\n")
-    with pytest.raises(UsageError, match=r"stage/2\.yaml: keys \['warmup_step'\] differ"):
-        group_keys("stage")
+    monkeypatch.setattr("bcc.training.config.CONF_DIR", conf)
+    with pytest.raises(UsageError, match=r"warmup_step.*not in 'StageConfig'"):
+        compose_cfg(["stage=2"])
     monkeypatch.undo()
-    assert declared_keys()["stage"] == set(OmegaConf.load(CONF_DIR / "stage" / "1.yaml"))  # the real tree
+    cfg = compose_cfg([])
+    assert set(cfg.stage) == {f.name for f in dataclasses.fields(StageConfig)}
+    assert set(cfg.backbone) == {f.name for f in dataclasses.fields(BackboneConfig)}
     with pytest.raises(UsageError, match=r"unknown config key external\.sorce"):
         check_config(compose_cfg(["experiment=external", "+external.sorce=x"]))
+
+
+def test_ranges_are_declared_beside_their_fields():
+    ranges = ranges_of(TrainConfig)
+    assert ranges["stage.lr"].describe() == "a number in (0, 1]"
+    assert ranges["data.image_size"].describe().startswith("a whole number in [16, 4096]")
+    assert ranges["model.net.dropout"].high_open and "external.batch_size" in ranges

@@ -16,17 +16,19 @@ from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command
 from bcc.core.config import CONF_DIR, check_ranges, check_targets, normalize_overrides
+from bcc.core.settings import EvalConfig, EvalSettings, check_schema, ranges_of
 from bcc.evaluation.clinical_metrics import PATTERNS, ROW_BCC
 from bcc.evaluation.external import auroc_words
-from bcc.evaluation.pipeline import RANGES, evaluate, mean_of
+from bcc.evaluation.pipeline import evaluate, mean_of
 
 
 def resolve_dirs(cfg: DictConfig) -> DictConfig:
-    """The options checked (``eval.table4``'s keys against ``Table4Settings``, numbers against
-    ``pipeline.RANGES``), then ``report_dir`` when not given: the
-    paper's stage 3 in report/, another stage beside it (never colliding)."""
+    """The options checked (every key against ``core.settings.EvalConfig``, ``eval.table4``'s against
+    ``Table4Settings``, the numbers against the ranges beside their fields), then ``report_dir`` when not
+    given: the paper's stage 3 in report/, another stage beside it (never colliding)."""
+    check_schema(cfg, EvalConfig)
     check_targets(cfg, ["eval.table4"])
-    check_ranges(cfg, RANGES)
+    check_ranges(cfg, ranges_of(EvalSettings, "eval."))
     if cfg.report_dir is None:
         stage = int(cfg.eval.stage)
         cfg.report_dir = str(Path(cfg.output_dir) / ("report" if stage == 3 else f"report-stage{stage}"))

@@ -1,6 +1,6 @@
 """``python -m bcc.explain checkpoint=<ckpt|onnx> input=<dir|image> output=<dir> [save_raw=true]``: Grad-CAM.
 
-Options: ``conf/explain.yaml`` (checked by ``bcc.deploy.options``); the work:
+Options: ``conf/explain.yaml`` (``core.settings.ExplainConfig``; checked by ``bcc.deploy.option_checks``); the work:
 ``bcc.explanation.batch.explain_files``. The maps come from the torch checkpoint, or from an ONNX model
 exported with them (``bcc.deploy.scorers``).
 """
@@ -12,22 +12,18 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
-from bcc.core.config import Range
 from bcc.core.errors import BadInput
-from bcc.core.io import OutputSet
+from bcc.core.io import OutputSet, shown
 from bcc.core.patterns import OUTPUTS
-from bcc.deploy.options import device, input_and_output
+from bcc.core.settings import ExplainConfig
+from bcc.deploy.option_checks import device, input_and_output
 from bcc.deploy.scorers import OnnxScorer, make_scorer
-from bcc.explanation.batch import explain_files, list_inputs, output_names, shown
+from bcc.explanation.batch import explain_files, list_inputs, output_names
 from bcc.models.checkpoint import CheckpointError
-
-#: what each number and switch of ``conf/explain.yaml`` takes (``bcc.core.cli.options`` checks them)
-OPTIONS = {"batch_size": Range(int, 1), "max_megapixels": Range(float, 0, low_open=True), "save_raw": Range(bool),
-           "overwrite": Range(bool)}
 
 
 def task(cfg: DictConfig) -> None:
-    a = options(cfg, ("checkpoint", "input", "output"), OPTIONS)
+    a = options(cfg, ("checkpoint", "input", "output"), ExplainConfig)
     batch_size, megapixels, save_raw, dev = a["batch_size"], a["max_megapixels"], a["save_raw"], device(a)
     inp, out = input_and_output(a)
     root, files = list_inputs(inp)

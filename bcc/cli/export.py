@@ -1,7 +1,7 @@
 """``python -m bcc.export checkpoint=<ckpt | glob | [ckpt, ...]> format=onnx [quantize=int8] [output=<file.onnx>]
 [guarantee_data=<dataset> epsilon=0.05 delta=0.1]``: CPU deployment.
 
-Options: ``conf/export.yaml``, all checked (``bcc.deploy.options``) before anything is written; the work:
+Options: ``conf/export.yaml``, all checked (``core.settings.ExportConfig``, ``bcc.deploy.option_checks``) before anything is written; the work:
 ``bcc.deploy.onnx_export`` (fp32, with the Grad-CAM maps in the graph where the backbone allows),
 ``bcc.deploy.ensemble`` (several checkpoints: the fold ensemble as one graph), ``bcc.deploy.int8`` and
 ``bcc.deploy.guarantee_calibration`` (the guaranteed threshold).
@@ -15,24 +15,18 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
-from bcc.core.config import Range
 from bcc.core.errors import UsageError
+from bcc.core.settings import ExportConfig
 from bcc.deploy.ensemble import checkpoints_of, export_ensemble
-from bcc.deploy.guarantee import MAX_BATCH, check_levels
+from bcc.deploy.guarantee import check_levels
 from bcc.deploy.guarantee_calibration import attach_guarantee, calibration_labels
 from bcc.deploy.int8 import int8_inputs, quantize_int8, require_check
 from bcc.deploy.onnx_export import allow_outside_of, check_datasets, check_output, export_onnx
-from bcc.deploy.options import choice, existing_folder, onnx_output
-
-#: what each number and switch of ``conf/export.yaml`` takes (``bcc.core.cli.options`` checks them; epsilon and
-#: delta: ``guarantee.check_levels``)
-OPTIONS = {"guarantee_batch": Range(int, 1, MAX_BATCH, nullable=True, why="beyond it the population guarantee, null, is the same"), "n_calibration": Range(int, 1),
-           "tolerance": Range(float, 0, low_open=True), "max_accuracy_drop": Range(float, 0, 1),
-           "force": Range(bool), "check_fold": Range(int, 0, nullable=True), "allow_outside": Range(bool, nullable=True)}
+from bcc.deploy.option_checks import choice, existing_folder, onnx_output
 
 
 def task(cfg: DictConfig) -> None:
-    a = options(cfg, ("checkpoint",), OPTIONS)
+    a = options(cfg, ("checkpoint",), ExportConfig)
     members = checkpoints_of(a["checkpoint"])
     batch = a["guarantee_batch"]
     check_levels(a["epsilon"], a["delta"], batch)

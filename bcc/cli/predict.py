@@ -1,6 +1,6 @@
 """``python -m bcc.predict checkpoint=<ckpt|onnx> input=<dir|image> output=<dir> [key=value ...]``: triage.
 
-Options: ``conf/predict.yaml``; the work: ``bcc.deploy.triage.run_triage``.
+Options: ``conf/predict.yaml`` (``core.settings.PredictConfig``); the work: ``bcc.deploy.triage.run_triage``.
 """
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
-from bcc.deploy.triage import OPTIONS, run_triage
+from bcc.core.settings import PredictConfig
+from bcc.deploy.triage import run_triage
 
 
 def task(cfg: DictConfig) -> None:
-    run_triage(options(cfg, ("checkpoint", "input", "output"), OPTIONS))
+    run_triage(options(cfg, ("checkpoint", "input", "output"), PredictConfig))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,8 @@
 Job-like commands (train, evaluate, demo, predict, explain, export) take Hydra ``key=value`` overrides
 through :func:`hydra_command`; the dataset tools (consensus, folds, synthetic, isic, merge) take
 positional paths with argparse through :func:`run_command`. Either way a :class:`~bcc.core.errors.BadInput`
-prints one line naming the problem and exits 2; any other exception prints its message and exits 1.
+prints one line naming the problem and exits 2; any other exception prints its message and exits 1; an
+:class:`~bcc.core.errors.InputWarning` (a dataset's, a rater's) prints one ``warning: <message>`` line.
 A traceback is shown only when asked for: ``HYDRA_FULL_ERROR=1`` (or ``--debug`` for the argparse tools).
 """
 from __future__ import annotations
@@ -13,13 +14,16 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from bcc.core.config import CONF_DIR, Range, check_ranges, normalize_overrides
-from bcc.core.errors import BadInput, Interrupted, UsageError
+from bcc.core.errors import BadInput, InputWarning, Interrupted, UsageError
+from bcc.core.settings import check_schema, ranges_of
 
 #: Hydra's own switches, which may stand anywhere on the command line.
 HYDRA_SWITCHES = ("--multirun", "-m", "--run", "-r", "--resolve", "--help", "-h", "--hydra-help", "--info",
@@ -30,11 +34,30 @@ def debug_requested() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR", "") == "1"
 
 
+@contextmanager
+def shown_warnings() -> Iterator[None]:
+    """Every :class:`InputWarning` issued in the block printed as ``warning: <message>`` on stderr (each time:
+    they are about the user's input, not the code); other warnings as Python shows them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        python = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, InputWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                python(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def run_command(name: str, body: Callable[[], int | None], debug: bool = False) -> int:
     """Run `body` and map its outcome to the exit-code convention (see the module docstring)."""
     debug = debug or debug_requested()
     try:
-        rc = body()
+        with shown_warnings():
+            rc = body()
         return 0 if rc is None else int(rc)
     except BadInput as e:
         if debug:
@@ -143,13 +166,15 @@ def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], Any]
     return 0
 
 
-def options(cfg: DictConfig, required: Sequence[str], ranges: Mapping[str, Range] | None = None) -> dict:
-    """The command's options as a plain dict; a required one left unset (``???``) or one outside the
-    command's `ranges` (its one table of what each number and switch takes) is a usage error."""
+def options(cfg: DictConfig, required: Sequence[str], schema: type) -> dict:
+    """The command's options as a plain dict; a required one left unset (``???``), a key its `schema` (the
+    command's structured config, ``core.settings``) does not declare or a number outside the range beside its
+    field is a usage error."""
     missing = [k for k in required if OmegaConf.is_missing(cfg, k) or cfg.get(k) in (None, "")]
     if missing:
         raise UsageError(f"missing {', '.join(f'{k}=' for k in missing)} (--help shows every option)")
-    check_ranges(cfg, ranges or {}, fix="--help shows every option")
+    check_schema(cfg, schema)
+    check_ranges(cfg, ranges_of(schema), fix="--help shows every option")
     return cast(dict, OmegaConf.to_container(cfg, resolve=True))
 
 

@@ -125,15 +125,6 @@ def _check_node(node, path: str, given: set[str]) -> None:
             _check_node(v, f"{path}.{k}", set())
 
 
-def check_keys(node: DictConfig, allowed: Iterable[str], path: str) -> None:
-    """Keys of a plain (not instantiated) node must be among `allowed`."""
-    unknown = sorted(set(map(str, node.keys())) - set(allowed))
-    if unknown:
-        raise UsageError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(f'{path}.{k}' if path else k for k in unknown)}; "
-                         f"{path or 'the top level'} takes {', '.join(sorted(allowed))}")
-
-
 _ABSENT = object()
 
 

@@ -15,6 +15,11 @@ class UsageError(BadInput):
     """A command line or configuration the command cannot run with."""
 
 
+class InputWarning(UserWarning):
+    """Something about the input that is allowed but worth knowing; a command prints it as one line,
+    ``warning: <message>``, and goes on (``bcc.core.cli.run_command``)."""
+
+
 class Interrupted(Exception):
     """The work was stopped by a signal; the exit code is 128 + the signal's number (as a shell reports it)."""
 

@@ -4,7 +4,7 @@ written over something its command did not write.
 A single file goes through a temporary sibling renamed into place (:func:`atomic_path`). A folder a command
 owns whole (a synthetic dataset, an evaluation report) is built in a temporary sibling and swapped in whole
 (:func:`staged_folder`); it replaces an existing folder only if that one carries the command's marker
-(``.bcc-owner.json``). Files a command writes into a folder it shares with others (``bcc.predict`` and
+(``.bcc-owner.json``) — and a folder that must be new (a converted or merged dataset) never replaces one. Files a command writes into a folder it shares with others (``bcc.predict`` and
 ``bcc.explain`` beside the user's files) are staged together and listed in the command's manifest
 (:class:`OutputSet`): a second run refuses to replace them unless told (``overwrite=true``), and never
 replaces a file the command did not write. Temporaries are named with their process id, so the next run
@@ -97,20 +97,35 @@ def check_replaceable(out: Path, owner: str, option: str) -> None:
                          f"whole); choose a new {option}, or delete it first")
 
 
+def refuse_existing(out: Path, option: str, why: str) -> None:
+    """Refuse (``UsageError``) an `out` that exists at all: a folder that must be new (`why` says so)."""
+    if os.path.lexists(out):
+        raise UsageError(f"{out} exists: choose a new {option} ({why})")
+
+
 @contextmanager
-def staged_folder(out: Path, owner: str, option: str) -> Iterator[Path]:
+def staged_folder(out: Path, owner: str | None, option: str, never_replaced: str = "") -> Iterator[Path]:
     """Yield an empty temporary folder beside `out`; when the block succeeds it is marked as `owner`'s and
-    swapped in whole for `out` (which :func:`check_replaceable` allows); when it fails `out` is untouched."""
+    swapped in whole for `out` (which :func:`check_replaceable` allows); when it fails `out` is untouched.
+    With `owner` None the folder must be new: an existing `out` is refused, before and after the block
+    (`never_replaced` says why), and no marker is written."""
+    if owner is None:
+        refuse_existing(out, option, never_replaced)
     out = Path(os.path.abspath(out))
-    check_replaceable(out, owner, option)
+    if owner is not None:
+        check_replaceable(out, owner, option)
     out.parent.mkdir(parents=True, exist_ok=True)
     clear_stale(out.parent, out.name)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     try:
         yield tmp
-        (tmp / OWNER).write_text(json.dumps({"written_by": owner}) + "\n")
+        if owner is not None:
+            (tmp / OWNER).write_text(json.dumps({"written_by": owner}) + "\n")
         os.chmod(tmp, 0o777 & ~_umask())
-        if out.exists():
+        if owner is None:
+            refuse_existing(out, option, never_replaced)  # made by someone else meanwhile: theirs stays
+            os.replace(tmp, out)
+        elif out.exists():
             old = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
             os.replace(out, old / "previous")
             os.replace(tmp, out)
@@ -189,6 +204,15 @@ def write_json(obj: Any, path: Path) -> Path:
     return write_text(json.dumps(obj, indent=2) + "\n", path)
 
 
+def sha256_file(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in blocks: the one content hash of an image, a checkpoint, an input."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def files_digest(*paths: Path, extra: str = "") -> str:
     """SHA-256 over file contents (and a parameter string): decides whether a derived file is stale."""
     h = hashlib.sha256(extra.encode())
@@ -207,6 +231,13 @@ def printable(text: str) -> str:
     as ``\\u202e`` …: what is shown is what is stored, in the order stored."""
     return "".join(ch.encode("unicode_escape").decode() if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in BIDI_CONTROLS
                    else ch for ch in text)
+
+
+def shown(path: str | Path) -> str:
+    """A path as printable text, for every message that names a file: bytes that are not UTF-8 (surrogate
+    escapes in Python) as ``\\xNN``, control characters as ``\\t``, ``\\n``, ``\\r``, ``\\xNN`` (a raw carriage
+    return would also end a CSV row for most readers), bidirectional controls as ``\\u202e`` … (:func:`printable`)."""
+    return printable(os.fsencode(str(path)).decode("utf-8", "backslashreplace"))
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

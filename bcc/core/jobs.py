@@ -11,7 +11,6 @@ so a lock left by a killed job is stale, detected and named, never a deadlock.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import socket
@@ -22,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bcc.core.errors import BadInput
+from bcc.core.io import sha256_file
 from bcc.core.layout import BEST, LOCK, METRICS
 
 
@@ -81,11 +81,8 @@ def finished(job: Path) -> None:
 
 # ---- what a job was trained on, and when that no longer holds -------------------------------------------
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
+    """``sha256:<hex>`` of a file's bytes, as a run records the checkpoint it started from."""
+    return "sha256:" + sha256_file(path)
 
 
 def predecessor(job: Path) -> Path | None:

@@ -13,8 +13,6 @@ computed says why.
 from __future__ import annotations
 
 import json
-import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +24,9 @@ from bcc.core.cli import ranged, run_command, tool_parser
 from bcc.core.config import Range
 from bcc.core.io import atomic_path, files_digest, write_csv
 from bcc.core.patterns import CODES, clinical_rule
-from bcc.data.contract import Dataset, DatasetWarning, describe_duplicates, load_dataset
+from bcc.data.contract import Dataset, load_dataset
+from bcc.data.errors import DatasetWarning, warn
+from bcc.data.stamps import describe_duplicates
 
 EPS = 1e-6
 #: A rater needs this many rated images of a code for its sensitivity/specificity (and its place in that
@@ -35,7 +35,7 @@ MIN_RATINGS = 2
 QUALITY = "quality-v2"  # rater_quality.csv's layout (rated, note): an older file is rewritten
 
 
-class RaterWarning(UserWarning):
+class RaterWarning(DatasetWarning):
     """A rater's statistics or a code's Fleiss kappa cannot be estimated; they are left undefined."""
 
 
@@ -235,13 +235,9 @@ def ensure_labels(root: Path, tol: float = 1e-6, max_iter: int = 200, verbose: b
     if verbose:
         print(report(ratings, raters, result, labels, quality))
     if dataset.duplicates:
-        note = describe_duplicates(root, dataset.duplicates)
-        print(f"warning: {note}", file=sys.stderr) if verbose else warnings.warn(note, DatasetWarning, stacklevel=2)
+        warn(describe_duplicates(root, dataset.duplicates))
     for note in undefined_notes(ratings, quality):
-        if verbose:
-            print(f"warning: {note}", file=sys.stderr)
-        else:
-            warnings.warn(note, RaterWarning, stacklevel=2)
+        warn(note, RaterWarning)
     return labels
 
 

@@ -1,35 +1,30 @@
-"""Load and validate a dataset directory (the dataset contract, `docs/dataset.md`).
+"""The dataset contract (`docs/dataset.md`): a dataset directory validated and loaded.
 
 Every malformed input stops with a `DatasetError` that names the file, the line (as an editor counts it:
-physical lines, the header is line 1, a quoted value spanning lines counts each of them) and the fix,
-before anything derived is written. Every image and mask is decoded in full once — what training would
-read — and the outcome is remembered in ``.cache/decoded.json``, so a dataset is not decoded again until a
-file changes. Every path must resolve inside the dataset directory unless the caller passes
-``allow_outside=True``: a dataset cannot vouch for files outside itself.
+`bcc.data.csvfile`) and the fix, before anything derived is written. The jobs are each in their own module:
+reading the CSVs (`csvfile`), the value checks (`schema`, pandera), ids and paths (`paths`: every path must
+resolve inside the dataset directory unless ``allow_outside``), decoding and hashing the files once
+(`stamps`). This module puts them together: the two tables, the masks, the :class:`Dataset`.
 """
 from __future__ import annotations
 
-import contextlib
-import csv
-import hashlib
-import io
-import json
 import os
-import re
-import shutil
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import PIL
-from PIL import Image, UnidentifiedImageError
 
-from bcc.core.errors import BadInput
-from bcc.core.io import write_text
 from bcc.core.patterns import CODES
-from bcc.data.images import UnreadableImage, read_mask, read_rgb
+from bcc.data.csvfile import read_csv
+from bcc.data.errors import DatasetError, DatasetWarning
+from bcc.data.paths import inside, unfit_id
+from bcc.data.schema import Failure, Rule, TableSchema, not_blank, unique
+from bcc.data.stamps import DecodeStamp, dataset_hash, describe_duplicates, duplicate_images
+
+__all__ = ["ANNOTATION_COLUMNS", "ASPECT_RANGE", "IMAGE_COLUMNS", "IMAGE_OPTIONAL", "LESION", "MASK_SUFFIX",
+           "Dataset", "DatasetError", "DatasetWarning", "dataset_hash", "describe_duplicates", "duplicate_images",
+           "find_masks", "inside", "load_annotations", "load_dataset", "load_image_table", "mask_name"]
 
 IMAGE_COLUMNS = ("image_id", "image", "source")
 IMAGE_OPTIONAL = ("group", "diagnosis", "aspect")
@@ -39,267 +34,53 @@ ASPECT_RANGE = (0.2, 5.0)
 ANNOTATION_COLUMNS = ("image_id", "rater", *CODES)
 LESION = "lesion"  # masks/<image_id>_lesion.png: the whole lesion (optional)
 MASK_SUFFIX = ".png"  # masks are lossless; the suffix is matched in any case (.PNG too)
-LINK_MODES = ("hard", "copy", "symlink")  # how the conversions and bcc.data.merge place files in a dataset
-OUTSIDE_FIX = ("move or copy the file into the dataset (a hard link does too), or, if reading outside it is "
-               "intended, pass --allow-outside (allow_outside=True)")
-_BREAK = re.compile(rb"\r\n|\r|\n")  # the line breaks an editor counts
-DELIMITERS = ";\t|"  # what a CSV written in another convention is separated by
 
 
-#: an image_id becomes part of file names (masks/<id>.png, twins/<id>.png, merged ids): one path component,
-#: no separator, no '..', nothing a terminal or a report would show otherwise than stored
-_ID_UNFIT = re.compile(r"[/\\\x00-\x1f\x7f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-ID_MAX_BYTES = 150
+def _binary(column: str) -> Rule:
+    return Rule(f"{column} binary", lambda s: s.isin(["0", "1", ""]),
+                lambda f: f"{f.path}: column {f.column}, line {f.listed}: value {f.value!r} is not 1, 0 or blank "
+                          f"(blank = not rated)", column)
 
 
-def unfit_id(image_id: str) -> str | None:
-    """Why `image_id` cannot name files (None when it can): checked once, at the contract, for every id."""
-    if _ID_UNFIT.search(image_id):
-        return "holds a path separator, a control or a bidirectional character"
-    if image_id.startswith("."):
-        return "starts with '.' (a hidden file, or '..', a parent folder)"
-    if len(image_id.encode()) > ID_MAX_BYTES:
-        return f"is longer than {ID_MAX_BYTES} bytes"
-    return None
-
-
-class DatasetError(BadInput):
-    """A dataset file breaks the contract; the message says where and how to fix it."""
-
-
-class DatasetWarning(UserWarning):
-    """Something about a dataset that is allowed but worth knowing (the same picture under two ids)."""
-
-
-def _lines(mask: pd.Series, limit: int = 5) -> str:
-    """The CSV lines of the rows where `mask` holds (a contract table is indexed by line)."""
-    lines = mask.index[mask.to_numpy()]
-    shown = ", ".join(str(n) for n in lines[:limit])
-    return shown + (f" (+{len(lines) - limit} more)" if len(lines) > limit else "")
-
-
-def _decode_text(path: Path, raw: bytes) -> str:
-    """UTF-8 text; otherwise an error naming the line and column of the first byte that is not UTF-8."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        breaks = list(_BREAK.finditer(raw, 0, e.start))
-        begin = breaks[-1].end() if breaks else 0
-        end = m.start() if (m := _BREAK.search(raw, e.start)) else len(raw)
-        column = len(raw[begin:e.start].decode("utf-8-sig")) + 1  # everything before the bad byte decoded
-        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-            hint = "the file is UTF-16 (Excel's 'Unicode text')"
-        else:
-            hint = f"read as Windows-1252 the line says {raw[begin:end].decode('cp1252', 'replace')[:80]!r}"
-        raise DatasetError(f"{path}: line {len(breaks) + 1}, column {column} (byte {e.start}): not UTF-8 "
-                           f"(byte 0x{raw[e.start]:02x}: {e.reason}); {hint}; re-save the file as UTF-8 CSV "
-                           f"(e.g. `iconv -f cp1252 -t utf-8`)") from None
-
-
-def _records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
-    """(line the record starts on, its fields) for every non-blank record, counting physical lines."""
-    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
-    start = 1
-    try:
-        for fields in reader:
-            if len(fields) > 1 or (fields and fields[0].strip()):
-                yield start, fields
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise DatasetError(f"{path}: line {start}: malformed CSV ({e}); a value holding a comma, quote or line "
-                           f"break must be in double quotes, with a quote inside it written twice (\"\")") from None
-
-
-def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = (),
-             allow_unknown: bool = False) -> pd.DataFrame:
-    """A contract CSV as stripped strings, indexed by the line each row starts on (named ``line``).
-
-    Checks the encoding, delimiter, emptiness, the column set and that every row has the header's number
-    of fields. `allow_unknown` keeps columns outside `required` + `optional` (a public dataset's own
-    tables carry more than an adapter reads).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found; every dataset needs it (see docs/dataset.md)")
-    text = _decode_text(path, path.read_bytes())
-    records = _records(path, text)
-    first = next(records, None)
-    if first is None:
-        raise DatasetError(f"{path}: file is empty; expected a header line {','.join(required)}")
-    header_line, header = first[0], [c.strip() for c in first[1]]
-    where = f"{path}: line {header_line}"
-    if len(header) == 1 and len(required) > 1:
-        try:
-            hint = f"it looks {csv.Sniffer().sniff(header[0], delimiters=DELIMITERS).delimiter!r}-separated"
-        except csv.Error:
-            hint = "no comma found in the header"
-        raise DatasetError(f"{where}: {hint}; the contract is comma-separated with header {','.join(required)}")
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        raise DatasetError(f"{where}: column(s) {repeated} appear more than once; keep one of each")
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DatasetError(f"{where}: missing column(s) {missing}; the header must contain {','.join(required)}")
-    unknown = [c for c in header if c not in required + optional]
-    if unknown and not allow_unknown:
-        raise DatasetError(f"{where}: unknown column(s) {unknown}; allowed: {list(required + optional)} "
-                           f"(pattern codes are {list(CODES)}); rename or drop them")
-    lines, rows = [], []
-    for line, fields in records:
-        if len(fields) != len(header):
-            fix = ("a value holding a comma must be in double quotes; otherwise remove the extra field(s)"
-                   if len(fields) > len(header) else
-                   "add the missing field(s): a blank value still needs its comma")
-            raise DatasetError(f"{path}: line {line}: {len(fields)} fields, but the header (line {header_line}) has "
-                               f"{len(header)} ({','.join(header)}); {fix}")
-        lines.append(line)
-        rows.append([v.strip() for v in fields])
-    if not rows:
-        raise DatasetError(f"{path}: header only, no data rows")
-    return pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=str)
-
-
-def check_unique(df: pd.DataFrame, keys: list[str], path: Path) -> None:
-    """Refuse rows repeating `keys`, naming their lines."""
-    dup = df.duplicated(keys, keep=False)
-    if dup.any():
-        first = df.loc[dup, keys].iloc[0].tolist()
-        raise DatasetError(f"{path}: duplicate {'+'.join(keys)} {first} on lines {_lines(dup)}; keep one row each")
-
-
-def _check_binary(df: pd.DataFrame, cols: tuple[str, ...], path: Path) -> None:
-    for col in cols:
-        bad = ~df[col].isin(["0", "1", ""])
-        if bad.any():
-            value = df.loc[bad, col].iloc[0]
-            raise DatasetError(f"{path}: column {col}, line {_lines(bad)}: value {value!r} is not 1, 0 or "
-                               f"blank (blank = not rated)")
-
-
-def _check_aspect(df: pd.DataFrame, path: Path) -> None:
-    values = pd.to_numeric(df["aspect"].replace("", "nan"), errors="coerce")
+def _aspect_ok(s: pd.Series) -> pd.Series:
     low, high = ASPECT_RANGE
-    bad = df["aspect"].ne("") & ~values.between(low, high)
-    if bad.any():
-        raise DatasetError(f"{path}: column aspect, line {_lines(bad)}: value {df.loc[bad, 'aspect'].iloc[0]!r} is not "
-                           f"a width/height ratio in [{low:g}, {high:g}]; give the proportions the picture had before "
-                           f"it was resized (e.g. 1.3333 for 4:3), or leave it blank (the file's own)")
+    return s.eq("") | pd.to_numeric(s.replace("", "nan"), errors="coerce").between(low, high)
 
 
-def inside(root: Path, rel: str, where: str, allow_outside: bool = False, what: str = "image",
-           base: Path | None = None) -> Path:
-    """``root / rel``, refused unless it resolves inside `root` (or `allow_outside`).
-
-    An absolute path, a ``..`` that climbs out and a symbolic link leading out (the file's, or a folder's
-    on its way) are refused: reading them would read files the dataset does not hold. `base` is
-    ``root.resolve()``, when the caller checks many paths.
-    """
-    if not rel:
-        raise DatasetError(f"{where}: blank {what} path; give the file's path relative to {root}")
-    if "\0" in rel:
-        raise DatasetError(f"{where}: {what} path {rel!r} holds a NUL character; fix the path")
-    path = root / rel
-    if allow_outside:
-        return path
-    if Path(rel).is_absolute():
-        raise DatasetError(f"{where}: {what} path {rel!r} is absolute, but paths are relative to the dataset "
-                           f"directory {root}; {OUTSIDE_FIX}")
-    base = base or root.resolve()
-    target = os.path.realpath(path)  # a link loop stays unresolved, and is then a missing file
-    if not _within(target, base):
-        why = ("climbs out of the dataset with '..'" if not _within(os.path.normpath(base / rel), base)
-               else "leads through a symbolic link")
-        raise DatasetError(f"{where}: {what} path {rel!r} {why} to {target}, outside the dataset directory "
-                           f"{base}; {OUTSIDE_FIX}")
-    return path
+IMAGES = TableSchema([
+    not_blank("image_id", lambda f: f"{f.path}: blank image_id on line {f.listed}; give every image an id"),
+    unique(["image_id"]),
+    Rule("image_id names files", lambda v: unfit_id(v) is None,
+         lambda f: f"{f.path}: line {f.first}: image_id {f.value!r} {unfit_id(f.value)}; ids become file names "
+                   f"(masks/<image_id>.png, twins/<image_id>.png): rename it (letters, digits, '-', '_', '.'; not "
+                   f"starting with '.')", "image_id", element_wise=True),
+    _binary("diagnosis"),
+    Rule("aspect in range", _aspect_ok,
+         lambda f: f"{f.path}: column aspect, line {f.listed}: value {f.value!r} is not a width/height ratio in "
+                   f"[{ASPECT_RANGE[0]:g}, {ASPECT_RANGE[1]:g}]; give the proportions the picture had before it was "
+                   f"resized (e.g. 1.3333 for 4:3), or leave it blank (the file's own)", "aspect"),
+])
 
 
-def _within(path: str, base: Path) -> bool:
-    """Whether the absolute, normalised `path` is `base` or lies under it (strings: thousands per dataset)."""
-    return path == str(base) or path.startswith(os.path.join(base, ""))
+def annotations_schema(image_ids: pd.Series) -> TableSchema:
+    """annotations.csv's rules: a named rater, codes 1/0/blank, one row per image and rater, known images."""
+    return TableSchema([
+        not_blank("rater", lambda f: f"{f.path}: blank rater on line {f.listed}; name the rater of every row"),
+        *(_binary(c) for c in CODES),
+        unique(["image_id", "rater"]),
+        Rule("image_id in images.csv", lambda s: s.isin(image_ids),
+             lambda f: f"{f.path}: line {f.listed}: image_id {f.value!r} is not in images.csv; add the image or drop "
+                       f"the annotation", "image_id"),
+    ])
 
 
-class DecodeStamp:
-    """Which files decoded in full, and at what size, keyed by each file's identity and change stamp.
-
-    The key is (device, inode, size, mtime, ctime): any write, truncation or replacement of a file changes
-    it (ctime cannot be set back, unlike mtime), so a file is decoded again only when it may have
-    changed. Written beside the dataset (``.cache/decoded.json``), after a whole validation succeeded.
-    """
-
-    def __init__(self, root: Path):
-        self.path = root / ".cache" / "decoded.json"
-        self.reader = f"read_rgb/read_mask, one frame, Pillow {PIL.__version__}"  # another decoder may judge anew
-        try:
-            stored = json.loads(self.path.read_text())
-            self.known = stored["files"] if stored.get("reader") == self.reader else {}
-        except (OSError, ValueError, KeyError, TypeError):
-            self.known = {}  # none yet, or a damaged one: decode everything
-        self.seen: dict[str, list] = {}  # the file key (_key), width, height, sha256
-
-    @staticmethod
-    def _key(path: Path) -> list[int]:
-        st = path.stat()
-        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-    def recall(self, kind: str, rel: str, path: Path) -> tuple[int, int] | None:
-        """The size stored for `path` (`rel` in the dataset), if the file has not changed since."""
-        try:
-            key = self._key(path)
-        except OSError:
-            return None  # missing: size() says so
-        entry = self.known.get(f"{kind}:{rel}")
-        if not isinstance(entry, list) or len(entry) != 8 or entry[:5] != key:
-            return None
-        self.seen[f"{kind}:{rel}"] = entry
-        return entry[5], entry[6]
-
-    def size(self, kind: str, rel: str, path: Path, where: str) -> tuple[int, int]:
-        """(width, height) of the image or mask `path` (`rel` in the dataset) as bcc reads it, decoding it
-        unless known."""
-        known = self.recall(kind, rel, path)
-        if known is not None:
-            return known
-        if not path.is_file():
-            problem = "is not a file" if path.exists() else "does not exist"
-            raise DatasetError(f"{where}: file {path} {problem}; fix the path or add the file")
-        key = self._key(path)
-        w, h = _decoded_size(kind, path, where)
-        self.seen[f"{kind}:{rel}"] = [*key, w, h, _sha256(path)]
-        return w, h
-
-    def digest(self, rel: str, path: Path) -> str:
-        """SHA-256 of image `rel`'s bytes: stored when it was decoded, else read now."""
-        entry = self.seen.get(f"image:{rel}")
-        return str(entry[7]) if entry is not None else _sha256(path)
-
-    def save(self) -> None:
-        if self.seen == self.known:
-            return
-        with contextlib.suppress(OSError):  # a read-only dataset: decoded again next time
-            write_text(json.dumps({"reader": self.reader, "files": self.seen}, sort_keys=True), self.path)
+def _unrated(f: Failure) -> str:
+    return (f"{f.path}: line {f.listed}: image {f.value!r} has no row in annotations.csv; annotate it or drop it")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _decoded_size(kind: str, path: Path, where: str) -> tuple[int, int]:
-    """Decode the whole file as training will (truncation shows only here) and return its size."""
-    if path.stat().st_size == 0:
-        raise DatasetError(f"{where}: file {path} is empty (0 bytes); replace it or drop its row")
-    try:
-        if kind == "image":
-            rgb, _ = read_rgb(path, frames_ok=False)
-            return rgb.shape[1], rgb.shape[0]
-        mask = read_mask(path)
-        return mask.shape[1], mask.shape[0]
-    except UnreadableImage as e:
-        reason = str(e)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, EOFError, ValueError) as e:
-        reason = f"corrupt or truncated ({e})"  # read_mask's errors: what Pillow raises on bad data
-    fix = "re-export it as JPEG/PNG or drop its row" if kind == "image" else "re-export it as PNG or delete it"
-    raise DatasetError(f"{where}: cannot read {kind} {path} ({reason}); {fix}")
+def _unlabelled(f: Failure) -> str:
+    return (f"{f.path}: line {f.listed}: image {f.value!r} has every code blank in annotations.csv and no "
+            f"diagnosis, so it has no label; rate it or give its diagnosis")
 
 
 @dataclass
@@ -341,20 +122,7 @@ def load_image_table(root: Path, check_files: bool = True, allow_outside: bool =
 
 def _image_table(root: Path, allow_outside: bool) -> pd.DataFrame:
     path = root / "images.csv"
-    df = read_csv(path, IMAGE_COLUMNS, IMAGE_OPTIONAL)
-    empty = df["image_id"].eq("")
-    if empty.any():
-        raise DatasetError(f"{path}: blank image_id on line {_lines(empty)}; give every image an id")
-    check_unique(df, ["image_id"], path)
-    for line, image_id in df["image_id"].items():
-        if (why := unfit_id(image_id)) is not None:
-            raise DatasetError(f"{path}: line {line}: image_id {image_id!r} {why}; ids become file names "
-                               f"(masks/<image_id>.png, twins/<image_id>.png): rename it (letters, digits, '-', '_', "
-                               f"'.'; not starting with '.')")
-    if "diagnosis" in df.columns:
-        _check_binary(df, ("diagnosis",), path)
-    if "aspect" in df.columns:
-        _check_aspect(df, path)
+    df = IMAGES.validate(read_csv(path, IMAGE_COLUMNS, IMAGE_OPTIONAL), path)
     base = root.resolve()
     for line, rel in df["image"].items():
         inside(root, rel, f"{path}: line {line}", allow_outside, base=base)
@@ -380,35 +148,23 @@ def _image_sizes(root: Path, df: pd.DataFrame, stamp: DecodeStamp, workers: int 
     return dict(zip(df["image_id"], sizes, strict=True))
 
 
-def load_annotations(root: Path, image_ids: pd.Series) -> pd.DataFrame:
+def load_annotations(root: Path, images: pd.DataFrame) -> pd.DataFrame:
+    """annotations.csv, validated against the image table: every row's image listed, every image rated."""
     path = root / "annotations.csv"
-    df = read_csv(path, ANNOTATION_COLUMNS)
-    blank = df["rater"].eq("")
-    if blank.any():
-        raise DatasetError(f"{path}: blank rater on line {_lines(blank)}; name the rater of every row")
-    _check_binary(df, CODES, path)
-    check_unique(df, ["image_id", "rater"], path)
-    unknown = ~df["image_id"].isin(image_ids)
-    if unknown.any():
-        raise DatasetError(f"{path}: line {_lines(unknown)}: image_id {df.loc[unknown, 'image_id'].iloc[0]!r} "
-                           f"is not in images.csv; add the image or drop the annotation")
-    unrated = ~image_ids.isin(df["image_id"])
-    if unrated.any():
-        raise DatasetError(f"{root / 'images.csv'}: line {_lines(unrated)}: image "
-                           f"{image_ids[unrated].iloc[0]!r} has no row in annotations.csv; annotate it or drop it")
+    df = annotations_schema(images["image_id"]).validate(read_csv(path, ANNOTATION_COLUMNS), path)
+    TableSchema([Rule("image rated", lambda s: s.isin(df["image_id"]), _unrated, "image_id")]).validate(
+        images, root / "images.csv")
     return df
 
 
 def _check_labelled(root: Path, images: pd.DataFrame, annotations: pd.DataFrame) -> None:
     """Every image needs a rated code or a diagnosis, or it has no label at all."""
     rated = annotations[list(CODES)].ne("").any(axis=1).groupby(annotations["image_id"]).any()
-    unlabelled = ~images["image_id"].map(rated).astype(bool)
+    labelled = images["image_id"].map(rated).astype(bool)
     if "diagnosis" in images.columns:
-        unlabelled &= images["diagnosis"].eq("")
-    if unlabelled.any():
-        first = images.loc[unlabelled, "image_id"].iloc[0]
-        raise DatasetError(f"{root / 'images.csv'}: line {_lines(unlabelled)}: image {first!r} has every code blank "
-                           f"in annotations.csv and no diagnosis, so it has no label; rate it or give its diagnosis")
+        labelled |= images["diagnosis"].ne("")
+    TableSchema([Rule("image labelled", lambda s: labelled.loc[s.index], _unlabelled, "image_id")]).validate(
+        images, root / "images.csv")
 
 
 def mask_name(name: str, known: set[str]) -> tuple[str, str] | None:
@@ -473,7 +229,7 @@ def load_dataset(root: Path, check_files: bool = True, allow_outside: bool = Fal
         raise DatasetError(f"{root}: dataset directory not found (make one with `python -m bcc.data.synthetic "
                            f"--out {root}` or point data.root at your dataset)")
     images = _image_table(root, allow_outside)
-    annotations = load_annotations(root, images["image_id"])
+    annotations = load_annotations(root, images)
     _check_labelled(root, images, annotations)
     masks, duplicates = {}, []
     if check_files:
@@ -483,64 +239,3 @@ def load_dataset(root: Path, check_files: bool = True, allow_outside: bool = Fal
         if write_stamp:
             stamp.save()
     return Dataset(root=root, images=images, annotations=annotations, masks=masks, duplicates=duplicates)
-
-
-def duplicate_images(root: Path, images: pd.DataFrame, stamp: DecodeStamp | None = None) -> list[list[str]]:
-    """The image_ids that show the same picture, as lists (two rows naming one file, or byte-identical files
-    under two ids): one picture must never be in a training fold and a test fold at once, so ``bcc.folds``
-    keeps each list in one fold. Hashes come from the decode stamp where it has them."""
-    stamp = stamp or DecodeStamp(Path(root))
-    by_digest: dict[str, list[str]] = {}
-    for image_id, rel in zip(images["image_id"], images["image"], strict=True):
-        path = Path(root) / rel
-        if path.is_file():
-            by_digest.setdefault(stamp.digest(rel, path), []).append(image_id)
-    return [ids for ids in by_digest.values() if len(ids) > 1]
-
-
-def describe_duplicates(root: Path, duplicates: list[list[str]], limit: int = 3) -> str:
-    """One line about the duplicates: how many pictures, a few examples, what is done about them."""
-    shown = "; ".join(", ".join(ids) for ids in duplicates[:limit])
-    more = f" (+{len(duplicates) - limit} more)" if len(duplicates) > limit else ""
-    return (f"{Path(root) / 'images.csv'}: {len(duplicates)} picture(s) appear under more than one image_id (the same "
-            f"file, or the same bytes): {shown}{more}; each set is kept in one fold by bcc.folds (drop the copies "
-            f"unless they are meant)")
-
-
-DATA_FILES = ("images.csv", "annotations.csv", "labels.csv", "splits.csv")
-
-
-def dataset_hash(root: str | Path | None, allow_outside: bool = False) -> str:
-    """``sha256:<hex>`` over the dataset's CSV files (labels and folds included) and the bytes of every image
-    images.csv lists (each inside the dataset folder unless `allow_outside`), or ``unknown``: what a run was
-    trained on, so that runs on different data (a copy with changed ratings) are never averaged together."""
-    if root is None or not (Path(root) / "images.csv").is_file():
-        return "unknown"
-    root = Path(root)
-    h = hashlib.sha256()
-    for name in DATA_FILES:
-        if (root / name).is_file():
-            h.update(name.encode() + b"\0" + (root / name).read_bytes())
-    base = root.resolve()
-    for rel in sorted(pd.read_csv(root / "images.csv", usecols=["image"], dtype=str, keep_default_na=False)["image"]):
-        p = inside(root, rel, f"{root / 'images.csv'}", allow_outside, base=base)
-        if p.is_file():
-            h.update(rel.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
-    return "sha256:" + h.hexdigest()
-
-
-def place_file(src: Path, dst: Path, how: str) -> None:
-    """Put `src` into a dataset being written at `dst`: a hard link (the default: no copy, and the file
-    lies inside the dataset), a copy, or a symbolic link (then the dataset needs ``allow_outside``)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if how == "copy":
-        shutil.copy2(src, dst)
-    elif how == "symlink":
-        dst.symlink_to(src)
-    else:
-        try:
-            os.link(src, dst)
-        except OSError as e:
-            raise DatasetError(f"{src}: cannot hard-link it into the new dataset ({e.strerror}; another filesystem?); "
-                               f"pass --copy to copy the files, or --symlink to link them (the tools that read "
-                               f"the dataset then need --allow-outside)") from None

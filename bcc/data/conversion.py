@@ -1,26 +1,24 @@
 """What every adapter from a public dataset's official layout to the dataset contract shares.
 
 An adapter (`bcc.data.isic`, `ham10000`, `derm7pt`, `ph2`) reads its release and returns a :class:`Plan`:
-the two contract tables and where each file of the new dataset comes from. :func:`write` then does what
-they all must do alike: refuse an existing ``--out`` (nothing of the user's is ever replaced), build the
-dataset in a temporary folder beside it and rename it into place only when complete and valid (nothing
-half-written is left behind, on an error or an interrupt either), place every file by hard link, copy or
-symbolic link (`contract.place_file`), with a progress bar for the thousands of files a release holds.
+the two contract tables, where each file of the new dataset comes from and where the release lists it.
+:func:`write` then does what they all must do alike: refuse an existing ``--out`` (nothing of the user's is
+ever replaced), build the dataset in a temporary folder beside it and rename it into place only when complete
+and valid (`bcc.core.io.staged_folder`: nothing half-written is left behind, on an error or an interrupt
+either), place every file by hard link, copy or symbolic link (`bcc.data.paths.place_file`), with a progress
+bar for the thousands of files a release holds. A file the validation refuses is named as the release holds
+it (its source file and the table line listing it), never by a path in a dataset that was not written.
 
-Every source file must resolve inside the folders the user named (:class:`SourceFolders`) unless
-``allow_outside``: a release cannot vouch for a symbolic link or a ``..`` that leads elsewhere, as a
-dataset cannot (docs/dataset.md, "Files outside the dataset"). The command lines share their options and
-exit codes (:func:`conversion_parser`, :func:`run_conversion`).
+Every source file must resolve inside the folders the user named (`bcc.data.paths.SourceFolders`) unless
+``allow_outside``. The command lines share their options and exit codes (:func:`conversion_parser`,
+:func:`run_conversion`).
 """
 # (no `from __future__ import annotations`: the name would shadow :func:`annotations` for type checkers)
 
 import argparse
 import os
-import shutil
-import sys
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +26,20 @@ import pandas as pd
 from tqdm import tqdm
 
 from bcc.core.cli import run_command, tool_parser
-from bcc.core.io import clear_stale, temp_prefix
+from bcc.core.io import refuse_existing as _refuse_existing
+from bcc.core.io import staged_folder
 from bcc.core.patterns import CODES
-from bcc.data.contract import LINK_MODES, DatasetError, load_dataset, place_file, read_csv
-from bcc.data.images import upright_size  # noqa: F401 — the adapters size pictures through conversion
+from bcc.data.contract import load_dataset
+from bcc.data.csvfile import read_csv
+from bcc.data.errors import DatasetError
+from bcc.data.images import UnreadableImage
+from bcc.data.images import upright_size as _upright_size
+from bcc.data.paths import check_how, place_file
+
+__all__ = ["Plan", "annotations", "conversion_parser", "find_image", "find_named", "folder", "image_files",
+           "refuse_existing", "run_conversion", "source_table", "upright_size", "validate", "write", "write_into"]
+
+NEVER_REPLACED = "the conversion never overwrites a directory"
 
 
 @dataclass
@@ -40,7 +48,9 @@ class Plan:
 
     `files` maps a path inside the new dataset to the source file placed there (linked or copied);
     `made` maps a path to a function writing that file (a format conversion, e.g. a BMP mask to PNG);
-    `tables` are further CSV files kept beside the contract's two (e.g. an official split).
+    `origin` maps a path to where the release lists its source (``<table>: line N``) and that source file,
+    so that a file refused later is named as the user can find it; `tables` are further CSV files kept
+    beside the contract's two (e.g. an official split).
     """
 
     source: str
@@ -48,6 +58,7 @@ class Plan:
     annotations: pd.DataFrame
     files: dict[str, Path] = field(default_factory=dict)
     made: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+    origin: dict[str, tuple[str, Path]] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -79,33 +90,8 @@ def annotations(image_ids: Iterable[str], rater: str, known: dict[str, Sequence[
                          **{c: list(known[c]) if c in known else [""] * len(ids) for c in CODES}})
 
 
-def check_how(how: str) -> None:
-    if how not in LINK_MODES:
-        raise DatasetError(f"how={how!r}: choose one of {list(LINK_MODES)}")
-
-
 def refuse_existing(out: Path) -> None:
-    if out.exists() or out.is_symlink():
-        raise DatasetError(f"{out} exists: choose a new --out (the conversion never overwrites a directory)")
-
-
-@contextmanager
-def staged(out: Path):
-    """A temporary folder beside `out`, renamed to `out` when the block completes, removed otherwise."""
-    out = Path(out)
-    refuse_existing(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clear_stale(out.parent, out.name)  # what a killed conversion left
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the dataset gets a folder's usual mode
-    try:
-        yield tmp
-        refuse_existing(out)  # made by someone else meanwhile: theirs stays
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _refuse_existing(Path(out), "--out", NEVER_REPLACED)
 
 
 def write_into(plan: Plan, root: Path, how: str = "hard") -> None:
@@ -114,58 +100,51 @@ def write_into(plan: Plan, root: Path, how: str = "hard") -> None:
         place_file(src, root / rel, how)
     for rel, make in tqdm(plan.made.items(), desc=f"{plan.source}: converting files", unit="file", disable=None):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        make(root / rel)
+        try:
+            make(root / rel)
+        except (OSError, SyntaxError, ValueError) as e:  # what Pillow raises on a file it cannot read
+            where, src = plan.origin.get(rel, (plan.source, Path(rel)))
+            raise DatasetError(f"{where}: cannot convert {src} ({e}); re-extract it from the release") from None
     plan.images.to_csv(root / "images.csv", index=False, lineterminator="\n")
     plan.annotations.to_csv(root / "annotations.csv", index=False, lineterminator="\n")
     for name, table in plan.tables.items():
         table.to_csv(root / name, index=False, lineterminator="\n")
 
 
-def relocated(error: DatasetError, tmp: Path, out: Path) -> DatasetError:
-    """`error`, found in the temporary folder `tmp`, naming its place under `out`, where it would have been."""
-    message = str(error).replace(str(tmp.resolve()), str(out)).replace(str(tmp), str(out))
+def relocated(error: DatasetError, tmp: Path, out: Path,
+              origin: Mapping[str, tuple[str, Path]] | None = None) -> DatasetError:
+    """`error`, found in the temporary folder `tmp`: a file of `origin` (a path under `tmp` → where the release
+    lists it and its source file: `Plan.origin`) named by its source and the release's line listing it; any
+    other path by its place under `out`, where it would have been."""
+    message = str(error)
+    for base in {str(tmp), str(tmp.resolve())}:
+        for rel, (where, src) in (origin or {}).items():
+            if f"{base}/{rel}" in message:
+                message = re.sub(rf"^{re.escape(base)}/[^:]*: line \d+: ", "", message)
+                message = f"{where}: " + message.replace(f"{base}/{rel}", str(src))
+                break
+    message = message.replace(str(tmp.resolve()), str(out)).replace(str(tmp), str(out))
     return DatasetError(f"{message} (found checking the converted dataset; nothing was written)")
 
 
-def validate(root: Path, out: Path, how: str) -> None:
+def validate(root: Path, out: Path, how: str, plan: Plan | None = None) -> None:
     """The contract's own validation of the dataset built in `root` (every image and mask decoded once,
     remembered in ``.cache/decoded.json``)."""
     try:
         load_dataset(root, allow_outside=how == "symlink")
     except DatasetError as e:
-        raise relocated(e, root, out) from None
+        raise relocated(e, root, out, plan.origin if plan is not None else None) from None
 
 
 def write(plan: Plan, out: Path, how: str = "hard", check: bool = True) -> Path:
     """Write `plan` as the dataset `out`, atomically; with `check` it is validated before it is put in place."""
     check_how(how)
     out = Path(out)
-    with staged(out) as tmp:
+    with staged_folder(out, None, "--out", NEVER_REPLACED) as tmp:
         write_into(plan, tmp, how)
         if check:
-            validate(tmp, out, how)
+            validate(tmp, out, how, plan)
     return out
-
-
-class SourceFolders:
-    """The folders a conversion was given; reading a file that resolves outside all of them (a symbolic
-    link, a ``..`` or an absolute path in a table) is refused unless `allow_outside`."""
-
-    def __init__(self, folders: Iterable[Path], allow_outside: bool = False):
-        self.folders = [Path(f) for f in folders]
-        self.bases = [Path(os.path.realpath(f)) for f in self.folders]
-        self.allow_outside = allow_outside
-
-    def check(self, path: Path, where: str) -> Path:
-        if self.allow_outside:
-            return path
-        target = Path(os.path.realpath(path))
-        if not any(target.is_relative_to(base) for base in self.bases):
-            named = ", ".join(str(f) for f in self.folders)
-            raise DatasetError(f"{where}: {path} resolves to {target}, outside the folder(s) given ({named}); "
-                               f"move the file into them, or pass --allow-outside (allow_outside=True) if reading it "
-                               f"is intended")
-        return path
 
 
 def folder(path: Path, fix: str) -> Path:
@@ -224,8 +203,17 @@ def find_named(root: Path, names: Iterable[str], depth: int, dirs: bool = False)
     return sorted(found)
 
 
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+def upright_size(path: Path, where: str) -> tuple[int, int]:
+    """(width, height) as bcc reads the picture (``data.images.upright_size``: EXIF orientation applied, from the
+    header alone, a decompression bomb refused). A file that cannot be sized is refused at `where` (the
+    release's table and line), naming the source file."""
+    try:
+        return _upright_size(path)
+    except UnreadableImage as e:
+        raise DatasetError(f"{where}: {e}; drop its row or replace the file (nothing was written)") from None
+    except (OSError, SyntaxError, ValueError) as e:  # what Pillow raises on a file it cannot read
+        raise DatasetError(f"{where}: cannot read image {path} (corrupt or truncated: {e}); re-extract it from the "
+                           f"release, or drop its row (nothing was written)") from None
 
 
 def conversion_parser(command: str, description: str) -> argparse.ArgumentParser:

@@ -27,7 +27,9 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from bcc.data import conversion
-from bcc.data.contract import DatasetError, check_unique
+from bcc.data.errors import DatasetError, warn
+from bcc.data.paths import SourceFolders
+from bcc.data.schema import Rule, TableSchema, one_of, unique
 
 BCC = "basal cell carcinoma"
 DIAGNOSES = (BCC, "blue nevus", "clark nevus", "combined nevus", "congenital nevus", "dermal nevus",
@@ -60,11 +62,10 @@ def _header(path: Path) -> list[str]:
 def _mapped(meta: pd.DataFrame, column: str, allowed: dict[str, str] | tuple[str, ...], path: Path) -> pd.Series:
     """A criterion's values, lower-cased; a value outside `allowed` is an error naming line and column
     (blank stays blank: not assessed)."""
+    TableSchema([one_of(column, ["", *allowed], lambda f: f"{f.path}: line {f.first}, column {f.column}: {f.value!r} "
+                                                        f"is not one of: {', '.join(allowed)}; fix the value",
+                        transform=lambda s: s.str.lower())]).validate(meta, path)
     values = meta[column].str.lower()
-    bad = values.ne("") & ~values.isin(list(allowed))
-    if bad.any():
-        raise DatasetError(f"{path}: line {bad.index[bad.to_numpy()][0]}, column {column}: {meta.loc[bad, column].iloc[0]!r}"
-                           f" is not one of: {', '.join(allowed)}; fix the value")
     return values.map(allowed).fillna("") if isinstance(allowed, dict) else values
 
 
@@ -79,7 +80,7 @@ def _disk_index(images: Path) -> dict[str, list[str]]:
     return index
 
 
-def _resolve(images: Path, rel: str, where: str, index: dict[str, list[str]], inside: conversion.SourceFolders) -> str:
+def _resolve(images: Path, rel: str, where: str, index: dict[str, list[str]], inside: SourceFolders) -> str:
     """The path under images/ of the file `rel` names: as spelled, or the one file matching it in any case."""
     if not rel:
         raise DatasetError(f"{where}: blank derm path; give the dermoscopic image's path under {images}")
@@ -92,7 +93,7 @@ def _resolve(images: Path, rel: str, where: str, index: dict[str, list[str]], in
         if len(matches) > 1:
             raise DatasetError(f"{where}: derm {rel!r} matches {len(matches)} files differing only in case "
                                f"({', '.join(matches)}); fix the path to name one")
-        conversion.warn(f"{where}: derm {rel!r} is spelled {matches[0]!r} on disk (case differs); using the file "
+        warn(f"{where}: derm {rel!r} is spelled {matches[0]!r} on disk (case differs); using the file "
                         f"on disk")
         rel = matches[0]
     inside.check(images / rel, where)  # an absolute path, a '..' or a symbolic link leading out
@@ -106,6 +107,14 @@ def _placed(rel: str) -> str:
     return f"images/{norm}" if not norm.is_absolute() and norm.parts[0] != ".." else f"images/outside/{norm.name}"
 
 
+def _row_index(n: int):
+    """A check: the values are row indexes of a table of `n` rows (0-based whole numbers)."""
+    def passes(s: pd.Series) -> pd.Series:
+        rows = pd.to_numeric(s, errors="coerce")
+        return rows.notna() & (rows % 1 == 0) & rows.between(0, n - 1)
+    return passes
+
+
 def _official_split(release: Path, meta: pd.DataFrame, image_ids: pd.Series) -> pd.DataFrame | None:
     """``image_id,split`` from meta/{train,valid,test}_indexes.csv (0-based rows of meta.csv), if present."""
     present = [s for s in SPLITS if (release / "meta" / f"{s}_indexes.csv").exists()]
@@ -115,11 +124,10 @@ def _official_split(release: Path, meta: pd.DataFrame, image_ids: pd.Series) -> 
     for split in present:
         path = release / "meta" / f"{split}_indexes.csv"
         idx = conversion.source_table(path, ("indexes",), f"part of {DOWNLOAD}")
-        rows = pd.to_numeric(idx["indexes"], errors="coerce")
-        bad = rows.isna() | (rows % 1 != 0) | ~rows.between(0, len(meta) - 1)
-        if bad.any():
-            raise DatasetError(f"{path}: line {bad.index[bad.to_numpy()][0]}: {idx.loc[bad, 'indexes'].iloc[0]!r} is not "
-                               f"a row index of meta/meta.csv (0 to {len(meta) - 1}); fix it or remove the split files")
+        TableSchema([Rule("a row of meta.csv", _row_index(len(meta)),
+                          lambda f: f"{f.path}: line {f.first}: {f.value!r} is not a row index of meta/meta.csv (0 to "
+                                    f"{len(meta) - 1}); fix it or remove the split files", "indexes")]).validate(idx, path)
+        rows = pd.to_numeric(idx["indexes"])
         parts.append(pd.DataFrame({"image_id": image_ids.iloc[rows.astype(int)].to_numpy(), "split": split,
                                    "line": idx.index, "file": path}))
     split = pd.concat(parts, ignore_index=True)
@@ -138,13 +146,13 @@ def plan(release: Path, allow_outside: bool = False) -> conversion.Plan:
     meta = conversion.source_table(path, ("diagnosis", "pigment_network", "vascular_structures", "derm"),
                                    f"the release folder holds meta/meta.csv ({DOWNLOAD})", ("case_num",))
     images = conversion.folder(release / "images", f"the release folder holds images/ ({DOWNLOAD})")
-    inside = conversion.SourceFolders([release], allow_outside)
+    inside = SourceFolders([release], allow_outside)
     index = _disk_index(images)
     rels = [_resolve(images, rel, f"{path}: line {line}", index, inside) for line, rel in meta["derm"].items()]
     placed = [_placed(r) for r in rels]
     ids = pd.Series([str(PurePosixPath(p).relative_to("images").with_suffix("")).replace("/", "_") for p in placed],
                     index=meta.index)
-    check_unique(pd.DataFrame({"image_id": ids}), ["image_id"], path)  # two rows naming one image
+    TableSchema([unique(["image_id"])]).validate(pd.DataFrame({"image_id": ids}), path)  # two rows naming one image
     diagnosis = _mapped(meta, "diagnosis", DIAGNOSES, path)
     case = meta.get("case_num", ids)
     table = pd.DataFrame({"image_id": ids.to_numpy(), "image": placed, "source": RATER,
@@ -154,6 +162,8 @@ def plan(release: Path, allow_outside: bool = False) -> conversion.Plan:
              "AT": _mapped(meta, "vascular_structures", VASCULAR, path)}
     result = conversion.Plan(RATER, table, conversion.annotations(table["image_id"], RATER, known),
                              files={p: images / r for p, r in zip(placed, rels, strict=True)},
+                             origin={p: (f"{path}: line {line}", images / r)
+                                     for p, r, line in zip(placed, rels, meta.index, strict=True)},
                              notes=[f"read {path} + {images}/"])
     split = _official_split(release, meta, ids)
     if split is not None:

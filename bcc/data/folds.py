@@ -11,7 +11,6 @@ then has every source, and the BCC of each, in every fold — what a per-source 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,9 @@ from bcc.core.config import Range
 from bcc.core.io import atomic_path, files_digest, write_csv
 from bcc.core.patterns import CODES
 from bcc.data.consensus import ensure_labels
-from bcc.data.contract import DatasetError, describe_duplicates, duplicate_images, load_image_table
+from bcc.data.contract import load_image_table
+from bcc.data.errors import DatasetError, warn
+from bcc.data.stamps import describe_duplicates, duplicate_images
 
 STRATA = [*list(CODES), "bcc"]
 
@@ -117,7 +118,7 @@ def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False,
     if "group" in images.columns or duplicates:
         groups = units(images, duplicates).reindex(labels["image_id"]).reset_index(drop=True)
     if verbose and duplicates:
-        print(f"warning: {describe_duplicates(root, duplicates)}", file=sys.stderr)
+        warn(describe_duplicates(root, duplicates))
     sources = images.set_index("image_id")["source"].reindex(labels["image_id"]) if by_source else None
     folds = assign_folds(labels, k=k, seed=seed, groups=groups, sources=sources)
     splits = pd.DataFrame({"image_id": labels["image_id"], "fold": folds})

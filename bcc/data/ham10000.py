@@ -19,7 +19,11 @@ Three releases of one kind of data (a biopsy-grade or consensus diagnosis per im
 
 ``diagnosis`` is 1 for BCC (``dx == bcc``, or the ``BCC`` column), 0 otherwise; ``group`` is the lesion id;
 one annotation row per image from a rater named after the source, every code blank (nobody rated the
-patterns: unknown, never 0). The official photographs are 600 x 450; a copy resized to a square without
+patterns: unknown, never 0). The images of one lesion must agree on BCC or not (a lesion with a ``bcc`` image
+and a ``bkl`` one is refused, naming both lines: one of them is mistyped, or they are two lesions). The
+release a table holds is told by its columns (``dx``: HAM10000's metadata; one-hot: an ISIC 2018 ground
+truth), not by its file name; a one-hot table is the training set when its lesion groupings are given
+(``--groupings``) and the test set when ``--layout isic2018_test`` says so or it bears the official test name. The official photographs are 600 x 450; a copy resized to a square without
 keeping the ratio gets ``aspect`` 1.3333 (``--aspect auto``, read from each file's header without decoding
 it), so `data.resize=crop` can undo the squeeze.
 """
@@ -37,8 +41,11 @@ from tqdm import tqdm
 
 from bcc.core.errors import UsageError
 from bcc.data import conversion
-from bcc.data.contract import ASPECT_RANGE, DatasetError, check_unique
+from bcc.data.contract import ASPECT_RANGE
+from bcc.data.errors import DatasetError
 from bcc.data.isic import one_hot
+from bcc.data.paths import SourceFolders
+from bcc.data.schema import Failure, Rule, TableSchema, not_blank, one_of, unique
 
 DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 ONE_HOT = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
@@ -77,6 +84,7 @@ class Layout:
     image_dirs: list[Path]
     groupings: Path | None = None
     roots: list[Path] | None = None  # default: the image folders
+    test: bool = False  # the ISIC 2018 test set: no lesion groupings, each image its own group
 
     def describe(self) -> str:
         names = ", ".join(f"{d.name}/" for d in self.image_dirs)
@@ -108,7 +116,7 @@ def find_layouts(root: Path, depth: int = SEARCH_DEPTH) -> list[Layout]:
                 dirs = dirs or _official_dirs(conversion.find_named(base, official.images, 2, dirs=True), official)
                 if official.groupings and groupings is None:
                     groupings = next(iter(conversion.find_named(base, [official.groupings], 2)), None)
-            layouts.append(Layout(official.source, table, dirs, groupings, [root]))
+            layouts.append(Layout(official.source, table, dirs, groupings, [root], official.layout == "isic2018_test"))
     return layouts
 
 
@@ -130,11 +138,27 @@ def choose_layout(root: Path, layout: str | None = None) -> Layout:
     return found[0]
 
 
-def layout_from(table: Path, image_dirs: list[Path], groupings: Path | None = None) -> Layout:
-    """The release named on the command line: a table and its image folder(s)."""
-    test = "test" in Path(table).name.lower()
-    return Layout("isic2018_test" if test else "ham10000", Path(table), [Path(d) for d in image_dirs],
-                  Path(groupings) if groupings else None)
+def layout_from(table: Path, image_dirs: list[Path], groupings: Path | None = None,
+                layout: str | None = None) -> Layout:
+    """The release named on the command line: a table and its image folder(s). Which release, from the
+    table's columns (a copy may be renamed ``…_latest.csv``, a name holding "test" or not): ``dx`` is
+    HAM10000's metadata; a one-hot ground truth is the test set when `layout` or its official name says so,
+    the training set when its lesion groupings are given or its name is the official training one."""
+    table = Path(table)
+    dirs, groups = [Path(d) for d in image_dirs], Path(groupings) if groupings else None
+    if not table.is_file() or _is_ham(table):
+        kind = "ham10000"
+    elif layout is not None:
+        kind = layout
+    elif groups is not None or table.name.lower() == OFFICIAL["isic2018_train"].table.lower():
+        kind = "isic2018_train"
+    elif table.name.lower() == OFFICIAL["isic2018_test"].table.lower():
+        kind = "isic2018_test"
+    else:
+        raise UsageError(f"{table}: a one-hot ground truth ({', '.join(ONE_HOT)}) of the ISIC 2018 training or test "
+                         f"set; say which: --groupings ISIC2018_Task3_Training_LesionGroupings.csv (the training set) "
+                         f"or --layout isic2018_test (no lesion groupings: each image its own group)")
+    return Layout(OFFICIAL[kind].source, table, dirs, groups, test=kind == "isic2018_test")
 
 
 def parse_aspect(value: str) -> str:
@@ -155,40 +179,56 @@ def _is_ham(table: Path) -> bool:
     return re.search(r"(^|[,\s\"])(dx|image_id)([,\s\"]|$)", head) is not None
 
 
+def _one_diagnosis(f: Failure) -> str:
+    """A lesion whose images disagree on BCC: its lines and what each says."""
+    lesion = f.table.at[f.first, "group"]
+    lines = [n for n in f.lines if f.table.at[n, "group"] == lesion]
+    said = ", ".join(f"{f.table.at[n, 'dx']} on line {n}" for n in lines)
+    return (f"{f.path}: lesion {lesion!r} has {said}: the images of one lesion share its diagnosis, BCC or not; fix "
+            f"the wrong value, or give the images of another lesion their own lesion id")
+
+
+#: the images of one lesion agree on BCC (a row-level rule over group, diagnosis and the release's own value)
+ONE_DIAGNOSIS = Rule("one diagnosis per lesion",
+                     lambda t: t.groupby("group")["diagnosis"].transform("nunique").eq(1), _one_diagnosis)
+
+
 def _read_ham(path: Path) -> pd.DataFrame:
     """image, diagnosis, group from HAM10000_metadata.csv."""
     meta = conversion.source_table(path, ("image_id", "dx"), f"give HAM10000_metadata.csv ({DOWNLOAD})",
                                    ("lesion_id",))
-    blank = meta["image_id"].eq("")
-    if blank.any():
-        raise DatasetError(f"{path}: line {blank.index[blank.to_numpy()][0]}: blank image_id; give every row its image")
-    check_unique(meta, ["image_id"], path)
+    TableSchema([
+        not_blank("image_id", lambda f: f"{f.path}: line {f.first}: blank image_id; give every row its image"),
+        unique(["image_id"]),
+        one_of("dx", DX, lambda f: f"{f.path}: line {f.first}, column dx: {f.value!r} is not one of {', '.join(DX)}; "
+                                   f"fix the value", transform=lambda s: s.str.lower()),
+    ]).validate(meta, path)
     dx = meta["dx"].str.lower()
-    bad = ~dx.isin(DX)
-    if bad.any():
-        raise DatasetError(f"{path}: line {bad.index[bad.to_numpy()][0]}, column dx: {meta.loc[bad, 'dx'].iloc[0]!r} is "
-                           f"not one of {', '.join(DX)}; fix the value")
     lesion = meta.get("lesion_id", meta["image_id"])
-    return pd.DataFrame({"image": meta["image_id"], "diagnosis": dx.eq("bcc").astype(int).astype(str),
-                         "group": lesion.where(lesion.ne(""), meta["image_id"])})
+    rows = pd.DataFrame({"image": meta["image_id"], "diagnosis": dx.eq("bcc").astype(int).astype(str),
+                         "group": lesion.where(lesion.ne(""), meta["image_id"]), "dx": dx})
+    return TableSchema([ONE_DIAGNOSIS]).validate(rows, path).drop(columns="dx")
 
 
-def _read_one_hot(path: Path, groupings: Path | None) -> pd.DataFrame:
-    """image, diagnosis, group from an ISIC 2018 Task 3 ground truth (and its lesion groupings)."""
-    gt = conversion.source_table(path, ("image", *ONE_HOT), f"give the ISIC 2018 Task 3 ground truth ({DOWNLOAD})")
-    check_unique(gt, ["image"], path)
-    diagnosis = one_hot(gt, ONE_HOT, path).eq("BCC").astype(int).astype(str)
+def _read_one_hot(path: Path, groupings: Path | None, test: bool) -> pd.DataFrame:
+    """image, diagnosis, group from an ISIC 2018 Task 3 ground truth (and its lesion groupings; the test set
+    has none)."""
+    gt = TableSchema([unique(["image"])]).validate(
+        conversion.source_table(path, ("image", *ONE_HOT), f"give the ISIC 2018 Task 3 ground truth ({DOWNLOAD})"), path)
+    dx = one_hot(gt, ONE_HOT, path)
     group = gt["image"]
     if groupings is not None:
         groups = conversion.source_table(groupings, ("image", "lesion_id"),
                                          f"give ISIC2018_Task3_Training_LesionGroupings.csv ({DOWNLOAD})")
-        check_unique(groups, ["image"], groupings)
+        TableSchema([unique(["image"])]).validate(groups, groupings)
         lesion = groups.set_index("image")["lesion_id"].reindex(gt["image"]).fillna("").to_numpy()
         group = pd.Series(np.where(lesion == "", gt["image"], lesion), index=gt.index)  # none: its own group
-    elif "test" not in path.name.lower():
+    elif not test:
         raise DatasetError(f"{path}: the training set has several images of one lesion; give its lesion groupings "
                            f"(--groupings ISIC2018_Task3_Training_LesionGroupings.csv) so they stay in one fold")
-    return pd.DataFrame({"image": gt["image"], "diagnosis": diagnosis, "group": group})
+    rows = pd.DataFrame({"image": gt["image"], "diagnosis": dx.eq("BCC").astype(int).astype(str), "group": group,
+                         "dx": dx})
+    return TableSchema([ONE_DIAGNOSIS]).validate(rows, path).drop(columns="dx")
 
 
 def plan(layout: Layout, aspect: str = "auto", allow_outside: bool = False) -> conversion.Plan:
@@ -198,27 +238,28 @@ def plan(layout: Layout, aspect: str = "auto", allow_outside: bool = False) -> c
     if not table.is_file():
         raise DatasetError(f"{table}: {'not a file' if table.exists() else 'file not found'}; give "
                            f"HAM10000_metadata.csv or an ISIC 2018 Task 3 ground truth ({DOWNLOAD})")
-    rows = _read_ham(table) if _is_ham(table) else _read_one_hot(table, layout.groupings)
+    rows = _read_ham(table) if _is_ham(table) else _read_one_hot(table, layout.groupings, layout.test)
     if not layout.image_dirs:
         names = [n for o in OFFICIAL.values() for n in o.images]
         raise DatasetError(f"{table}: no image folder ({', '.join(names)}) beside it or one folder up; give the "
                            f"table and its image folder(s) explicitly")
     fix = "give every image folder of the release (HAM10000 has two: HAM10000_images_part_1 and _part_2)"
     dirs = [conversion.folder(d, fix) for d in layout.image_dirs]
-    inside = conversion.SourceFolders(layout.roots or dirs, allow_outside)
+    inside = SourceFolders(layout.roots or dirs, allow_outside)
     files = conversion.image_files(dirs, SUFFIXES)
     searched = ", ".join(str(d) for d in dirs)
-    sources = []
+    sources, wheres = [], []
     for line, name in tqdm(rows["image"].items(), total=len(rows), desc=f"{layout.source}: finding images",
                            unit="image", disable=None):
         where = f"{table}: line {line}"
         sources.append(inside.check(conversion.find_image(files, name, where, searched, SUFFIXES, fix), where))
+        wheres.append(where)
     images = pd.DataFrame({"image_id": rows["image"].to_numpy(), "image": [f"images/{p.name}" for p in sources],
                            "source": layout.source, "group": rows["group"].to_numpy(),
                            "diagnosis": rows["diagnosis"].to_numpy()})
     notes = [f"read {layout.describe()}"]
     if aspect == "auto":
-        square = [w == h for w, h in (conversion.upright_size(p) for p in sources)]
+        square = [w == h for w, h in (conversion.upright_size(p, where) for p, where in zip(sources, wheres, strict=True))]
         images["aspect"] = np.where(square, SQUEEZED, "")
         if any(square):
             notes.append(f"aspect {SQUEEZED} (4:3) on the {sum(square)} square image files: the official photographs "
@@ -226,7 +267,9 @@ def plan(layout: Layout, aspect: str = "auto", allow_outside: bool = False) -> c
     elif aspect != "none":
         images["aspect"] = aspect
     return conversion.Plan(layout.source, images, conversion.annotations(images["image_id"], layout.source),
-                           files=dict(zip(images["image"], sources, strict=True)), notes=notes)
+                           files=dict(zip(images["image"], sources, strict=True)), notes=notes,
+                           origin={rel: (where, src) for rel, where, src in zip(images["image"], wheres, sources,
+                                                                                strict=True)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", type=Path,
                         help="the folder holding the release; or its table (HAM10000_metadata.csv, "
                              "ISIC2018_Task3_*_GroundTruth.csv) followed by its image folder(s)")
-    parser.add_argument("--layout", choices=list(OFFICIAL), help="which release, where the folder holds several")
+    parser.add_argument("--layout", choices=list(OFFICIAL),
+                        help="which release, where the folder holds several (or a one-hot table is the test set's)")
     parser.add_argument("--groupings", type=Path, help="ISIC2018_Task3_Training_LesionGroupings.csv (lesion → group)")
     parser.add_argument("--aspect", default="auto",
                         help="auto: 1.3333 (4:3) on square files, the official 600 x 450 squeezed; none: blank; "
@@ -248,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.groupings:
                 layout.groupings = args.groupings
         elif len(args.paths) >= 2:
-            layout = layout_from(args.paths[0], args.paths[1:], args.groupings)
+            layout = layout_from(args.paths[0], args.paths[1:], args.groupings, args.layout)
         else:
             raise UsageError(f"{args.paths[0]}: give the folder holding the release, or its table followed by its "
                              f"image folder(s)")

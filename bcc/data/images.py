@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from bcc.core import settings
 from bcc.core.errors import BadInput
 
 DEFAULT_IMAGE_SIZE = 224
-IMAGE_SIZE = (16, 4096)  # the network input sides bcc trains and serves (data.image_size)
+IMAGE_SIZE = settings.IMAGE_SIZE  # the network input sides bcc trains and serves (data.image_size's range)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"II*\x00": "TIFF",
               b"MM\x00*": "TIFF", b"BM": "BMP"}

@@ -23,7 +23,10 @@ import numpy as np
 import pandas as pd
 
 from bcc.data import conversion
-from bcc.data.contract import DatasetError, check_unique, read_csv
+from bcc.data.csvfile import read_csv
+from bcc.data.errors import DatasetError
+from bcc.data.paths import SourceFolders, check_how
+from bcc.data.schema import Rule, TableSchema, unique
 
 DIAGNOSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 RATER = "isic2019"
@@ -36,16 +39,15 @@ def one_hot(gt: pd.DataFrame, columns: tuple[str, ...], path: Path) -> pd.Series
     1, several, or a value other than 0/1 is an error naming its line."""
     present = [c for c in columns if c in gt.columns]
     values = gt[present].apply(pd.to_numeric, errors="coerce")
-    bad = values.isna().any(axis=1) | ~values.isin([0, 1]).all(axis=1) | values.sum(axis=1).ne(1)
-    if bad.any():
-        raise DatasetError(f"{path}: line {bad.index[bad.to_numpy()][0]}: expected exactly one 1.0 among "
-                           f"{list(columns)} (one-hot), got {gt.loc[bad, ['image', *present]].iloc[0].to_dict()}")
+    TableSchema([Rule("one-hot", lambda t: values.notna().all(axis=1) & values.isin([0, 1]).all(axis=1)
+                      & values.sum(axis=1).eq(1),
+                      lambda f: f"{f.path}: line {f.first}: expected exactly one 1.0 among {list(columns)} (one-hot), "
+                                f"got {f.value[['image', *present]].to_dict()}")]).validate(gt, path)
     return values.idxmax(axis=1)
 
 
 def _read_ground_truth(path: Path) -> pd.DataFrame:
-    gt = read_csv(path, ("image", *DIAGNOSES[:-1]), ("UNK",))
-    check_unique(gt, ["image"], path)
+    gt = TableSchema([unique(["image"])]).validate(read_csv(path, ("image", *DIAGNOSES[:-1]), ("UNK",)), path)
     return gt.assign(diagnosis=one_hot(gt, DIAGNOSES, path).eq("BCC").astype(int).astype(str))
 
 
@@ -58,30 +60,32 @@ def plan(ground_truth: Path, images_dir: Path, metadata: Path | None = None,
         raise DatasetError(f"{ground_truth}: file not found; give ISIC_2019_Training_GroundTruth.csv")
     gt = _read_ground_truth(ground_truth)
     images_dir = conversion.folder(images_dir, IMAGES_FIX)
-    inside = conversion.SourceFolders([images_dir], allow_outside)
+    inside = SourceFolders([images_dir], allow_outside)
     files = conversion.image_files([images_dir], SUFFIXES)
-    sources = [inside.check(conversion.find_image(files, name, f"{ground_truth}: line {line}", str(images_dir),
-                                                  SUFFIXES, IMAGES_FIX), f"{ground_truth}: line {line}")
-               for line, name in gt["image"].items()]
+    wheres = [f"{ground_truth}: line {line}" for line in gt.index]
+    sources = [inside.check(conversion.find_image(files, name, where, str(images_dir), SUFFIXES, IMAGES_FIX), where)
+               for where, name in zip(wheres, gt["image"], strict=True)]
     table = pd.DataFrame({"image_id": gt["image"].to_numpy(), "image": [f"images/{p.name}" for p in sources],
                           "source": "isic2019", "diagnosis": gt["diagnosis"].to_numpy()})
     if metadata is not None:
-        meta = read_csv(Path(metadata), ("image",), ("age_approx", "anatom_site_general", "lesion_id", "sex"))
-        check_unique(meta, ["image"], Path(metadata))
+        meta = TableSchema([unique(["image"])]).validate(
+            read_csv(Path(metadata), ("image",), ("age_approx", "anatom_site_general", "lesion_id", "sex")), Path(metadata))
         lesion = meta.set_index("image").reindex(gt["image"])["lesion_id"].fillna("").to_numpy()
         table.insert(3, "group", np.where(lesion == "", table["image_id"], lesion))  # no lesion id: its own group
     return conversion.Plan("isic2019", table, conversion.annotations(table["image_id"], RATER),
-                           files=dict(zip(table["image"], sources, strict=True)))
+                           files=dict(zip(table["image"], sources, strict=True)),
+                           origin={rel: (where, src) for rel, where, src in zip(table["image"], wheres, sources,
+                                                                                strict=True)})
 
 
 def convert(ground_truth: Path, images_dir: Path, out: Path, metadata: Path | None = None,
             how: str = "hard", allow_outside: bool = False) -> Path:
     """Write the dataset contract into `out` (atomically, validated: `conversion.write`).
 
-    `how` places the images: ``hard`` links, ``copy`` or ``symlink`` (`contract.place_file`). An existing
+    `how` places the images: ``hard`` links, ``copy`` or ``symlink`` (`paths.place_file`). An existing
     `out` is refused, so nothing of the user's is ever replaced or deleted.
     """
-    conversion.check_how(how)
+    check_how(how)
     conversion.refuse_existing(Path(out))
     return conversion.write(plan(ground_truth, images_dir, metadata, allow_outside), out, how)
 

@@ -24,28 +24,24 @@ from pathlib import Path
 import pandas as pd
 
 from bcc.core.cli import run_command, tool_parser
-from bcc.data.contract import (
-    LINK_MODES,
-    DatasetError,
-    describe_duplicates,
-    duplicate_images,
-    load_dataset,
-    place_file,
-)
-from bcc.data.conversion import staged
+from bcc.core.io import refuse_existing, staged_folder
+from bcc.data.contract import load_dataset
+from bcc.data.errors import DatasetError, warn
+from bcc.data.paths import check_how, place_file
+from bcc.data.stamps import describe_duplicates, duplicate_images
 
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+NEVER_REPLACED = "merging never overwrites a dataset"
 
 
 def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, how: str = "hard",
           allow_outside: bool = False) -> pd.DataFrame:
-    """Write the merged dataset to `out` (atomically: `conversion.staged`); returns images.csv.
+    """Write the merged dataset to `out` (atomically: `core.io.staged_folder`); returns images.csv.
 
-    `how` places the files (`contract.place_file`); `allow_outside` lets a source's paths lead outside it
+    `how` places the files (`paths.place_file`); `allow_outside` lets a source's paths lead outside it
     (its files are then linked or copied into the merged dataset all the same).
     """
-    if how not in LINK_MODES:
-        raise DatasetError(f"how={how!r}: choose one of {list(LINK_MODES)}")
+    check_how(how)
     roots = [Path(r).resolve() for r in roots]
     names = list(names) if names else [r.name for r in roots]
     if len(names) != len(roots) or len(set(names)) != len(names):
@@ -54,11 +50,10 @@ def merge(roots: Sequence[Path], out: Path, names: Sequence[str] | None = None, 
     if unfit:  # a name is a folder of the merged dataset and an id prefix: no '/', no '..'
         raise DatasetError(f"--names {unfit}: a name is letters, digits, '.', '-' or '_', not starting with '.'")
     out = Path(out)
-    if out.exists() or out.is_symlink():
-        raise DatasetError(f"{out} exists: choose a new --out (merging never overwrites a dataset)")
+    refuse_existing(out, "--out", NEVER_REPLACED)
     # every source valid before anything is written, and the sources left untouched (no decode stamp)
     sources = [load_dataset(root, allow_outside=allow_outside, write_stamp=False) for root in roots]
-    with staged(out) as tmp:
+    with staged_folder(out, None, "--out", NEVER_REPLACED) as tmp:
         images, annotations = [], []
         for ds, name in zip(sources, names, strict=True):
             im = ds.images.copy()
@@ -112,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         merged = merge(a.datasets, a.out, a.names.split(",") if a.names else None, a.how, a.allow_outside)
         print(f"{a.out}: {len(merged)} images from {len(a.datasets)} datasets")
         if duplicates := duplicate_images(a.out, merged):  # e.g. two datasets holding the same images
-            print(f"warning: {describe_duplicates(a.out, duplicates)}", file=sys.stderr)
+            warn(describe_duplicates(a.out, duplicates))
 
     return run_command("bcc.data.merge", body, a.debug)
 

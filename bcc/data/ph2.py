@@ -6,7 +6,10 @@
 (the xlsx is read when present, else the txt; ``--table`` picks) — and
 ``PH2 Dataset images/IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp`` with the lesion segmentation
 ``IMDxxx_lesion/IMDxxx_lesion.bmp``. The lesion masks become the contract's ``masks/<id>_lesion.png``
-(0/255; a BMP converted to PNG, a PNG placed as it is); a mask whose size is not its image's is refused.
+(0/255; a BMP converted to PNG, a PNG placed as it is); a mask whose size is not its image's is refused. A
+mask that marks nothing (all 0) or the whole picture (all 255) says nothing about where the lesion is: its
+case is converted without it, with a warning, so it never enters the lesion statistics (Grad-CAM's mass on
+the lesion, `bcc.evaluation.lesion_focus`).
 
 PH2 holds 80 common nevi, 80 atypical nevi and 40 melanomas: ``diagnosis`` is 0 for every image (no BCC).
 Its pigment network (``T`` typical, ``AT`` atypical — not bcc's ``AT`` code —, ``A`` absent) gives ``PN``
@@ -24,7 +27,9 @@ from PIL import Image
 
 from bcc.core.errors import UsageError
 from bcc.data import conversion
-from bcc.data.contract import DatasetError
+from bcc.data.errors import DatasetError, warn
+from bcc.data.paths import SourceFolders
+from bcc.data.schema import Rule, TableSchema, one_of, unique
 
 TABLES = ("PH2_dataset.xlsx", "PH2_dataset.txt")
 IMAGES = "PH2 Dataset images"
@@ -52,6 +57,34 @@ def _column(name: object) -> str:
     return str(name).split("\n")[0].strip().lower() if isinstance(name, str) else ""
 
 
+def _one_x(cells: pd.DataFrame) -> pd.Series:
+    """One X among the clinical-diagnosis columns of the xlsx (the txt has one code column instead)."""
+    return cells[list(CLINICAL)].ne("").sum(axis=1).eq(1) if set(CLINICAL) <= set(cells.columns) else \
+        pd.Series(True, index=cells.index)
+
+
+#: the criteria table's values (txt: the clinical diagnosis as a code; xlsx: an X in one of three columns)
+CRITERIA = [
+    one_of("clinical diagnosis", ["0", "1", "2"],
+           lambda f: f"{f.path}: {f.unit} {f.first}, column Clinical Diagnosis: {f.value!r} is not 0, 1 or 2 (common "
+                     f"nevus, atypical nevus, melanoma)"),
+    Rule("one X", _one_x,
+         lambda f: f"{f.path}: {f.unit} {f.first}: expected one X among the Clinical Diagnosis columns (Common Nevus, "
+                   f"Atypical Nevus, Melanoma), got {int(f.value[list(CLINICAL)].ne('').sum())}"),
+    one_of("pigment network", PIGMENT_NETWORK, transform=lambda s: s.str.upper(),
+           says=lambda f: f"{f.path}: {f.unit} {f.first}, column Pigment Network: {f.value!r} is not one of T (typical), "
+                          f"AT (atypical), A (absent); fix the value"),
+]
+NAMES = [
+    Rule("PH2 name", lambda n: bool(NAME.fullmatch(n)),
+         lambda f: f"{f.path}: {f.unit} {f.first}: image name {f.value!r} is not a PH2 name (IMDxxx); fix it",
+         "image_id", element_wise=True),
+    unique(["image_id"], lambda f: f"{f.path}: image {f.value['image_id']!r} on {f.unit}s "
+                                   f"{', '.join(str(n) for n in f.lines if f.table.at[n, 'image_id'] == f.value['image_id'])};"
+                                   f" keep one {f.unit} each"),
+]
+
+
 def _rows(cells: pd.DataFrame, header: list[str], path: Path, unit: str, header_at: int) -> pd.DataFrame:
     """image_id, clinical, pigment_network from the table's cells (indexed by `unit`: Excel's row or the
     txt's line) under `header` (at `header_at`)."""
@@ -65,27 +98,12 @@ def _rows(cells: pd.DataFrame, header: list[str], path: Path, unit: str, header_
                            f"{[c for c in header if c]}; this is not PH2's criteria table ({DOWNLOAD})")
     cells = cells.set_axis(header, axis=1)
     cells = cells.loc[:, ~cells.columns.duplicated()]
+    TableSchema(CRITERIA).validate(cells, path, unit)
     if "clinical diagnosis" in cells:
-        code = cells["clinical diagnosis"]
-        bad = ~code.isin(["0", "1", "2"])
-        if bad.any():
-            raise DatasetError(f"{path}: {unit} {bad.index[bad.to_numpy()][0]}, column Clinical Diagnosis: "
-                               f"{code[bad].iloc[0]!r} is not 0, 1 or 2 (common nevus, atypical nevus, melanoma)")
-        clinical = code.map(lambda c: CLINICAL[int(c)])
+        clinical = cells["clinical diagnosis"].map(lambda c: CLINICAL[int(c)])
     else:
-        marked = cells[list(CLINICAL)].ne("")
-        bad = marked.sum(axis=1).ne(1)
-        if bad.any():
-            raise DatasetError(f"{path}: {unit} {bad.index[bad.to_numpy()][0]}: expected one X among the Clinical "
-                               f"Diagnosis columns (Common Nevus, Atypical Nevus, Melanoma), got "
-                               f"{int(marked[bad].iloc[0].sum())}")
-        clinical = marked.idxmax(axis=1)
+        clinical = cells[list(CLINICAL)].ne("").idxmax(axis=1)
     network = cells["pigment network"].str.upper()
-    bad = ~network.isin(list(PIGMENT_NETWORK))
-    if bad.any():
-        raise DatasetError(f"{path}: {unit} {bad.index[bad.to_numpy()][0]}, column Pigment Network: "
-                           f"{cells.loc[bad, 'pigment network'].iloc[0]!r} is not one of T (typical), AT (atypical), "
-                           f"A (absent); fix the value")
     return pd.DataFrame({"image_id": cells["name"], "clinical": clinical, "pigment_network": network}).rename_axis(unit)
 
 
@@ -157,26 +175,30 @@ def _bmp_to_png(src: Path):
     return make
 
 
+def _marks(mask: Path) -> str | None:
+    """Why the lesion mask `mask` marks no lesion (every pixel 0, or every pixel set), or None when it marks one."""
+    try:
+        with Image.open(mask) as im:
+            marked = np.asarray(im.convert("L")) > 0
+    except (OSError, SyntaxError, ValueError) as e:  # what Pillow raises on a file it cannot read
+        raise DatasetError(f"{mask}: cannot read the lesion mask ({e}); re-extract the case from {DOWNLOAD}") from None
+    if not marked.any():
+        return "all 0: nothing marked"
+    return "every pixel marked: the whole picture" if marked.all() else None
+
+
 def plan(table: Path, allow_outside: bool = False, root: Path | None = None) -> conversion.Plan:
     """The PH2 folder `root` (default: `table`'s) read with its criteria `table`, as a
     :class:`~bcc.data.conversion.Plan`."""
     table = Path(table)
     rows = read_table(table)
-    unit = rows.index.name
-    bad = ~rows["image_id"].map(lambda n: bool(NAME.fullmatch(n)))
-    if bad.any():
-        raise DatasetError(f"{table}: {unit} {bad.index[bad.to_numpy()][0]}: image name {rows.loc[bad, 'image_id'].iloc[0]!r}"
-                           f" is not a PH2 name (IMDxxx); fix it")
-    twice = rows["image_id"].duplicated(keep=False)
-    if twice.any():
-        name = rows.loc[twice, "image_id"].iloc[0]
-        raise DatasetError(f"{table}: image {name!r} on {unit}s {', '.join(map(str, rows.index[rows['image_id'] == name]))};"
-                           f" keep one {unit} each")
+    unit = str(rows.index.name)
+    TableSchema(NAMES).validate(rows, table, unit)
     root = Path(root) if root is not None else table.parent
     cases = conversion.folder(next(iter(conversion.find_named(root, [IMAGES], 2, dirs=True)), root / IMAGES),
                               f"the PH2 folder holds '{IMAGES}/' beside {table.name} ({DOWNLOAD})")
-    inside = conversion.SourceFolders([root], allow_outside)
-    files, made, sources, missing = {}, {}, [], []
+    inside = SourceFolders([root], allow_outside)
+    files, made, origin, sources, missing, blank = {}, {}, {}, [], [], []
     for number, name in rows["image_id"].items():
         where = f"{table}: {unit} {number}"
         fix = f"every PH2 case has {IMAGES}/{name}/{name}_Dermoscopic_Image/{name}.bmp ({DOWNLOAD})"
@@ -184,6 +206,7 @@ def plan(table: Path, allow_outside: bool = False, root: Path | None = None) -> 
         found = conversion.image_files([image_dir], SUFFIXES) if image_dir.is_dir() else {}
         image = inside.check(conversion.find_image(found, name, where, str(image_dir), SUFFIXES, fix), where)
         files[f"images/{image.name}"] = image
+        origin[f"images/{image.name}"] = (where, image)
         sources.append(f"images/{image.name}")
         mask_dir = cases / name / f"{name}_lesion"
         masks = conversion.image_files([mask_dir], MASK_SUFFIXES).get(f"{name}_lesion", []) if mask_dir.is_dir() else []
@@ -194,10 +217,14 @@ def plan(table: Path, allow_outside: bool = False, root: Path | None = None) -> 
             raise DatasetError(f"{where}: {len(masks)} lesion masks in {mask_dir} ({', '.join(m.name for m in masks)}); "
                                f"keep one")
         mask = inside.check(masks[0], where)
-        if conversion.upright_size(mask) != conversion.upright_size(image):
-            (mw, mh), (iw, ih) = conversion.upright_size(mask), conversion.upright_size(image)
+        (mw, mh), (iw, ih) = conversion.upright_size(mask, where), conversion.upright_size(image, where)
+        if (mw, mh) != (iw, ih):
             raise DatasetError(f"{mask}: lesion mask is {mw}x{mh} but its image {image.name} is {iw}x{ih}; a mask must "
                                f"have its image's size (re-extract the case from {DOWNLOAD})")
+        if (marks := _marks(mask)) is not None:
+            blank.append(f"{name} ({marks})")
+            continue
+        origin[f"masks/{name}_lesion.png"] = (where, mask)
         if mask.suffix.lower() == ".png":
             files[f"masks/{name}_lesion.png"] = mask
         else:
@@ -209,10 +236,14 @@ def plan(table: Path, allow_outside: bool = False, root: Path | None = None) -> 
     notes = [f"read {table} + {cases.name}/: " + ", ".join(f"{c} {counts.get(c, 0)}" for c in CLINICAL)
              + " (diagnosis 0: PH2 has no BCC)"]
     if missing:
-        conversion.warn(f"{len(missing)} case(s) without a lesion mask ({', '.join(missing[:5])}"
-                        f"{', …' if len(missing) > 5 else ''}): converted without one")
+        warn(f"{len(missing)} case(s) without a lesion mask ({', '.join(missing[:5])}"
+             f"{', …' if len(missing) > 5 else ''}): converted without one")
+    if blank:
+        warn(f"{len(blank)} lesion mask(s) mark no lesion ({', '.join(blank[:5])}{', …' if len(blank) > 5 else ''}): "
+             f"their cases are converted without one, kept out of the lesion statistics (re-extract them from "
+             f"{DOWNLOAD})")
     return conversion.Plan(RATER, images, conversion.annotations(images["image_id"], RATER, known),
-                           files=files, made=made, notes=notes)
+                           files=files, made=made, origin=origin, notes=notes)
 
 
 def choose_table(root: Path, table: Path | None = None) -> Path:

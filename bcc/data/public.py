@@ -25,9 +25,11 @@ from pathlib import Path
 import pandas as pd
 
 from bcc.core.cli import run_command
+from bcc.core.io import staged_folder
 from bcc.data import conversion, derm7pt, ham10000, ph2
-from bcc.data.contract import DatasetError
+from bcc.data.errors import DatasetError
 from bcc.data.merge import merge
+from bcc.data.paths import check_how
 
 SEARCH_DEPTH = 4
 LOOKED_FOR = {"ham10000": "HAM10000_metadata.csv or ISIC2018_Task3_Training_GroundTruth.csv",
@@ -74,7 +76,7 @@ def find_sets(data: Path, allow_outside: bool = False) -> dict[str, Found]:
 def prepare_public(data: Path, out: Path, how: str = "hard", allow_outside: bool = False) -> pd.DataFrame:
     """Convert every set found under `data` into ``<out>/<name>/`` and merge them into ``<out>/merged/``
     (atomically); returns the per-source counts (images, BCC, PN/AT known and positive, groups)."""
-    conversion.check_how(how)
+    check_how(how)
     out, data = Path(out), Path(data)
     conversion.refuse_existing(out)
     sets = find_sets(data, allow_outside)
@@ -84,20 +86,21 @@ def prepare_public(data: Path, out: Path, how: str = "hard", allow_outside: bool
     if not sets:
         raise DatasetError(f"{data}: none of the supported sets found ({'; '.join(LOOKED_FOR.values())}); point at the "
                            f"folder holding them (docs/dataset.md, 'Public datasets', says where to download each)")
-    counts = {}
-    with conversion.staged(out) as tmp:
+    counts, origin = {}, {}
+    with staged_folder(out, None, "--out", conversion.NEVER_REPLACED) as tmp:
         for name, found in sets.items():
             plan = found.plan()
             (tmp / name).mkdir()
             conversion.write_into(plan, tmp / name, how)
             counts[name] = plan.counts()
+            origin.update({f"{name}/{rel}": o for rel, o in plan.origin.items()})
             for note in plan.notes:
                 print(f"{name}: {note}")
         try:  # merge validates every set (each file decoded once) before it writes the merged one
             merge([tmp / name for name in sets], tmp / "merged", list(sets),
                   "symlink" if how == "symlink" else "hard", allow_outside=how == "symlink")
         except DatasetError as e:
-            raise conversion.relocated(e, tmp, out) from None
+            raise conversion.relocated(e, tmp, out, origin) from None
         if how == "symlink":
             _relative_links(tmp / "merged", tmp)
     table = pd.DataFrame(counts).T.rename_axis("source")

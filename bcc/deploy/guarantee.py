@@ -37,11 +37,12 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from bcc.core.classification import binary_metrics
 from bcc.core.errors import BadInput
+from bcc.core.settings import GUARANTEE_MAX_BATCH
 from bcc.models.calibration import threshold_for_sensitivity
 
 #: the largest batch a guarantee covers: beyond it the batch and the population guarantees agree, and the
 #: beta-binomial law's cost grows with the batch
-MAX_BATCH = 100_000
+MAX_BATCH = GUARANTEE_MAX_BATCH  # core.settings: the export command's range reads it too
 
 
 def percent(x: float) -> str:

@@ -1,8 +1,8 @@
 """The Grad-CAM maps drawn by the page itself from the raw arrays: one script shared by ``report.html`` and
 the review app (``bcc.review``).
 
-Triage used to post-process, colour, blend and JPEG-encode eight overlays per lesion (about 4 ms a lesion,
-two thirds of the throughput on 224 px PNGs). Now it hands the page the raw maps (8 x h x w floats, 7 x 7
+Triage used to post-process, colour, blend and JPEG-encode eight overlays per lesion (most of its time on
+224 px PNGs: docs/speed.md). Now it hands the page the raw maps (8 x h x w floats, 7 x 7
 for MobileNetV2 at 224 px: 392 numbers) and the browser does the rest, exactly as
 ``bcc.explanation.gradcam.postprocess`` and ``bcc.explanation.render.overlay`` do: ReLU, min-max
 ``(c − min) / (1e-7 + max)``, bilinear resize (``align_corners=False``), min-max again, matplotlib's jet

@@ -1,7 +1,7 @@
 """Triage of new images: read, score (and explain) a folder, rank the worklist, write it and the report.
 
 ``run_triage`` is what ``python -m bcc.predict checkpoint=<ckpt|onnx> input=<dir|image> output=<dir>``
-does (options: ``conf/predict.yaml``, checked first by ``bcc.deploy.options``: a wrong value, or
+does (options: ``conf/predict.yaml``, checked first by ``bcc.deploy.option_checks``: a wrong value, or
 ``output=`` being or lying inside a folder ``input=``, is refused before anything is read or written).
 It writes to `output`:
 
@@ -44,16 +44,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bcc.core.config import Range
-from bcc.core.io import OutputSet, atomic_path, csv_safe, write_csv, write_json
+from bcc.core.io import OutputSet, atomic_path, csv_safe, shown, write_csv, write_json
 from bcc.core.jobs import file_sha256
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
 from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
-from bcc.deploy.options import input_and_output
+from bcc.deploy.option_checks import input_and_output
 from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
 from bcc.deploy.thresholds import Thresholds, load_thresholds
-from bcc.explanation.batch import input_name, list_inputs, read_input, shown
+from bcc.explanation.batch import input_name, list_inputs, read_input
 
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
 SHRINK_WARNING = 8   # an image this many times larger than the model's input is said to lose its fine detail
@@ -154,8 +153,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
     itself, scores and maps come from the same pass. `render` encodes the report's picture of each lesion
     as it goes; the maps are kept raw (8 x h x w floats) and drawn by the page, so they cost triage next
     to nothing. Outside the scorer's and explainer's own calls torch runs on one thread: what is left for
-    it is too small to share, and on a busy machine 2 threads made it ~100x slower (measured: 16 ms
-    instead of 0.13 ms per image).
+    it is too small to share, and on a busy machine 2 threads made it far slower (docs/speed.md).
     """
     lesions: list[Lesion] = []
     with _progress(len(files), progress) as bar, torch_threads(1):
@@ -246,14 +244,8 @@ def guarantee_status(g: Mapping[str, Any] | None, th: Thresholds) -> dict[str, A
 
 
 # ---- the command ----------------------------------------------------------------------------------------
-#: what each number and switch of ``conf/predict.yaml`` takes (``bcc.core.cli.options`` checks them)
-OPTIONS = {"batch_size": Range(int, 1), "threads": Range(int, 1), "max_megapixels": Range(float, 0, low_open=True),
-           "explain": Range(bool), "report": Range(bool), "progress": Range(bool, nullable=True),
-           "overwrite": Range(bool)}
-
-
 def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
-    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``, checked against ``OPTIONS``);
+    """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``, checked against ``core.settings.PredictConfig``);
     returns the worklist (``triage.csv`` holds it with formula-leading text cells neutralised)."""
     t0 = time.perf_counter()
     inp, out = input_and_output(a)

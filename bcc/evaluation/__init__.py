@@ -3,8 +3,8 @@
 One concept per module, the numbers from scikit-learn and torchmetrics (``metrics``):
 
 * ``pipeline`` — the whole evaluation of an experiment, from ``conf/eval.yaml``; ``report`` renders it
-  (report.md, the W&B summary run), ``markdown`` its tables, ``figures`` the ROC, confusion and
-  per-pattern figures;
+  (report.md, its list of files read from the folder), ``wandb_summary`` logs it (the W&B summary run),
+  ``markdown`` its tables, ``figures`` the ROC, confusion and per-pattern figures;
 * ``runs`` — finding an experiment's runs and checking they are complete and comparable;
 * ``metrics`` — recall, specificity, precision, accuracy and ROC AUC (scikit-learn), used by every table;
 * ``clinical_metrics`` — Table 3 (binary, per-pattern, clinically-inspired rows; mean and variance over folds);
@@ -20,3 +20,7 @@ One concept per module, the numbers from scikit-learn and torchmetrics (``metric
 * ``agreement`` — the dataset section: prevalence, inter-rater agreement, rater quality;
 * ``external`` — a trained experiment's fold models scored on another dataset.
 """
+
+__all__ = ["agreement", "calibration", "clinical_metrics", "complexity", "external", "figures",
+           "lesion_focus", "linear_probe", "localisation", "markdown", "metrics", "pipeline", "report",
+           "runs", "seeds", "sources", "wandb_summary", "within_bcc"]

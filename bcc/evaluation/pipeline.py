@@ -17,7 +17,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from bcc.core.classification import roc_auc
-from bcc.core.config import Range
 from bcc.core.io import staged_folder, write_csv, write_json
 from bcc.core.layout import BEST, THRESHOLDS
 from bcc.core.patterns import CODES, OUTPUTS
@@ -33,7 +32,7 @@ from bcc.evaluation.figures import confusion_figure, pattern_bars, per_fold_auc,
 from bcc.evaluation.lesion_focus import lesion_report
 from bcc.evaluation.linear_probe import linear_probe
 from bcc.evaluation.localisation.table4 import describe, mask_report
-from bcc.evaluation.report import BackboneResult, Evaluation, log_wandb, write_report
+from bcc.evaluation.report import BackboneResult, Evaluation, write_report
 from bcc.evaluation.runs import (
     MissingRunsError,
     Run,
@@ -47,25 +46,8 @@ from bcc.evaluation.runs import (
 )
 from bcc.evaluation.seeds import seed_spread
 from bcc.evaluation.sources import source_report
+from bcc.evaluation.wandb_summary import log_wandb
 from bcc.evaluation.within_bcc import within_bcc_auroc
-
-#: every numeric option of ``conf/eval.yaml`` and what it accepts (checked before anything is read or written)
-RANGES = {
-    "eval.stage": Range(int, 0, 3, why="the training stages are 0, 1, 2 and 3"),
-    "eval.thresholds": Range(float, 0, 1, words=("val",)),
-    "eval.k": Range(int, 1, 100, nullable=True),
-    "eval.target_sensitivity": Range(float, 0, 1, low_open=True),
-    "eval.ece_bins": Range(int, 1, 1000),
-    "eval.linear_probe_c": Range(float, 0, 1e6, low_open=True),
-    "eval.bench_batch": Range(int, 1, 4096),
-    "eval.bench_repeats": Range(int, 1, 1000),
-    "eval.table4.max_figures": Range(int, 0, 100),
-    "eval.table4.threshold": Range(float, 0, 1),
-    "eval.table4.centre_sigma": Range(float, 0, 10, low_open=True),
-    "eval.table4.seed": Range(int, 0, 2**32 - 1),
-    "eval.table4.road_images": Range(int, 0, 100_000),
-    "eval.table4.max_side": Range(int, 16, 100_000, nullable=True),
-}
 
 
 # ---- per backbone -------------------------------------------------------------------------------------
@@ -312,6 +294,7 @@ def evaluate(cfg: DictConfig, command: str = "python -m bcc.evaluate") -> Evalua
         table4(ev, runs, cfg)
         real_data_checks(ev, runs, cfg)
         tables = write_tables(ev)
+        ev.wandb = bool(cfg.wandb.enabled)
         write_report(ev)
         if cfg.wandb.enabled:
             log_wandb(ev, tables, project=str(cfg.wandb.project), offline=bool(cfg.wandb.offline))

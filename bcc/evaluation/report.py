@@ -1,16 +1,14 @@
-"""``report.md`` (readable on its own) and the W&B summary run of an evaluation.
+"""``report.md``, readable on its own: what ``bcc.evaluate`` computed, rendered to markdown.
 
-:class:`Evaluation` holds what ``bcc.evaluate`` computed; :func:`write_report` renders it to markdown
-with the figures embedded by relative path; :func:`log_wandb` logs the tables as ``wandb.Table`` and
-the figures as ``wandb.Image`` in one run of the experiment's W&B group (job type ``eval``), offline by
-default, under ``<report_dir>/wandb/``.
+:class:`Evaluation` holds the results; :func:`write_report` renders them with the figures embedded by
+relative path and, last, the list of the files the evaluation wrote beside it (read from the folder, so it
+names every table a run produced). The W&B summary run is `bcc.evaluation.wandb_summary`'s.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -62,6 +60,7 @@ class Evaluation:
     lesion_focus_figures: list[Path] = field(default_factory=list)
     seeds: pd.DataFrame | None = None               # this run and the seed runs under <output_dir>/seeds/
     ensemble: pd.DataFrame | None = None            # external set: each fold model and their mean, same pictures
+    wandb: bool = False                             # a W&B summary run goes to <report_dir>/wandb/
 
 
 def _start_words(start: str) -> str:
@@ -346,37 +345,16 @@ def write_report(ev: Evaluation) -> Path:
              *_figures(ev), *_stages(ev), *_lesion_focus(ev),
              *_table4(ev), "", "## Dataset and inter-rater agreement", ""]
     lines.append(format_dataset(ev.dataset) if ev.dataset else "- not available")
-    lines += ["", "## Files", "",
-              "`table3.csv` (mean and variance over folds), `table3_per_fold.csv`, `table3_val_thresholds.csv`, "
-              "`within_bcc.csv`, `table5.csv`, `calibration.csv`, `calibration_per_output.csv`, `stages.csv`, "
-              "`thresholds.csv`, `figures/`"
-              + (", `table4*.csv`, `gradcam_per_image.csv`" if ev.table4 is not None else "") + "; the W&B summary run in `wandb/`."]
+    lines += ["", "## Files", "", _files(ev)]
     return write_text("\n".join(lines) + "\n", ev.report_dir / "report.md")
 
 
-def log_wandb(ev: Evaluation, tables: dict[str, pd.DataFrame], project: str = "bcc", offline: bool = True) -> Path:
-    """One W&B run (group = experiment, job type ``eval``) with the tables and figures; returns its folder."""
-    import wandb
+#: what a file's name does not say
+ABOUT = {"table3.csv": "mean and variance over folds"}
 
-    settings = wandb.Settings(silent=True, console="off", x_disable_stats=True, x_disable_machine_info=True,
-                              save_code=False, disable_git=True)
-    run = wandb.init(project=project, group=ev.experiment, job_type="eval", name=f"eval/stage{ev.stage}",
-                     dir=str(ev.report_dir), mode="offline" if offline else "online", settings=settings,
-                     config={"experiment": ev.experiment, "stage": ev.stage, "k": ev.k, "thresholds": ev.thresholds,
-                             "backbones": [r.backbone for r in ev.results]}, reinit="finish_previous")
-    failed = True
-    try:
-        log: dict[str, Any] = {f"tables/{name}": wandb.Table(dataframe=df.reset_index(drop=True).astype(
-            {c: str for c in df.columns if df[c].dtype == object})) for name, df in tables.items() if df is not None}
-        for r in ev.results:
-            for key, path in r.figures.items():
-                log[f"figures/{r.backbone}/{key}"] = wandb.Image(str(path))
-            for _, row in r.table3.iterrows():
-                for m in ("recall", "specificity", "precision", "accuracy"):
-                    run.summary[f"{r.backbone}/{row['section']}/{row['row']}/{m}"] = row[f"{m}_mean"]
-            run.summary[f"{r.backbone}/ece"] = r.calibration["ece"]
-        run.log(log)
-        failed = False
-        return Path(run.dir).parent
-    finally:
-        wandb.finish(exit_code=1 if failed else 0)
+
+def _files(ev: Evaluation) -> str:
+    """The files and folders the evaluation wrote into the report folder, as found there."""
+    found = sorted(p.name + ("/" if p.is_dir() else "") for p in ev.report_dir.iterdir() if not p.name.startswith("."))
+    listed = ", ".join(f"`{name}`" + (f" ({ABOUT[name]})" if name in ABOUT else "") for name in found)
+    return listed + ("; the W&B summary run in `wandb/`." if ev.wandb else ".")

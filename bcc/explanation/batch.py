@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 
 from bcc.core.errors import BadInput
-from bcc.core.io import BIDI_CONTROLS, atomic_path, csv_safe, printable, write_csv
+from bcc.core.io import BIDI_CONTROLS, atomic_path, csv_safe, shown, write_csv
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import Preprocess, UnreadableImage, read_rgb, to_input
 from bcc.explanation.gradcam import maps_on_picture
@@ -55,13 +55,6 @@ ESCAPED = ("file name shown escaped (bytes that are not UTF-8 as \\xNN, control 
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------
-def shown(path: str | Path) -> str:
-    """A path as printable text: bytes that are not UTF-8 (surrogate escapes in Python) as ``\\xNN``,
-    control characters as ``\\t``, ``\\n``, ``\\r``, ``\\xNN`` (a raw carriage return would also end a
-    CSV row for most readers), bidirectional controls as ``\\u202e`` … (``core.io.printable``)."""
-    return printable(os.fsencode(str(path)).decode("utf-8", "backslashreplace"))
-
-
 def list_inputs(path: str | Path) -> tuple[Path, list[Path]]:
     """``(root, inputs)``: the single file (root: its folder), or every non-hidden non-folder entry under
     the folder, sorted. Links to folders are listed (and skipped when read), not followed."""

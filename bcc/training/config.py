@@ -1,108 +1,41 @@
 """The training config's contract: which keys exist, checked before any work, and composing it from Python.
 
 Nodes with a ``_target_`` (data, model, loss, optimizer, callbacks, trainer, logger) are checked against
-their target's parameters (``bcc.core.config.check_targets``); the plain nodes (stage, backbone, paths,
-the top level) against the keys their YAML declares (:func:`declared_keys`). So a typo — in an override, ``+data.image_sz=64``, or in an
-experiment file — stops the job at once with the key's name, before stage 0 trains for minutes.
+their target's parameters (``bcc.core.config.check_targets``); the plain nodes (the top level, stage,
+backbone, paths, external) are Hydra structured configs (``bcc.core.settings.TrainConfig``), so Hydra refuses
+an unknown key when it composes the config and ``core.settings.check_schema`` one added with ``+``. So a
+typo — in an override, ``+data.image_sz=64``, or in an experiment file — stops the job at once with the
+key's name, before stage 0 trains for minutes.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from functools import cache
-from pathlib import Path
 
 import torch
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from bcc.core.config import (
-    CONF_DIR,
-    Range,
-    check_keys,
-    check_ranges,
-    check_targets,
-    normalize_overrides,
-    override_key,
-)
+from bcc.core.config import CONF_DIR, check_ranges, check_targets, normalize_overrides, override_key
 from bcc.core.errors import BadInput, UsageError
 from bcc.core.patterns import OUTPUTS
-from bcc.data.images import IMAGE_SIZE
+from bcc.core.settings import TrainConfig, check_schema, ranges_of
 from bcc.models.backbones import check_timm_name
 from bcc.models.metrics import METRICS, RULE
 
 Composer = Callable[[list[str]], DictConfig]
-
-
-def _yaml_keys(path: Path, node: str | None = None) -> set[str]:
-    """The keys `path` (a file of conf/) declares, at its top or under `node`; its defaults list aside."""
-    cfg = OmegaConf.load(path)
-    return {str(k) for k in (cfg if node is None else OmegaConf.select(cfg, node)) if k != "defaults"}
-
-
-def group_keys(group: str) -> set[str]:
-    """The keys of a plain config group's nodes, as its options (``conf/<group>/*.yaml``) declare them: every
-    option declares the same ones, so a key misspelt in one of them is an error here too, naming the file."""
-    files = sorted((CONF_DIR / group).glob("*.yaml"))
-    keys = _yaml_keys(files[0])
-    for f in files[1:]:
-        if _yaml_keys(f) != keys:
-            raise UsageError(f"{f}: keys {sorted(_yaml_keys(f) ^ keys)} differ from {files[0].name}'s; every option "
-                             f"of conf/{group}/ declares the same keys")
-    return keys
-
-
-@cache
-def declared_keys() -> dict[str, set[str]]:
-    """What the YAML declares for the plain (not instantiated) nodes: the top level (``conf/config.yaml``'s keys
-    and config groups), ``stage``, ``backbone``, ``paths`` (their groups) and ``external`` (experiment=external).
-    Read from conf/, so a new key is added in one place: its YAML."""
-    groups = {str(next(iter(d))) for d in OmegaConf.load(CONF_DIR / "config.yaml").defaults if not isinstance(d, str)}
-    nodes = {g for g in groups if " " not in g and not _merges_into_top(g)}  # not `override ...`, `optional ...`
-    return {"": _yaml_keys(CONF_DIR / "config.yaml") - {"hydra"} | nodes,
-            "stage": group_keys("stage"), "backbone": group_keys("backbone"), "paths": group_keys("paths"),
-            "external": _yaml_keys(CONF_DIR / "experiment" / "external.yaml", "external")}
-
-
-def _merges_into_top(group: str) -> bool:
-    """A group whose options are ``# @package _global_`` (experiment, debug, ...) adds no node of its own."""
-    return any("@package _global_" in f.read_text().split("\n", 1)[0] for f in (CONF_DIR / group).glob("*.yaml"))
-#: every numeric option of a training job and what it accepts (checked with the keys, before a job folder exists)
-RANGES = {
-    "seed": Range(int, 0, 2**32 - 1, why="numpy's seed range"),
-    "stage.lr": Range(float, 0, 1, low_open=True),
-    "stage.last_blocks_lr_scale": Range(float, 0, 1000, low_open=True),
-    "stage.batch_size": Range(int, 1, 65536),
-    "stage.max_epochs": Range(int, 0, 100_000, why="0: the stage keeps the model it starts from (a control)"),
-    "stage.gamma": Range(float, 0, 10),
-    "stage.warmup_steps": Range(int, 0, 10_000_000),
-    "data.k": Range(int, 2, 100, why="k-fold cross-validation needs 2 folds or more"),
-    "data.split_seed": Range(int, 0, 2**32 - 1),
-    "data.image_size": Range(int, *IMAGE_SIZE, why="the network's input side in pixels"),
-    "data.eval_batch_size": Range(int, 1, 65536, nullable=True),
-    "data.val_fraction": Range(float, 0, 0.9, low_open=True,
-                               why="the validation slice selects the checkpoint; it cannot be empty"),
-    "data.num_workers": Range(int, 0, 256),
-    "data.frozen_views": Range(int, 0, 64, why="0: no frozen activations; 1: view 0 only (no augmentation)"),
-    "data.frozen_max_gb": Range(float, 0, 100_000, low_open=True),
-    "model.net.dropout": Range(float, 0, 1, high_open=True),
-    "model.bn_recalibration_batches": Range(int, 0, 100_000),
-    "stage.loss_weights.diagnosis": Range(float, 0, 1000),
-    "stage.loss_weights.negative": Range(float, 0, 1000),
-    "stage.loss_weights.patterns": Range(float, 0, 1000),
-    "trainer.check_val_every_n_epoch": Range(int, 1, 100_000),
-    "trainer.log_every_n_steps": Range(int, 1, 1_000_000),
-    "trainer.gradient_clip_val": Range(float, 0, 1e6, low_open=True, nullable=True),
-    "external.stage": Range(int, 0, 3),
-    "external.batch_size": Range(int, 1, 65536),
-}
+#: every numeric option of a training job and what it accepts, declared beside its field (``core.settings``)
+RANGES = ranges_of(TrainConfig)
 #: what the protocol itself passes to each instantiated node (never set in the yaml)
 GIVEN = {"model": ("net", "loss", "optimizer"), "trainer": ("callbacks", "logger"), "logger": ("config",)}
 
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ``UsageError`` naming the first unknown key of the composed training config."""
-    for node, keys in declared_keys().items():
-        if node == "" or cfg.get(node) is not None:
-            check_keys(cfg if node == "" else cfg[node], keys, node)
+    check_schema(cfg, TrainConfig)
+    unset = sorted(OmegaConf.missing_keys(cfg))
+    if unset:
+        raise UsageError(f"{', '.join(unset)}: not set (???); give {'them' if len(unset) > 1 else 'it'} a value, on "
+                         f"the command line or in the experiment file")
     if cfg.data.get("root") in (None, ""):
         raise UsageError("data.root is not set: point it at your dataset directory (`data=csv data.root=/path`, "
                          "docs/dataset.md)")
@@ -189,7 +122,11 @@ def compose_config(overrides: Sequence[str] = ()) -> tuple[DictConfig, Composer]
 
     def composer(ovr: list[str]) -> DictConfig:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="bcc"):
-            return compose(config_name="config", overrides=ovr)
+            try:
+                return compose(config_name="config", overrides=ovr)
+            except HydraException as e:  # an unknown key or option, a value of the wrong type
+                cause = f": {' '.join(str(e.__cause__).split())}" if e.__cause__ else ""
+                raise UsageError(f"{' '.join(str(e).split())}{cause}") from None
 
     return composer(normalize_overrides(list(overrides))), composer
 

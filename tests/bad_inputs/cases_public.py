@@ -122,6 +122,26 @@ def txt_cell(number: int, column: int, value: str) -> Prepare:
     return txt_line(number, edit)
 
 
+def flat_mask(value: int) -> Prepare:
+    """IMD016's lesion mask marking nothing (0) or the whole picture (255)."""
+    def prepare(ws: Workspace) -> None:
+        mask = ws.root / "ph2/PH2Dataset/PH2 Dataset images/IMD016/IMD016_lesion/IMD016_lesion.bmp"
+        Image.fromarray(np.full((18, 24), value, np.uint8)).save(mask)
+    return prepare
+
+
+def corrupt(rel: str) -> Prepare:
+    """A release's picture cut short: its header reads, its pixels do not."""
+    def prepare(ws: Workspace) -> None:
+        path = ws.root / rel
+        path.write_bytes(path.read_bytes()[:200])
+    return prepare
+
+
+def renamed(rel: str, name: str) -> Prepare:
+    return lambda ws: (ws.root / rel).rename((ws.root / rel).with_name(name))
+
+
 def small_mask(ws: Workspace) -> None:
     mask = ws.root / "ph2/PH2Dataset/PH2 Dataset images/IMD016/IMD016_lesion/IMD016_lesion.bmp"
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(mask)
@@ -183,6 +203,25 @@ CASES: list[Case] = [
                      str(ws.root / "isic/ISIC2018_Task3_Training_Input"), "--out", str(ws.root / "out")], 2,
          r"Training_GroundTruth\.csv: the training set has several images of one lesion; give its lesion groupings "
          r"\(--groupings ISIC2018_Task3_Training_LesionGroupings\.csv\)", isic2018),
+    Case("ham10000/lesion-with-two-diagnoses", HAM, on("ham"), 2,
+         r"HAM10000_metadata\.csv: lesion 'HAM_0000001' has bcc on line 2, bkl on line 3: the images of one lesion share "
+         r"its diagnosis, BCC or not; fix the wrong value", steps(ham, set_cell(HAM_META, 1, "dx", "bkl"))),
+    Case("ham10000/isic2018-lesion-with-two-diagnoses", HAM, on("isic"), 2,
+         r"Training_GroundTruth\.csv: lesion 'HAM_0000001' has BCC on line 2, BKL on line 3",
+         steps(isic2018, set_cell("isic/ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv",
+                                  1, "BCC", "0.0"),
+               set_cell("isic/ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv", 1, "BKL",
+                        "1.0"))),
+    Case("ham10000/renamed-one-hot-table-without-its-release", HAM,
+         lambda ws: [str(ws.root / "isic/ISIC2018_Task3_Training_GroundTruth/GroundTruth_latest.csv"),
+                     str(ws.root / "isic/ISIC2018_Task3_Training_Input"), "--out", str(ws.root / "out")], 2,
+         r"GroundTruth_latest\.csv: a one-hot ground truth .* of the ISIC 2018 training or test set; say which: "
+         r"--groupings .* or --layout isic2018_test",
+         steps(isic2018, renamed("isic/ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv",
+                                 "GroundTruth_latest.csv"))),
+    Case("ham10000/unreadable-image-named-in-the-release", HAM, on("ham"), 2,
+         r"HAM10000_metadata\.csv: line 4: cannot read image .*ham/HAM10000_images_part_1/ISIC_0024308\.jpg "
+         r"\(corrupt or truncated.*nothing was written", steps(ham, corrupt("ham/HAM10000_images_part_1/ISIC_0024308.jpg"))),
     Case("ham10000/two-releases", HAM, on("ham"), 2,
          r"ham: holds 2 releases \(ham10000: .*; isic2018_test: .*\); choose one with --layout",
          steps(ham, lambda ws: public_sets.isic2018_test(ws.root / "ham"))),
@@ -248,6 +287,19 @@ CASES: list[Case] = [
          r"IMD016_lesion\.bmp: lesion mask is 10x10 but its image IMD016\.bmp is 24x18; a mask must have its image's size",
          steps(ph2, small_mask)),
     Case("ph2/out-exists", PH2, on("ph2"), 2, r"out exists: choose a new --out", steps(ph2, existing_out)),
+    Case("ph2/mask-marks-nothing", PH2, on("ph2"), 0,
+         r"warning: 1 lesion mask\(s\) mark no lesion \(IMD016 \(all 0: nothing marked\)\): their cases are converted "
+         r"without one, kept out of the lesion statistics", steps(ph2, flat_mask(0)), writes_nothing=False),
+    Case("ph2/mask-marks-everything", PH2, on("ph2"), 0,
+         r"warning: 1 lesion mask\(s\) mark no lesion \(IMD016 \(every pixel marked: the whole picture\)\)",
+         steps(ph2, flat_mask(255)), writes_nothing=False),
+    Case("ph2/unreadable-image-named-in-the-release", PH2, on("ph2"), 2,
+         r"PH2_dataset\.xlsx: row 15: cannot read image .*PH2 Dataset images/IMD009/IMD009_Dermoscopic_Image/IMD009\.bmp "
+         r"\(.*nothing was written",
+         steps(ph2, corrupt("ph2/PH2Dataset/PH2 Dataset images/IMD009/IMD009_Dermoscopic_Image/IMD009.bmp"))),
+    Case("derm7pt/unreadable-image-named-in-the-release", DERM, on("derm7pt"), 2,
+         r"meta\.csv: line 3: cannot read image .*derm7pt/images/NEL/Nel028\.jpg \(.*nothing was written",
+         steps(derm, corrupt("derm7pt/images/NEL/Nel028.jpg"))),
     # all of them at once
     Case("public/none-found", PUBLIC, on("downloads"), 2,
          r"downloads: none of the supported sets found \(HAM10000_metadata\.csv or", lambda ws: (ws.root / "downloads").mkdir()),

@@ -13,3 +13,6 @@ The steps, in the order ``table4.mask_report`` runs them:
 * ``figure3`` — the paper's Fig. 3 panels at the median, best and worst map;
 * ``table4`` — runs the steps for trained runs, writes the files, and ``describe`` says it in words.
 """
+
+__all__ = ["baselines", "faithfulness", "figure3", "quantus_metrics", "records", "statistics", "table4",
+           "tables"]

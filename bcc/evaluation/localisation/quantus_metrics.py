@@ -11,7 +11,7 @@ ranks or maximum: NaN for all three (Quantus' pointing game would count it a hit
 
 The metrics' own ``evaluate_batch`` is called, not ``__call__``: with normalisation off, what
 ``__call__`` adds are input checks — one of them builds a Python set of every pixel value of the batch
-(seconds per 1024 px image) and another refuses a batch whose maps are all zero, which an untrained or
+(slow on a large image: docs/speed.md) and another refuses a batch whose maps are all zero, which an untrained or
 1 x 1-grid model produces.
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Checks of the deployment commands' options before any work: a wrong value is a usage error (exit 2)
-naming the key and what it takes.
+"""Checks of the deployment commands' option values that a type and a range cannot say: a wrong value is a
+usage error (exit 2) naming the key and what it takes.
 
-Numbers and switches: each command's ``OPTIONS`` table (``bcc.core.config.Range``, checked by
-``bcc.core.cli.options``: Hydra hands ``batch_size=0`` or ``report=flase`` over as typed). Here: choices,
-folders, devices and the ONNX output name. The folders: ``output=`` must
+Keys, numbers and switches are the commands' structured configs' (``bcc.core.settings.PredictConfig``,
+``ExplainConfig``, ``ExportConfig``, checked by ``bcc.core.cli.options``: Hydra hands ``batch_size=0`` or
+``report=flase`` over as typed). Here: choices, folders, devices and the ONNX output name. The folders: ``output=`` must
 not be ``input=`` or lie inside it when ``input=`` is a folder (the outputs of one run would be the
 inputs of the next, and this run would have to leave them out), and must not be an existing file;
 ``input=`` inside ``output=`` is fine (the outputs go beside the input folder, never into it).
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bcc.core.errors import BadInput, UsageError
-from bcc.explanation.batch import shown
+from bcc.core.io import shown
 
 
 def choice(a: Mapping[str, Any], key: str, choices: Iterable[Any]) -> Any:
