@@ -21,6 +21,6 @@ One concept per module, the numbers from scikit-learn and torchmetrics (``metric
 * ``external`` — a trained experiment's fold models scored on another dataset.
 """
 
-__all__ = ["agreement", "calibration", "clinical_metrics", "complexity", "external", "figures",
-           "lesion_focus", "linear_probe", "localisation", "markdown", "metrics", "pipeline", "report",
-           "runs", "seeds", "sources", "wandb_summary", "within_bcc"]
+__all__ = ["agreement", "calibration", "clinical_metrics", "complexity", "controls", "external", "figures",
+           "lesion_focus", "linear_probe", "localisation", "markdown", "pipeline", "report", "runs", "seeds",
+           "sources", "wandb_summary", "within_bcc"]

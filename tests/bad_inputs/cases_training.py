@@ -133,7 +133,7 @@ CASES: list[Case] = [
     _out_of_range("stage.batch_size", "0", r"a whole number in \[1, 65536\]"),
     _out_of_range("stage.lr", "-1", r"a number in \(0, 1\]"),
     _out_of_range("stage.lr", "1e308", r"a number in \(0, 1\]", shown="1e+308"),
-    _out_of_range("stage.max_epochs", "-1", r"a whole number in \[1, 100000\]"),
+    _out_of_range("stage.max_epochs", "-1", r"a whole number in \[0, 100000\]"),
     _out_of_range("seed", "-1", r"a whole number in \[0, 4294967295\] \(numpy"),
     _out_of_range("data.image_size", "0", r"a whole number in \[16, 4096\]"),
     _out_of_range("data.image_size", "100000", r"a whole number in \[16, 4096\]"),
