@@ -151,3 +151,15 @@ def test_the_pages_maps_are_the_raw_maps_up_to_their_scale():
     assert np.abs(sent).max() == 1 and (sent[2] == 0).all()
     np.testing.assert_allclose(postprocess(torch.from_numpy(sent[None]), (160, 120)).numpy(),
                                postprocess(torch.from_numpy(raw[None]), (160, 120)).numpy(), atol=1e-4)
+
+
+def test_an_ensemble_is_quantised_when_told_which_images_check_it(members, data_dir, tmp_path):
+    """int8 of the fold ensemble, its BCC decisions and maps compared with fp32's on the named fold."""
+    out = tmp_path / "ens.onnx"
+    assert export_main([f"checkpoint={members[0].parent}/fold*.ckpt", f"output={out}", "quantize=int8",
+                        f"check_data={data_dir / 'synthetic-smoke'}", "check_fold=1", "n_calibration=8",
+                        "max_accuracy_drop=1.0"]) == 0
+    q = out.with_suffix(".int8.onnx")
+    card = json.loads(read_metadata(q)["int8_check"])
+    assert card["n"] == 20 and 0 <= card["decisions_agree"] <= 20 and "test fold 1" in card["data"]
+    assert json.loads(read_metadata(q)["ensemble"])["members"] == [str(m.resolve()) for m in members]

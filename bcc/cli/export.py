@@ -31,8 +31,11 @@ def task(cfg: DictConfig) -> None:
     batch = a["guarantee_batch"]
     check_levels(a["epsilon"], a["delta"], batch)
     guarantee_data = existing_folder(a, "guarantee_data")
-    if len(members) > 1 and a["quantize"] is not None:
-        raise UsageError("quantize=int8 takes one checkpoint; an ensemble is exported in fp32")
+    if len(members) > 1 and a["quantize"] is not None and (a["check_data"] is None or a["check_fold"] is None) \
+            and not a["force"]:
+        raise UsageError("quantize=int8 of an ensemble: its members' test folds differ, so name the images the int8 "
+                         "model is checked against fp32 on: check_data=<dataset dir> check_fold=<k> (or force=true to "
+                         "keep an unchecked int8 model)")
     a["checkpoint"] = str(members[0])
     choice(a, "format", ["onnx"])
     int8 = choice(a, "quantize", [None, "int8"]) == "int8"
@@ -43,7 +46,7 @@ def task(cfg: DictConfig) -> None:
     fp32 = a["output"] or (Path(a["checkpoint"]).with_suffix(".onnx") if len(members) == 1 else None)
     if fp32 is not None and fp32 != Path(a["checkpoint"]):  # an .onnx as the checkpoint is refused by export_onnx
         check_output(fp32)
-    if int8 and fp32 is not None:  # one member (an ensemble is refused above)
+    if int8 and fp32 is not None:
         require_check(a)
         check_output(fp32.with_suffix(".int8.onnx"))
     if guarantee_data is not None:
