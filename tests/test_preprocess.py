@@ -105,10 +105,11 @@ def test_balanced_sampling_draws_the_rare_class_as_often_as_asked():
         assert (drawn < 40).float().mean().item() == pytest.approx(share, abs=0.015)
 
     class _Items:
-        transform = None
-
         def __len__(self):
             return len(y)
+
+        def reseed(self, seed):
+            pass
 
     sampler = EpochSeededSampler(_Items(), seed=3, weights=balancing_weights(y, 1.0))
     first = list(sampler)
