@@ -167,8 +167,9 @@ def job_config(cfg: DictConfig, source: Source, net, run: Run) -> DictConfig:
     count and the model's input (what the evaluation reads back as the runs' backbone, data.k, image size and
     preprocessing: Table 5 measures that backbone, the report names its start)."""
     saved = copy.deepcopy(cfg)
-    if run.config.get("backbone"):
-        saved.backbone = OmegaConf.create(run.config["backbone"])
+    for key, value in (run.config.get("backbone") or {}).items():
+        if key in saved.backbone:  # key by key: the node may be a typed (structured) config
+            OmegaConf.update(saved, f"backbone.{key}", value)
     for key, value in (("data.k", source.k), ("data.image_size", int(net.image_size)),
                        ("data.resize", net.preprocess.resize), ("data.colour", net.preprocess.colour)):
         OmegaConf.update(saved, key, value, force_add=True)
