@@ -10,8 +10,9 @@ are (the same command then writes the report, the fold ensemble included). Codes
 not annotate (ISIC 2019: all seven) stay blank and out of the metrics; the diagnosis head is scored
 against the set's ``diagnosis``.
 
-What the scoring takes from the source rather than from its own config: the number of folds (the
-source's ``data.k``: a 3-fold source is complete with 3), each model's input size and preprocessing, and
+What the scoring takes from the source rather than from its own config: the backbone (the one it holds at
+the stage; ``eval.backbones`` picks one of several), the number of folds (the source's ``data.k``: a 3-fold
+source is complete with 3), each model's input size and preprocessing, and
 what each fold trained on (``trained_on``, so the evaluation refuses to average folds trained on different
 data). A source fold that is missing stops the job before anything is scored, with the training command
 that makes it (the source jobs' own overrides). Each job records which source and which test set it
@@ -83,17 +84,32 @@ def train_overrides(runs: Sequence[Run], source: Path) -> list[str]:
     return [*([f"experiment={experiment}"] if experiment else []), f"paths.output_dir={source}"]
 
 
-def read_source(cfg: DictConfig) -> Source:
-    """``external.source``'s finished fold models (backbone ``backbone.name``, stage ``external.stage``) and
-    its fold count; a missing fold is an error naming the training command that makes it (unless
-    ``eval.allow_incomplete``), none at all one naming what to point at."""
-    source, stage, backbone = Path(cfg.external.source), int(cfg.external.stage), str(cfg.backbone.name)
-    every = discover(source)
-    runs = [r for r in every if r.backbone == backbone and r.stage == stage and r.finished and (r.path / BEST).is_file()]
-    if not runs:
+def source_backbone(ready: Sequence[Run], source: Path, stage: int, wanted: Sequence[str] | None) -> str:
+    """The backbone to score: the one `ready` (the source's finished stage-`stage` models) holds, or the one
+    of them ``eval.backbones`` names (a source of several backbones, e.g. a backbone sweep)."""
+    held = sorted({r.backbone for r in ready})
+    if not held:
         raise BadInput(
-            f"external.source={source}: no {backbone}/fold<k>/stage{stage}/{BEST} there. Point it at a trained "
-            f"experiment's output_dir (e.g. outputs/demo after `make demo`), or set external.stage / backbone=")
+            f"external.source={source}: no <backbone>/fold<k>/stage{stage}/{BEST} there. Point it at a trained "
+            f"experiment's output_dir (e.g. outputs/demo after `make demo`), or set external.stage")
+    chosen = [b for b in held if b in wanted] if wanted else held
+    if len(chosen) != 1:
+        which = (f"eval.backbones=[{','.join(wanted)}] names none of" if wanted and not chosen
+                 else "score one at a time: eval.backbones=[<one>] picks it from")
+        raise BadInput(f"external.source={source}: {which} the backbones it holds at stage {stage} "
+                       f"({', '.join(held)})")
+    return chosen[0]
+
+
+def read_source(cfg: DictConfig) -> Source:
+    """``external.source``'s finished fold models (stage ``external.stage``, the backbone the source holds or
+    ``eval.backbones`` picks) and its fold count; a missing fold is an error naming the training command
+    that makes it (unless ``eval.allow_incomplete``), none at all one naming what to point at."""
+    source, stage = Path(cfg.external.source), int(cfg.external.stage)
+    every = discover(source)
+    ready = [r for r in every if r.stage == stage and r.finished and (r.path / BEST).is_file()]
+    backbone = source_backbone(ready, source, stage, cfg.eval.get("backbones"))
+    runs = [r for r in ready if r.backbone == backbone]
     mine = [r for r in every if r.backbone == backbone]
     k = folds_expected(runs, cfg.eval.get("k"))
     overrides = train_overrides(runs, source)
@@ -146,10 +162,14 @@ def score(net: torch.nn.Module, images: np.ndarray, batch_size: int) -> np.ndarr
     return np.concatenate(probs)
 
 
-def job_config(cfg: DictConfig, source: Source, net) -> DictConfig:
-    """The config saved with each scored job: the command's, with the source's fold count and the model's
-    input (what the evaluation reads back as the runs' data.k, image size and preprocessing)."""
+def job_config(cfg: DictConfig, source: Source, net, run: Run) -> DictConfig:
+    """The config saved with each scored job: the command's, with the source job's backbone, the source's fold
+    count and the model's input (what the evaluation reads back as the runs' backbone, data.k, image size and
+    preprocessing: Table 5 measures that backbone, the report names its start)."""
     saved = copy.deepcopy(cfg)
+    for key, value in (run.config.get("backbone") or {}).items():
+        if key in saved.backbone:  # key by key: the node may be a typed (structured) config
+            OmegaConf.update(saved, f"backbone.{key}", value)
     for key, value in (("data.k", source.k), ("data.image_size", int(net.image_size)),
                        ("data.resize", net.preprocess.resize), ("data.colour", net.preprocess.colour)):
         OmegaConf.update(saved, key, value, force_add=True)
@@ -179,11 +199,13 @@ def evaluate_external(cfg: DictConfig) -> Source:
         metrics.update(torch.from_numpy(p), torch.from_numpy(y))
         job = stage_dir(out.resolve(), source.backbone, run.fold, source.stage)
         (job / JOB_CONFIG).parent.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(job_config(cfg, source, net), job / JOB_CONFIG)
+        OmegaConf.save(job_config(cfg, source, net, run), job / JOB_CONFIG)
         write_predictions(predictions_frame(table["image_id"], run.fold, y, p), job / PREDICTIONS)
         write_json({"experiment": cfg.experiment_name, "backbone": source.backbone, "fold": run.fold,
                     "stage": source.stage, "source_checkpoint": str(ckpt.resolve()), "image_size": net.image_size,
                     "trained_on": run.metrics.get("trained_on") or {}, "external": record,
+                    # how the source job was trained (the report's setting line): its network, seed and machine
+                    **{key: run.metrics[key] for key in ("timm_name", "seed", "machine") if key in run.metrics},
                     "n_images": {"test": len(table)}, "test": nested(metrics.compute(), "test")}, job / METRICS)
     return source
 

@@ -26,6 +26,12 @@ def _source(ws: Workspace) -> None:
     shutil.copytree(ws.checkpoint().parent, job)
 
 
+def _two_backbones(ws: Workspace) -> None:
+    """The source holds fold 0 of two backbones (a backbone sweep's layout)."""
+    _source(ws)
+    shutil.copytree(ws.root / "src" / "mobilenet", ws.root / "src" / "convnext")
+
+
 def _earlier_run(ws: Workspace) -> None:
     """The output folder holds an external run of fold 0 scored on another test set."""
     _source(ws)
@@ -47,6 +53,11 @@ CASES: list[Case] = [
     Case("external/source-missing-folds", EVALUATE, external(), 2,
          r"(?s)stage 0 has 4 of its 5 folds missing.*nothing was scored.*→ `python -m bcc\.train experiment=smoke "
          r".*paths\.output_dir=.*src backbone=mobilenet stage=0 fold=1`", _source),
+    Case("external/source-of-several-backbones", EVALUATE, external(), 2,
+         r"src: score one at a time: eval\.backbones=\[<one>\] picks it from the backbones it holds at stage 0 "
+         r"\(convnext, mobilenet\)", _two_backbones),
+    Case("external/backbone-the-source-lacks", EVALUATE, external("eval.backbones=[vit]"), 2,
+         r"src: eval\.backbones=\[vit\] names none of the backbones it holds at stage 0 \(mobilenet\)", _source),
     Case("external/output-of-an-earlier-run-on-another-test-set", EVALUATE, external("eval.k=1"), 2,
          r"paths\.output_dir=.*out: .*fold0/stage0 is scored from .*src on /data/isic2018_test; the evaluation would "
          r"average it with this run's folds\. Choose a new paths\.output_dir", _earlier_run),
