@@ -30,11 +30,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bcc.core.errors import BadInput
-from bcc.core.io import csv_safe, write_csv
-from bcc.core.jobs import file_sha256
+from bcc.core.io import csv_safe, sha256_file, shown, write_csv
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.data.contract import inside, load_image_table
-from bcc.explanation.batch import shown
 from bcc.review.db import Case, Reviewer, Verdict, Worklist
 
 AUDIT_COLUMNS = ["image_id", "keyed_by", "rater", "exported", "why_not", "bcc", "rule_over_codes", "agrees", "note",
@@ -49,7 +47,7 @@ def _dataset_ids(dataset: Path) -> dict[str, str]:
     for image_id, rel in zip(table["image_id"].astype(str), table["image"].astype(str), strict=True):
         p = inside(dataset, rel, str(dataset / "images.csv"), False, base=base)
         if p.is_file():
-            out[file_sha256(p).removeprefix("sha256:")] = image_id
+            out[sha256_file(p)] = image_id
     return out
 
 
