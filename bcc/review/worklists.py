@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bcc.core.errors import BadInput
 from bcc.core.io import csv_safe, sha256_file, shown
+from bcc.core.log import get_logger
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.images import UnreadableImage, shrink, view_box
 from bcc.deploy.report_html import Guarantee
@@ -33,6 +34,8 @@ from bcc.deploy.thresholds import Thresholds
 from bcc.deploy.triage import MAPS, RUN
 from bcc.explanation.batch import input_name, list_inputs, read_input
 from bcc.review.db import Case, Worklist, now, npy_bytes
+
+log = get_logger(__name__)
 
 DISPLAY_SIDE = 1024
 COLUMNS = ["rank", "image", "p_bcc", "diagnosis_verdict", "rule_verdict", "review_reason", "status",
@@ -183,7 +186,7 @@ def load_worklist(folder: str | Path, max_megapixels: float = 100.0) -> Loaded:
 
 
 def import_worklist(sessions: sessionmaker[Session], folder: str | Path | Loaded, name: str | None = None,
-                    max_megapixels: float = 100.0, log=print) -> int:
+                    max_megapixels: float = 100.0) -> int:
     """Import a ``bcc.predict`` output folder (or what :func:`load_worklist` read of it) as worklist `name`
     (default: the folder's name); returns the number of cases. A name already imported is refused (the
     verdicts recorded on it stay as they are); nothing is written unless every case imports."""
@@ -199,8 +202,8 @@ def import_worklist(sessions: sessionmaker[Session], folder: str | Path | Loaded
         s.add(wl)
         s.add_all(Case(worklist=wl, **c) for c in loaded.cases)
         s.commit()
-    log(f"[bcc.review] imported {len(loaded.cases)} cases from {shown(loaded.folder)} as worklist {name!r}"
-        + ("" if run.maps is not None else " (no Grad-CAM maps: that run had explain=false)"))
+    log.info(f"[bcc.review] imported {len(loaded.cases)} cases from {shown(loaded.folder)} as worklist {name!r}"
+             + ("" if run.maps is not None else " (no Grad-CAM maps: that run had explain=false)"))
     return len(loaded.cases)
 
 
