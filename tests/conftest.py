@@ -23,6 +23,15 @@ def away_from_the_checkout(tmp_path_factory, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def bcc_lines_on_the_terminal():
+    """bcc's lines shown as a command shows them (``core.log.configure``) from the first test on, so that a test
+    calling a library function directly reads its lines from ``capsys`` whatever ran before it."""
+    from bcc.core.log import configure
+
+    configure()
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """A `paths.data_dir` holding `synthetic-smoke/` (what experiment=smoke reads): 100 images of 64 px,

@@ -153,7 +153,7 @@ def test_twenty_reviewers_two_thousand_verdicts_and_a_restart(backend, tmp_path,
     for p in sorted((data_dir / "synthetic-smoke" / "images").glob("*.png"))[:CASES]:
         shutil.copy(p, inbox / p.name)
     sessions = open_db(url)
-    import_worklist(sessions, triage_output(inbox, tmp_path / "triage"), "load", log=lambda *a, **k: None)
+    import_worklist(sessions, triage_output(inbox, tmp_path / "triage"), "load")
     with sessions() as s:
         case_ids = list(s.scalars(select(Case.id).order_by(Case.rank)))
     plan = _plan(case_ids, names)

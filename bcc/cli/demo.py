@@ -16,23 +16,26 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command
+from bcc.core.log import get_logger
 from bcc.data.consensus import ensure_labels
 from bcc.data.folds import ensure_splits
 from bcc.training.protocol import prepare_dataset, run_protocol
+
+log = get_logger(__name__)
 
 
 def task(cfg: DictConfig) -> None:
     prepare_dataset(cfg)  # generates the synthetic set on first use
     root = Path(cfg.data.root)
-    print(f"\n== Consensus (Dawid–Skene EM) on {root} ==")
+    log.info(f"\n== Consensus (Dawid–Skene EM) on {root} ==")
     ensure_labels(root, verbose=True)
-    print("\n== Folds ==")
+    log.info("\n== Folds ==")
     ensure_splits(root, k=int(cfg.data.k), seed=int(cfg.data.split_seed), verbose=True)
-    print(f"\n== Training: {cfg.data.k} folds × stages 0→1→2→3, {cfg.backbone.name}, "
-          f"{cfg.data.image_size} px (experiment={cfg.experiment_name}) ==", flush=True)
+    log.info(f"\n== Training: {cfg.data.k} folds × stages 0→1→2→3, {cfg.backbone.name}, "
+             f"{cfg.data.image_size} px (experiment={cfg.experiment_name}) ==")
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra")]
     run_protocol(overrides, compose=lambda o: hydra.compose(config_name="config", overrides=o))
-    print(f"\nOutputs: {cfg.paths.output_dir}/  — next: `make eval` writes the report")
+    log.info(f"\nOutputs: {cfg.paths.output_dir}/  — next: `make eval` writes the report")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,10 +16,13 @@ from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command
 from bcc.core.config import CONF_DIR, check_ranges, check_targets, normalize_overrides
+from bcc.core.log import get_logger
 from bcc.core.settings import EvalConfig, EvalSettings, check_schema, ranges_of
 from bcc.evaluation.clinical_metrics import PATTERNS, ROW_BCC
 from bcc.evaluation.external import auroc_words
 from bcc.evaluation.pipeline import evaluate, mean_of
+
+log = get_logger(__name__)
 
 
 def resolve_dirs(cfg: DictConfig) -> DictConfig:
@@ -45,13 +48,14 @@ def task(cfg: DictConfig) -> None:
     resolve_dirs(cfg)
     args = list(HydraConfig.get().overrides.task)
     ev = evaluate(cfg, "python -m bcc.evaluate" + "".join(" " + shlex.quote(a) for a in args))
-    print(f"[bcc] report: {ev.report_dir / 'report.md'}")
+    log.info(f"[bcc] report: {ev.report_dir / 'report.md'}")
     if ev.ensemble is not None:
-        print(f"[bcc] external set: {auroc_words(ev.ensemble)}")
+        log.info(f"[bcc] external set: {auroc_words(ev.ensemble)}")
     for r in ev.results:
         t = r.table3.set_index("row")
-        print(f"[bcc] {r.backbone} stage {ev.stage}: BCC accuracy {t.at[ROW_BCC, 'accuracy_mean']:.3f}, "
-              f"pattern accuracy {mean_of(r.table3, PATTERNS, None, 'accuracy'):.3f}, ECE {r.calibration['ece']:.3f}")
+        log.info(f"[bcc] {r.backbone} stage {ev.stage}: BCC accuracy {t.at[ROW_BCC, 'accuracy_mean']:.3f}, "
+                 f"pattern accuracy {mean_of(r.table3, PATTERNS, None, 'accuracy'):.3f}, "
+                 f"ECE {r.calibration['ece']:.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

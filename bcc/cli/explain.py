@@ -14,12 +14,15 @@ from omegaconf import DictConfig
 from bcc.core.cli import hydra_command, options
 from bcc.core.errors import BadInput
 from bcc.core.io import OutputSet, shown
+from bcc.core.log import get_logger
 from bcc.core.patterns import OUTPUTS
 from bcc.core.settings import ExplainConfig
 from bcc.deploy.option_checks import device, input_and_output
 from bcc.deploy.scorers import OnnxScorer, make_scorer
 from bcc.explanation.batch import explain_files, list_inputs, output_names
 from bcc.models.checkpoint import CheckpointError
+
+log = get_logger(__name__)
 
 
 def task(cfg: DictConfig) -> None:
@@ -38,8 +41,8 @@ def task(cfg: DictConfig) -> None:
         table = explain_files(lambda x: scorer(x, maps=True), scorer.preprocess, files, staged, root,
                               save_raw=save_raw, batch_size=batch_size, max_megapixels=megapixels)
     ok = table["status"].eq("ok")
-    print(f"[bcc.explain] explained {int(ok.sum())} image(s) x {len(OUTPUTS)} outputs ({', '.join(OUTPUTS)}), "
-          f"skipped {int((~ok).sum())} → {shown(out)} (explanations.csv lists every input)")
+    log.info(f"[bcc.explain] explained {int(ok.sum())} image(s) x {len(OUTPUTS)} outputs ({', '.join(OUTPUTS)}), "
+             f"skipped {int((~ok).sum())} → {shown(out)} (explanations.csv lists every input)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

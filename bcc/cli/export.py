@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command, options
 from bcc.core.errors import UsageError
+from bcc.core.log import get_logger
 from bcc.core.settings import ExportConfig
 from bcc.deploy.ensemble import checkpoints_of, export_ensemble
 from bcc.deploy.guarantee import check_levels
@@ -23,6 +24,8 @@ from bcc.deploy.guarantee_calibration import attach_guarantee, calibration_label
 from bcc.deploy.int8 import int8_inputs, quantize_int8, require_check
 from bcc.deploy.onnx_export import allow_outside_of, check_datasets, check_output, export_onnx
 from bcc.deploy.option_checks import choice, existing_folder, onnx_output
+
+log = get_logger(__name__)
 
 
 def task(cfg: DictConfig) -> None:
@@ -62,8 +65,8 @@ def task(cfg: DictConfig) -> None:
     if int8:
         calib, source, check = int8_inputs(a, path)
         if check is None:
-            print("[bcc.export] WARNING: int8 accuracy NOT checked (force=true): no dataset and test fold found for "
-                  "this checkpoint (pass check_data=<dataset dir> check_fold=<k>)")
+            log.info("[bcc.export] WARNING: int8 accuracy NOT checked (force=true): no dataset and test fold found for "
+                     "this checkpoint (pass check_data=<dataset dir> check_fold=<k>)")
         q = quantize_int8(path, calibration=calib, n_calibration=a["n_calibration"], check=check, force=a["force"],
                           calibration_source=source)
         if guarantee_data is not None:  # int8 scores differ from fp32's: the threshold is its own

@@ -38,6 +38,7 @@ from bcc.core.cli import hydra_command
 from bcc.core.config import with_override
 from bcc.core.errors import UsageError
 from bcc.core.io import write_json
+from bcc.core.log import configure, get_logger
 from bcc.core.machine import machine
 from bcc.data.consensus import ensure_labels
 from bcc.data.contract import DatasetError
@@ -49,6 +50,8 @@ from bcc.evaluation.pipeline import evaluate
 from bcc.training.config import check_config
 from bcc.training.protocol import run_job, run_protocol
 from bcc.training.stages import sequence
+
+log = get_logger(__name__)
 
 #: the evaluation's config nodes: overrides of these go to the report, every other one to training
 EVAL_NODES = ("eval", "wandb", "report_dir")
@@ -123,19 +126,19 @@ class Steps:
         self.load: dict[str, float] = {}
 
     def __call__(self, name: str, work: Callable[[], object]) -> None:
-        print(f"\n== {name} ==", flush=True)
+        log.info(f"\n== {name} ==")
         t0 = time.perf_counter()
         work()
         self.seconds[name] = round(time.perf_counter() - t0, 1)
         self.load[name] = round(os.getloadavg()[0], 2)
-        print(f"[bcc] {name}: {self.seconds[name] / 60:.1f} min (load average {self.load[name]})", flush=True)
+        log.info(f"[bcc] {name}: {self.seconds[name] / 60:.1f} min (load average {self.load[name]})")
 
     def write(self, path: Path) -> None:
         total = sum(self.seconds.values())
         write_json({"steps_seconds": self.seconds, "total_seconds": round(total, 1), "load_average_at_end": self.load,
                     "threads": torch.get_num_threads(), "machine": machine()}, path)
-        print("\n" + pd.Series({k: f"{v / 60:.1f} min" for k, v in self.seconds.items()}).to_string())
-        print(f"total: {total / 60:.1f} min on {machine().get('cpu', 'this machine')}")
+        log.info("\n" + pd.Series({k: f"{v / 60:.1f} min" for k, v in self.seconds.items()}).to_string())
+        log.info(f"total: {total / 60:.1f} min on {machine().get('cpu', 'this machine')}")
 
 
 def task(cfg: DictConfig, eval_overrides: Sequence[str] = (), data: Path | None = None,
@@ -161,7 +164,7 @@ def task(cfg: DictConfig, eval_overrides: Sequence[str] = (), data: Path | None 
         raise UsageError(f"--data {data}: no such folder (the one holding HAM10000, Derm7pt and PH2 as downloaded)")
     step = Steps()
     if (root / "images.csv").is_file():
-        print(f"[bcc] reusing the merged set {root} (delete {root.parent} to merge --data afresh)")
+        log.info(f"[bcc] reusing the merged set {root} (delete {root.parent} to merge --data afresh)")
     else:
         merge_from = cast(Path, data)  # checked above: a folder when there is no merged set
         step("merge", lambda: prepare_public(merge_from, root.parent))
@@ -186,7 +189,7 @@ def task(cfg: DictConfig, eval_overrides: Sequence[str] = (), data: Path | None 
         step(f"{name}: evaluation", report)
     table = comparison(("ImageNet, fine-tuned (make real)", out / "report"),
                        {name: out / "controls" / name / "report" for name in runs})
-    print(f"[bcc] comparison: {write_comparison(table, out / 'controls')}")
+    log.info(f"[bcc] comparison: {write_comparison(table, out / 'controls')}")
     step.write(out / "controls" / "timings.json")
 
 
@@ -216,7 +219,7 @@ def _main_run(cfg: DictConfig, overrides: list[str], compose, report_cfg, step: 
 
     def report() -> None:
         ev = evaluate(report_cfg(overrides), "python -m bcc.real (evaluation)")
-        print(f"[bcc] report: {ev.report_dir / 'report.md'}")
+        log.info(f"[bcc] report: {ev.report_dir / 'report.md'}")
 
     step("evaluation", report)
 
@@ -231,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data, controls, argv = take_options(argv)
         training, evaluation = split_overrides(argv)
     except UsageError as e:
-        print(f"bcc.real: {e}", file=sys.stderr)
+        configure()  # before hydra_command, which configures the logging of every command
+        log.error(f"bcc.real: {e}")
         return 2
     return hydra_command("bcc.real", "config", run, ["experiment=real", *training, "hydra/job_logging=none"])

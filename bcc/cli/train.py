@@ -18,9 +18,11 @@ from omegaconf import DictConfig
 
 from bcc.core.cli import hydra_command
 from bcc.core.errors import UsageError
-from bcc.training import ddp
+from bcc.core.log import get_logger, rank
 from bcc.training.config import optimized_value
 from bcc.training.protocol import run_job
+
+log = get_logger(__name__)
 
 
 def task(cfg: DictConfig) -> float | None:
@@ -31,21 +33,21 @@ def task(cfg: DictConfig) -> float | None:
                          "data.root=<dataset>` (README: \"Score a held-out set\")")
     overrides = list(HydraConfig.get().overrides.task)
     results = run_job(cfg, lambda o: hydra.compose(config_name="config", overrides=o), overrides)
-    if ddp.rank() != 0:
+    if rank() != 0:
         return None
     for m in results.values():
         t = m["test"]
-        print(f"[bcc] {m['backbone']} fold {m['fold']} stage {m['stage']}: test BCC accuracy "
-              f"{t.get('bcc', {}).get('accuracy', float('nan')):.3f}, rule accuracy "
-              f"{t.get('rule', {}).get('accuracy', float('nan')):.3f} -> {Path(cfg.paths.output_dir)}")
+        log.info(f"[bcc] {m['backbone']} fold {m['fold']} stage {m['stage']}: test BCC accuracy "
+                 f"{t.get('bcc', {}).get('accuracy', float('nan')):.3f}, rule accuracy "
+                 f"{t.get('rule', {}).get('accuracy', float('nan')):.3f} -> {Path(cfg.paths.output_dir)}")
     value = optimized_value(cfg, results)
     if value is not None:
-        print(f"[bcc] optimized_metric {cfg.optimized_metric} = {value:.4f}")
+        log.info(f"[bcc] optimized_metric {cfg.optimized_metric} = {value:.4f}")
     return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if ddp.rank() > 0:  # a DDP process other than the first: rank 0 writes the job's .hydra/ and log
+    if rank() > 0:  # a DDP process other than the first: rank 0 writes the job's .hydra/ and log
         argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
     return hydra_command("bcc.train", "config", task, argv)

@@ -7,6 +7,7 @@ positional paths with argparse through :func:`run_command`. Either way a :class:
 prints one line naming the problem and exits 2; any other exception prints its message and exits 1; an
 :class:`~bcc.core.errors.InputWarning` (a dataset's, a rater's) prints one ``warning: <message>`` line.
 A traceback is shown only when asked for: ``HYDRA_FULL_ERROR=1`` (or ``--debug`` for the argparse tools).
+Both runners configure bcc's logging (:mod:`bcc.core.log`), through which these lines go too.
 """
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from bcc.core.config import CONF_DIR, Range, check_ranges, normalize_overrides
 from bcc.core.errors import BadInput, InputWarning, Interrupted, UsageError
+from bcc.core.log import configure, get_logger
 from bcc.core.settings import check_schema, ranges_of
+
+log = get_logger(__name__)
 
 #: Hydra's own switches, which may stand anywhere on the command line.
 HYDRA_SWITCHES = ("--multirun", "-m", "--run", "-r", "--resolve", "--help", "-h", "--hydra-help", "--info",
@@ -44,7 +48,7 @@ def shown_warnings() -> Iterator[None]:
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, InputWarning):
-                print(f"warning: {message}", file=sys.stderr)
+                log.warning(f"warning: {message}")
             else:
                 python(message, category, filename, lineno, file, line)
 
@@ -53,7 +57,9 @@ def shown_warnings() -> Iterator[None]:
 
 
 def run_command(name: str, body: Callable[[], int | None], debug: bool = False) -> int:
-    """Run `body` and map its outcome to the exit-code convention (see the module docstring)."""
+    """Run `body` and map its outcome to the exit-code convention (see the module docstring); bcc's lines are
+    logged to the terminal while it runs (:func:`bcc.core.log.configure`)."""
+    configure()
     debug = debug or debug_requested()
     try:
         with shown_warnings():
@@ -62,25 +68,24 @@ def run_command(name: str, body: Callable[[], int | None], debug: bool = False) 
     except BadInput as e:
         if debug:
             raise
-        print(f"{name}: error: {e}", file=sys.stderr)
+        log.error(f"{name}: error: {e}")
         return 2
     except Interrupted as e:
-        print(f"{name}: {e}", file=sys.stderr)
+        log.warning(f"{name}: {e}")
         return 128 + e.signum
     except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
+        log.warning(f"{name}: interrupted")
         return 130
     except (FileExistsError, NotADirectoryError) as e:  # an output path runs through a file, e.g. --out file/x
         if debug:
             raise
-        print(f"{name}: error: cannot make the folder {e.filename}: a file stands where a folder is needed "
-              f"({e.strerror}); choose an output path (--out, output=) below folders only", file=sys.stderr)
+        log.error(f"{name}: error: cannot make the folder {e.filename}: a file stands where a folder is needed "
+                  f"({e.strerror}); choose an output path (--out, output=) below folders only")
         return 2
     except Exception as e:
         if debug:
             raise
-        print(f"{name}: failed: {type(e).__name__}: {e} (HYDRA_FULL_ERROR=1 shows the traceback)",
-              file=sys.stderr)
+        log.error(f"{name}: failed: {type(e).__name__}: {e} (HYDRA_FULL_ERROR=1 shows the traceback)")
         return 1
 
 
@@ -135,6 +140,7 @@ def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], Any]
     """
     import hydra
 
+    configure()
     started = []
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
@@ -150,7 +156,7 @@ def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], Any]
     try:
         args = _hydra_argv(sys.argv[1:] if argv is None else argv)
     except BadInput as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
+        log.error(f"{name}: error: {e}")
         return 2
     sys.argv = [name, *args]
     try:
@@ -158,7 +164,7 @@ def hydra_command(name: str, config_name: str, task: Callable[[DictConfig], Any]
     except SystemExit as e:
         code = 0 if e.code is None else e.code
         if not isinstance(code, int):  # SystemExit("message"): Hydra or argparse printed nothing yet
-            print(code, file=sys.stderr)
+            log.error(code)
             code = 2
         return 2 if code == 1 and not started else code
     finally:

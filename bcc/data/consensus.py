@@ -23,10 +23,13 @@ from statsmodels.stats.inter_rater import fleiss_kappa
 from bcc.core.cli import ranged, run_command, tool_parser
 from bcc.core.config import Range
 from bcc.core.io import atomic_path, files_digest, write_csv
+from bcc.core.log import get_logger
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.data.contract import Dataset, load_dataset
 from bcc.data.errors import DatasetWarning, warn
 from bcc.data.stamps import describe_duplicates
+
+log = get_logger(__name__)
 
 EPS = 1e-6
 #: A rater needs this many rated images of a code for its sensitivity/specificity (and its place in that
@@ -233,7 +236,7 @@ def ensure_labels(root: Path, tol: float = 1e-6, max_iter: int = 200, verbose: b
     with atomic_path(stamp) as tmp:
         tmp.write_text(json.dumps({"digest": digest}))
     if verbose:
-        print(report(ratings, raters, result, labels, quality))
+        log.info(report(ratings, raters, result, labels, quality))
     if dataset.duplicates:
         warn(describe_duplicates(root, dataset.duplicates))
     for note in undefined_notes(ratings, quality):

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from bcc.core.cli import run_command, tool_parser
 from bcc.core.io import refuse_existing as _refuse_existing
 from bcc.core.io import staged_folder
+from bcc.core.log import get_logger
 from bcc.core.patterns import CODES
 from bcc.data.contract import load_dataset
 from bcc.data.csvfile import read_csv
@@ -35,6 +36,8 @@ from bcc.data.errors import DatasetError
 from bcc.data.images import UnreadableImage
 from bcc.data.images import upright_size as _upright_size
 from bcc.data.paths import check_how, place_file
+
+log = get_logger(__name__)
 
 __all__ = ["Plan", "annotations", "conversion_parser", "find_image", "find_named", "folder", "image_files",
            "refuse_existing", "run_conversion", "source_table", "upright_size", "validate", "write", "write_into"]
@@ -239,10 +242,10 @@ def run_conversion(command: str, args: argparse.Namespace, make_plan: Callable[[
         plan = make_plan()
         write(plan, args.out, args.how)
         for note in plan.notes:
-            print(note)
+            log.info(note)
         if args.how == "symlink":
-            print(f"the files are symbolic links into the source folders: pass --allow-outside to bcc.consensus "
-                  f"and bcc.folds for {args.out}")
-        print(plan.summary(args.out))
+            log.info(f"the files are symbolic links into the source folders: pass --allow-outside to bcc.consensus "
+                     f"and bcc.folds for {args.out}")
+        log.info(plan.summary(args.out))
 
     return run_command(f"bcc.{command}", body, args.debug)

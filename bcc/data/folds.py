@@ -20,11 +20,14 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from bcc.core.cli import ranged, run_command, tool_parser
 from bcc.core.config import Range
 from bcc.core.io import atomic_path, files_digest, write_csv
+from bcc.core.log import get_logger
 from bcc.core.patterns import CODES
 from bcc.data.consensus import ensure_labels
 from bcc.data.contract import load_image_table
 from bcc.data.errors import DatasetError, warn
 from bcc.data.stamps import describe_duplicates, duplicate_images
+
+log = get_logger(__name__)
 
 STRATA = [*list(CODES), "bcc"]
 
@@ -126,13 +129,13 @@ def ensure_splits(root: Path, k: int = 5, seed: int = 0, verbose: bool = False,
     with atomic_path(stamp) as tmp:
         tmp.write_text(json.dumps({"digest": digest}))
     if verbose:
-        print(f"{k}-fold multilabel-stratified split (seed {seed}) → {path}\n")
-        print(fold_table(labels, folds).to_string())
+        log.info(f"{k}-fold multilabel-stratified split (seed {seed}) → {path}\n")
+        log.info(fold_table(labels, folds).to_string())
         if by_source:
             src = images.set_index("image_id")["source"].reindex(labels["image_id"]).to_numpy()
             per = pd.crosstab(folds, [src, labels["bcc"].fillna(0).astype(int).to_numpy()],
                               rownames=["fold"], colnames=["source", "bcc"])
-            print("\nper source (bcc 0 / 1):\n" + per.to_string())
+            log.info("\nper source (bcc 0 / 1):\n" + per.to_string())
     return splits
 
 

@@ -25,10 +25,13 @@ import pandas as pd
 
 from bcc.core.cli import run_command, tool_parser
 from bcc.core.io import refuse_existing, staged_folder
+from bcc.core.log import get_logger
 from bcc.data.contract import load_dataset
 from bcc.data.errors import DatasetError, warn
 from bcc.data.paths import check_how, place_file
 from bcc.data.stamps import describe_duplicates, duplicate_images
+
+log = get_logger(__name__)
 
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 NEVER_REPLACED = "merging never overwrites a dataset"
@@ -105,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         merged = merge(a.datasets, a.out, a.names.split(",") if a.names else None, a.how, a.allow_outside)
-        print(f"{a.out}: {len(merged)} images from {len(a.datasets)} datasets")
+        log.info(f"{a.out}: {len(merged)} images from {len(a.datasets)} datasets")
         if duplicates := duplicate_images(a.out, merged):  # e.g. two datasets holding the same images
             warn(describe_duplicates(a.out, duplicates))
 

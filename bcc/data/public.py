@@ -26,10 +26,13 @@ import pandas as pd
 
 from bcc.core.cli import run_command
 from bcc.core.io import staged_folder
+from bcc.core.log import get_logger
 from bcc.data import conversion, derm7pt, ham10000, ph2
 from bcc.data.errors import DatasetError
 from bcc.data.merge import merge
 from bcc.data.paths import check_how
+
+log = get_logger(__name__)
 
 SEARCH_DEPTH = 4
 LOOKED_FOR = {"ham10000": "HAM10000_metadata.csv or ISIC2018_Task3_Training_GroundTruth.csv",
@@ -81,8 +84,8 @@ def prepare_public(data: Path, out: Path, how: str = "hard", allow_outside: bool
     conversion.refuse_existing(out)
     sets = find_sets(data, allow_outside)
     for name, marker in LOOKED_FOR.items():
-        print(f"found {name}: {sets[name].where}" if name in sets else
-              f"not found: {name} (looked for {marker} up to {SEARCH_DEPTH} folders under {data})")
+        log.info(f"found {name}: {sets[name].where}" if name in sets else
+                 f"not found: {name} (looked for {marker} up to {SEARCH_DEPTH} folders under {data})")
     if not sets:
         raise DatasetError(f"{data}: none of the supported sets found ({'; '.join(LOOKED_FOR.values())}); point at the "
                            f"folder holding them (docs/dataset.md, 'Public datasets', says where to download each)")
@@ -95,7 +98,7 @@ def prepare_public(data: Path, out: Path, how: str = "hard", allow_outside: bool
             counts[name] = plan.counts()
             origin.update({f"{name}/{rel}": o for rel, o in plan.origin.items()})
             for note in plan.notes:
-                print(f"{name}: {note}")
+                log.info(f"{name}: {note}")
         try:  # merge validates every set (each file decoded once) before it writes the merged one
             merge([tmp / name for name in sets], tmp / "merged", list(sets),
                   "symlink" if how == "symlink" else "hard", allow_outside=how == "symlink")
@@ -105,11 +108,11 @@ def prepare_public(data: Path, out: Path, how: str = "hard", allow_outside: bool
             _relative_links(tmp / "merged", tmp)
     table = pd.DataFrame(counts).T.rename_axis("source")
     table.loc["merged"] = table.sum()
-    print(table.to_string())
-    print(f"{out}: {', '.join(f'{out / name}/' for name in sets)} and the merged set {out / 'merged'}/ "
-          f"({int(table.loc['merged', 'images'])} images)")
+    log.info(table.to_string())
+    log.info(f"{out}: {', '.join(f'{out / name}/' for name in sets)} and the merged set {out / 'merged'}/ "
+             f"({int(table.loc['merged', 'images'])} images)")
     if how == "symlink":
-        print(f"the files are symbolic links into {data}: pass --allow-outside to bcc.consensus and bcc.folds")
+        log.info(f"the files are symbolic links into {data}: pass --allow-outside to bcc.consensus and bcc.folds")
     return table
 
 

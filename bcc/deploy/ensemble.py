@@ -36,6 +36,7 @@ from torch import nn
 
 from bcc.core.errors import BadInput
 from bcc.core.layout import parse_job, read_job_config
+from bcc.core.log import get_logger
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.contract import dataset_hash
 from bcc.deploy.model_card import ModelCard
@@ -45,6 +46,8 @@ from bcc.deploy.scorers import load_torch_network
 from bcc.deploy.thresholds import load_thresholds
 from bcc.models.checkpoint import read_checkpoint
 from bcc.models.network import MultitaskNet, untrained_note
+
+log = get_logger(__name__)
 
 
 def checkpoints_of(value: str | Sequence[str]) -> list[Path]:
@@ -176,9 +179,9 @@ def export_ensemble(checkpoints: Sequence[str | Path], output: str | Path | None
     diff, _ = export_checked(EnsembleNet(nets, form), output, size, names, reference(nets, form is not None), card,
                              doc, tolerance)
     if verbose:
-        print(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
-              f"{kind['what']} ({', '.join(map(str, checkpoints))}); "
-              + ", ".join(f"max |{k}(ORT) - {k}(torch)| = {v:.2e}" for k, v in diff.items()))
+        log.info(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
+                 f"{kind['what']} ({', '.join(map(str, checkpoints))}); "
+                 + ", ".join(f"max |{k}(ORT) - {k}(torch)| = {v:.2e}" for k, v in diff.items()))
     return output
 
 

@@ -22,6 +22,7 @@ from scipy.special import expit
 
 from bcc.core.errors import BadInput
 from bcc.core.io import atomic_path
+from bcc.core.log import get_logger
 from bcc.data.contract import DecodeStamp, dataset_hash, inside, load_image_table
 from bcc.data.table import read_table
 from bcc.deploy.guarantee import Guarantee, check_enough, guaranteed_threshold
@@ -30,6 +31,8 @@ from bcc.deploy.model_card import ModelCard
 from bcc.deploy.onnx_export import dataset_root_of
 from bcc.deploy.onnx_model import FOLDS_NAME, INPUT_NAME, OUTPUT_NAME, ort_session, save_model
 from bcc.models.checkpoint import read_checkpoint
+
+log = get_logger(__name__)
 
 
 def model_scores(model: str | Path, images: np.ndarray, batch_size: int = 32, threads: int | None = None
@@ -114,6 +117,6 @@ def attach_guarantee(model: str | Path, data: str | Path, y: np.ndarray, epsilon
     with atomic_path(model) as tmp:
         save_model(onnx.load(str(model)), tmp, card)
     if verbose:
-        print(f"[bcc.export] {model.name}: {g.statement()}; {g.deprioritised:.1%} of the calibration cases fall "
-              f"below it")
+        log.info(f"[bcc.export] {model.name}: {g.statement()}; {g.deprioritised:.1%} of the calibration cases fall "
+                 f"below it")
     return g

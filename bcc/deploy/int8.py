@@ -33,6 +33,7 @@ from scipy.special import expit
 from bcc.core.classification import binary_metrics
 from bcc.core.errors import BadInput, UsageError
 from bcc.core.io import atomic_path
+from bcc.core.log import get_logger
 from bcc.core.patterns import CODES
 from bcc.data.cache import decoded_images
 from bcc.data.contract import load_image_table
@@ -51,6 +52,8 @@ from bcc.deploy.onnx_model import (
     save_model,
 )
 from bcc.explanation.gradcam import postprocess
+
+log = get_logger(__name__)
 
 
 def fold_data(root: str | Path, fold: int, size: Preprocess | int, n_train: int = 64, allow_outside: bool = False
@@ -206,17 +209,18 @@ def quantize_int8(fp32: str | Path, output: str | Path | None = None, calibratio
     finally:
         pre.unlink(missing_ok=True)
     if verbose:
-        print(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s, "
-              f"{len(calibration)} calibration images)")
+        log.info(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s, "
+                 f"{len(calibration)} calibration images)")
         if "int8_vs_fp32" in maps:
             m = maps["int8_vs_fp32"]
-            print(f"[bcc.export] int8 Grad-CAM maps against fp32 on {m['data']}: mean |Δ| {m['mean_abs_diff']:.3f}, "
-                  f"max |Δ| {m['max_abs_diff']:.3f} (maps in [0, 1] at the input size); {correlation_words(m)}; "
-                  f"{m['blank_in_one_only']} of {m['maps']} maps blank in one model only")
+            log.info(f"[bcc.export] int8 Grad-CAM maps against fp32 on {m['data']}: "
+                     f"mean |Δ| {m['mean_abs_diff']:.3f}, max |Δ| {m['max_abs_diff']:.3f} (maps in [0, 1] at the "
+                     f"input size); {correlation_words(m)}; "
+                     f"{m['blank_in_one_only']} of {m['maps']} maps blank in one model only")
         if check is not None and result is not None:
-            print(f"[bcc.export] int8 check on {check.where}: BCC accuracy fp32 {result['accuracy_fp32']:.3f}, "
-                  f"int8 {result['accuracy_int8']:.3f} ({100 * result['delta']:+.1f} points, allowed "
-                  f"±{100 * check.max_drop:g}); decisions agree on {result['decisions_agree']}/{result['n']}")
+            log.info(f"[bcc.export] int8 check on {check.where}: BCC accuracy fp32 {result['accuracy_fp32']:.3f}, "
+                     f"int8 {result['accuracy_int8']:.3f} ({100 * result['delta']:+.1f} points, allowed "
+                     f"±{100 * check.max_drop:g}); decisions agree on {result['decisions_agree']}/{result['n']}")
     return output
 
 

@@ -51,6 +51,7 @@ from torch import nn
 
 from bcc.core.errors import UsageError
 from bcc.core.layout import read_job_config
+from bcc.core.log import get_logger
 from bcc.core.patterns import OUTPUTS
 from bcc.data.contract import dataset_hash, load_image_table
 from bcc.deploy.model_card import ModelCard, read_metadata
@@ -60,6 +61,8 @@ from bcc.deploy.thresholds import load_thresholds
 from bcc.explanation.gradcam import logits_from_pooled, raw_cams, target
 from bcc.models.checkpoint import read_checkpoint
 from bcc.models.network import MultitaskNet
+
+log = get_logger(__name__)
 
 
 # ---- the checkpoint's training data ---------------------------------------------------------------------
@@ -218,9 +221,9 @@ def export_onnx(checkpoint: str | Path, output: str | Path | None = None, thresh
     diff, _ = export_checked(net if form is None else ExplainedNet(net, form), output, size, names,
                              reference([net], form is not None), card, doc, tolerance)
     if verbose:
-        print(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
-              + ", ".join(f"max |{k}(ORT) - {k}(torch)| = {v:.2e}" for k, v in diff.items())
-              + " on random images (batch 1 and 5)"
-              + ("" if form is None else f"; Grad-CAM maps in the graph ({form} closed form)")
-              + ("" if form is not None else f"; no maps in the graph ({why}): bcc.predict explains with torch"))
+        log.info(f"[bcc.export] {output} ({output.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
+                 + ", ".join(f"max |{k}(ORT) - {k}(torch)| = {v:.2e}" for k, v in diff.items())
+                 + " on random images (batch 1 and 5)"
+                 + ("" if form is None else f"; Grad-CAM maps in the graph ({form} closed form)")
+                 + ("" if form is not None else f"; no maps in the graph ({why}): bcc.predict explains with torch"))
     return output

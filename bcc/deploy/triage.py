@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from bcc.core.io import OutputSet, atomic_path, csv_safe, shown, write_csv, write_json
 from bcc.core.jobs import file_sha256
+from bcc.core.log import get_logger
 from bcc.core.patterns import CODES, OUTPUTS, clinical_rule, rule_defined
 from bcc.data.images import Preprocess, UnreadableImage, shrink, to_input, view_box
 from bcc.deploy.option_checks import input_and_output
@@ -53,6 +54,8 @@ from bcc.deploy.report_html import lesion_figures, write_report
 from bcc.deploy.scorers import OnnxScorer, TorchScorer, explainer, make_scorer, torch_threads
 from bcc.deploy.thresholds import Thresholds, load_thresholds
 from bcc.explanation.batch import input_name, list_inputs, read_input
+
+log = get_logger(__name__)
 
 DISPLAY_SIDE = 1024  # the copy of an image kept for the report: longest side at most this
 SHRINK_WARNING = 8   # an image this many times larger than the model's input is said to lose its fine detail
@@ -146,7 +149,7 @@ def _progress(total: int, enabled: bool | None):
 
 def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, th: Thresholds,
            explainer: TorchScorer | OnnxScorer | None = None, batch_size: int = 32, max_megapixels: float = 100.0,
-           log=print, render: bool = True, progress: bool | None = None) -> tuple[pd.DataFrame, list[Lesion]]:
+           render: bool = True, progress: bool | None = None) -> tuple[pd.DataFrame, list[Lesion]]:
     """Read, score (and explain) `files` in batches; returns the ranked table and the lesions in its order.
 
     `explainer` (``bcc.deploy.scorers.explainer``) adds the raw Grad-CAM maps; when it is the scorer
@@ -167,7 +170,7 @@ def triage(files: Sequence[Path], root: Path, scorer: TorchScorer | OnnxScorer, 
                                   rgb))
                 except UnreadableImage as e:
                     lesions.append(Lesion(name, "; ".join(filter(None, [str(e), remark]))))
-                    (log if bar.disable else bar.write)(f"[bcc.predict] skipped {name}: {e}")
+                    (log.info if bar.disable else bar.write)(f"[bcc.predict] skipped {name}: {e}")
             if batch:
                 x = np.stack([x for _, x, _ in batch])
                 explain = render and explainer is not None
@@ -244,7 +247,7 @@ def guarantee_status(g: Mapping[str, Any] | None, th: Thresholds) -> dict[str, A
 
 
 # ---- the command ----------------------------------------------------------------------------------------
-def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
+def run_triage(a: Mapping[str, Any]) -> pd.DataFrame:
     """``python -m bcc.predict``'s work for options `a` (``conf/predict.yaml``, checked against ``core.settings.PredictConfig``);
     returns the worklist (``triage.csv`` holds it with formula-leading text cells neutralised)."""
     t0 = time.perf_counter()
@@ -261,17 +264,17 @@ def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
     if a["explain"] and a["report"]:
         ex, explain_note = explainer(scorer, a["explain_checkpoint"], a["threads"])
         if ex is None:
-            log(f"[bcc.predict] Grad-CAM {explain_note}")
+            log.info(f"[bcc.predict] Grad-CAM {explain_note}")
     if not files:
-        log(f"[bcc.predict] input={shown(inp)}: no files in it")
-    table, lesions = triage(files, root, scorer, th, ex, a["batch_size"], a["max_megapixels"], log,
+        log.info(f"[bcc.predict] input={shown(inp)}: no files in it")
+    table, lesions = triage(files, root, scorer, th, ex, a["batch_size"], a["max_megapixels"],
                             render=a["report"], progress=a["progress"])
     seconds = time.perf_counter() - t0
     shrunk = int(table["note"].str.contains("scored at the model's", regex=False).sum())
     if shrunk:
-        log(f"[bcc.predict] warning: {shrunk} image(s) are {SHRINK_WARNING}x or more larger than the model's "
-            f"{scorer.preprocess.size} px input (what it was trained at): their fine detail is lost (note in "
-            f"triage.csv)")
+        log.info(f"[bcc.predict] warning: {shrunk} image(s) are {SHRINK_WARNING}x or more larger than the model's "
+                 f"{scorer.preprocess.size} px input (what it was trained at): their fine detail is lost (note in "
+                 f"triage.csv)")
     untrained = [o for o, t in zip(OUTPUTS, scorer.trained, strict=True) if not t]
     info = {"model": scorer.describe, "input": shown(inp), "input_path": os.fsdecode(inp.resolve()),
             "thresholds": th.as_dict(), "explanations": explain_note, "seconds": seconds,
@@ -280,8 +283,8 @@ def run_triage(a: Mapping[str, Any], log=print) -> pd.DataFrame:
     with outputs.staging() as staged:
         write_worklist(staged, table, lesions, info, report=a["report"])
     ok = table["status"].eq("ok")
-    log(f"[bcc.predict] {int(ok.sum())} scored, {int((~ok).sum())} skipped (reasons in triage.csv), "
-        f"{int((table['diagnosis_verdict'] == 'BCC').sum())} likely BCC, {int(table['review'].eq(1).sum())} "
-        f"flagged for review → {shown(out / 'triage.csv')}" + (f", {shown(out / 'report.html')}" if a["report"] else "")
-        + f" ({seconds:.1f} s)")
+    log.info(f"[bcc.predict] {int(ok.sum())} scored, {int((~ok).sum())} skipped (reasons in triage.csv), "
+             f"{int((table['diagnosis_verdict'] == 'BCC').sum())} likely BCC, {int(table['review'].eq(1).sum())} "
+             f"flagged for review → {shown(out / 'triage.csv')}"
+             + (f", {shown(out / 'report.html')}" if a["report"] else "") + f" ({seconds:.1f} s)")
     return table

@@ -41,10 +41,13 @@ from PIL import Image
 
 from bcc.core.errors import BadInput
 from bcc.core.io import BIDI_CONTROLS, atomic_path, csv_safe, shown, write_csv
+from bcc.core.log import get_logger
 from bcc.core.patterns import OUTPUTS
 from bcc.data.images import Preprocess, UnreadableImage, read_rgb, to_input
 from bcc.explanation.gradcam import maps_on_picture
 from bcc.explanation.render import overlay
+
+log = get_logger(__name__)
 
 #: An output name's longest form in UTF-8 bytes, leaving room for ``_<output>.png`` in the usual 255.
 MAX_NAME_BYTES = 200
@@ -134,8 +137,7 @@ Explainer = Callable[[np.ndarray], tuple[np.ndarray, torch.Tensor]]
 
 
 def explain_files(explainer: Explainer, preprocess: Preprocess | int, files: Sequence[Path], out_dir: Path, root: Path,
-                  save_raw: bool = False, batch_size: int = 16, max_megapixels: float = 100.0,
-                  log=print) -> pd.DataFrame:
+                  save_raw: bool = False, batch_size: int = 16, max_megapixels: float = 100.0) -> pd.DataFrame:
     """Write overlays (and raw maps) for `files`; returns the table written as ``explanations.csv``.
 
     `explainer` maps (N, 3, S, S) float32 images (made as `preprocess` says) in [0, 1] to (probabilities (N, 8), raw
@@ -156,7 +158,7 @@ def explain_files(explainer: Explainer, preprocess: Preprocess | int, files: Seq
                 chunk.append((row, rgb))
                 row["note"] = "; ".join(filter(None, [note, remark]))
             except UnreadableImage as e:
-                log(f"[bcc.explain] skipped {image}: {e}")
+                log.info(f"[bcc.explain] skipped {image}: {e}")
                 row.update(status="skipped", note="; ".join(filter(None, [str(e), remark])))
         if not chunk:
             continue

@@ -22,22 +22,25 @@ from waitress import create_server
 
 from bcc.core.cli import run_command, tool_parser
 from bcc.core.errors import BadInput
+from bcc.core.log import get_logger
 from bcc.review import accounts
 from bcc.review.app import create_app
 from bcc.review.db import DEFAULT_URL, create_database, database, upgrade_database
 from bcc.review.export import check_out, export_annotations
 from bcc.review.worklists import import_worklist, load_worklist
 
+log = get_logger(__name__)
+
 HOST = "127.0.0.1"  # never another interface: no image or score leaves the machine
 
 
-def serve(sessions: sessionmaker[Session], url: str, port: int, log=print) -> None:
+def serve(sessions: sessionmaker[Session], url: str, port: int) -> None:
     app = create_app(sessions)
     try:
         server = create_server(app, host=HOST, port=port, threads=8)
     except OSError as e:
         raise BadInput(f"--port {port}: cannot listen on {HOST}:{port} ({e.strerror}); choose another port") from None
-    log(f"[bcc.review] http://localhost:{server.effective_port}/ (database {url}; Ctrl-C stops)", flush=True)
+    log.info(f"[bcc.review] http://localhost:{server.effective_port}/ (database {url}; Ctrl-C stops)")
     server.run()
 
 
@@ -63,11 +66,11 @@ def _user(a, sessions: sessionmaker[Session]) -> None:
     if a.action == "add":
         name = accounts.check_free(sessions, a.name)  # refused before the password is asked for
         r = accounts.add_reviewer(sessions, name, _password(a.password_stdin))
-        print(f"[bcc.review] reviewer {r.name!r} added; they sign in at the review app with this name")
+        log.info(f"[bcc.review] reviewer {r.name!r} added; they sign in at the review app with this name")
     else:
         accounts.find(sessions, a.name)  # an unknown name is refused before the password is asked for
         accounts.set_password(sessions, a.name, _password(a.password_stdin))
-        print(f"[bcc.review] password of {a.name.strip()!r} changed; every browser signed in as them is signed out")
+        log.info(f"[bcc.review] password of {a.name.strip()!r} changed; every browser signed in as them is signed out")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         if a.command == "init":
             create_database(a.db).kw["bind"].dispose()
-            print(f"[bcc.review] created the review database {a.db}; add reviewers: python -m bcc.review user add NAME")
+            log.info(f"[bcc.review] created the review database {a.db}; add reviewers: "
+                     f"python -m bcc.review user add NAME")
         elif a.command == "upgrade":
             before, after = upgrade_database(a.db)
-            print(f"[bcc.review] {a.db}: schema {before or 'from before migrations'} → {after}")
+            log.info(f"[bcc.review] {a.db}: schema {before or 'from before migrations'} → {after}")
         elif a.command == "user":
             with database(a.db) as sessions:
                 _user(a, sessions)

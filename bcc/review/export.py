@@ -30,12 +30,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bcc.core.errors import BadInput
-from bcc.core.io import csv_safe, write_csv
-from bcc.core.jobs import file_sha256
+from bcc.core.io import csv_safe, sha256_file, shown, write_csv
+from bcc.core.log import get_logger
 from bcc.core.patterns import CODES, clinical_rule
 from bcc.data.contract import inside, load_image_table
-from bcc.explanation.batch import shown
 from bcc.review.db import Case, Reviewer, Verdict, Worklist
+
+log = get_logger(__name__)
 
 AUDIT_COLUMNS = ["image_id", "keyed_by", "rater", "exported", "why_not", "bcc", "rule_over_codes", "agrees", "note",
                  "version", "versions", "recorded", "worklist", "case", "case_id", "sha256"]
@@ -49,7 +50,7 @@ def _dataset_ids(dataset: Path) -> dict[str, str]:
     for image_id, rel in zip(table["image_id"].astype(str), table["image"].astype(str), strict=True):
         p = inside(dataset, rel, str(dataset / "images.csv"), False, base=base)
         if p.is_file():
-            out[file_sha256(p).removeprefix("sha256:")] = image_id
+            out[sha256_file(p)] = image_id
     return out
 
 
@@ -75,8 +76,8 @@ def _current(s: Session) -> list[tuple[Verdict, int, Case, str, str]]:
     return [(v, n, c, wl, rater) for v, n, c, wl, rater in s.execute(q).all()]
 
 
-def export_annotations(sessions: sessionmaker[Session], out: str | Path, dataset: str | Path | None = None,
-                       log=print) -> pd.DataFrame:
+def export_annotations(sessions: sessionmaker[Session], out: str | Path, dataset: str | Path | None = None
+                       ) -> pd.DataFrame:
     """Write the current verdicts as ``annotations.csv`` rows to `out` and the audit beside it (module
     docstring); with `dataset`, after the dataset's own annotations and with its image_ids. Neither file
     may exist: the command never writes over a file it did not make."""
@@ -116,6 +117,7 @@ def export_annotations(sessions: sessionmaker[Session], out: str | Path, dataset
     write_csv(ann, out)
     write_csv(csv_safe(pd.DataFrame(audit, columns=AUDIT_COLUMNS)), audit_path, quoting=csv.QUOTE_NONNUMERIC)
     left = [a for a in audit if not a["exported"]]
-    log(f"[bcc.review] {len(rows)} verdicts → {shown(out)} (images keyed by {keyed_by}; audit: {shown(audit_path)})"
-        + (f"; {len(left)} not exported, each with the reason in the audit" if left else ""))
+    log.info(f"[bcc.review] {len(rows)} verdicts → {shown(out)} (images keyed by {keyed_by}; audit: "
+             f"{shown(audit_path)})"
+             + (f"; {len(left)} not exported, each with the reason in the audit" if left else ""))
     return ann

@@ -25,15 +25,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bcc.core.errors import BadInput
-from bcc.core.io import csv_safe
-from bcc.core.jobs import file_sha256
+from bcc.core.io import csv_safe, sha256_file, shown
+from bcc.core.log import get_logger
 from bcc.core.patterns import CODES, OUTPUTS
 from bcc.data.images import UnreadableImage, shrink, view_box
 from bcc.deploy.report_html import Guarantee
 from bcc.deploy.thresholds import Thresholds
 from bcc.deploy.triage import MAPS, RUN
-from bcc.explanation.batch import input_name, list_inputs, read_input, shown
+from bcc.explanation.batch import input_name, list_inputs, read_input
 from bcc.review.db import Case, Worklist, now, npy_bytes
+
+log = get_logger(__name__)
 
 DISPLAY_SIDE = 1024
 COLUMNS = ["rank", "image", "p_bcc", "diagnosis_verdict", "rule_verdict", "review_reason", "status",
@@ -174,7 +176,7 @@ def load_worklist(folder: str | Path, max_megapixels: float = 100.0) -> Loaded:
             raise BadInput(f"{shown(path)}: cannot be read again ({e})") from None
         h, w = rgb.shape[:2]
         left, top, right, bottom = view_box(w, h, resize)
-        cases.append({"rank": int(row["rank"]), "image": scored["image"], "sha256": digest.removeprefix("sha256:"),
+        cases.append({"rank": int(row["rank"]), "image": scored["image"], "sha256": digest,
                       "p_bcc": float(row["p_bcc"]), "view": [left / w, top / h, right / w, bottom / h],
                       "scores": {o: None if pd.isna(row[f"p_{o}"]) else float(row[f"p_{o}"]) for o in OUTPUTS},
                       "diagnosis_verdict": str(row["diagnosis_verdict"]), "rule_verdict": str(row["rule_verdict"]),
@@ -184,7 +186,7 @@ def load_worklist(folder: str | Path, max_megapixels: float = 100.0) -> Loaded:
 
 
 def import_worklist(sessions: sessionmaker[Session], folder: str | Path | Loaded, name: str | None = None,
-                    max_megapixels: float = 100.0, log=print) -> int:
+                    max_megapixels: float = 100.0) -> int:
     """Import a ``bcc.predict`` output folder (or what :func:`load_worklist` read of it) as worklist `name`
     (default: the folder's name); returns the number of cases. A name already imported is refused (the
     verdicts recorded on it stay as they are); nothing is written unless every case imports."""
@@ -200,21 +202,23 @@ def import_worklist(sessions: sessionmaker[Session], folder: str | Path | Loaded
         s.add(wl)
         s.add_all(Case(worklist=wl, **c) for c in loaded.cases)
         s.commit()
-    log(f"[bcc.review] imported {len(loaded.cases)} cases from {shown(loaded.folder)} as worklist {name!r}"
-        + ("" if run.maps is not None else " (no Grad-CAM maps: that run had explain=false)"))
+    log.info(f"[bcc.review] imported {len(loaded.cases)} cases from {shown(loaded.folder)} as worklist {name!r}"
+             + ("" if run.maps is not None else " (no Grad-CAM maps: that run had explain=false)"))
     return len(loaded.cases)
 
 
 def _the_scored_file(candidates: list[Path], scored: Mapping[str, str], source: Path) -> tuple[Path, str]:
     """The file bcc.predict scored as `scored` ("image", "sha256"): among those shown under its name, the one
-    whose content is unchanged; BadInput when it is gone or changed."""
+    whose content is unchanged, with its SHA-256 (hex, as the database keeps it); BadInput when it is gone or
+    changed."""
     if not candidates:
         raise BadInput(f"{scored['image']} is not in {shown(source)} any more; import right after bcc.predict, "
                        f"before the inbox is emptied")
-    digests = {p: file_sha256(p) for p in candidates}
+    digests = {p: sha256_file(p) for p in candidates}
+    recorded = scored["sha256"].removeprefix("sha256:")  # run.json records "sha256:<hex>"
     for p, d in digests.items():
-        if d == scored["sha256"]:
+        if d == recorded:
             return p, d
     raise BadInput(f"{shown(candidates[0])}: changed since bcc.predict scored it (its content hash is "
-                   f"{digests[candidates[0]][:19]}…, the run scored {scored['sha256'][:19]}…): its scores and maps "
-                   f"are not this picture's; re-run bcc.predict on the inbox, then import")
+                   f"sha256:{digests[candidates[0]][:12]}…, the run scored {scored['sha256'][:19]}…): its scores "
+                   f"and maps are not this picture's; re-run bcc.predict on the inbox, then import")

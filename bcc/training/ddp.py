@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import torch
 from omegaconf import DictConfig
 
+from bcc.core.log import get_logger
 
-def rank() -> int:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+log = get_logger(__name__)
 
 
 def processes(trainer: DictConfig) -> int:
@@ -49,7 +49,7 @@ def launch(overrides: Sequence[str], n: int) -> None:
     """Run this one job in `n` processes (``python -m bcc.train <overrides>`` under torchrun)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
            "-m", "bcc.train", *[o for o in overrides if not o.startswith("hydra.")]]
-    print(f"[bcc] DDP with {n} processes: {' '.join(cmd[1:])}")
+    log.info(f"[bcc] DDP with {n} processes: {' '.join(cmd[1:])}")
     proc = subprocess.run(cmd, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"DDP job failed (exit {proc.returncode}): {' '.join(cmd)}")

@@ -43,6 +43,7 @@ from bcc.core.layout import (
     read_job_config,
     stage_dir,
 )
+from bcc.core.log import get_logger, rank
 from bcc.core.machine import machine
 from bcc.core.patterns import HEADS, OUTPUTS
 from bcc.core.predictions import read_predictions, write_predictions
@@ -60,6 +61,8 @@ from bcc.training.datamodule import BCCDataModule
 from bcc.training.module import MultitaskModule
 from bcc.training.stages import needs_stage0, resume_command, sequence, start_checkpoint, start_description
 from bcc.training.summary import format_summary, summary_table
+
+log = get_logger(__name__)
 
 
 def quiet_lightning() -> None:
@@ -179,12 +182,12 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
                       f"train stage {stage - 1} on this data first: `python -m bcc.train stage={stage - 1} "
                       f"fold={fold} {hint(overrides)}`")
     dm.setup("fit")
-    first = ddp.rank() == 0
+    first = rank() == 0
     lock: AbstractContextManager[dict] = jobs.locked(job) if first else nullcontext({})
     with lock as stale:
         if first:
             if stale and resume is None:
-                print(f"[bcc] {job}: an earlier run did not finish ({jobs.describe(stale)}); training it again")
+                log.info(f"[bcc] {job}: an earlier run did not finish ({jobs.describe(stale)}); training it again")
             _save_config(cfg, job, overrides)
             if resume is None:
                 for name in (BEST, LAST, METRICS, PREDICTIONS, VAL_PREDICTIONS, CALIBRATION):
@@ -195,8 +198,8 @@ def train_stage(cfg: DictConfig, overrides: Sequence[str] = (), required_resume:
             learnable = record_stage_labels(cfg, model, dm)
         else:
             learnable = []
-            print(f"[bcc] stage {stage} of fold {fold}: stage.max_epochs=0 — the model it starts from is kept as "
-                  f"this stage's, untrained further")
+            log.info(f"[bcc] stage {stage} of fold {fold}: stage.max_epochs=0 — the model it starts from is kept as "
+                     f"this stage's, untrained further")
         model.frozen = serve_frozen(cfg, model, dm)
         try:
             metrics = _fit_and_score(cfg, model, dm, job, resume, fit=bool(learnable))
@@ -236,12 +239,12 @@ def record_stage_labels(cfg: DictConfig, model: MultitaskModule, dm: BCCDataModu
             if not trained[o]]
     where = f"stage {stage} of fold {cfg.fold}"
     if not learnable:
-        print(f"[bcc] {where}: nothing to train — the training split labels none of {', '.join(outputs)} with "
-              f"both classes ({'; '.join(idle)}); the model it starts from is kept as this stage's, with these "
-              f"outputs marked 'not trained'")
+        log.info(f"[bcc] {where}: nothing to train — the training split labels none of {', '.join(outputs)} with "
+                 f"both classes ({'; '.join(idle)}); the model it starts from is kept as this stage's, with these "
+                 f"outputs marked 'not trained'")
     elif idle:
-        print(f"[bcc] {where} trains {', '.join(learnable)}; not trained (no labels of both classes): "
-              f"{'; '.join(idle)}")
+        log.info(f"[bcc] {where} trains {', '.join(learnable)}; not trained (no labels of both classes): "
+                 f"{'; '.join(idle)}")
     return learnable
 
 
@@ -318,7 +321,7 @@ def done_metrics(cfg: DictConfig, stage: int) -> dict | None:
         metrics = json.loads((job / METRICS).read_text())
         if (why := jobs.stale(job, metrics)) is None:
             return metrics
-        print(f"[bcc] skip_done: {why}")
+        log.info(f"[bcc] skip_done: {why}")
     return None
 
 
@@ -341,12 +344,12 @@ def run_job(cfg: DictConfig, compose: Composer, overrides: Sequence[str]) -> dic
         ovr = list(overrides) if str(cfg.stage.name) == str(s) else with_override(overrides, "stage", f"'{s}'")
         scfg = cfg if str(cfg.stage.name) == str(s) else compose(ovr)
         if cfg.skip_done and (m := done_metrics(scfg, s)) is not None:
-            print(f"[bcc] skip_done: {cfg.backbone.name} fold {cfg.fold} stage {s} is complete")
+            log.info(f"[bcc] skip_done: {cfg.backbone.name} fold {cfg.fold} stage {s} is complete")
             results[s] = m
             continue
         stage0 = stage_dir(Path(cfg.paths.output_dir).resolve(), cfg.backbone.name, cfg.fold, 0) / BEST
         if s == 1 and not whole and needs_stage0(cfg.backbone) and not stage0.is_file():
-            print(f"[bcc] no ImageNet weights and no {stage0}: training stage 0 (from scratch) first")
+            log.info(f"[bcc] no ImageNet weights and no {stage0}: training stage 0 (from scratch) first")
             ovr0 = with_override(overrides, "stage", "'0'")
             results[0] = train_stage(compose(ovr0), ovr0, required_resume=False)
             ddp.barrier()
@@ -378,5 +381,5 @@ def run_protocol(overrides: Iterable[str] = (), folds: Iterable[int] | None = No
         job = with_override(with_override(ovr, "fold", int(k)), "stage", "all")
         run_job(compose(job), compose, job)
     if verbose:
-        print(format_summary(base.paths.output_dir, base.backbone.name))
+        log.info(format_summary(base.paths.output_dir, base.backbone.name))
     return summary_table(base.paths.output_dir, base.backbone.name)

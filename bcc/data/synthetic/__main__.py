@@ -6,8 +6,11 @@ from pathlib import Path
 
 from bcc.core.cli import ranged, run_command, tool_parser
 from bcc.core.config import Range
+from bcc.core.log import get_logger
 from bcc.data.synthetic.labels import PAPER_N
 from bcc.data.synthetic.writer import N_RANGE, SIZE_RANGE, generate, summary
+
+log = get_logger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         generate(a.out, n=a.n, size=a.size, seed=a.seed, progress=True, workers=a.workers, twins=a.twins)
-        print(summary(a.out))
+        log.info(summary(a.out))
 
     return run_command("bcc.data.synthetic", body, a.debug)
 
