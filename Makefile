@@ -61,8 +61,11 @@ external: install
 		else $(BIN)/python -m bcc.data.ham10000 "$(TEST)" --layout isic2018_test --out $(TEST_SET); fi
 	$(BIN)/python -m bcc.evaluate experiment=external external.source=$(SOURCE) data.root=$(TEST_SET) $(ARGS)
 
+# The suite on TEST_WORKERS pytest-xdist workers (one torch thread each); the longest tests are stolen by an
+# idle worker rather than queued behind another. TEST_WORKERS=0: one process, as before.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal) $(ARGS)
 
 # Everything but the end-to-end tests marked slow (make test and CI run those too).
 test-fast: install

@@ -13,6 +13,11 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # commands the tests start as subprocesses run this checkout's bcc, whatever is installed
 ROOT = Path(__file__).resolve().parents[1]
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+# `make test` runs two pytest-xdist workers on the two cores: one torch thread each (and in the commands they
+# start), or four spinning threads would share two cores
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -30,7 +30,9 @@ def make(target: str, cwd: Path, *variables: str) -> subprocess.CompletedProcess
            *variables]
     # one torch thread, as the in-process tests (conftest.one_thread): measured 40 s against 53 s for `make real`
     # here on 2 shared cores
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # and none of an enclosing make's variables (`make test ARGS=…` hands its ARGS down through MAKEFLAGS)
+    env = {**{k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
+           "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
