@@ -10,6 +10,7 @@ import sys
 import time
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -18,7 +19,7 @@ from hydra.utils import instantiate
 from bcc.core import jobs
 from bcc.core.layout import CALIBRATION, LOCK, METRICS, VAL_PREDICTIONS
 from bcc.core.predictions import read_predictions
-from bcc.models.calibration import fit_calibration, fit_temperature, scale, youden_threshold
+from bcc.models.calibration import fit_calibration, fit_scaling, scale, youden_threshold
 from bcc.training.config import compose_config
 from bcc.training.protocol import run, starting_module
 from bcc.training.stages import MissingStageError
@@ -87,16 +88,23 @@ def test_calibration_is_fitted_on_the_validation_slice_only(protocol_run):
     assert fit_calibration(pd.concat([val, shuffled])) != saved["outputs"]  # the test fold would change it
 
 
-def test_temperature_and_threshold_fits():
+def test_temperature_bias_and_threshold_fits():
     rng = torch.Generator().manual_seed(0)
-    z = torch.randn(4000, generator=rng).numpy() * 2
-    y = (torch.rand(4000, generator=rng).numpy() < 1 / (1 + torch.exp(-torch.from_numpy(z)).numpy())).astype(float)
-    p_over = 1 / (1 + torch.exp(-torch.from_numpy(3 * z)).numpy())  # overconfident by a factor 3
-    t = fit_temperature(y, p_over)
-    assert t == pytest.approx(3.0, rel=0.1)
-    assert abs(scale(p_over, t) - 1 / (1 + torch.exp(-torch.from_numpy(z)).numpy())).max() < 0.05
+    z = torch.randn(4000, generator=rng).numpy() * 2 - 2  # a rare positive class, as BCC
+    truth = 1 / (1 + np.exp(-z))
+    y = (torch.rand(4000, generator=rng).numpy() < truth).astype(float)
+    p_over = 1 / (1 + np.exp(-3 * z))  # overconfident by a factor 3
+    t, b = fit_scaling(y, p_over)
+    assert t == pytest.approx(3.0, rel=0.1) and abs(b) < 0.15
+    assert abs(scale(p_over, t, b) - truth).max() < 0.05
+    # trained on balanced batches: the logit shifted by +2 (a prior of 1/2 instead of the data's); a temperature
+    # alone cannot undo a shift, the bias does
+    p_shifted = 1 / (1 + np.exp(-(z + 2)))
+    t, b = fit_scaling(y, p_shifted)
+    assert t == pytest.approx(1.0, rel=0.1) and b == pytest.approx(-2.0, abs=0.2)
+    assert abs(scale(p_shifted, t, b) - truth).max() < 0.05
     assert youden_threshold([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == pytest.approx(0.5)
-    assert fit_temperature([1, 1, 1], [0.2, 0.4, 0.9]) == 1.0  # one class: nothing to fit
+    assert fit_scaling([1, 1, 1], [0.2, 0.4, 0.9]) == (1.0, 0.0)  # one class: nothing to fit
 
 
 def test_a_second_job_on_the_same_folder_is_refused(tmp_path):

@@ -8,7 +8,7 @@ One concept per module, the numbers from scikit-learn and torchmetrics (``metric
 * ``runs`` — finding an experiment's runs and checking they are complete and comparable;
 * ``metrics`` — recall, specificity, precision, accuracy and ROC AUC (scikit-learn), used by every table;
 * ``clinical_metrics`` — Table 3 (binary, per-pattern, clinically-inspired rows; mean and variance over folds);
-* ``calibration`` — ECE and reliability, the validation thresholds and temperatures training fitted,
+* ``calibration`` — ECE and reliability, the validation thresholds and scalings training fitted,
   the out-of-fold triage operating point;
 * ``within_bcc`` — do the pattern heads know the patterns, beyond "this is a BCC"?;
 * ``linear_probe`` — what the frozen features know (the ceiling of stage 3's linear heads);

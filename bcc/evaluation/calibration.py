@@ -3,10 +3,10 @@
 * :func:`expected_calibration_error` — ECE with equal-width bins (torchmetrics' binary calibration
   error, L1: Σ_b (n_b / n) · |mean(y)_b − mean(p)_b|; its bins are closed on the left, those of the
   reliability diagrams on the right — scikit-learn's ``calibration_curve`` — they differ only at ties).
-* :func:`calibration_per_output` — ECE of every output before and after its temperature (fitted on each
+* :func:`calibration_per_output` — ECE of every output before and after its temperature and bias (fitted on each
   fold's validation slice by training, ``calibration.json``), on the pooled test folds.
 * :func:`reliability_diagram` / :func:`reliability_grid` — observed frequency per bin against the mean
-  predicted probability (p(BCC); every output before/after temperature scaling).
+  predicted probability (p(BCC); every output before/after its scaling).
 * :func:`triage_operating_point` — the triage setting: the highest threshold reaching a target
   sensitivity (default 0.95). It is chosen *out of fold*: for test fold k on the pooled test predictions
   of the other folds, then applied to fold k, so no fold's threshold has seen its own labels. It reports
@@ -14,7 +14,7 @@
   a dermatologist could review later because the model puts them below the triage threshold). The
   threshold is ``models.calibration.threshold_for_sensitivity`` (scikit-learn's ROC curve), the rates
   ``core.classification.binary_metrics`` of the pooled decisions.
-* :func:`read_calibrations` — per fold, the thresholds and temperatures training fitted on that fold's
+* :func:`read_calibrations` — per fold, the thresholds, temperatures and biases training fitted on that fold's
   validation slice (never the test fold).
 """
 from __future__ import annotations
@@ -89,12 +89,12 @@ def triage_operating_point(predictions: pd.DataFrame, target: float = 0.95, outp
 
 
 def read_calibrations(runs: list[Run]) -> dict[int, dict[str, dict]]:
-    """fold → output → {threshold, temperature, ...}: what training fitted on the fold's validation slice."""
+    """fold → output → {threshold, temperature, bias, ...}: what training fitted on the fold's validation slice."""
     missing = [r for r in runs if not (r.path / CALIBRATION).is_file()]
     if missing:
         names = "\n  ".join(str(r.path / CALIBRATION) for r in missing)
         raise MissingRunsError(
-            f"the validation thresholds and temperatures are missing — training writes {CALIBRATION} beside "
+            f"the validation thresholds and scalings are missing — training writes {CALIBRATION} beside "
             f"best.ckpt (fitted on the validation slice). Missing:\n  {names}\nRe-run those jobs, or use "
             f"eval.thresholds=0.5")
     return {r.fold: json.loads((r.path / CALIBRATION).read_text())["outputs"] for r in runs}
@@ -105,14 +105,15 @@ def thresholds_of(calibrations: Mapping[int, Mapping[str, Mapping]]) -> dict[int
     return {f: {o: float(c[o]["threshold"]) for o in OUTPUTS} for f, c in calibrations.items()}
 
 
-def temperature_scaled(predictions: pd.DataFrame, calibrations: Mapping[int, Mapping[str, Mapping]]) -> pd.DataFrame:
-    """Test predictions with each fold's own temperatures applied (fitted on that fold's validation slice)."""
+def scaled_on_validation(predictions: pd.DataFrame, calibrations: Mapping[int, Mapping[str, Mapping]]) -> pd.DataFrame:
+    """Test predictions with each fold's own temperatures and biases applied (fitted on that fold's validation
+    slice)."""
     return pd.concat([calibrated(df, calibrations[int(fold)]) for fold, df in predictions.groupby("fold")]
                      ).loc[predictions.index]
 
 
 def calibration_per_output(predictions: pd.DataFrame, scaled: pd.DataFrame | None, n_bins: int = 10) -> pd.DataFrame:
-    """Per output: ECE of the pooled test predictions, raw and (when `scaled`) after temperature scaling."""
+    """Per output: ECE of the pooled test predictions, raw and (when `scaled`) after the validation scaling."""
     rows = []
     for o in OUTPUTS:
         seen = predictions[f"y_{o}"].notna()
@@ -120,20 +121,20 @@ def calibration_per_output(predictions: pd.DataFrame, scaled: pd.DataFrame | Non
         row = {"output": o, "n": int(seen.sum()), "positives": int(y.sum()),
                "ece": expected_calibration_error(y, predictions.loc[seen, f"p_{o}"], n_bins)}
         if scaled is not None:
-            row["ece_temperature"] = expected_calibration_error(y, scaled.loc[seen, f"p_{o}"], n_bins)
+            row["ece_scaled"] = expected_calibration_error(y, scaled.loc[seen, f"p_{o}"], n_bins)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def reliability_grid(predictions: pd.DataFrame, scaled: pd.DataFrame | None, path: Path, n_bins: int = 10,
                      title: str = "") -> Path:
-    """One reliability panel per output: raw and temperature-scaled (when given), ECE in the legend."""
+    """One reliability panel per output: raw and scaled on validation (when given), ECE in the legend."""
     fig, axes = plt.subplots(2, 4, figsize=(14, 7), sharex=True, sharey=True)
     for ax, o in zip(axes.ravel(), OUTPUTS, strict=True):
         seen = predictions[f"y_{o}"].notna()
         y = predictions.loc[seen, f"y_{o}"]
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
-        for name, df, c in (("raw", predictions, "C0"), ("temperature", scaled, "C3")):
+        for name, df, c in (("raw", predictions, "C0"), ("scaled", scaled, "C3")):
             if df is None or not seen.any():  # an output without labels here (an external set's codes): no curve
                 continue
             p = df.loc[seen, f"p_{o}"]

@@ -68,7 +68,7 @@ def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: 
     result = BackboneResult(backbone, run_facts(runs, backbone, stage), summary, per_fold, calib,
                             thresholds if isinstance(thresholds, dict) else {r.fold: thresholds for r in chosen},
                             preds.groupby("fold").size().to_dict())
-    scaled = cal.temperature_scaled(preds, calibrations) if calibrations else None
+    scaled = cal.scaled_on_validation(preds, calibrations) if calibrations else None
     if val_thresholds is not None:
         result.table3_val = summary if val_only else table3(preds, val_thresholds)[0]
     result.calibration_outputs = cal.calibration_per_output(preds, scaled, n_bins)
@@ -85,7 +85,7 @@ def evaluate_backbone(runs: list[Run], backbone: str, cfg: DictConfig, figures: 
                                                n_bins, f"p(BCC) — {backbone}"),
         "reliability_outputs": cal.reliability_grid(
             preds, scaled, figures / f"{backbone}_reliability_outputs.png", n_bins,
-            f"Reliability per output — {backbone}, stage {stage}: raw and after the validation temperature"),
+            f"Reliability per output — {backbone}, stage {stage}: raw and after the validation scaling"),
     }
     return result
 

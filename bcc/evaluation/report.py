@@ -32,7 +32,7 @@ class BackboneResult:
     n_test: dict[int, int]
     figures: dict[str, Path] = field(default_factory=dict)
     table3_val: pd.DataFrame | None = None       # Table 3 at the validation thresholds (calibration.json)
-    calibration_outputs: pd.DataFrame | None = None  # ECE per output, raw and after temperature scaling
+    calibration_outputs: pd.DataFrame | None = None  # ECE per output, raw and after the validation scaling
     within_bcc: pd.DataFrame | None = None       # pattern heads vs p(BCC) among BCC lesions
     probe_note: str = ""                         # why within_bcc has no linear-probe columns
 
@@ -175,11 +175,12 @@ def _calibration(ev: Evaluation) -> list[str]:
             lines.append(_fig(ev, r.figures["reliability"], f"reliability {r.backbone}"))
         if r.calibration_outputs is not None:
             t = r.calibration_outputs.set_index("output").rename(
-                columns={"ece": "ECE raw", "ece_temperature": "ECE after temperature"})
+                columns={"ece": "ECE raw", "ece_scaled": "ECE after scaling"})
             lines += ["", f"**Every output — {r.backbone}** (`calibration_per_output.csv`)", "", markdown_table(t), "",
-                      ("ECE of the pooled test folds, raw and after each fold's per-output temperature (one scalar "
-                       "fitted on that fold's validation slice by training: sigmoid(logit(p)/T); it changes "
-                       "calibration, not ranking). A code whose validation slice has one class keeps T = 1."), ""]
+                      ("ECE of the pooled test folds, raw and after each fold's per-output scaling (a temperature T and "
+                       "a bias b fitted on that fold's validation slice by training: sigmoid(logit(p)/T + b); it "
+                       "changes calibration, not ranking). A code whose validation slice has one class keeps T = 1, "
+                       "b = 0."), ""]
         if "reliability_outputs" in r.figures:
             lines.append(_fig(ev, r.figures["reliability_outputs"], f"reliability per output {r.backbone}"))
     return lines

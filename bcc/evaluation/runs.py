@@ -68,7 +68,7 @@ class Run:
 
     @property
     def calibrated(self) -> bool:
-        """Training fitted this run's validation thresholds and temperatures (``calibration.json``)."""
+        """Training fitted this run's validation thresholds and scalings (``calibration.json``)."""
         return (self.path / CALIBRATION).is_file()
 
 

@@ -1,4 +1,4 @@
-"""Per-output decisions fitted on the validation slice only: an operating threshold and a temperature.
+"""Per-output decisions fitted on the validation slice only: an operating threshold, a temperature and a bias.
 
 The pattern heads are trained with a focal loss whose alpha balances rare codes, so their probabilities
 are neither calibrated nor meant to be cut at 0.5. For each output, on the validation predictions
@@ -6,11 +6,14 @@ are neither calibrated nor meant to be cut at 0.5. For each output, on the valid
 
 - **threshold**: the one maximising Youden's J (sensitivity + specificity − 1), midway to the next lower
   score (``youden_threshold``; the candidates and their rates are scikit-learn's ``roc_curve``);
-- **temperature** T: the probability is recalibrated as ``sigmoid(logit(p) / T)``; T minimises the
-  negative log-likelihood on the validation slice (one scalar per output, Guo et al. 2017's temperature
-  scaling in its binary form). Monotone, so it changes calibration, never the ranking or the decisions
-  at the matching threshold. Why not netcal's ``TemperatureScaling``: netcal 1.4 imports pyro-ppl (and
-  requires gpytorch and tensorboard) for it; a one-parameter NLL fit is scipy's bounded minimiser.
+- **temperature** T **and bias** b: the probability is recalibrated as ``sigmoid(logit(p) / T + b)``; T and b
+  minimise the negative log-likelihood on the validation slice (Platt scaling on the logit; b = 0 is Guo et
+  al. 2017's temperature scaling). The bias is there because training shifts the prior: the balanced
+  sampler shows BCC half the time and the focal loss's alpha weighs the classes, so the logit is off by a
+  constant that a temperature (which keeps p = 0.5 where it is) cannot remove — on the real record p(BCC)'s
+  ECE after a temperature alone was 0.051, with the bias 0.006. Monotone, so it changes calibration, never
+  the ranking or the decisions at the matching threshold. Why not netcal: netcal 1.4 imports pyro-ppl (and
+  requires gpytorch and tensorboard) for its scalers; a two-parameter NLL fit is scipy's L-BFGS-B.
 
 Training writes the result as ``calibration.json`` beside ``best.ckpt``; evaluation reads it. The other
 operating point, the highest threshold reaching a target sensitivity (``threshold_for_sensitivity``: the
@@ -23,7 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize
 from scipy.special import expit, logit
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import roc_curve
@@ -32,6 +35,7 @@ from bcc.core.patterns import OUTPUTS
 
 EPS = 1e-6
 T_RANGE = (0.05, 20.0)
+BIAS_RANGE = (-10.0, 10.0)
 
 
 def youden_threshold(y, p) -> float:
@@ -59,42 +63,44 @@ def threshold_for_sensitivity(y, p, target: float = 0.95) -> float:
     return float(cands[np.argmax(tpr >= target - 1e-9)])
 
 
-def scale(p, temperature: float) -> np.ndarray:
-    """Probabilities recalibrated with `temperature`: sigmoid(logit(p) / T)."""
-    return expit(logit(np.clip(np.asarray(p, float), EPS, 1 - EPS)) / float(temperature))
+def scale(p, temperature: float, bias: float = 0.0) -> np.ndarray:
+    """Probabilities recalibrated with `temperature` and `bias`: sigmoid(logit(p) / T + b)."""
+    return expit(logit(np.clip(np.asarray(p, float), EPS, 1 - EPS)) / float(temperature) + float(bias))
 
 
-def fit_temperature(y, p) -> float:
-    """The temperature minimising the binary negative log-likelihood of `p` against 0/1 labels `y`."""
+def fit_scaling(y, p) -> tuple[float, float]:
+    """The temperature and bias minimising the binary negative log-likelihood of `p` against 0/1 labels `y`
+    ((1, 0): no change, when one class is absent)."""
     y, z = np.asarray(y, float), logit(np.clip(np.asarray(p, float), EPS, 1 - EPS))
     if len(y) == 0 or y.min() == y.max():
-        return 1.0
+        return 1.0, 0.0
 
-    def nll(log_t: float) -> float:
-        q = np.clip(expit(z / np.exp(log_t)), EPS, 1 - EPS)
+    def nll(w: np.ndarray) -> float:
+        q = np.clip(expit(z / np.exp(w[0]) + w[1]), EPS, 1 - EPS)
         return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
 
-    res = minimize_scalar(nll, bounds=tuple(np.log(T_RANGE)), method="bounded", options={"xatol": 1e-6})
-    return float(np.exp(res.x))
+    res = minimize(nll, np.zeros(2), method="L-BFGS-B", bounds=[tuple(np.log(T_RANGE)), BIAS_RANGE])
+    return float(np.exp(res.x[0])), float(res.x[1])
 
 
 def fit_calibration(val: pd.DataFrame) -> dict[str, dict]:
-    """Per output: threshold, temperature and what they were fitted on, from a validation prediction table."""
+    """Per output: threshold, temperature, bias and what they were fitted on, from a validation prediction table."""
     out = {}
     for o in OUTPUTS:
         seen = (val[f"y_{o}"].notna() & val[f"p_{o}"].notna()).to_numpy()  # p blank: the output was not trained
         y, p = val.loc[seen, f"y_{o}"].to_numpy(float), val.loc[seen, f"p_{o}"].to_numpy(float)
         both = len(y) > 0 and 0 < y.sum() < len(y)
-        out[o] = {"threshold": youden_threshold(y, p) if both else 0.5,
-                  "temperature": fit_temperature(y, p) if both else 1.0,
+        temperature, bias = fit_scaling(y, p)
+        out[o] = {"threshold": youden_threshold(y, p) if both else 0.5, "temperature": temperature, "bias": bias,
                   "n": len(y), "positives": int(y.sum()),
-                  "fitted": bool(both)}  # False: one class only on validation → the defaults 0.5 and 1
+                  "fitted": bool(both)}  # False: one class only on validation → the defaults 0.5, 1 and 0
     return out
 
 
 def calibrated(df: pd.DataFrame, calibration: Mapping[str, Mapping]) -> pd.DataFrame:
-    """A prediction table with every ``p_<output>`` recalibrated by its temperature."""
+    """A prediction table with every ``p_<output>`` recalibrated by its temperature and bias (a
+    ``calibration.json`` written before the bias existed: temperature only)."""
     df = df.copy()
     for o in OUTPUTS:
-        df[f"p_{o}"] = scale(df[f"p_{o}"], calibration[o]["temperature"])
+        df[f"p_{o}"] = scale(df[f"p_{o}"], calibration[o]["temperature"], calibration[o].get("bias", 0.0))
     return df
