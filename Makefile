@@ -80,7 +80,7 @@ $(VENV)/.bench: pyproject.toml
 
 # ruff (rules: pyproject.toml) and the type checker on bcc/ ([tool.mypy])
 lint: install
-	$(BIN)/ruff check bcc tests benchmarks
+	$(BIN)/ruff check bcc tests benchmarks experiments
 	$(BIN)/mypy
 
 clean:

@@ -74,7 +74,6 @@ def per_fold(run: Path, backbone: str, out: Path, dataset: Path) -> pd.DataFrame
             p.unlink(missing_ok=True)
         _export([f"checkpoint={ckpt}", f"output={fp32}", "quantize=int8", "max_accuracy_drop=1.0"])
         test = table[table["fold"] == fold].reset_index(drop=True)
-        scorer = OnnxScorer(fp32, threads=2)
         images, _ = table_images(dataset, test, scorer_preprocess(fp32))
         x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
         p = {name: np.concatenate([OnnxScorer(path, threads=2)(x[i:i + 32])[0][:, 0] for i in range(0, len(x), 32)])
@@ -148,8 +147,8 @@ def main() -> None:
     long = pd.concat([folds.assign(table="int8_vs_fp32"), speed.assign(table="throughput"),
                       pd.DataFrame([g]).assign(table="guarantee")], ignore_index=True)
     long.to_csv(args.out / "deploy.csv", index=False, float_format="%.4f")
-    md = ["# Deploying the real run", "", f"Ensemble export (fp32 + int8 with its check): {info['seconds']:.0f} s; "
-          f"int8 check on fold 0's test pictures: {json.dumps(info['int8_check'])}; maps: {json.dumps(info['maps'])}", "",
+    md = ["# Deploying the real run", "", (f"Ensemble export (fp32 + int8 with its check): {info['seconds']:.0f} s; "
+          f"int8 check on fold 0's test pictures: {json.dumps(info['int8_check'])}; maps: {json.dumps(info['maps'])}"), "",
           "## int8 against fp32, each fold model on its own test fold", "", folds.to_markdown(index=False, floatfmt=".4f"),
           "", "## Triage throughput (bcc.predict, 2 threads, the same inbox)", "", speed.to_markdown(index=False), "",
           "## The guarantee on out-of-fold p(BCC) (ε = 0.05, δ = 0.1, 1000 stratified 50/50 splits)", "",

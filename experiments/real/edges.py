@@ -4,9 +4,10 @@ For every PH2 test picture of a run (each fold's stage-3 model on its own test f
 its predicted class (as the report's lesion focus) is taken three ways:
 
 - ``as seen``: the network's input as in training (the centre square of the picture, resized);
-- ``padded``: the same square reflect-padded by one Grad-CAM cell on every side before the resize, the map
-  cropped back to the square — the network's zero padding and its grid's border cells now lie on the
-  mirrored margin, not on the picture. Peaks that leave the border are the padding's;
+- ``padded``: the same square reflect-padded by one Grad-CAM cell on every side before the resize — the
+  network's zero padding and its grid's outer ring now lie on the mirrored margin, not on the picture. Peaks
+  that stay on the outer ring (in the mirror) are the network's border; peaks that move inside follow the
+  picture;
 - ``whole picture``: the whole 768 x 560 frame squashed to the input (no crop) — peaks that stay at the
   former crop's edge follow the picture's content there (the surrounding skin, the vignette), peaks that
   move to the new border follow the network's border.
@@ -66,28 +67,36 @@ def _on_ring(y: float, x: float, grid: tuple[int, int]) -> bool:
 
 
 def picture_rows(net, rgb: np.ndarray, lesion: np.ndarray, sign: float, aspect: float | None) -> list[dict]:
+    """One row per way: the peak's place in the network's input (``peak_y``/``peak_x`` in 0..1 of it), whether it
+    lies on the outer ring of its Grad-CAM grid, on the lesion, in the padded margin, in the darkest tenth of the
+    frame; the map's mass on the lesion."""
     top, left, h, w = view_region(rgb.shape[:2], net.preprocess, aspect)
-    crop, crop_lesion = rgb[top:top + h, left:left + w], lesion[top:top + h, left:left + w]
     luminance = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    dark = np.quantile(luminance, 0.1)
+    dark_level = np.quantile(luminance, 0.1)
+    crop = rgb[top:top + h, left:left + w]
+    pad = None
     rows = []
-    seen, grid = _map(net, crop, sign, (h, w))
-    pad = int(round(h / grid[0]))
-    padded = np.pad(crop, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    m_pad, _ = _map(net, padded, sign, padded.shape[:2])
-    whole, _ = _map(net, rgb, sign, rgb.shape[:2])
-    for way, m, inside, offset in (("as seen", seen, crop_lesion, (top, left)),
-                                   ("padded", m_pad[pad:pad + h, pad:pad + w], crop_lesion, (top, left)),
-                                   ("whole picture", whole, lesion, (0, 0))):
+    for way in ("as seen", "padded", "whole picture"):
+        if way == "as seen":
+            picture, lum, les = crop, luminance[top:top + h, left:left + w], lesion[top:top + h, left:left + w]
+        elif way == "padded":  # one Grad-CAM cell of mirrored picture on every side
+            picture = np.pad(crop, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+            lum = np.pad(luminance[top:top + h, left:left + w], pad, mode="reflect")
+            les = np.pad(lesion[top:top + h, left:left + w], pad, mode="constant")  # the mirror holds no lesion
+        else:
+            picture, lum, les = rgb, luminance, lesion
+        m, grid = _map(net, picture, sign, picture.shape[:2])
+        if pad is None:
+            pad = round(h / grid[0])
         y, x, py, px = _peak(m)
         total = float(m.sum())
-        ring_grid = grid if way != "whole picture" else grid  # the same grid over what the map covers
+        margin = way == "padded" and not (pad <= py < pad + h and pad <= px < pad + w)
+        outside_crop = way == "whole picture" and not (top <= py < top + h and left <= px < left + w)
         rows.append({"way": way, "peak_y": y, "peak_x": x, "grid": f"{grid[0]}x{grid[1]}",
-                     "peak_on_border": _on_ring(y, x, ring_grid), "peak_in_lesion": bool(inside[py, px]),
-                     "share": float((m * inside).sum()) / total if total > 0 else np.nan,
-                     "peak_dark": bool(luminance[py + offset[0], px + offset[1]] <= dark),
-                     # where the whole-picture peak falls against the centre square the crop keeps
-                     "peak_outside_crop": bool(way == "whole picture" and not (top <= py < top + h and left <= px < left + w))})
+                     "peak_on_border": _on_ring(y, x, grid), "peak_in_lesion": bool(les[py, px]),
+                     "share": float((m * les).sum()) / total if total > 0 else np.nan,
+                     "peak_dark": bool(lum[py, px] <= dark_level), "peak_in_margin": bool(margin),
+                     "peak_outside_crop": bool(outside_crop)})
     return rows
 
 
@@ -113,7 +122,8 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     g = rows.groupby(["run", "way"], sort=False)
     return g.agg(pictures=("image_id", "count"), peaks_on_border=("peak_on_border", "mean"),
                  peaks_off_lesion=("peak_in_lesion", lambda v: 1 - v.mean()), share=("share", "mean"),
-                 peaks_dark=("peak_dark", "mean"), peaks_outside_crop=("peak_outside_crop", "mean")).reset_index()
+                 peaks_dark=("peak_dark", "mean"), peaks_in_margin=("peak_in_margin", "mean"),
+                 peaks_outside_crop=("peak_outside_crop", "mean")).reset_index()
 
 
 def figure(rows: pd.DataFrame, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The options of `experiment=real` measured on and off (the record's ablation table, `ablations.csv`).
+"""The options of `experiment=real_scratch` (the real-data run from scratch) measured on and off (the
+record's ablation table, `ablations.csv`).
 
 Each variant changes one option of the committed run and trains stage 0 — the stage that learns BCC from
 scratch — on the same 3 folds; its AUROC (mean ± sd over the test folds, overall and within each source
@@ -8,8 +9,8 @@ compute): the options are compared with each other at that budget, not with the 
 committed setting is trained there with ``--seeds`` seeds, so that a variant's difference can be read
 against the seed-to-seed spread (a row of its own: sd over the seeds of each seed's mean over the folds).
 
-    python experiments/real/ablations.py            # after `make real` (outputs/real); ~4 x 25 min on 2 cores
-    python experiments/real/ablations.py --quick    # ~6 x 4 min on 2 idle cores
+    python experiments/real/scratch-112px/ablations.py            # after `make real-controls`; ~4 x 25 min on 2 cores
+    python experiments/real/scratch-112px/ablations.py --quick    # ~6 x 4 min on 2 idle cores
 """
 from __future__ import annotations
 
@@ -54,14 +55,14 @@ def seed_spread_row(dirs: list[Path]) -> dict:
 
 
 def train_and_score(variant: Path, overrides: list[str]) -> None:
-    run("bcc.train", "experiment=real", "stage=0", "fold=range(0,3)", "--multirun", "logger=csv",
+    run("bcc.train", "experiment=real_scratch", "stage=0", "fold=range(0,3)", "--multirun", "logger=csv",
         f"paths.output_dir={variant}", *overrides)
-    run("bcc.evaluate", "experiment=real", f"paths.output_dir={variant}", *overrides, *EVAL)
+    run("bcc.evaluate", "experiment=real_scratch", f"paths.output_dir={variant}", *overrides, *EVAL)
 
 
-def main(out: Path = Path("outputs/real"), quick: bool = False, seeds: int = 2) -> None:
+def main(out: Path = Path("outputs/real/controls/mobilenet_scratch_112"), quick: bool = False, seeds: int = 2) -> None:
     common = QUICK if quick else []
-    root = out.parent / ("real-ablations-quick" if quick else "real-ablations")
+    root = Path("outputs") / ("real-ablations-quick" if quick else "real-ablations")
     rows = []
     if quick:
         dirs = [root / f"committed-seed{s}" for s in range(seeds)]
@@ -72,7 +73,7 @@ def main(out: Path = Path("outputs/real"), quick: bool = False, seeds: int = 2) 
             rows.append(seed_spread_row(dirs))
     for name, overrides in VARIANTS.items() if quick else {COMMITTED: [], **VARIANTS}.items():
         if not overrides and not quick:  # the committed run's own stage 0
-            run("bcc.evaluate", "experiment=real", f"paths.output_dir={out}", *EVAL)
+            run("bcc.evaluate", "experiment=real_scratch", f"paths.output_dir={out}", *EVAL)
             rows.append(auroc_row(name, out))
             continue
         slug = "-".join(o.replace("data.", "").replace("loss.", "").replace("=", "_") for o in overrides) or "committed"
@@ -87,6 +88,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="every variant at 64 px for 4 epochs")
     parser.add_argument("--seeds", type=int, default=2, help="--quick: seeds of the committed setting")
-    parser.add_argument("--out", type=Path, default=Path("outputs/real"), help="the committed run's output folder")
+    parser.add_argument("--out", type=Path, default=Path("outputs/real/controls/mobilenet_scratch_112"),
+                        help="the from-scratch run's output folder (make real-controls)")
     args = parser.parse_args()
     main(args.out, args.quick, args.seeds)
