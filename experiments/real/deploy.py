@@ -37,7 +37,6 @@ from bcc.core.layout import BEST
 from bcc.data.table import read_table, table_images
 from bcc.deploy.guarantee import guaranteed_threshold, simulate
 from bcc.deploy.scorers import OnnxScorer
-from bcc.evaluation.runs import load_predictions  # noqa: F401  (documentation: the same tables the report reads)
 
 
 def _fold_models(run: Path, backbone: str) -> list[Path]:
@@ -64,7 +63,7 @@ def ensemble(run: Path, backbone: str, out: Path, dataset: Path) -> tuple[Path, 
                                                   "maps": card.maps}
 
 
-def per_fold(run: Path, backbone: str, out: Path, dataset: Path) -> pd.DataFrame:
+def per_fold(run: Path, backbone: str, out: Path, dataset: Path, threads: int) -> pd.DataFrame:
     table = read_table(dataset)
     rows = []
     for ckpt in _fold_models(run, backbone):
@@ -76,8 +75,9 @@ def per_fold(run: Path, backbone: str, out: Path, dataset: Path) -> pd.DataFrame
         test = table[table["fold"] == fold].reset_index(drop=True)
         images, _ = table_images(dataset, test, scorer_preprocess(fp32))
         x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        p = {name: np.concatenate([OnnxScorer(path, threads=2)(x[i:i + 32])[0][:, 0] for i in range(0, len(x), 32)])
-             for name, path in (("fp32", fp32), ("int8", fp32.with_suffix(".int8.onnx")))}
+        scorers = {"fp32": OnnxScorer(fp32, threads=threads), "int8": OnnxScorer(fp32.with_suffix(".int8.onnx"), threads=threads)}
+        p = {name: np.concatenate([scorer(x[i:i + 32])[0][:, 0] for i in range(0, len(x), 32)])
+             for name, scorer in scorers.items()}
         y = test["bcc"].to_numpy()
         for source in ["all sources", *sorted(test["source"].unique())]:
             keep = np.ones(len(test), bool) if source == "all sources" else (test["source"] == source).to_numpy()
@@ -94,13 +94,13 @@ def scorer_preprocess(model: Path):
     return ModelCard.read(model).preprocess
 
 
-def throughput(models: dict[str, Path], inbox: Path, work: Path) -> pd.DataFrame:
+def throughput(models: dict[str, Path], inbox: Path, work: Path, threads: int) -> pd.DataFrame:
     rows = []
     for name, model in models.items():
         res = work / f"triage-{name}"
         shutil.rmtree(res, ignore_errors=True)
         t0 = time.perf_counter()
-        rc = predict_main([f"checkpoint={model}", f"input={inbox}", f"output={res}", "progress=false", "threads=2"])
+        rc = predict_main([f"checkpoint={model}", f"input={inbox}", f"output={res}", "progress=false", f"threads={threads}"])
         seconds = time.perf_counter() - t0
         if rc != 0:
             raise SystemExit(f"bcc.predict with {model} failed ({rc})")
@@ -127,10 +127,11 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--mobilenet", type=Path, help="a MobileNetV2 run (the from-scratch control) for the speed row")
     parser.add_argument("--inbox", type=int, default=200, help="test pictures copied into the triage inbox")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads for scoring and triage")
     args = parser.parse_args()
     work = args.run / "deploy"
     fp32, int8, info = ensemble(args.run, args.backbone, work, args.dataset)
-    folds = per_fold(args.run, args.backbone, work, args.dataset)
+    folds = per_fold(args.run, args.backbone, work, args.dataset, args.threads)
     table = read_table(args.dataset)
     inbox = work / "inbox"
     shutil.rmtree(inbox, ignore_errors=True)
@@ -141,7 +142,7 @@ def main() -> None:
     if args.mobilenet is not None:
         mobile, mobile8, _ = ensemble(args.mobilenet, "mobilenet", work, args.dataset)
         models.update({"MobileNetV2 ensemble fp32": mobile, "MobileNetV2 ensemble int8": mobile8})
-    speed = throughput(models, inbox, work)
+    speed = throughput(models, inbox, work, args.threads)
     g = guarantee(args.run, args.backbone)
     args.out.mkdir(parents=True, exist_ok=True)
     long = pd.concat([folds.assign(table="int8_vs_fp32"), speed.assign(table="throughput"),
@@ -150,7 +151,7 @@ def main() -> None:
     md = ["# Deploying the real run", "", (f"Ensemble export (fp32 + int8 with its check): {info['seconds']:.0f} s; "
           f"int8 check on fold 0's test pictures: {json.dumps(info['int8_check'])}; maps: {json.dumps(info['maps'])}"), "",
           "## int8 against fp32, each fold model on its own test fold", "", folds.to_markdown(index=False, floatfmt=".4f"),
-          "", "## Triage throughput (bcc.predict, 2 threads, the same inbox)", "", speed.to_markdown(index=False), "",
+          "", f"## Triage throughput (bcc.predict, {args.threads} thread(s), the same inbox)", "", speed.to_markdown(index=False), "",
           "## The guarantee on out-of-fold p(BCC) (ε = 0.05, δ = 0.1, 1000 stratified 50/50 splits)", "",
           pd.Series(g).to_frame("value").to_markdown(floatfmt=".4f"), ""]
     (args.out / "deploy.md").write_text("\n".join(md))

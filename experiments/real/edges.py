@@ -156,7 +156,6 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    torch.set_num_threads(2)
     dataset = load_dataset(args.dataset)
     rows = pd.concat([run_rows(r, dataset) for r in args.runs], ignore_index=True)
     rows.to_csv(args.out / "edges.csv", index=False, float_format="%.4f")
