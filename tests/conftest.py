@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,20 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+# The suite's peak under its temp folder, measured with `df` during `.ci/run` (the backbone sweep's ConvNeXt-T and
+# ViT-B/16 checkpoints are most of it): below this, tests fail with ENOSPC far from the cause.
+PEAK_TEMP_GB = 5
+
+
+def pytest_configure(config):
+    """Say at the start (and in the warnings summary) when the temp folder's disk cannot hold the suite."""
+    root = Path(config.option.basetemp or tempfile.gettempdir())
+    free_gb = shutil.disk_usage(root if root.exists() else root.parent).free / 2**30
+    if free_gb < PEAK_TEMP_GB:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(
+            f"{free_gb:.1f} GB free under {root}, the suite writes up to {PEAK_TEMP_GB} GB there: free space or "
+            f"point pytest at a larger disk (--basetemp=<dir>, or TMPDIR=<dir>)"), stacklevel=2)
 
 
 @pytest.fixture(autouse=True)
