@@ -79,4 +79,6 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
                                  "features"), "ImageNet, fine-tuned (make real)",
                                  "baseline: colour statistics (logistic regression)"]
     assert table.loc["lite0_imagenet_112", "input_px"] == 112 and table.loc["ImageNet, fine-tuned (make real)", "input_px"] == 64
-    assert (out / "controls" / "comparison.md").is_file()
+    md = (out / "controls" / "comparison.md").read_text()
+    assert "| lite0_imagenet_112 | tf_efficientnet_lite0 | 112 |" in md  # pixels as a whole number
+    assert "| baseline: colour statistics (logistic regression) | – | – |" in md

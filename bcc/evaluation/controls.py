@@ -68,7 +68,10 @@ def comparison(main: tuple[str, Path], controls: Mapping[str, Path]) -> pd.DataF
         colour = shortcuts[shortcuts["baseline"] == "colour statistics"]
         rows.append({"run": "baseline: colour statistics (logistic regression)",
                      **{f"bcc_auroc {s}": _auroc(colour, "bcc", s) for s in SOURCES}})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "input_px" in table:  # a whole number of pixels, also in a column the baseline leaves blank
+        table["input_px"] = table["input_px"].astype("Int64")
+    return table
 
 
 def write_comparison(table: pd.DataFrame, out: Path) -> Path:
@@ -79,5 +82,5 @@ def write_comparison(table: pd.DataFrame, out: Path) -> Path:
            "the set that labels them; CPU ms/image at the run's input size on this machine (`table5.csv` of each "
            "run); Grad-CAM mass on PH2's lesions and maps peaking off them (`lesion_focus.csv`). The linear probe "
            "is a logistic regression on the main run's frozen stage-1 features, fitted on the training folds."), "",
-          markdown_table(table.fillna("–"), index=False), ""]
+          markdown_table(table, index=False), ""]
     return write_text("\n".join(md), out / "comparison.md")

@@ -17,7 +17,7 @@ def markdown_text(text) -> str:
 
 
 def cell(v, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, float):
         if v != 0 and abs(v) < 10 ** -(digits - 1):
