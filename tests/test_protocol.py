@@ -105,6 +105,13 @@ def test_temperature_bias_and_threshold_fits():
     assert abs(scale(p_shifted, t, b) - truth).max() < 0.05
     assert youden_threshold([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == pytest.approx(0.5)
     assert fit_scaling([1, 1, 1], [0.2, 0.4, 0.9]) == (1.0, 0.0)  # one class: nothing to fit
+    # a small validation slice the scores separate (6 positives among 182): hard 0/1 targets drive the temperature
+    # to its lower bound (0.05) and p to exactly 0 or 1; Platt's targets keep the fit off the bounds
+    p_small = np.r_[np.linspace(0.6, 0.95, 6), np.linspace(0.01, 0.5, 176)]
+    y_small = np.r_[np.ones(6), np.zeros(176)]
+    t, b = fit_scaling(y_small, p_small)
+    assert t > 0.2 and -10 < b < 0
+    assert 0.9 < scale(0.95, t, b) < 0.999 and 1e-9 < scale(0.01, t, b) < 1e-3
 
 
 def test_a_second_job_on_the_same_folder_is_refused(tmp_path):

@@ -69,15 +69,22 @@ def scale(p, temperature: float, bias: float = 0.0) -> np.ndarray:
 
 
 def fit_scaling(y, p) -> tuple[float, float]:
-    """The temperature and bias minimising the binary negative log-likelihood of `p` against 0/1 labels `y`
-    ((1, 0): no change, when one class is absent)."""
+    """The temperature and bias minimising the binary negative log-likelihood of `p` against Platt's targets
+    for 0/1 labels `y` ((1, 0): no change, when one class is absent).
+
+    Platt's targets, (N₊ + 1)/(N₊ + 2) for a positive and 1/(N₋ + 2) for a negative (as scikit-learn's sigmoid
+    calibration uses), keep a small slice that the scores separate from driving the temperature to 0: with hard
+    0/1 targets six BCC among 182 pictures fitted T 0.09 and the bias at its bound (probabilities of 0 or 1 on
+    unseen pictures); on hundreds of pictures the two agree."""
     y, z = np.asarray(y, float), logit(np.clip(np.asarray(p, float), EPS, 1 - EPS))
     if len(y) == 0 or y.min() == y.max():
         return 1.0, 0.0
+    positives, negatives = y.sum(), len(y) - y.sum()
+    target = np.where(y == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
 
     def nll(w: np.ndarray) -> float:
         q = np.clip(expit(z / np.exp(w[0]) + w[1]), EPS, 1 - EPS)
-        return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+        return float(-np.mean(target * np.log(q) + (1 - target) * np.log1p(-q)))
 
     res = minimize(nll, np.zeros(2), method="L-BFGS-B", bounds=[tuple(np.log(T_RANGE)), BIAS_RANGE])
     return float(np.exp(res.x[0])), float(res.x[1])
