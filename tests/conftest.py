@@ -28,6 +28,8 @@ PEAK_TEMP_GB = 5
 
 def pytest_configure(config):
     """Say at the start (and in the warnings summary) when the temp folder's disk cannot hold the suite."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the controller says it once
+        return
     root = Path(config.option.basetemp or tempfile.gettempdir())
     free_gb = shutil.disk_usage(root if root.exists() else root.parent).free / 2**30
     if free_gb < PEAK_TEMP_GB:

@@ -7,12 +7,12 @@ are neither calibrated nor meant to be cut at 0.5. For each output, on the valid
 - **threshold**: the one maximising Youden's J (sensitivity + specificity − 1), midway to the next lower
   score (``youden_threshold``; the candidates and their rates are scikit-learn's ``roc_curve``);
 - **temperature** T **and bias** b: the probability is recalibrated as ``sigmoid(logit(p) / T + b)``; T and b
-  minimise the negative log-likelihood on the validation slice (Platt scaling on the logit; b = 0 is Guo et
-  al. 2017's temperature scaling). The bias is there because training shifts the prior: the balanced
-  sampler shows BCC half the time and the focal loss's alpha weighs the classes, so the logit is off by a
-  constant that a temperature (which keeps p = 0.5 where it is) cannot remove — on the real record p(BCC)'s
-  ECE after a temperature alone was 0.051, with the bias 0.006. Monotone, so it changes calibration, never
-  the ranking or the decisions at the matching threshold. Why not netcal: netcal 1.4 imports pyro-ppl (and
+  minimise the negative log-likelihood on the validation slice against Platt's smoothed targets (Platt
+  scaling on the logit; b = 0 is Guo et al. 2017's temperature scaling). The bias is there because training
+  shifts the prior: the balanced sampler shows BCC half the time and the focal loss's alpha weighs the
+  classes, so the logit is off by a constant that a temperature (which keeps p = 0.5 where it is) cannot
+  remove (measured: docs/speed.md). Monotone, so it changes calibration, never the ranking or the decisions
+  at the matching threshold. Why not netcal: netcal 1.4 imports pyro-ppl (and
   requires gpytorch and tensorboard) for its scalers; a two-parameter NLL fit is scipy's L-BFGS-B.
 
 Training writes the result as ``calibration.json`` beside ``best.ckpt``; evaluation reads it. The other
@@ -73,9 +73,8 @@ def fit_scaling(y, p) -> tuple[float, float]:
     for 0/1 labels `y` ((1, 0): no change, when one class is absent).
 
     Platt's targets, (N₊ + 1)/(N₊ + 2) for a positive and 1/(N₋ + 2) for a negative (as scikit-learn's sigmoid
-    calibration uses), keep a small slice that the scores separate from driving the temperature to 0: with hard
-    0/1 targets six BCC among 182 pictures fitted T 0.09 and the bias at its bound (probabilities of 0 or 1 on
-    unseen pictures); on hundreds of pictures the two agree."""
+    calibration uses), keep a small slice that the scores separate from driving the temperature to its bound
+    (probabilities of 0 or 1 on unseen pictures); on hundreds of pictures they agree with hard 0/1 targets."""
     y, z = np.asarray(y, float), logit(np.clip(np.asarray(p, float), EPS, 1 - EPS))
     if len(y) == 0 or y.min() == y.max():
         return 1.0, 0.0
