@@ -2,13 +2,16 @@
 without BCC, lesion masks): consensus, folds by source, the protocol, leave-one-source-out and the report."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bcc.cli.real import loso_sources, main
+from bcc.data.contract import load_dataset
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
@@ -82,3 +85,26 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
     md = (out / "controls" / "comparison.md").read_text()
     assert "| lite0_imagenet_112 | tf_efficientnet_lite0 | 112 |" in md  # pixels as a whole number
     assert "| baseline: colour statistics (logistic regression) | – | – |" in md
+
+    # the maps' layer chosen on the validation slices' lesion pictures (experiments/real/cam_layers.py)
+    cam_layers = _experiment("real", "cam_layers")
+    rows = cam_layers.records(out / "efficientnet_lite0", load_dataset(merged), layers=("bn2", "blocks.4"))
+    assert set(zip(rows["layer"], rows["grid"], strict=True)) == {("bn2", "2x2"), ("blocks.4", "4x4")}
+    for (split, fold), chosen in rows.groupby(["split", "fold"]):  # each fold's model on its own slice
+        file = {"validation": "val_predictions.csv", "test": "predictions.csv"}[split]
+        slice_ = pd.read_csv(out / "efficientnet_lite0" / f"fold{fold}" / "stage3" / file)
+        assert set(chosen["image_id"]) <= set(slice_["image_id"])
+    for _, d in rows.groupby("fold"):  # the layer is chosen on pictures the fold's test does not hold
+        assert not set(d.loc[d["split"] == "validation", "image_id"]) & set(d.loc[d["split"] == "test", "image_id"])
+    summary = cam_layers.summary(rows)
+    assert (summary[summary["chosen_on_validation"]].groupby("output")["layer"].nunique() == 1).all()
+    assert summary["pictures"].gt(0).all() and summary["share"].between(0, 1).all()
+
+
+def _experiment(folder: str, name: str):
+    """A script of experiments/<folder>/ as a module (they are scripts, not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "experiments" / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

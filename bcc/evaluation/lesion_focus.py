@@ -71,15 +71,20 @@ def picture_records(maps: np.ndarray, lesion: np.ndarray, region: tuple[int, int
 
 
 def run_records(run_dir: Path, dataset, outputs: Sequence[str] = ("bcc",), threshold: float = 0.5,
-                batch_size: int = 16) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+                batch_size: int = 16, predictions: str = PREDICTIONS, gradcam_layer: str | None = None
+                ) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
     """One row per (test picture with a lesion mask, output in `outputs` the model was trained on), and the
-    measured maps themselves ((image id, output) → (H, W) float16 at ``WORK_SIDE``) for the figures."""
+    measured maps themselves ((image id, output) → (H, W) float16 at ``WORK_SIDE``) for the figures.
+    `predictions` names the run's file of pictures to take (``val_predictions.csv``: its validation slice, where
+    a choice such as `gradcam_layer` — the maps' layer, None: the network's own — may be made)."""
     run_dir = Path(run_dir)
-    preds = read_predictions(run_dir / PREDICTIONS)
+    preds = read_predictions(run_dir / predictions)
     ids = [i for i in preds["image_id"] if LESION in dataset.masks.get(i, {})]
     if not ids:
         return pd.DataFrame(), {}
     net = load_network(run_dir / BEST)
+    if gradcam_layer is not None:
+        net.explain_at(gradcam_layer)
     outputs = [o for o in outputs if net.trained[OUTPUTS.index(o)]]
     preds = preds.set_index("image_id").loc[ids]
     rows, kept = [], {}
