@@ -2,7 +2,8 @@
 
 Generates ``data/synthetic`` (1559 images, as in the paper) when absent, prints the Dawid–Skene
 rater-quality and the fold tables, then trains MobileNetV2 through stages 0→1→2→3 on every fold
-(``experiment=demo``) and prints the per-fold summary. Arguments are Hydra overrides of the training
+(``experiment=demo``; from ImageNet weights, e.g. ``backbone=efficientnet_lite0``, 1→2→3) and prints the
+per-fold summary. Arguments are Hydra overrides of the training
 config, e.g. ``make demo ARGS="data.k=3"``.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bcc.core.log import get_logger
 from bcc.data.consensus import ensure_labels
 from bcc.data.folds import ensure_splits
 from bcc.training.protocol import prepare_dataset, run_protocol
+from bcc.training.stages import sequence
 
 log = get_logger(__name__)
 
@@ -31,11 +33,13 @@ def task(cfg: DictConfig) -> None:
     ensure_labels(root, verbose=True)
     log.info("\n== Folds ==")
     ensure_splits(root, k=int(cfg.data.k), seed=int(cfg.data.split_seed), verbose=True)
-    log.info(f"\n== Training: {cfg.data.k} folds × stages 0→1→2→3, {cfg.backbone.name}, "
+    stages = "→".join(str(s) for s in sequence("all", cfg.backbone))  # run_protocol: stage=all; no 0 from ImageNet
+    log.info(f"\n== Training: {cfg.data.k} folds × stages {stages}, {cfg.backbone.name}, "
              f"{cfg.data.image_size} px (experiment={cfg.experiment_name}) ==")
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra")]
     run_protocol(overrides, compose=lambda o: hydra.compose(config_name="config", overrides=o))
-    log.info(f"\nOutputs: {cfg.paths.output_dir}/  — next: `make eval` writes the report")
+    same = "" if cfg.experiment_name == "demo" else f' ARGS="experiment={cfg.experiment_name}"'
+    log.info(f"\nOutputs: {cfg.paths.output_dir}/  — next: `make eval{same}` writes the report")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
