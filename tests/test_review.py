@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import traceback
 from urllib.parse import urlparse
 
 import numpy as np
@@ -211,8 +212,8 @@ def test_two_reviewers_at_once(worklist, tmp_path):
                     d.find_element(By.ID, "bcc-yes" if bcc else "bcc-no").click()
                     d.find_element(By.ID, f"pattern-{code}").click()
                     record(d)
-        except Exception as e:  # noqa: BLE001 — reported by the main thread
-            errors.append(e)
+        except Exception:  # noqa: BLE001 — reported by the main thread, with where it was raised
+            errors.append(f"{name}: {traceback.format_exc()}")
 
     with served(url) as base:
         threads = [threading.Thread(target=review, args=(*args, base))

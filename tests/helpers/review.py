@@ -9,6 +9,7 @@ import re
 import shutil
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -125,12 +126,28 @@ def browser(profile: Path):
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 f"--user-data-dir={profile}", "--window-size=1300,1800"):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver = _start_chromium(webdriver, Service, driver_path, opts, profile)
     driver.implicitly_wait(30)  # an element not there yet is waited for (a loaded machine renders slowly)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def _start_chromium(webdriver, service, driver_path: str, opts, profile: Path, tries: int = 3):
+    """Chromium may fail to start on a loaded machine (its DevTools port not written in time): a start that
+    fails is tried again, with a fresh profile folder (a crashed start can leave its lock in the first)."""
+    from selenium.common.exceptions import WebDriverException
+
+    for attempt in range(1, tries + 1):
+        try:
+            return webdriver.Chrome(service=service(driver_path), options=opts)
+        except WebDriverException as e:
+            if attempt == tries:
+                raise
+            warnings.warn(f"chromium did not start (try {attempt} of {tries}): {e.msg}", stacklevel=2)
+            opts.arguments[:] = [a for a in opts.arguments if not a.startswith("--user-data-dir=")]
+            opts.add_argument(f"--user-data-dir={profile.with_name(f'{profile.name}-start{attempt}')}")
 
 
 def record(driver) -> None:
