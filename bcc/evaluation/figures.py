@@ -58,6 +58,15 @@ def roc_figure(predictions: pd.DataFrame, path: Path, title: str = "") -> Path:
                             title or "ROC per output (thin: folds, thick: pooled)", path)
 
 
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Lay out, write (creating its folder) and close a figure; the path back for the report's list."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def save_output_grid(fig, axes, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
     """Label a grid of per-output panels (x on the bottom row, y on the left column), title and save it."""
     for ax in axes[-1]:

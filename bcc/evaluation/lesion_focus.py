@@ -33,6 +33,7 @@ from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import LESION
 from bcc.data.images import read_mask, shrink, view_region
+from bcc.evaluation.figures import save_figure
 from bcc.evaluation.localisation.baselines import centre_map, fit_mask
 from bcc.evaluation.localisation.quantus_metrics import localisation
 from bcc.evaluation.localisation.records import predicted_class_cams, read_image
@@ -143,7 +144,7 @@ def worst_figure(records: pd.DataFrame, maps: dict[tuple[str, str], np.ndarray],
         ax.axis("off")
     fig.suptitle(f"Grad-CAM ({output}) with the least mass on the lesion (white contour: dermatologists' mask)",
                  fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def peak_figure(records: pd.DataFrame, path: Path, output: str = "bcc") -> Path | None:
@@ -169,15 +170,7 @@ def peak_figure(records: pd.DataFrame, path: Path, output: str = "bcc") -> Path 
                  f"{d['peak_on_border'].astype(bool).mean():.0%} on its outer ring, {1 - (h - 2) * (w - 2) / (h * w):.0%} of its cells)")
     ax.title.set_fontsize(8)
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def lesion_report(run_dirs: Sequence[Path], dataset, figure: Path, outputs: Sequence[str] = ("bcc", "PN"),

@@ -31,6 +31,7 @@ import pandas as pd
 
 from bcc.core.layout import PREDICTIONS
 from bcc.data.contract import load_dataset
+from bcc.evaluation.figures import save_figure
 from bcc.evaluation.lesion_focus import run_records
 
 LAYERS = ("bn2", "blocks.6", "blocks.5", "blocks.4", "blocks.3")  # tf_efficientnet_lite0, last to first
@@ -101,10 +102,7 @@ def figure(rows: pd.DataFrame, table: pd.DataFrame, path: Path) -> None:
         ax.set(ylim=(0, 1), ylabel="mass on the lesion", title=f"{output} map on PH2 test pictures", xlabel="layer")
         ax.legend(fontsize=7, loc="lower left")
     fig.suptitle("Grad-CAM layer (* chosen on the validation slices)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

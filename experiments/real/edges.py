@@ -38,6 +38,7 @@ from bcc.core.patterns import OUTPUTS
 from bcc.core.predictions import PROB_COLUMNS, read_predictions
 from bcc.data.contract import LESION, load_dataset
 from bcc.data.images import Preprocess, network_view, read_mask, shrink, view_region
+from bcc.evaluation.figures import save_figure
 from bcc.evaluation.localisation.baselines import fit_mask
 from bcc.evaluation.localisation.records import predicted_signs, read_image, signed_cams
 from bcc.explanation.gradcam import postprocess, raw_cams
@@ -144,10 +145,7 @@ def figure(rows: pd.DataFrame, path: Path) -> None:
             ax.set_title(f"{Path(run).parent.name}/{Path(run).name}: {way}\n{d['peak_on_border'].mean():.0%} on the "
                          f"border ring, {1 - on.mean():.0%} off the lesion", fontsize=7)
         axes[i, 0].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
