@@ -150,26 +150,33 @@ def _start_chromium(webdriver, service, driver_path: str, opts, profile: Path, t
             opts.add_argument(f"--user-data-dir={profile.with_name(f'{profile.name}-start{attempt}')}")
 
 
+def _wait(driver, condition) -> None:
+    """Wait up to 60 s for `condition`, asking again on any driver error: while a page is being replaced,
+    chromedriver can answer a question about the old page's nodes with "unknown error: Node with given id
+    does not belong to the document" instead of a stale-element error (seen in CI)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,)).until(condition)
+
+
 def record(driver) -> None:
     """Click "Record verdict" and wait until the next page has replaced this one."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     button = driver.find_element(By.ID, "record")
     button.click()
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(button))
+    _wait(driver, expected_conditions.staleness_of(button))
 
 
 def sign_in(driver, base: str, name: str, password: str = PASSWORD) -> None:
     """Open the start page, sign in as `name` and wait for the signed-in page: a click does not wait for
     the POST, and a page requested before its answer would find no reviewer and be sent back to sign in."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(base)
     driver.find_element(By.ID, "name").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "start").click()
-    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "reviewer")
-                                    and d.find_element(By.ID, "reviewer").text == name)
+    _wait(driver, lambda d: d.find_elements(By.ID, "reviewer") and d.find_element(By.ID, "reviewer").text == name)
