@@ -2,6 +2,8 @@
 their definitions, and fold aggregation on a hand-made fixture."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -147,3 +149,28 @@ def test_clinical_rows_judge_only_the_trained_codes():
     untrained = pd.DataFrame(rows).assign(p_AT=np.nan)  # no BCC pattern trained: the row says so
     s = table3(untrained, 0.5)[0].set_index("row")
     assert s.loc[ROW_DETECTION, "note"] == "not trained"
+
+
+def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Every figure of the report goes through save_figure: its folder is made, the picture is a PNG, and a
+    write that fails part-way leaves neither the picture nor a temporary file behind, and the figure closed."""
+    import matplotlib.pyplot as plt
+
+    from bcc.evaluation.figures import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "figures" / "line.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not plt.fignum_exists(fig.number)
+
+    fig, _ = plt.subplots()
+
+    def breaks(target, **kwargs):
+        Path(target).write_bytes(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", breaks)
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(fig, tmp_path / "figures" / "broken.png")
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["line.png"]
+    assert not plt.fignum_exists(fig.number)

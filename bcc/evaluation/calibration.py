@@ -37,7 +37,7 @@ from torchmetrics.functional.classification import binary_calibration_error
 from bcc.core.classification import binary_metrics
 from bcc.core.layout import CALIBRATION
 from bcc.core.patterns import OUTPUTS, PAPER_NAMES
-from bcc.evaluation.figures import save_output_grid
+from bcc.evaluation.figures import save_figure, save_output_grid
 from bcc.evaluation.runs import MissingRunsError, Run
 from bcc.models.calibration import calibrated, threshold_for_sensitivity
 
@@ -62,10 +62,7 @@ def reliability_diagram(y, p, path: Path, n_bins: int = 10, title: str = "p(BCC)
     ax.legend(fontsize=7, loc="upper left")
     hx.hist(np.asarray(p, float), bins=np.linspace(0, 1, n_bins + 1), color="C0", edgecolor="k")
     hx.set(xlabel="predicted p(BCC)", ylabel="cases")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def triage_operating_point(predictions: pd.DataFrame, target: float = 0.95, output: str = "bcc") -> dict:

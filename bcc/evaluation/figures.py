@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from bcc.core.classification import roc_auc
+from bcc.core.io import atomic_path
 from bcc.core.patterns import CODES, OUTPUTS, PAPER_NAMES, clinical_rule, rule_defined
 from bcc.evaluation.clinical_metrics import (
     METRICS,
@@ -59,11 +60,15 @@ def roc_figure(predictions: pd.DataFrame, path: Path, title: str = "") -> Path:
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:
-    """Lay out, write (creating its folder) and close a figure; the path back for the report's list."""
+    """Lay out, write and close a figure; the path back for the report's list. Written beside its place and
+    renamed into it (its folder made), so a run stopped while drawing leaves no half-written picture."""
+    path = Path(path)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -74,10 +79,7 @@ def save_output_grid(fig, axes, xlabel: str, ylabel: str, title: str, path: Path
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def confusion_figure(predictions: pd.DataFrame, path: Path, thresholds=0.5) -> Path:
@@ -111,10 +113,7 @@ def confusion_figure(predictions: pd.DataFrame, path: Path, thresholds=0.5) -> P
         ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pred 0", "pred 1"], yticklabels=["ref 0", "ref 1"])
         ax.set_title(name, fontsize=9)
     fig.suptitle("Confusion matrices, test folds pooled")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def pattern_bars(per_fold: pd.DataFrame, path: Path, title: str = "") -> Path:
@@ -135,7 +134,4 @@ def pattern_bars(per_fold: pd.DataFrame, path: Path, title: str = "") -> Path:
     ax.set_xticks(x, [f"{r}\n({c})" for r, c in zip(rows, CODES, strict=True)], fontsize=8)
     ax.set(ylim=(0, 1.05), ylabel="test-fold value", title=title or "Pattern detection per code: mean ± sd over folds")
     ax.legend(ncol=4, fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bcc.core.io import atomic_path
+from bcc.evaluation.figures import save_figure
 from bcc.evaluation.localisation.statistics import BINS, conditional_pdfs, pdf_intersection
 from bcc.explanation.render import overlay
 
@@ -57,12 +57,7 @@ def figure3(rgb: np.ndarray, mask: np.ndarray, z: np.ndarray, path: Path, title:
     ax[3].set_title("(d) conditional PDFs")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def figure_choice(records: pd.DataFrame, max_figures: int) -> pd.DataFrame:
