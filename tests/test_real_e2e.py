@@ -100,6 +100,36 @@ def test_real_run_reports_sources_held_out_sources_and_lesion_focus(merged, tmp_
     assert (summary[summary["chosen_on_validation"]].groupby("output")["layer"].nunique() == 1).all()
     assert summary["pictures"].gt(0).all() and summary["share"].between(0, 1).all()
 
+    # the same layer's maps averaged over shifted and flipped passes (experiments/real/cam_shifts.py)
+    cam_shifts = _experiment("real", "cam_shifts")
+    shifted = cam_shifts.records(out / "efficientnet_lite0", load_dataset(merged))
+    assert set(shifted["variant"]) == {"single", "flips", "shifts"} and set(shifted["grid"]) == {"2x2"}
+    key = ["split", "fold", "image_id", "output"]
+    single = shifted[shifted["variant"] == "single"].set_index(key)["share"]
+    record = rows[rows["layer"] == "bn2"].set_index(key)["share"]
+    assert single.index.sort_values().equals(record.index.sort_values())
+    assert (single - record.loc[single.index]).abs().max() < 0.02  # one pass is the record's map
+    moved = shifted[shifted["variant"] == "shifts"].set_index(key)["share"]
+    assert (moved - single.loc[moved.index]).abs().max() > 1e-3  # the passes are not the same map
+    table = cam_shifts.summary(shifted)
+    for column in ("chosen_on_validation", "chosen_by_pointing"):
+        assert (table[table[column]].groupby("output")["variant"].nunique() == 1).all()
+    pairs = cam_shifts.paired(shifted)
+    assert set(pairs["variant"]) == {"flips", "shifts"}
+    assert (pairs["fixed"] + pairs["broken"] <= pairs["pictures"]).all()
+
+
+def test_a_shifted_pass_is_moved_back_onto_the_picture():
+    """cam_shifts moves the input by (dy, dx) and the map back: away from the reflected border, the round
+    trip is the identity, and a move is a move (not a wrap-around)."""
+    import torch
+
+    moved = _experiment("real", "cam_shifts")._moved
+    x = torch.arange(2 * 3 * 12 * 12, dtype=torch.float32).reshape(2, 3, 12, 12)
+    there = moved(x, 3, -2)
+    assert torch.equal(there[..., 3:, :-2], x[..., :-3, 2:])
+    assert torch.equal(moved(there, -3, 2)[..., 3:-3, 3:-3], x[..., 3:-3, 3:-3])
+
 
 def _experiment(folder: str, name: str):
     """A script of experiments/<folder>/ as a module (they are scripts, not part of the package)."""

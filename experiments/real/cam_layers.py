@@ -86,7 +86,8 @@ def by_lesion_size(rows: pd.DataFrame) -> pd.DataFrame:
                  peaks_off=("peak_in_lesion", lambda v: float(1 - v.astype(bool).mean()))).reset_index()
 
 
-def figure(rows: pd.DataFrame, table: pd.DataFrame, path: Path) -> None:
+def figure(rows: pd.DataFrame, table: pd.DataFrame, path: Path, what: str = "layer") -> None:
+    """Per output, the test pictures' mass on the lesion for each of `what` (the rows' ``layer`` column)."""
     test = rows[rows["split"] == "test"]
     fig, axes = plt.subplots(1, len(OUTPUTS), figsize=(4.6 * len(OUTPUTS), 3.6), squeeze=False)
     for ax, output in zip(axes[0], OUTPUTS, strict=True):
@@ -99,9 +100,9 @@ def figure(rows: pd.DataFrame, table: pd.DataFrame, path: Path) -> None:
         ax.set_xticks(range(1, len(layers) + 1),
                       [f"{la}{' *' if t.loc[la, 'chosen_on_validation'] else ''}\n{t.loc[la, 'grid']}\n"
                        f"{t.loc[la, 'peaks_off']:.0%} peaks off" for la in layers], fontsize=7)
-        ax.set(ylim=(0, 1), ylabel="mass on the lesion", title=f"{output} map on PH2 test pictures", xlabel="layer")
+        ax.set(ylim=(0, 1), ylabel="mass on the lesion", title=f"{output} map on PH2 test pictures", xlabel=what)
         ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle("Grad-CAM layer (* chosen on the validation slices)", fontsize=9)
+    fig.suptitle(f"Grad-CAM {what} (* chosen on the validation slices)", fontsize=9)
     save_figure(fig, path)
 
 
