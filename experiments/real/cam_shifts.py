@@ -46,6 +46,17 @@ from bcc.models.checkpoint import load_network
 OUTPUT_NAMES = ("bcc", "PN")
 
 
+def _sibling(name: str):
+    """A script beside this one as a module (experiments are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cam_layers = _sibling("cam_layers")  # its splits, summary, size thirds and figure
+
+
 def passes(variant: str, cell: int) -> list[tuple[int, int, bool, bool]]:
     """(dy, dx, flip up-down, flip left-right) of each pass of `variant`; `cell` the grid's stride in pixels."""
     half = cell // 2
@@ -64,24 +75,25 @@ def _moved(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[..., p - dy:p - dy + h, p - dx:p - dx + w]
 
 
+def one_pass(net, x: torch.Tensor, signs: np.ndarray, dy: int, dx: int, up_down: bool, left_right: bool
+             ) -> torch.Tensor:
+    """Predicted-class maps (N, 8, S, S) in [0, 1] of `x` moved and flipped, put back onto `x`."""
+    dims = [d for d, f in ((-2, up_down), (-1, left_right)) if f]
+    xi = _moved(x, dy, dx)
+    m = postprocess(signed_cams(raw_cams(net, xi.flip(dims) if dims else xi)[0], signs), x.shape[-2:])
+    return _moved(m.flip(dims) if dims else m, -dy, -dx)
+
+
 def averaged_maps(net, x: torch.Tensor, signs: np.ndarray, variant: str, cell: int) -> torch.Tensor:
     """Predicted-class maps (N, 8, S, S) in [0, 1] on the input, averaged over `variant`'s passes."""
-    total = torch.zeros(0)
     moves = passes(variant, cell)
-    for dy, dx, up_down, left_right in moves:
-        flip_dims = [d for d, f in ((-2, up_down), (-1, left_right)) if f]
-        xi = _moved(x, dy, dx)
-        xi = xi.flip(flip_dims) if flip_dims else xi
-        m = postprocess(signed_cams(raw_cams(net, xi)[0], signs), x.shape[-2:])
-        m = _moved(m.flip(flip_dims) if flip_dims else m, -dy, -dx)
-        total = m if not total.numel() else total + m
-    return total / len(moves)
+    return sum(one_pass(net, x, signs, *move) for move in moves) / len(moves)
 
 
 def records(run_root: Path, dataset, variants=("single", "flips", "shifts"), threshold: float = 0.5,
             batch_size: int = 16) -> pd.DataFrame:
     """One row per (split, variant, fold, PH2 picture, output) over every fold's stage-3 model."""
-    splits = _cam_layers().SPLITS
+    splits = cam_layers.SPLITS
     rows = []
     for job in sorted(Path(run_root).glob("fold*/stage3")):
         net = load_network(job / BEST)
@@ -125,7 +137,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     lesion), and ``chosen_by_pointing``: the variant with the fewest validation peaks off the lesion (ties by
     mass) — the issue's two targets are two measures, each chosen on validation by its own; the spread of the
     peaks off over folds (sd of the fold shares)."""
-    table = _cam_layers().summary(rows.rename(columns={"variant": "layer"})).rename(columns={"layer": "variant"})
+    table = cam_layers.summary(rows.rename(columns={"variant": "layer"})).rename(columns={"layer": "variant"})
     off = 1 - rows.assign(hit=rows["peak_in_lesion"].astype(bool)).groupby(
         ["split", "output", "variant", "fold"], sort=False)["hit"].mean()
     table["peaks_off_sd_over_folds"] = off.groupby(["split", "output", "variant"], sort=False).std().to_numpy()
@@ -154,16 +166,7 @@ def paired(rows: pd.DataFrame, reference: str = "single") -> pd.DataFrame:
 
 
 def by_lesion_size(rows: pd.DataFrame) -> pd.DataFrame:
-    return _cam_layers().by_lesion_size(rows.rename(columns={"variant": "layer"})).rename(columns={"layer": "variant"})
-
-
-def _cam_layers():
-    """The sibling script (experiments are scripts, not a package): its splits, summary and size thirds."""
-    path = Path(__file__).with_name("cam_layers.py")
-    spec = importlib.util.spec_from_file_location("cam_layers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return cam_layers.by_lesion_size(rows.rename(columns={"variant": "layer"})).rename(columns={"layer": "variant"})
 
 
 def main() -> None:
@@ -180,7 +183,7 @@ def main() -> None:
     table.to_csv(args.out / "cam_shifts.csv", index=False, float_format="%.4f")
     sizes = by_lesion_size(rows)
     sizes.to_csv(args.out / "cam_shifts_by_lesion_size.csv", index=False, float_format="%.4f")
-    _cam_layers().figure(rows.rename(columns={"variant": "layer"}), table.rename(columns={"variant": "layer"}),
+    cam_layers.figure(rows.rename(columns={"variant": "layer"}), table.rename(columns={"variant": "layer"}),
                          args.out / "figures" / "cam_shifts.png", what="passes")
     pairs = paired(rows)
     pairs.to_csv(args.out / "cam_shifts_paired.csv", index=False, float_format="%.4g")
