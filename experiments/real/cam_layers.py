@@ -66,11 +66,18 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                   empty_maps=("share", lambda s: int(s.isna().sum()))).reset_index()
     folds = rows.groupby(["split", "output", "layer", "fold"], sort=False)["share"].mean()
     table["share_sd_over_folds"] = folds.groupby(["split", "output", "layer"], sort=False).std().to_numpy()
-    table["chosen_on_validation"] = False
+    return mark_choice(table, "chosen_on_validation", ["share", "peaks_off"], [False, True])
+
+
+def mark_choice(table: pd.DataFrame, column: str, by: list[str], ascending: list[bool], key: str = "layer"
+                ) -> pd.DataFrame:
+    """Set `column` True on every split's row of the `key` (per output) first on the validation rows in the
+    order of `by` — chosen there, reported on test."""
+    table[column] = False
     for output in table["output"].unique():
         val = table[(table["split"] == "validation") & (table["output"] == output)]
-        best = val.sort_values(["share", "peaks_off"], ascending=[False, True])["layer"].iloc[0]
-        table.loc[(table["output"] == output) & (table["layer"] == best), "chosen_on_validation"] = True
+        best = val.sort_values(by, ascending=ascending)[key].iloc[0]
+        table.loc[(table["output"] == output) & (table[key] == best), column] = True
     return table
 
 

@@ -98,6 +98,7 @@ def records(run_root: Path, dataset, variants=("single", "flips", "shifts"), thr
     for job in sorted(Path(run_root).glob("fold*/stage3")):
         net = load_network(job / BEST)
         outputs = [o for o in OUTPUT_NAMES if net.trained[OUTPUTS.index(o)]]
+        grid: tuple[int, ...] = ()  # the model's Grad-CAM grid, read off its first batch
         for split, file in splits.items():
             preds = read_predictions(job / file).set_index("image_id")
             ids = [i for i in preds.index if LESION in dataset.masks.get(i, {})]
@@ -107,7 +108,7 @@ def records(run_root: Path, dataset, variants=("single", "flips", "shifts"), thr
                 aspects = [dataset.aspect(i) for i in chunk]
                 x = torch.stack([to_input(rgb, net.preprocess, a) for rgb, a in zip(rgbs, aspects, strict=True)])
                 signs = predicted_signs(np.nan_to_num(preds.loc[chunk, PROB_COLUMNS].to_numpy(np.float64)), threshold)
-                grid = tuple(int(s) for s in raw_cams(net, x[:1])[0].shape[-2:])
+                grid = grid or tuple(int(s) for s in raw_cams(net, x[:1])[0].shape[-2:])
                 for variant in variants:
                     maps = averaged_maps(net, x, signs, variant, cell=x.shape[-1] // grid[1])
                     for k, (image_id, rgb) in enumerate(zip(chunk, rgbs, strict=True)):
@@ -124,7 +125,8 @@ def records(run_root: Path, dataset, variants=("single", "flips", "shifts"), thr
 
 
 def _onto_picture(maps: torch.Tensor, shape: tuple[int, int], region: tuple[int, int, int, int]) -> np.ndarray:
-    """Maps (8, S, S) on the input resized onto the part of an (H, W) picture the network saw, 0 elsewhere."""
+    """Maps (8, S, S) on the input resized onto the part of an (H, W) picture the network saw, 0 elsewhere.
+    Not ``maps_on_picture``: that one post-processes raw maps, and a second min-max of an average moves mass."""
     top, left, h, w = region
     out = np.zeros((maps.shape[0], *shape), np.float32)
     out[:, top:top + h, left:left + w] = F.interpolate(maps[None], size=(h, w), mode="bilinear",
@@ -141,12 +143,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     off = 1 - rows.assign(hit=rows["peak_in_lesion"].astype(bool)).groupby(
         ["split", "output", "variant", "fold"], sort=False)["hit"].mean()
     table["peaks_off_sd_over_folds"] = off.groupby(["split", "output", "variant"], sort=False).std().to_numpy()
-    table["chosen_by_pointing"] = False
-    for output in table["output"].unique():
-        val = table[(table["split"] == "validation") & (table["output"] == output)]
-        best = val.sort_values(["peaks_off", "share"], ascending=[True, False])["variant"].iloc[0]
-        table.loc[(table["output"] == output) & (table["variant"] == best), "chosen_by_pointing"] = True
-    return table
+    return cam_layers.mark_choice(table, "chosen_by_pointing", ["peaks_off", "share"], [True, False], key="variant")
 
 
 def paired(rows: pd.DataFrame, reference: str = "single") -> pd.DataFrame:
